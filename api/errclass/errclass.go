@@ -1,0 +1,245 @@
+package errclass
+
+import (
+	"fmt"
+	"strings"
+
+	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
+)
+
+// Info describes one error class.
+type Info struct {
+	Class wsfleetv1.ErrorClass
+	// Name is the short snake_case name used in logs, JSON bodies, metric
+	// labels and the CLI: "origin_rejected".
+	Name string
+	// Kind tells a rejected handshake from a closed connection; it is what
+	// a node records in ErrorEvent.kind for this class.
+	Kind wsfleetv1.EventKind
+	// HTTPStatus is the status a rejected handshake is answered with; 0 for
+	// close classes. bad_handshake may also be 426 (wrong version), which
+	// the node decides per request.
+	HTTPStatus int
+	// CloseCode is the WebSocket close code of a close class; 0 for
+	// handshake classes. 1006 is never sent on the wire: it is what the
+	// client reports when the connection ended without a close frame.
+	CloseCode uint16
+	// Signal is what the client sees, for humans: "HTTP 403",
+	// "close 1006 seen by client".
+	Signal string
+	// Cause is the typical cause.
+	Cause string
+	// Action is what to do about it.
+	Action string
+	// Error is false for the expected closes (normal, client_going_away,
+	// server_shutdown) that dashboards and errors-only queries leave out.
+	Error bool
+}
+
+// HTTP statuses and close codes, named here rather than taken from net/http
+// and gws so that this package stays a dependency-free part of the contract.
+const (
+	statusBadRequest         = 400
+	statusUnauthorized       = 401
+	statusForbidden          = 403
+	statusTooManyRequests    = 429
+	statusServiceUnavailable = 503
+
+	closeNormal          = 1000
+	closeGoingAway       = 1001
+	closeProtocolError   = 1002
+	closeAbnormal        = 1006
+	closePolicyViolation = 1008
+	closeMessageTooBig   = 1009
+	closeInternalError   = 1011
+)
+
+const (
+	handshake = wsfleetv1.EventKind_EVENT_KIND_HANDSHAKE_REJECTED
+	closed    = wsfleetv1.EventKind_EVENT_KIND_CONNECTION_CLOSED
+)
+
+// table is indexed by class number; entry 0 is what Lookup returns for
+// UNSPECIFIED and for numbers this build does not know.
+var table = []Info{
+	{
+		Class:  wsfleetv1.ErrorClass_ERROR_CLASS_UNSPECIFIED,
+		Name:   "unspecified",
+		Signal: "none",
+		Cause:  "the class was not set or is newer than this build",
+		Action: "upgrade the reader; report a node that records it",
+		Error:  true,
+	},
+	{
+		Class: wsfleetv1.ErrorClass_ERROR_CLASS_ORIGIN_REJECTED, Name: "origin_rejected", Kind: handshake,
+		HTTPStatus: statusForbidden, Signal: "HTTP 403",
+		Cause:  "the page's origin is not in the allowlist",
+		Action: "fix the allowlist or the page's domain",
+		Error:  true,
+	},
+	{
+		Class: wsfleetv1.ErrorClass_ERROR_CLASS_UNAUTHORIZED, Name: "unauthorized", Kind: handshake,
+		HTTPStatus: statusUnauthorized, Signal: "HTTP 401",
+		Cause:  "missing or invalid credentials",
+		Action: "fix the client's authentication",
+		Error:  true,
+	},
+	{
+		Class: wsfleetv1.ErrorClass_ERROR_CLASS_BAD_HANDSHAKE, Name: "bad_handshake", Kind: handshake,
+		HTTPStatus: statusBadRequest, Signal: "HTTP 400/426",
+		Cause:  "not a valid upgrade request (a proxy stripped the Upgrade headers, wrong WebSocket version)",
+		Action: "check proxies and load balancers pass WebSocket upgrades",
+		Error:  true,
+	},
+	{
+		Class: wsfleetv1.ErrorClass_ERROR_CLASS_RATE_LIMITED, Name: "rate_limited", Kind: handshake,
+		HTTPStatus: statusTooManyRequests, Signal: "HTTP 429 + Retry-After",
+		Cause:  "handshake rate over the policy's limit",
+		Action: "make clients back off; raise limits.handshakes_per_second",
+		Error:  true,
+	},
+	{
+		Class: wsfleetv1.ErrorClass_ERROR_CLASS_CAPACITY, Name: "capacity", Kind: handshake,
+		HTTPStatus: statusServiceUnavailable, Signal: "HTTP 503 + Retry-After",
+		Cause:  "the node's or the client IP's connection cap is reached",
+		Action: "scale out; raise limits.max_connections or max_connections_per_ip",
+		Error:  true,
+	},
+	{
+		Class: wsfleetv1.ErrorClass_ERROR_CLASS_BREAKER_OPEN, Name: "breaker_open", Kind: handshake,
+		HTTPStatus: statusServiceUnavailable, Signal: "HTTP 503 + Retry-After",
+		Cause:  "the breaker is open after upstream failures",
+		Action: "fix the upstream; clients back off",
+		Error:  true,
+	},
+	{
+		Class: wsfleetv1.ErrorClass_ERROR_CLASS_HEARTBEAT_TIMEOUT, Name: "heartbeat_timeout", Kind: closed,
+		CloseCode: closeAbnormal, Signal: "close 1006 seen by client",
+		Cause:  "the peer was silent past the heartbeat timeout (NAT dropped it, device asleep)",
+		Action: "tune heartbeat.interval and heartbeat.timeout",
+		Error:  true,
+	},
+	{
+		Class: wsfleetv1.ErrorClass_ERROR_CLASS_CONN_RESET, Name: "conn_reset", Kind: closed,
+		CloseCode: closeAbnormal, Signal: "TCP reset or EOF without a close frame (1006)",
+		Cause:  "the connection was reset or ended without a close frame",
+		Action: "check the client's network",
+		Error:  true,
+	},
+	{
+		Class: wsfleetv1.ErrorClass_ERROR_CLASS_MESSAGE_TOO_BIG, Name: "message_too_big", Kind: closed,
+		CloseCode: closeMessageTooBig, Signal: "close 1009",
+		Cause:  "a frame over the policy's max message bytes",
+		Action: "raise limits.max_message_bytes or split messages",
+		Error:  true,
+	},
+	{
+		Class: wsfleetv1.ErrorClass_ERROR_CLASS_POLICY_VIOLATION, Name: "policy_violation", Kind: closed,
+		CloseCode: closePolicyViolation, Signal: "close 1008",
+		Cause:  "message-rate abuse and similar",
+		Action: "fix the client bug",
+		Error:  true,
+	},
+	{
+		Class: wsfleetv1.ErrorClass_ERROR_CLASS_SLOW_CONSUMER, Name: "slow_consumer", Kind: closed,
+		CloseCode: closePolicyViolation, Signal: "close 1008",
+		Cause:  "the client does not read; its outgoing queue filled up",
+		Action: "fix the client bug or its network",
+		Error:  true,
+	},
+	{
+		Class: wsfleetv1.ErrorClass_ERROR_CLASS_PROTOCOL_ERROR, Name: "protocol_error", Kind: closed,
+		CloseCode: closeProtocolError, Signal: "close 1002/1007",
+		Cause:  "bad frames or invalid UTF-8",
+		Action: "fix the client bug",
+		Error:  true,
+	},
+	{
+		Class: wsfleetv1.ErrorClass_ERROR_CLASS_INTERNAL_ERROR, Name: "internal_error", Kind: closed,
+		CloseCode: closeInternalError, Signal: "close 1011",
+		Cause:  "a handler panicked (recovered, stack logged)",
+		Action: "fix the server bug",
+		Error:  true,
+	},
+	{
+		Class: wsfleetv1.ErrorClass_ERROR_CLASS_SERVER_SHUTDOWN, Name: "server_shutdown", Kind: closed,
+		CloseCode: closeGoingAway, Signal: "close 1001",
+		Cause:  "the node is draining",
+		Action: "none",
+	},
+	{
+		Class: wsfleetv1.ErrorClass_ERROR_CLASS_CLIENT_GOING_AWAY, Name: "client_going_away", Kind: closed,
+		CloseCode: closeGoingAway, Signal: "close 1001 from client",
+		Cause:  "the page navigated away",
+		Action: "none",
+	},
+	{
+		Class: wsfleetv1.ErrorClass_ERROR_CLASS_NORMAL, Name: "normal", Kind: closed,
+		CloseCode: closeNormal, Signal: "close 1000",
+		Cause:  "the client or the node closed normally",
+		Action: "none",
+	},
+}
+
+// byName maps short names to classes; Parse lowercases its input and strips
+// the enum prefix before looking it up.
+var byName = func() map[string]wsfleetv1.ErrorClass {
+	m := make(map[string]wsfleetv1.ErrorClass, len(table))
+	for _, info := range table[1:] {
+		m[info.Name] = info.Class
+	}
+	return m
+}()
+
+// enumPrefix is what the proto enum names carry in front of the short name.
+const enumPrefix = "error_class_"
+
+// Lookup returns the class's entry. UNSPECIFIED and numbers this build does
+// not know give an entry named "unspecified", so a reader older than the
+// writer still prints something.
+func Lookup(c wsfleetv1.ErrorClass) Info {
+	if c <= 0 || int(c) >= len(table) {
+		info := table[0]
+		info.Class = c
+		return info
+	}
+	return table[c]
+}
+
+// Name returns the class's short name, "unspecified" for unknown ones.
+func Name(c wsfleetv1.ErrorClass) string {
+	return Lookup(c).Name
+}
+
+// Parse reads a class name as users type it: the short name
+// ("origin_rejected"), upper case ("ORIGIN_REJECTED") or the proto enum name
+// ("ERROR_CLASS_ORIGIN_REJECTED"), in any case, surrounding spaces ignored.
+// "unspecified" is not a class one can ask for. The error wraps
+// ErrUnknownClass and lists the valid names.
+func Parse(name string) (wsfleetv1.ErrorClass, error) {
+	key := strings.ToLower(strings.TrimSpace(name))
+	key = strings.TrimPrefix(key, enumPrefix)
+	if c, ok := byName[key]; ok {
+		return c, nil
+	}
+	return wsfleetv1.ErrorClass_ERROR_CLASS_UNSPECIFIED,
+		fmt.Errorf("%w %q (valid: %s)", ErrUnknownClass, name, strings.Join(Names(), ", "))
+}
+
+// All returns every class except UNSPECIFIED, in enum order. The slice is a
+// fresh copy.
+func All() []Info {
+	out := make([]Info, len(table)-1)
+	copy(out, table[1:])
+	return out
+}
+
+// Names returns every class's short name except "unspecified", in enum
+// order.
+func Names() []string {
+	out := make([]string, 0, len(table)-1)
+	for _, info := range table[1:] {
+		out = append(out, info.Name)
+	}
+	return out
+}

@@ -1,0 +1,143 @@
+package auth
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Role is what a caller may do.
+type Role string
+
+// The roles. Every token has exactly one.
+const (
+	RoleAdmin  Role = "admin"
+	RoleViewer Role = "viewer"
+	RoleNode   Role = "node"
+)
+
+func (r Role) valid() bool {
+	return r == RoleAdmin || r == RoleViewer || r == RoleNode
+}
+
+// Identity is an authenticated caller.
+type Identity struct {
+	// Name identifies the caller in audit lines and as a revision's author.
+	Name string
+	Role Role
+}
+
+// minTokenLength keeps guessable tokens out of the file; 16 characters of a
+// random string is far beyond online guessing.
+const minTokenLength = 16
+
+// tokensFile is the on-disk shape:
+//
+//	tokens:
+//	  - name: alice
+//	    role: admin
+//	    token: "a-long-random-string"
+//	  - name: ci
+//	    role: viewer
+//	    sha256: "<hex of sha256(token)>"  # keeps the secret out of the file
+type tokensFile struct {
+	Tokens []tokenEntry `json:"tokens"`
+}
+
+type tokenEntry struct {
+	Name   string `json:"name"`
+	Role   Role   `json:"role"`
+	Token  string `json:"token,omitempty"`
+	SHA256 string `json:"sha256,omitempty"`
+}
+
+// Tokens maps token digests to identities. Immutable once built.
+type Tokens struct {
+	byDigest map[[sha256.Size]byte]Identity
+}
+
+// Len is the number of configured tokens.
+func (t *Tokens) Len() int {
+	if t == nil {
+		return 0
+	}
+	return len(t.byDigest)
+}
+
+// lookup finds the identity of a presented token. Only digests are compared,
+// so the map never holds a secret and timing reveals nothing about it.
+func (t *Tokens) lookup(token string) (Identity, bool) {
+	if t == nil || token == "" {
+		return Identity{}, false
+	}
+	id, ok := t.byDigest[sha256.Sum256([]byte(token))]
+	return id, ok
+}
+
+// LoadTokensFile reads and validates a tokens file. Every problem is
+// reported, each naming its entry.
+func LoadTokensFile(path string) (*Tokens, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrTokensFile, err)
+	}
+	return ParseTokens(data)
+}
+
+// ParseTokens parses the YAML (or JSON) content of a tokens file.
+func ParseTokens(data []byte) (*Tokens, error) {
+	var f tokensFile
+	if err := yaml.UnmarshalStrict(data, &f); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrTokensFile, err)
+	}
+	t := &Tokens{byDigest: make(map[[sha256.Size]byte]Identity, len(f.Tokens))}
+	var problems []string
+	names := map[string]bool{}
+	for i, e := range f.Tokens {
+		where := fmt.Sprintf("tokens[%d]", i)
+		if e.Name == "" {
+			problems = append(problems, where+".name: required")
+		} else if names[e.Name] {
+			problems = append(problems, fmt.Sprintf("%s.name: %q is used twice", where, e.Name))
+		}
+		names[e.Name] = true
+		if !e.Role.valid() {
+			problems = append(problems, fmt.Sprintf("%s.role: %q is not one of admin, viewer, node", where, e.Role))
+		}
+		var digest [sha256.Size]byte
+		switch {
+		case e.Token != "" && e.SHA256 != "":
+			problems = append(problems, where+": set token or sha256, not both")
+			continue
+		case e.Token != "":
+			if len(e.Token) < minTokenLength {
+				problems = append(problems, fmt.Sprintf("%s.token: shorter than %d characters", where, minTokenLength))
+				continue
+			}
+			digest = sha256.Sum256([]byte(e.Token))
+		case e.SHA256 != "":
+			b, err := hex.DecodeString(strings.TrimSpace(e.SHA256))
+			if err != nil || len(b) != sha256.Size {
+				problems = append(problems, where+".sha256: not 64 hex characters")
+				continue
+			}
+			copy(digest[:], b)
+		default:
+			problems = append(problems, where+": token or sha256 required")
+			continue
+		}
+		if _, dup := t.byDigest[digest]; dup {
+			problems = append(problems, where+": the same token is listed twice")
+			continue
+		}
+		t.byDigest[digest] = Identity{Name: e.Name, Role: e.Role}
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("%w: %s", ErrTokensFile, strings.Join(problems, "; "))
+	}
+	return t, nil
+}

@@ -1,0 +1,102 @@
+// Command wsfleet-control runs the wsfleet control plane.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/wsfleet/wsfleet/controlplane"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	fs := flag.NewFlagSet("wsfleet-control", flag.ContinueOnError)
+	var cfg controlplane.Config
+	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", controlplane.DefaultGRPCAddr, "gRPC listen address")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", controlplane.DefaultHTTPAddr, "listen address for /metrics and /healthz")
+	fs.StringVar(&cfg.DataDir, "data-dir", controlplane.DefaultDataDir, "directory of the embedded store")
+	fs.BoolVar(&cfg.Dev, "dev", false, "turn authentication off (allowed only on loopback addresses)")
+	fs.StringVar(&cfg.TokensFile, "tokens-file", "", "YAML file of bearer tokens with names and roles (admin, viewer, node); re-read on SIGHUP")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate file (PEM)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key file (PEM)")
+	fs.StringVar(&cfg.ClientCA, "client-ca", "", "CA bundle (PEM) for client certificates; turns on mutual TLS")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", controlplane.DefaultShutdownTimeout, "how long a graceful stop may take")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	logFormat := fs.String("log-format", "json", "log format: json or text")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "wsfleet-control: unexpected arguments: %v\n", fs.Args())
+		return 2
+	}
+	if *showVersion {
+		fmt.Println(version)
+		return 0
+	}
+
+	log := logrus.New()
+	lvl, err := logrus.ParseLevel(*logLevel)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "wsfleet-control: %v\n", err)
+		return 2
+	}
+	log.SetLevel(lvl)
+	switch *logFormat {
+	case "json":
+		log.SetFormatter(&logrus.JSONFormatter{})
+	case "text":
+		log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+	default:
+		fmt.Fprintf(os.Stderr, "wsfleet-control: --log-format must be json or text\n")
+		return 2
+	}
+	cfg.Log = log
+
+	srv, err := controlplane.New(cfg)
+	if err != nil {
+		log.WithError(err).Error("cannot start")
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				if err := srv.ReloadTokens(); err != nil {
+					log.WithError(err).Error("tokens not reloaded; keeping the running set")
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	if err := srv.Run(ctx); err != nil {
+		log.WithError(err).Error("control plane failed")
+		return 1
+	}
+	return 0
+}

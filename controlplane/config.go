@@ -1,0 +1,111 @@
+package controlplane
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// Defaults of Config.
+const (
+	DefaultGRPCAddr        = "127.0.0.1:7400"
+	DefaultHTTPAddr        = "127.0.0.1:7401"
+	DefaultDataDir         = "./.wsfleet/control"
+	DefaultShutdownTimeout = 10 * time.Second
+	// DefaultMaxRecvMsgSize bounds one request; a policy is a few KiB, a
+	// telemetry batch at most a few hundred KiB.
+	DefaultMaxRecvMsgSize = 4 << 20
+)
+
+// Config configures a control plane.
+type Config struct {
+	// GRPCAddr is the gRPC listen address. Default 127.0.0.1:7400.
+	GRPCAddr string
+	// HTTPAddr serves /metrics and /healthz. Default 127.0.0.1:7401.
+	HTTPAddr string
+	// DataDir holds the embedded store (policy.db). Default ./.wsfleet/control.
+	DataDir string
+
+	// Dev turns authentication off. Allowed only when every listen address
+	// is loopback.
+	Dev bool
+	// TokensFile maps bearer tokens to names and roles (see package auth).
+	// Required unless Dev.
+	TokensFile string
+
+	// TLSCert and TLSKey enable TLS on the gRPC listener.
+	TLSCert, TLSKey string
+	// ClientCA, if set, requires clients to present a certificate signed by
+	// it (mutual TLS). Requires TLSCert.
+	ClientCA string
+
+	// ShutdownTimeout bounds the graceful stop. Default 10s.
+	ShutdownTimeout time.Duration
+	// MaxRecvMsgSize bounds one gRPC message. Default 4 MiB.
+	MaxRecvMsgSize int
+
+	// Log is the logger; default logrus's standard logger.
+	Log *logrus.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.GRPCAddr == "" {
+		c.GRPCAddr = DefaultGRPCAddr
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = DefaultHTTPAddr
+	}
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.MaxRecvMsgSize <= 0 {
+		c.MaxRecvMsgSize = DefaultMaxRecvMsgSize
+	}
+	if c.Log == nil {
+		c.Log = logrus.StandardLogger()
+	}
+}
+
+func (c *Config) validate() error {
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return fmt.Errorf("%w: --tls-cert and --tls-key go together", ErrConfig)
+	}
+	if c.ClientCA != "" && c.TLSCert == "" {
+		return fmt.Errorf("%w: --client-ca needs --tls-cert and --tls-key", ErrConfig)
+	}
+	if c.Dev {
+		if c.TokensFile != "" {
+			return fmt.Errorf("%w: --dev turns auth off; drop --tokens-file or --dev", ErrConfig)
+		}
+		for _, a := range []string{c.GRPCAddr, c.HTTPAddr} {
+			if !isLoopback(a) {
+				return fmt.Errorf("%w: %q", ErrDevNotLoopback, a)
+			}
+		}
+	} else if c.TokensFile == "" {
+		return fmt.Errorf("%w: no tokens configured: pass --tokens-file (or --dev on loopback for local use)", ErrConfig)
+	}
+	return nil
+}
+
+// isLoopback reports whether a listen address binds loopback only. An empty
+// host (":7400") binds every interface and is not loopback.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (c *Config) storePath() string { return filepath.Join(c.DataDir, "policy.db") }

@@ -1,0 +1,14 @@
+// Package policyserver implements wsfleet.v1.PolicyService: validated,
+// revisioned, optimistic-concurrency policy changes over a store.Store.
+//
+// Every write is validated as a whole with api/policy before anything is
+// stored, then appended with a compare-and-set on the pool's head revision,
+// so two writers can never silently overwrite each other: with an
+// expected_revision the loser gets FailedPrecondition naming the current
+// revision; without one the server retries against the new head, so the
+// reported changes are always relative to the revision actually replaced.
+//
+// After a commit the server calls Config.OnCommit synchronously, in commit
+// order per pool. The hook must not block (the fleet registry uses it to
+// push to watching nodes through latest-wins channels).
+package policyserver

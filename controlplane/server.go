@@ -1,0 +1,352 @@
+package controlplane
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sirupsen/logrus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/wsfleet/wsfleet/api/policy"
+	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
+	"github.com/wsfleet/wsfleet/controlplane/auth"
+	"github.com/wsfleet/wsfleet/controlplane/policyserver"
+	"github.com/wsfleet/wsfleet/controlplane/store"
+	"github.com/wsfleet/wsfleet/controlplane/store/boltstore"
+)
+
+// Server is a running control plane.
+type Server struct {
+	cfg      Config
+	log      *logrus.Logger
+	store    store.Store
+	auth     *auth.Authenticator
+	grpc     *grpc.Server
+	health   *health.Server
+	http     *http.Server
+	grpcLis  net.Listener
+	httpLis  net.Listener
+	registry *prometheus.Registry
+	policy   *policyserver.Server
+	metrics  *metrics
+
+	closeOnce sync.Once
+}
+
+// New validates cfg, opens the store, bootstraps the default pool and binds
+// the listeners. Call Run to serve, or Close to release everything unused.
+func New(cfg Config) (_ *Server, err error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Log, registry: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+
+	var tokens *auth.Tokens
+	if cfg.TokensFile != "" {
+		if tokens, err = auth.LoadTokensFile(cfg.TokensFile); err != nil {
+			return nil, err
+		}
+	}
+	if s.auth, err = auth.New(tokens, cfg.Dev); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+
+	if s.store, err = boltstore.Open(boltstore.Config{Path: cfg.storePath()}); err != nil {
+		return nil, err
+	}
+
+	s.metrics = newMetrics(s.registry)
+	if s.policy, err = policyserver.New(policyserver.Config{
+		Store:    s.store,
+		Log:      s.log,
+		OnCommit: s.metrics.policyCommitted,
+	}); err != nil {
+		return nil, err
+	}
+	bootCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.policy.Bootstrap(bootCtx); err != nil {
+		return nil, fmt.Errorf("controlplane: bootstrap default pool: %w", err)
+	}
+	if pools, err := s.store.Pools(bootCtx); err == nil {
+		for _, p := range pools {
+			s.metrics.observeRevision(p)
+		}
+	}
+
+	if err := s.buildGRPC(); err != nil {
+		return nil, err
+	}
+	s.buildHTTP()
+
+	if s.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		return nil, fmt.Errorf("controlplane: listen gRPC: %w", err)
+	}
+	if s.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("controlplane: listen HTTP: %w", err)
+	}
+	return s, nil
+}
+
+// GRPCAddr is the bound gRPC address (useful with port 0).
+func (s *Server) GRPCAddr() net.Addr { return s.grpcLis.Addr() }
+
+// HTTPAddr is the bound metrics/health address.
+func (s *Server) HTTPAddr() net.Addr { return s.httpLis.Addr() }
+
+// Registry is the server's Prometheus registry.
+func (s *Server) Registry() *prometheus.Registry { return s.registry }
+
+// ReloadTokens re-reads the tokens file; the running token set is kept if
+// the file is invalid.
+func (s *Server) ReloadTokens() error {
+	if s.cfg.TokensFile == "" {
+		return nil
+	}
+	tokens, err := auth.LoadTokensFile(s.cfg.TokensFile)
+	if err != nil {
+		return err
+	}
+	if err := s.auth.Reload(tokens); err != nil {
+		return err
+	}
+	s.log.WithField("tokens", tokens.Len()).Info("tokens reloaded")
+	return nil
+}
+
+func (s *Server) buildGRPC() error {
+	srvMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
+	s.registry.MustRegister(srvMetrics)
+
+	logger := interceptorLogger(s.log)
+	logOpts := []logging.Option{
+		logging.WithLogOnEvents(logging.FinishCall),
+		logging.WithLevels(codeToLevel),
+	}
+	recoveryOpts := []recovery.Option{
+		recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+			method, _ := grpc.Method(ctx)
+			s.log.WithFields(logrus.Fields{"grpc.method": method, "panic": fmt.Sprint(p), "stack": string(debug.Stack())}).
+				Error("handler panicked")
+			return status.Error(codes.Internal, "internal error")
+		}),
+	}
+	// Health and reflection stay open so grpc-health-probe and grpcurl work
+	// without a token; they reveal nothing but the API shape.
+	needsAuth := selector.MatchFunc(func(_ context.Context, c interceptorsCallMeta) bool {
+		return !isPublicService(c.Service)
+	})
+
+	opts := []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(
+			srvMetrics.UnaryServerInterceptor(),
+			logging.UnaryServerInterceptor(logger, logOpts...),
+			selector.UnaryServerInterceptor(grpcauth.UnaryServerInterceptor(s.auth.AuthFunc), needsAuth),
+			recovery.UnaryServerInterceptor(recoveryOpts...),
+		),
+		grpc.ChainStreamInterceptor(
+			srvMetrics.StreamServerInterceptor(),
+			logging.StreamServerInterceptor(logger, logOpts...),
+			selector.StreamServerInterceptor(grpcauth.StreamServerInterceptor(s.auth.AuthFunc), needsAuth),
+			recovery.StreamServerInterceptor(recoveryOpts...),
+		),
+		grpc.MaxRecvMsgSize(s.cfg.MaxRecvMsgSize),
+		// Nodes keep streams open for days; let them ping every 10s and
+		// close connections that stop answering.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	}
+	if s.cfg.TLSCert != "" {
+		creds, err := s.serverTLS()
+		if err != nil {
+			return err
+		}
+		opts = append(opts, grpc.Creds(creds))
+	}
+	s.grpc = grpc.NewServer(opts...)
+	wsfleetv1.RegisterPolicyServiceServer(s.grpc, s.policy)
+
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	for name := range s.grpc.GetServiceInfo() {
+		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	reflection.Register(s.grpc)
+	srvMetrics.InitializeMetrics(s.grpc)
+	return nil
+}
+
+func isPublicService(service string) bool {
+	return service == healthpb.Health_ServiceDesc.ServiceName ||
+		service == "grpc.reflection.v1.ServerReflection" ||
+		service == "grpc.reflection.v1alpha.ServerReflection"
+}
+
+func (s *Server) serverTLS() (credentials.TransportCredentials, error) {
+	cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("%w: TLS key pair: %w", ErrConfig, err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if s.cfg.ClientCA != "" {
+		pem, err := os.ReadFile(s.cfg.ClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("%w: client CA: %w", ErrConfig, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%w: client CA %s holds no PEM certificate", ErrConfig, s.cfg.ClientCA)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return credentials.NewTLS(tc), nil
+}
+
+func (s *Server) buildHTTP() {
+	s.registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if _, err := s.store.Head(ctx, policy.DefaultPool); err != nil {
+			http.Error(w, "store unavailable: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	s.http = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+	}
+}
+
+// Run serves until ctx is cancelled, then stops gracefully and releases
+// everything. It returns nil after a clean stop.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.Close()
+	s.log.WithFields(logrus.Fields{
+		"grpc_addr": s.GRPCAddr().String(),
+		"http_addr": s.HTTPAddr().String(),
+		"data_dir":  s.cfg.DataDir,
+		"dev":       s.cfg.Dev,
+		"tls":       s.cfg.TLSCert != "",
+		"mtls":      s.cfg.ClientCA != "",
+	}).Info("control plane listening")
+	if s.cfg.Dev {
+		s.log.Warn("dev mode: authentication is off (loopback only)")
+	}
+
+	errc := make(chan error, 2)
+	go func() { errc <- s.grpc.Serve(s.grpcLis) }()
+	go func() {
+		if err := s.http.Serve(s.httpLis); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+			return
+		}
+		errc <- nil
+	}()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		s.log.WithError(runErr).Error("server failed")
+	}
+	s.shutdown()
+	// Collect both serve goroutines (one may already have been read above).
+	for range 2 - boolToInt(runErr != nil) {
+		if err := <-errc; err != nil && runErr == nil && !errors.Is(err, grpc.ErrServerStopped) {
+			runErr = err
+		}
+	}
+	s.log.Info("control plane stopped")
+	return runErr
+}
+
+func boolToInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// shutdown stops accepting, lets calls under way finish within the
+// shutdown timeout, then cuts what is left.
+func (s *Server) shutdown() {
+	s.health.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.log.Warn("graceful stop timed out; closing remaining streams")
+		s.grpc.Stop()
+		<-done
+	}
+	_ = s.http.Shutdown(ctx)
+}
+
+// Close releases the store and listeners. Run calls it; call it yourself
+// only for a Server that never ran.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		if s.grpc != nil {
+			s.grpc.Stop()
+		}
+		for _, l := range []net.Listener{s.grpcLis, s.httpLis} {
+			if l != nil {
+				_ = l.Close()
+			}
+		}
+		if s.store != nil {
+			if err := s.store.Close(); err != nil {
+				s.log.WithError(err).Warn("closing store")
+			}
+		}
+	})
+}

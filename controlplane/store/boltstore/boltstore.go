@@ -1,0 +1,395 @@
+package boltstore
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+	"google.golang.org/protobuf/proto"
+
+	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
+	"github.com/wsfleet/wsfleet/controlplane/store"
+)
+
+// SchemaVersion is the layout this build writes and understands. Bump it
+// (and add a migration in Open) whenever the layout described in the package
+// comment changes, so an older build refuses the file instead of misreading it.
+const SchemaVersion uint64 = 1
+
+// DefaultTimeout is Config.Timeout when left zero.
+const DefaultTimeout = time.Second
+
+var (
+	metaBucket       = []byte("meta")
+	poolsBucket      = []byte("pools")
+	schemaVersionKey = []byte("schema_version")
+
+	// Deterministic so that equal revisions are equal bytes, which keeps the
+	// file diffable and lets a future replica compare values byte-wise.
+	marshalOptions = proto.MarshalOptions{Deterministic: true}
+)
+
+// Config configures Open.
+type Config struct {
+	// Path is the database file, e.g. <data-dir>/policy.db. Its parent
+	// directory is created with mode 0700 if missing; the file gets 0600.
+	Path string
+	// Timeout is how long Open waits for the file lock held by another
+	// process before failing with ErrLocked. Zero means DefaultTimeout;
+	// negative is invalid (bbolt would otherwise wait forever, and a control
+	// plane that hangs at start is worse than one that says why it cannot).
+	Timeout time.Duration
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Path == "" {
+		return c, fmt.Errorf("%w: Path is empty", ErrInvalidConfig)
+	}
+	if c.Timeout < 0 {
+		return c, fmt.Errorf("%w: Timeout %s is negative", ErrInvalidConfig, c.Timeout)
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	return c, nil
+}
+
+// Store is a store.Store on one bbolt file. It is safe for concurrent use.
+type Store struct {
+	db     *bolt.DB
+	closed atomic.Bool
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the database at cfg.Path.
+func Open(cfg Config) (*Store, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o700); err != nil {
+		return nil, fmt.Errorf("boltstore: create data directory: %w", err)
+	}
+	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{Timeout: cfg.Timeout})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %s (waited %s): %w", ErrLocked, cfg.Path, cfg.Timeout, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("boltstore: open %s: %w", cfg.Path, err)
+	}
+	if err := db.Update(initSchema); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("%w (file %s)", err, cfg.Path)
+	}
+	return &Store{db: db}, nil
+}
+
+// initSchema creates the buckets of a new file, or checks that an existing
+// file has a layout this build understands.
+func initSchema(tx *bolt.Tx) error {
+	meta := tx.Bucket(metaBucket)
+	if meta == nil {
+		// Only a brand-new file may be initialised: adopting some other
+		// program's bbolt file would mix our buckets into its data.
+		if foreign, _ := tx.Cursor().First(); foreign != nil {
+			return fmt.Errorf("%w: it has bucket %q but no %q bucket", ErrNotPolicyDB, foreign, metaBucket)
+		}
+		meta, err := tx.CreateBucket(metaBucket)
+		if err != nil {
+			return fmt.Errorf("boltstore: create meta bucket: %w", err)
+		}
+		if err := meta.Put(schemaVersionKey, binary.BigEndian.AppendUint64(nil, SchemaVersion)); err != nil {
+			return fmt.Errorf("boltstore: write schema version: %w", err)
+		}
+		if _, err := tx.CreateBucket(poolsBucket); err != nil {
+			return fmt.Errorf("boltstore: create pools bucket: %w", err)
+		}
+		return nil
+	}
+
+	raw := meta.Get(schemaVersionKey)
+	if len(raw) != 8 {
+		return fmt.Errorf("%w: schema version is %d bytes, want 8", ErrCorrupt, len(raw))
+	}
+	switch v := binary.BigEndian.Uint64(raw); {
+	case v > SchemaVersion:
+		return fmt.Errorf("%w: file has schema version %d, this build supports up to %d; upgrade wsfleet-control", ErrSchemaTooNew, v, SchemaVersion)
+	case v < 1:
+		return fmt.Errorf("%w: schema version %d", ErrCorrupt, v)
+	}
+	if tx.Bucket(poolsBucket) == nil {
+		return fmt.Errorf("%w: no %q bucket", ErrCorrupt, poolsBucket)
+	}
+	return nil
+}
+
+// Head implements store.Store.
+func (s *Store) Head(ctx context.Context, pool string) (*wsfleetv1.PolicyRevision, error) {
+	if err := s.enter(ctx); err != nil {
+		return nil, err
+	}
+	var out *wsfleetv1.PolicyRevision
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := poolBucket(tx, pool)
+		if b == nil {
+			return fmt.Errorf("%w: pool %q", store.ErrNotFound, pool)
+		}
+		k, v := b.Cursor().Last()
+		if k == nil {
+			return fmt.Errorf("%w: pool %q", store.ErrNotFound, pool)
+		}
+		var err error
+		out, err = decodeEntry(pool, k, v)
+		return err
+	})
+	return out, s.wrap("head", err)
+}
+
+// Get implements store.Store.
+func (s *Store) Get(ctx context.Context, pool string, revision int64) (*wsfleetv1.PolicyRevision, error) {
+	if err := s.enter(ctx); err != nil {
+		return nil, err
+	}
+	if revision < 1 {
+		return nil, fmt.Errorf("%w: pool %q revision %d", store.ErrNotFound, pool, revision)
+	}
+	var out *wsfleetv1.PolicyRevision
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := poolBucket(tx, pool)
+		var v []byte
+		if b != nil {
+			v = b.Get(revisionKey(revision))
+		}
+		if v == nil {
+			return fmt.Errorf("%w: pool %q revision %d", store.ErrNotFound, pool, revision)
+		}
+		var err error
+		out, err = decode(pool, revision, v)
+		return err
+	})
+	return out, s.wrap("get", err)
+}
+
+// Append implements store.Store. The pool must be non-empty; a nil revision
+// or an empty pool fails with ErrInvalidRevision.
+func (s *Store) Append(ctx context.Context, rev *wsfleetv1.PolicyRevision, expected int64) (*wsfleetv1.PolicyRevision, error) {
+	if err := s.enter(ctx); err != nil {
+		return nil, err
+	}
+	if rev == nil {
+		return nil, fmt.Errorf("%w: nil", ErrInvalidRevision)
+	}
+	pool := rev.GetPool()
+	if pool == "" {
+		return nil, fmt.Errorf("%w: empty pool name", ErrInvalidRevision)
+	}
+	// Cloned up front so the caller's message is neither modified nor
+	// retained, and the result shares nothing with it.
+	out := proto.Clone(rev).(*wsfleetv1.PolicyRevision)
+
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		pools := tx.Bucket(poolsBucket)
+		b := pools.Bucket([]byte(pool))
+		var head int64
+		if b != nil {
+			if k, _ := b.Cursor().Last(); k != nil {
+				n, err := decodeKey(pool, k)
+				if err != nil {
+					return err
+				}
+				head = n
+			}
+		}
+		if expected != store.AnyRevision && expected != head {
+			return &store.ConflictError{Pool: pool, Expected: expected, Current: head}
+		}
+		// Checked again now that the write lock is held: a caller that gave
+		// up while queued behind other writers must not get a write it will
+		// never see acknowledged.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if b == nil {
+			var err error
+			if b, err = pools.CreateBucket([]byte(pool)); err != nil {
+				return fmt.Errorf("create bucket for pool %q: %w", pool, err)
+			}
+		}
+		// Keys only ever grow, so pages never need room for inserts in the
+		// middle; full pages halve the file compared to the default 50%.
+		b.FillPercent = 1.0
+
+		out.Revision = head + 1
+		v, err := marshalOptions.Marshal(out)
+		if err != nil {
+			return fmt.Errorf("marshal pool %q revision %d: %w", pool, out.Revision, err)
+		}
+		return b.Put(revisionKey(out.Revision), v)
+	})
+	if err != nil {
+		return nil, s.wrap("append", err)
+	}
+	return out, nil
+}
+
+// History implements store.Store. A limit <= 0 returns every revision below
+// before.
+func (s *Store) History(ctx context.Context, pool string, before int64, limit int) ([]*wsfleetv1.PolicyRevision, error) {
+	if err := s.enter(ctx); err != nil {
+		return nil, err
+	}
+	var out []*wsfleetv1.PolicyRevision
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := poolBucket(tx, pool)
+		if b == nil {
+			return fmt.Errorf("%w: pool %q", store.ErrNotFound, pool)
+		}
+		c := b.Cursor()
+		var k, v []byte
+		if before <= 0 {
+			k, v = c.Last()
+		} else if k, _ = c.Seek(revisionKey(before)); k == nil {
+			// Nothing at or after before: every revision is below it.
+			k, v = c.Last()
+		} else {
+			k, v = c.Prev()
+		}
+		for ; k != nil && (limit <= 0 || len(out) < limit); k, v = c.Prev() {
+			r, err := decodeEntry(pool, k, v)
+			if err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, s.wrap("history", err)
+	}
+	return out, nil
+}
+
+// Pools implements store.Store.
+func (s *Store) Pools(ctx context.Context) ([]*wsfleetv1.PolicyRevision, error) {
+	if err := s.enter(ctx); err != nil {
+		return nil, err
+	}
+	var out []*wsfleetv1.PolicyRevision
+	err := s.db.View(func(tx *bolt.Tx) error {
+		pools := tx.Bucket(poolsBucket)
+		return pools.ForEachBucket(func(name []byte) error {
+			pool := string(name)
+			k, v := pools.Bucket(name).Cursor().Last()
+			if k == nil {
+				// Buckets are created in the same transaction as their
+				// first revision, so an empty one is not a pool.
+				return nil
+			}
+			r, err := decodeEntry(pool, k, v)
+			if err != nil {
+				return err
+			}
+			out = append(out, r)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, s.wrap("pools", err)
+	}
+	return out, nil
+}
+
+// Close implements store.Store. It waits for in-flight calls to finish.
+func (s *Store) Close() error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return store.ErrClosed
+	}
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("boltstore: close: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) enter(ctx context.Context) error {
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("boltstore: %w", err)
+	}
+	return nil
+}
+
+// wrap turns errors from inside a transaction into what callers match on.
+func (s *Store) wrap(op string, err error) error {
+	var conflict *store.ConflictError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &conflict):
+		return conflict
+	case errors.Is(err, bolterrors.ErrDatabaseNotOpen):
+		// Close won the race against a call that had already passed enter.
+		return store.ErrClosed
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, ErrCorrupt):
+		return err
+	default:
+		return fmt.Errorf("boltstore: %s: %w", op, err)
+	}
+}
+
+func poolBucket(tx *bolt.Tx, pool string) *bolt.Bucket {
+	if pool == "" {
+		return nil
+	}
+	return tx.Bucket(poolsBucket).Bucket([]byte(pool))
+}
+
+func revisionKey(n int64) []byte {
+	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), uint64(n))
+}
+
+func decodeKey(pool string, k []byte) (int64, error) {
+	if len(k) != 8 {
+		return 0, fmt.Errorf("%w: pool %q has a %d-byte key %x, want an 8-byte revision", ErrCorrupt, pool, len(k), k)
+	}
+	n := int64(binary.BigEndian.Uint64(k))
+	if n < 1 {
+		return 0, fmt.Errorf("%w: pool %q has revision key %d", ErrCorrupt, pool, n)
+	}
+	return n, nil
+}
+
+func decodeEntry(pool string, k, v []byte) (*wsfleetv1.PolicyRevision, error) {
+	n, err := decodeKey(pool, k)
+	if err != nil {
+		return nil, err
+	}
+	return decode(pool, n, v)
+}
+
+// decode unmarshals a stored value and checks it is the revision its key
+// says, so a value written under the wrong key is reported, not served.
+// proto.Unmarshal copies out of v, which is only valid inside the
+// transaction; the result is the caller's.
+func decode(pool string, n int64, v []byte) (*wsfleetv1.PolicyRevision, error) {
+	if v == nil {
+		return nil, fmt.Errorf("%w: pool %q revision %d is a bucket, not a value", ErrCorrupt, pool, n)
+	}
+	r := &wsfleetv1.PolicyRevision{}
+	if err := proto.Unmarshal(v, r); err != nil {
+		return nil, fmt.Errorf("%w: pool %q revision %d: %w", ErrCorrupt, pool, n, err)
+	}
+	if r.GetPool() != pool || r.GetRevision() != n {
+		return nil, fmt.Errorf("%w: pool %q revision %d holds pool %q revision %d", ErrCorrupt, pool, n, r.GetPool(), r.GetRevision())
+	}
+	return r, nil
+}

@@ -1,0 +1,54 @@
+// Package store defines where the control plane keeps policy revisions.
+//
+// The Store interface is deliberately narrow: revisions are immutable, a pool's
+// history is append-only, and the only write is an append guarded by a
+// compare-and-set on the pool's head revision. That maps one-to-one onto a
+// bbolt transaction (package boltstore, the embedded default) and onto an etcd
+// transaction comparing the head key's value, so a distributed store can be
+// added without touching the service above it. Package storetest holds the
+// conformance suite every implementation must pass.
+package store
+
+import (
+	"context"
+
+	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
+)
+
+// AnyRevision passed as the expected head to Append skips the
+// compare-and-set: the revision is appended after whatever the head is.
+const AnyRevision int64 = -1
+
+// Store keeps immutable, numbered policy revisions per pool.
+//
+// Implementations are safe for concurrent use. Returned messages are owned by
+// the caller (never shared with the store's internal state), and messages
+// passed in are not retained.
+type Store interface {
+	// Head returns the pool's newest revision, or an error wrapping
+	// ErrNotFound if the pool has no revision.
+	Head(ctx context.Context, pool string) (*wsfleetv1.PolicyRevision, error)
+
+	// Get returns one revision of a pool, or an error wrapping ErrNotFound.
+	Get(ctx context.Context, pool string, revision int64) (*wsfleetv1.PolicyRevision, error)
+
+	// Append stores rev as the next revision of rev.Pool (head+1; 1 for a new
+	// pool) if the pool's head revision equals expected (0: the pool must
+	// have no revision yet; AnyRevision: no check). The revision number in
+	// rev is ignored and set by the store; the stored revision is returned.
+	// On a head mismatch it returns a *ConflictError (errors.Is ErrConflict)
+	// carrying the current head, and stores nothing. When Append returns nil
+	// the revision is durable: it survives a crash of the process.
+	Append(ctx context.Context, rev *wsfleetv1.PolicyRevision, expected int64) (*wsfleetv1.PolicyRevision, error)
+
+	// History returns up to limit revisions (limit <= 0: all) of a pool with
+	// a number below before (before <= 0: starting at the head), newest
+	// first. A pool with no revision gives an error wrapping ErrNotFound.
+	History(ctx context.Context, pool string, before int64, limit int) ([]*wsfleetv1.PolicyRevision, error)
+
+	// Pools returns the head revision of every pool, ordered by pool name.
+	Pools(ctx context.Context) ([]*wsfleetv1.PolicyRevision, error)
+
+	// Close releases the store. Calls after Close return ErrClosed.
+	Close() error
+}

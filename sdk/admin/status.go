@@ -1,0 +1,66 @@
+package admin
+
+import (
+	"strconv"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/wsfleet/wsfleet/api/policy"
+	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
+)
+
+// The ErrorInfo the control plane attaches to a stale write; the strings
+// are defined once, in the API contract (api/policy).
+const (
+	ErrorDomain            = policy.ErrorDomain
+	ReasonRevisionConflict = policy.ReasonRevisionConflict
+	// Metadata keys of the conflict ErrorInfo.
+	ConflictPoolKey     = policy.ConflictPoolKey
+	ConflictCurrentKey  = policy.ConflictCurrentKey
+	ConflictExpectedKey = policy.ConflictExpectedKey
+)
+
+// FieldViolations returns the field violations of a google.rpc.BadRequest
+// detail on err (the control plane sends one with every InvalidArgument for
+// a policy), in the order the server listed them; nil when there is none.
+func FieldViolations(err error) []*wsfleetv1.FieldViolation {
+	st, ok := status.FromError(err)
+	if !ok || err == nil {
+		return nil
+	}
+	var out []*wsfleetv1.FieldViolation
+	for _, d := range st.Details() {
+		br, ok := d.(*errdetails.BadRequest)
+		if !ok {
+			continue
+		}
+		for _, fv := range br.GetFieldViolations() {
+			out = append(out, &wsfleetv1.FieldViolation{Field: fv.GetField(), Description: fv.GetDescription()})
+		}
+	}
+	return out
+}
+
+// Conflict reports whether err is a stale-revision refusal
+// (FailedPrecondition with the REVISION_CONFLICT ErrorInfo) and, if so, the
+// pool's current revision, so a caller can re-read and retry.
+func Conflict(err error) (current int64, ok bool) {
+	st, isStatus := status.FromError(err)
+	if !isStatus || err == nil || st.Code() != codes.FailedPrecondition {
+		return 0, false
+	}
+	for _, d := range st.Details() {
+		info, isInfo := d.(*errdetails.ErrorInfo)
+		if !isInfo || info.GetReason() != ReasonRevisionConflict || info.GetDomain() != ErrorDomain {
+			continue
+		}
+		n, err := strconv.ParseInt(info.GetMetadata()[ConflictCurrentKey], 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		return n, true
+	}
+	return 0, false
+}

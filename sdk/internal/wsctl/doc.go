@@ -1,0 +1,14 @@
+// Package wsctl is the wsctl command line: cobra commands over the SDK's
+// admin client (sdk/admin) and policy file format (sdk/policyfile).
+//
+// Layout: root.go holds Main, the global flags and the lazily dialled
+// client; output.go the -o table|json|yaml rendering; errors.go the mapping
+// from errors to the lines on stderr and the exit code; one file per command
+// group (policy.go, policy_write.go, ...). A new group (nodes, errors,
+// trace) is a new file with a constructor added in root.go.
+//
+// Exit codes: 0 success, 1 an operation failed (the control plane refused,
+// could not be reached, a file did not decode, a policy is invalid), 2 the
+// command line itself was wrong. Every RPC gets its own --timeout deadline;
+// one invocation uses one connection, closed before Main returns.
+package wsctl

@@ -1,0 +1,159 @@
+package wsctl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/wsfleet/wsfleet/sdk/admin"
+	"github.com/wsfleet/wsfleet/sdk/policyfile"
+)
+
+// Sentinels for conditions wsctl itself detects.
+var (
+	// errInvalidPolicy: validate found violations (they are already printed).
+	errInvalidPolicy = errors.New("wsctl: invalid policy")
+)
+
+// usageError is a mistake on the command line; it exits 2 with a pointer to
+// --help.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usageErrorf(format string, args ...any) error {
+	return usageError{fmt.Sprintf(format, args...)}
+}
+
+// fileError is a policy file that could not be read or decoded.
+type fileError struct {
+	name string
+	err  error
+}
+
+func (e *fileError) Error() string { return e.name + ": " + e.err.Error() }
+func (e *fileError) Unwrap() error { return e.err }
+
+// invalidError reports how many violations validate printed.
+type invalidError struct {
+	name string
+	n    int
+}
+
+func (e *invalidError) Error() string {
+	return fmt.Sprintf("%s: policy has %d invalid %s", e.name, e.n, plural(e.n, "field", "fields"))
+}
+func (e *invalidError) Unwrap() error { return errInvalidPolicy }
+
+// report prints err to stderr as one line per problem and returns the exit
+// code.
+func (a *app) report(cmd *cobra.Command, err error) int {
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(a.stderr, "error: %s\n", ue.msg)
+		fmt.Fprintf(a.stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+		return exitUsage
+	}
+	for _, line := range a.explain(err) {
+		fmt.Fprintln(a.stderr, line)
+	}
+	return exitError
+}
+
+// explain turns an error into the lines an operator needs: what failed,
+// every field at fault, and what to do next.
+func (a *app) explain(err error) []string {
+	var fe *fileError
+	if errors.As(err, &fe) {
+		return explainFile(fe)
+	}
+	if errors.Is(err, context.Canceled) {
+		return []string{"error: interrupted"}
+	}
+	if st, ok := status.FromError(err); ok {
+		return a.explainStatus(st, err)
+	}
+	// Errors of our own packages carry a "pkg: " prefix for logs; on a
+	// terminal it is noise.
+	return []string{"error: " + strings.TrimPrefix(err.Error(), "admin: ")}
+}
+
+func explainFile(fe *fileError) []string {
+	var problems []error
+	if joined, ok := fe.err.(interface{ Unwrap() []error }); ok {
+		problems = joined.Unwrap()
+	} else {
+		problems = []error{fe.err}
+	}
+	lines := make([]string, 0, len(problems))
+	for _, p := range problems {
+		var field *policyfile.FieldError
+		switch {
+		case errors.As(p, &field) && field.Path != "":
+			lines = append(lines, fmt.Sprintf("error: %s: %s: %s", fe.name, field.Path, field.Detail))
+		case errors.As(p, &field):
+			lines = append(lines, fmt.Sprintf("error: %s: %s", fe.name, field.Detail))
+		default:
+			lines = append(lines, fmt.Sprintf("error: %s: %s", fe.name, strings.TrimPrefix(p.Error(), "policyfile: ")))
+		}
+	}
+	return lines
+}
+
+func (a *app) explainStatus(st *status.Status, err error) []string {
+	msg := st.Message()
+	switch st.Code() {
+	case codes.InvalidArgument:
+		lines := []string{"error: " + msg}
+		for _, v := range admin.FieldViolations(err) {
+			lines = append(lines, "  "+v.GetField()+": "+v.GetDescription())
+		}
+		return lines
+	case codes.FailedPrecondition:
+		if _, ok := admin.Conflict(err); ok {
+			return []string{"error: " + msg + " (re-read with 'wsctl policy get' and retry)"}
+		}
+		return []string{"error: " + msg}
+	case codes.Unavailable:
+		return []string{fmt.Sprintf("error: the control plane at %s is unreachable: %s (check --addr or %s)", a.addr, dialDetail(msg), envAddr)}
+	case codes.Unauthenticated:
+		return []string{fmt.Sprintf("error: the control plane at %s did not accept the credentials: %s (pass a valid token with --token or %s)", a.addr, msg, envToken)}
+	case codes.PermissionDenied:
+		return []string{fmt.Sprintf("error: permission denied: %s (use a token whose role allows this, with --token or %s)", msg, envToken)}
+	case codes.DeadlineExceeded:
+		return []string{fmt.Sprintf("error: no answer from the control plane at %s within %s (raise --timeout)", a.addr, a.timeout)}
+	case codes.Canceled:
+		return []string{"error: interrupted"}
+	case codes.Unimplemented:
+		return []string{fmt.Sprintf("error: the control plane at %s does not support this call (%s); is it older than wsctl?", a.addr, msg)}
+	case codes.NotFound, codes.AlreadyExists, codes.Aborted, codes.ResourceExhausted:
+		return []string{"error: " + msg}
+	default:
+		return []string{fmt.Sprintf("error: %s (%s)", msg, st.Code())}
+	}
+}
+
+// dialDetail digs the network error out of gRPC's transport wrapping:
+// `connection error: desc = "transport: Error while dialing: dial tcp ...:
+// connect: connection refused"` reads better as its last part.
+func dialDetail(msg string) string {
+	if i := strings.LastIndex(msg, `desc = "`); i >= 0 {
+		msg = strings.TrimSuffix(msg[i+len(`desc = "`):], `"`)
+	}
+	msg = strings.TrimPrefix(msg, "transport: ")
+	msg = strings.TrimPrefix(msg, "Error while dialing: ")
+	msg = strings.TrimPrefix(msg, "error while dialing: ")
+	return msg
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
