@@ -12,6 +12,7 @@ BUF         := $(BIN)/buf-$(BUF_VERSION)/buf
 GOTEST_TIMEOUT ?= 15m
 BENCHTIME      ?= 2s
 FUZZTIME       ?= 20s
+BENCH_FLAGS    ?=
 DATA_DIR       ?= ./.wsfleet
 
 .PHONY: help run build test bench generate lint cover fuzz \
@@ -24,8 +25,8 @@ $(BUF):
 	@echo ">> installing buf $(BUF_VERSION) (first time only)"
 	GOBIN=$(dir $@) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
 
-build: ## build wsfleet-control and wsctl into ./.bin
-	$(GO) build -o $(BIN)/ ./controlplane/cmd/wsfleet-control ./sdk/cmd/wsctl
+build: ## build wsfleet-control, wsfleet-node, wsctl and wsfleet-bench into ./.bin
+	$(GO) build -o $(BIN)/ ./controlplane/cmd/wsfleet-control ./dataplane/cmd/wsfleet-node ./sdk/cmd/wsctl ./dataplane/cmd/wsfleet-bench
 
 run: build ## control plane (--dev, loopback, store in ./.wsfleet) in the foreground
 	@echo ">> control plane on 127.0.0.1:7400 (gRPC) and 127.0.0.1:7401 (/metrics, /healthz); try: .bin/wsctl policy get"
@@ -73,8 +74,9 @@ verify-generated: $(BUF) ## generated code is up to date with the .proto files
 generate fix-generated: $(BUF) ## buf generate
 	$(BUF) generate
 
-bench: ## benchmarks (Go benchmarks and load tools), figures side by side
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./controlplane/...
+bench: build ## Go benchmarks, then the node's load tool side by side with bare gws
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+	$(BIN)/wsfleet-bench run --node-bin $(BIN)/wsfleet-node $(BENCH_FLAGS)
 
 cover: ## test coverage report in coverage.out
 	$(GO) test -count=1 -coverprofile=coverage.out ./...

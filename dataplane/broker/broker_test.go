@@ -1,0 +1,345 @@
+package broker_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/wsfleet/wsfleet/dataplane/broker"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// recorder is a Subscriber that keeps what it gets.
+type recorder struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (r *recorder) Deliver(msg []byte) {
+	r.mu.Lock()
+	r.msgs = append(r.msgs, string(msg))
+	r.mu.Unlock()
+}
+
+func (r *recorder) got() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.msgs...)
+}
+
+// counter is a Subscriber that only counts, safe under concurrent publishes.
+type counter struct{ n atomic.Int64 }
+
+func (c *counter) Deliver([]byte) { c.n.Add(1) }
+
+func subscribe(t *testing.T, b broker.Broker, channel string, s broker.Subscriber) {
+	t.Helper()
+	added, err := b.Subscribe(channel, s)
+	if err != nil || !added {
+		t.Fatalf("Subscribe(%q) = %v, %v; want true, nil", channel, added, err)
+	}
+}
+
+func publish(t *testing.T, b broker.Broker, channel, msg string, want int) {
+	t.Helper()
+	n, err := b.Publish(context.Background(), channel, []byte(msg))
+	if err != nil || n != want {
+		t.Fatalf("Publish(%q, %q) = %d, %v; want %d, nil", channel, msg, n, err, want)
+	}
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestTwoSubscribersBothReceive(t *testing.T) {
+	b := broker.NewInProcess()
+	defer b.Close()
+	a, c, other := &recorder{}, &recorder{}, &recorder{}
+	subscribe(t, b, "news", a)
+	subscribe(t, b, "news", c)
+	subscribe(t, b, "sports", other)
+
+	publish(t, b, "news", "m1", 2)
+	publish(t, b, "news", "m2", 2)
+
+	for name, r := range map[string]*recorder{"first": a, "second": c} {
+		if got := r.got(); !equal(got, []string{"m1", "m2"}) {
+			t.Errorf("%s subscriber got %q, want [m1 m2] in order", name, got)
+		}
+	}
+	if got := other.got(); len(got) != 0 {
+		t.Errorf("a subscriber of another channel got %q", got)
+	}
+}
+
+func TestUnsubscribedDoesNotReceive(t *testing.T) {
+	b := broker.NewInProcess()
+	defer b.Close()
+	stays, leaves := &recorder{}, &recorder{}
+	subscribe(t, b, "c", stays)
+	subscribe(t, b, "c", leaves)
+	publish(t, b, "c", "before", 2)
+
+	if !b.Unsubscribe("c", leaves) {
+		t.Fatal("Unsubscribe of a subscriber = false, want true")
+	}
+	if b.Unsubscribe("c", leaves) {
+		t.Error("second Unsubscribe = true, want false")
+	}
+	publish(t, b, "c", "after", 1)
+
+	if got := leaves.got(); !equal(got, []string{"before"}) {
+		t.Errorf("unsubscribed subscriber got %q, want only [before]", got)
+	}
+	if got := stays.got(); !equal(got, []string{"before", "after"}) {
+		t.Errorf("remaining subscriber got %q, want [before after]", got)
+	}
+}
+
+func TestSubscribeIsIdempotent(t *testing.T) {
+	b := broker.NewInProcess()
+	defer b.Close()
+	r := &recorder{}
+	subscribe(t, b, "c", r)
+	added, err := b.Subscribe("c", r)
+	if err != nil || added {
+		t.Fatalf("second Subscribe = %v, %v; want false, nil", added, err)
+	}
+	if n := b.Subscribers("c"); n != 1 {
+		t.Errorf("Subscribers = %d, want 1", n)
+	}
+	publish(t, b, "c", "once", 1)
+	if got := r.got(); !equal(got, []string{"once"}) {
+		t.Errorf("got %q, want the message once", got)
+	}
+	// One Unsubscribe undoes any number of Subscribes.
+	if !b.Unsubscribe("c", r) || b.Subscribers("c") != 0 {
+		t.Error("one Unsubscribe did not remove the subscriber")
+	}
+}
+
+func TestEmptyChannelsAreRemoved(t *testing.T) {
+	b := broker.NewInProcess()
+	defer b.Close()
+	r1, r2 := &recorder{}, &recorder{}
+	subscribe(t, b, "a", r1)
+	subscribe(t, b, "a", r2)
+	subscribe(t, b, "b", r1)
+	if n := b.Channels(); n != 2 {
+		t.Fatalf("Channels = %d, want 2", n)
+	}
+	b.Unsubscribe("a", r1)
+	if n := b.Channels(); n != 2 {
+		t.Errorf("Channels after one of two left = %d, want 2", n)
+	}
+	b.Unsubscribe("a", r2)
+	b.Unsubscribe("b", r1)
+	if n := b.Channels(); n != 0 {
+		t.Errorf("Channels after everyone left = %d, want 0", n)
+	}
+	publish(t, b, "a", "nobody", 0)
+	if b.Unsubscribe("never", r1) {
+		t.Error("Unsubscribe from an unknown channel = true")
+	}
+}
+
+func TestSubscribeRefuses(t *testing.T) {
+	b := broker.NewInProcess()
+	defer b.Close()
+	tests := []struct {
+		name    string
+		channel string
+		sub     broker.Subscriber
+		want    error
+	}{
+		{"an empty channel is refused", "", &recorder{}, broker.ErrEmptyChannel},
+		{"a nil subscriber is refused", "c", nil, broker.ErrNilSubscriber},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			added, err := b.Subscribe(tt.channel, tt.sub)
+			if added || !errors.Is(err, tt.want) {
+				t.Errorf("Subscribe = %v, %v; want false, %v", added, err, tt.want)
+			}
+		})
+	}
+	if n := b.Channels(); n != 0 {
+		t.Errorf("Channels = %d after refused subscribes, want 0", n)
+	}
+}
+
+func TestPublishHonoursContext(t *testing.T) {
+	b := broker.NewInProcess()
+	defer b.Close()
+	r := &recorder{}
+	subscribe(t, b, "c", r)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	n, err := b.Publish(ctx, "c", []byte("x"))
+	if n != 0 || !errors.Is(err, context.Canceled) {
+		t.Errorf("Publish with a cancelled context = %d, %v; want 0, context.Canceled", n, err)
+	}
+	if got := r.got(); len(got) != 0 {
+		t.Errorf("subscriber got %q from a cancelled publish", got)
+	}
+}
+
+func TestClose(t *testing.T) {
+	b := broker.NewInProcess()
+	r := &recorder{}
+	subscribe(t, b, "c", r)
+	if err := b.Close(); err != nil {
+		t.Fatalf("Close = %v", err)
+	}
+	if err := b.Close(); !errors.Is(err, broker.ErrClosed) {
+		t.Errorf("second Close = %v, want ErrClosed", err)
+	}
+	if n, err := b.Publish(context.Background(), "c", []byte("x")); n != 0 || !errors.Is(err, broker.ErrClosed) {
+		t.Errorf("Publish after Close = %d, %v; want 0, ErrClosed", n, err)
+	}
+	if added, err := b.Subscribe("c", &recorder{}); added || !errors.Is(err, broker.ErrClosed) {
+		t.Errorf("Subscribe after Close = %v, %v; want false, ErrClosed", added, err)
+	}
+	if b.Unsubscribe("c", r) {
+		t.Error("Unsubscribe after Close = true, want false")
+	}
+	if b.Channels() != 0 || b.Subscribers("c") != 0 {
+		t.Errorf("after Close: %d channels, %d subscribers; want none", b.Channels(), b.Subscribers("c"))
+	}
+	if got := r.got(); len(got) != 0 {
+		t.Errorf("subscriber got %q after Close", got)
+	}
+}
+
+// Run with -race: subscribers come and go on several channels while others
+// publish. Subscribers that stay for the whole run receive every message
+// published to their channel; the counts add up.
+func TestConcurrentSubscribePublish(t *testing.T) {
+	b := broker.NewInProcess()
+	defer b.Close()
+	const (
+		channels   = 8
+		publishers = 4
+		perPub     = 300
+		churners   = 4
+		churn      = 300
+	)
+	stayers := make([]*counter, channels)
+	for i := range stayers {
+		stayers[i] = &counter{}
+		subscribe(t, b, fmt.Sprint("ch", i), stayers[i])
+	}
+
+	var wg sync.WaitGroup
+	var delivered atomic.Int64
+	for p := range publishers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perPub {
+				n, err := b.Publish(context.Background(), fmt.Sprint("ch", (p+i)%channels), []byte("m"))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				delivered.Add(int64(n))
+			}
+		}()
+	}
+	// Counted only after every publisher is done: a publish that loaded
+	// the list just before an Unsubscribe may still deliver.
+	churnSubs := make([][]*counter, churners)
+	for c := range churners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range churn {
+				s := &counter{}
+				churnSubs[c] = append(churnSubs[c], s)
+				ch := fmt.Sprint("ch", (c+i)%channels)
+				if _, err := b.Subscribe(ch, s); err != nil {
+					t.Error(err)
+					return
+				}
+				_ = b.Subscribers(ch)
+				_ = b.Channels()
+				if !b.Unsubscribe(ch, s) {
+					t.Errorf("Unsubscribe(%s) of a fresh subscriber = false", ch)
+					return
+				}
+				// Churn on channels nobody else uses too, so channels are
+				// created and removed while publishers look them up.
+				tmp := fmt.Sprint("tmp", c, "-", i)
+				if _, err := b.Subscribe(tmp, s); err != nil {
+					t.Error(err)
+					return
+				}
+				b.Unsubscribe(tmp, s)
+			}
+		}()
+	}
+	wg.Wait()
+
+	var stayed, churned int64
+	for _, s := range stayers {
+		stayed += s.n.Load()
+	}
+	for _, subs := range churnSubs {
+		for _, s := range subs {
+			churned += s.n.Load()
+		}
+	}
+	if stayed != publishers*perPub {
+		t.Errorf("long-lived subscribers got %d messages, want %d", stayed, publishers*perPub)
+	}
+	if got := delivered.Load(); got != stayed+churned {
+		t.Errorf("Publish reported %d deliveries, subscribers counted %d", got, stayed+churned)
+	}
+	if n := b.Channels(); n != channels {
+		t.Errorf("Channels = %d after churn, want %d", n, channels)
+	}
+	for i := range channels {
+		if n := b.Subscribers(fmt.Sprint("ch", i)); n != 1 {
+			t.Errorf("ch%d has %d subscribers after churn, want 1", i, n)
+		}
+	}
+}
+
+// Close racing with subscribers leaves nothing subscribed.
+func TestCloseRacingSubscribe(t *testing.T) {
+	b := broker.NewInProcess()
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				if _, err := b.Subscribe(fmt.Sprint("c", w, "-", i), &counter{}); errors.Is(err, broker.ErrClosed) {
+					return
+				}
+			}
+		}()
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if n := b.Channels(); n != 0 {
+		t.Errorf("Channels = %d after Close, want 0", n)
+	}
+}

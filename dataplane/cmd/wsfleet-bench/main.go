@@ -1,0 +1,25 @@
+// Command wsfleet-bench measures wsfleet-node against a bare gws echo
+// server on loopback with the same load generator: round trips per second,
+// fan-out deliveries per second, RSS per idle connection and handshakes per
+// second. Everything but process wiring lives in dataplane/internal/loadgen.
+//
+//	wsfleet-bench run --node-bin .bin/wsfleet-node [--out bench.json]
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/wsfleet/wsfleet/dataplane/internal/loadgen"
+)
+
+func main() {
+	// SIGTERM as well as Ctrl-C: run stops its child servers on the way
+	// out, and echo-server is stopped by run with SIGTERM.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := loadgen.Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}

@@ -1,0 +1,165 @@
+package dataplane
+
+import (
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+
+	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
+	"github.com/wsfleet/wsfleet/dataplane/broker"
+)
+
+// Defaults of Config. Every limit the node enforces on its own (as opposed
+// to the policy's) is here.
+const (
+	DefaultListenAddr        = "127.0.0.1:8080"
+	DefaultMetricsAddr       = "127.0.0.1:8081"
+	DefaultPath              = "/ws"
+	DefaultDrainTimeout      = 30 * time.Second
+	DefaultReadHeaderTimeout = 5 * time.Second
+	DefaultMaxHeaderBytes    = 16 << 10
+	DefaultHandshakeTimeout  = 5 * time.Second
+	DefaultWriteTimeout      = 10 * time.Second
+	DefaultMaxQueueMessages  = 1024
+	DefaultMaxQueueBytes     = 4 << 20
+	DefaultMaxSubscriptions  = 128
+	DefaultMaxChannelLength  = 128
+	DefaultAbuseWindow       = 10 * time.Second
+	DefaultCloseConcurrency  = 256
+	DefaultShutdownRetry     = 5 * time.Second
+)
+
+// Config configures a Node. Zero values take the defaults above.
+type Config struct {
+	// NodeID names the node in events, logs and metrics. Required.
+	NodeID string
+	// Pool is the node's pool; default "default".
+	Pool string
+
+	// ListenAddr serves WebSocket at Path (Run only). Default 127.0.0.1:8080.
+	ListenAddr string
+	// MetricsAddr serves /metrics, /healthz and /readyz (Run only); "-"
+	// disables it. Default 127.0.0.1:8081.
+	MetricsAddr string
+	// Path is the WebSocket endpoint. Default /ws.
+	Path string
+
+	// ReadHeaderTimeout cuts a client that trickles its request headers.
+	// gws's own server has none. Default 5s.
+	ReadHeaderTimeout time.Duration
+	// MaxHeaderBytes bounds the request headers. Default 16 KiB.
+	MaxHeaderBytes int
+	// HandshakeTimeout bounds writing the 101 response. Default 5s.
+	HandshakeTimeout time.Duration
+
+	// WriteTimeout bounds every write to a client; a client that does not
+	// take a message within it is closed as slow_consumer. Default 10s.
+	WriteTimeout time.Duration
+	// MaxQueueMessages and MaxQueueBytes bound each connection's outgoing
+	// queue; overflowing either closes it as slow_consumer. Defaults 1024
+	// messages, 4 MiB.
+	MaxQueueMessages int
+	MaxQueueBytes    int
+
+	// MaxSubscriptions bounds the channels one connection may subscribe to.
+	// Default 128.
+	MaxSubscriptions int
+	// MaxChannelLength bounds channel names. Default 128.
+	MaxChannelLength int
+
+	// AbuseWindow: a client paced continuously (every message over the
+	// policy's rate) for this long is closed with 1008 policy_violation.
+	// Default 10s.
+	AbuseWindow time.Duration
+
+	// DrainTimeout bounds Shutdown. Default 30s.
+	DrainTimeout time.Duration
+	// CloseConcurrency bounds how many connections Shutdown closes at once.
+	// Default 256.
+	CloseConcurrency int
+
+	// AuthURL, if set, is called before each upgrade (see package admission).
+	AuthURL string
+	// AuthTimeout bounds one AuthURL call. Default 2s.
+	AuthTimeout time.Duration
+
+	// Policy is the initial policy. Default: api/policy.Default() as
+	// revision 0 of Pool.
+	Policy *wsfleetv1.PolicyRevision
+
+	// Broker fans publishes out; default an in-process broker.
+	Broker broker.Broker
+	// Hooks let an embedding service take part in channel operations.
+	Hooks Hooks
+	// Sink receives every event besides the log and metrics; optional.
+	Sink EventSink
+
+	// Log is the logger; default logrus's standard logger.
+	Log *logrus.Logger
+	// Registerer receives the node's metrics; default a new registry,
+	// served on MetricsAddr.
+	Registry *prometheus.Registry
+}
+
+func (c *Config) setDefaults() {
+	def := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defInt := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	if c.Pool == "" {
+		c.Pool = "default"
+	}
+	if c.ListenAddr == "" {
+		c.ListenAddr = DefaultListenAddr
+	}
+	if c.MetricsAddr == "" {
+		c.MetricsAddr = DefaultMetricsAddr
+	}
+	if c.Path == "" {
+		c.Path = DefaultPath
+	}
+	def(&c.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	defInt(&c.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	def(&c.HandshakeTimeout, DefaultHandshakeTimeout)
+	def(&c.WriteTimeout, DefaultWriteTimeout)
+	defInt(&c.MaxQueueMessages, DefaultMaxQueueMessages)
+	defInt(&c.MaxQueueBytes, DefaultMaxQueueBytes)
+	defInt(&c.MaxSubscriptions, DefaultMaxSubscriptions)
+	defInt(&c.MaxChannelLength, DefaultMaxChannelLength)
+	def(&c.AbuseWindow, DefaultAbuseWindow)
+	def(&c.DrainTimeout, DefaultDrainTimeout)
+	defInt(&c.CloseConcurrency, DefaultCloseConcurrency)
+	if c.Log == nil {
+		c.Log = logrus.StandardLogger()
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
+}
+
+func (c *Config) validate() error {
+	if c.NodeID == "" {
+		return fmt.Errorf("%w: NodeID is required", ErrConfig)
+	}
+	if len(c.Path) == 0 || c.Path[0] != '/' {
+		return fmt.Errorf("%w: Path %q must start with /", ErrConfig, c.Path)
+	}
+	for _, a := range []string{c.ListenAddr, c.MetricsAddr} {
+		if a == "-" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("%w: listen address %q: %w", ErrConfig, a, err)
+		}
+	}
+	return nil
+}

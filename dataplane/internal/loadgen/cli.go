@@ -1,0 +1,177 @@
+package loadgen
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+)
+
+// Exit codes of Main.
+const (
+	exitOK     = 0
+	exitFailed = 1 // a scenario or a child failed, or the run was interrupted
+	exitUsage  = 2
+)
+
+const usageText = `usage: wsfleet-bench <command> [flags]
+
+commands:
+  run          start wsfleet-node and a bare gws echo server on loopback and
+               measure both side by side (run -h for flags)
+  echo-server  serve the bare gws echo baseline (started by run)
+`
+
+// Main runs the wsfleet-bench command line with args (without the program
+// name) and returns the process exit code. Cancelling ctx (the binary does
+// on SIGINT and SIGTERM) stops whatever runs, children included.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		_, _ = io.WriteString(stderr, usageText)
+		return exitUsage
+	}
+	switch args[0] {
+	case "run":
+		return runCommand(ctx, args[1:], stdout, stderr)
+	case "echo-server":
+		return echoCommand(ctx, args[1:], stderr)
+	case "help", "-h", "-help", "--help":
+		_, _ = io.WriteString(stdout, usageText)
+		return exitOK
+	default:
+		_, _ = fmt.Fprintf(stderr, "wsfleet-bench: unknown command %q\n\n%s", args[0], usageText)
+		return exitUsage
+	}
+}
+
+// runFlags parses the run command's flags into a RunConfig and the --out
+// path.
+func runFlags(args []string, stderr io.Writer) (cfg RunConfig, out string, err error) {
+	fs := flag.NewFlagSet("wsfleet-bench run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.NodeBin, "node-bin", "", "the wsfleet-node binary (required)")
+	fs.StringVar(&out, "out", "", "also write the results as JSON to this file")
+	fs.DurationVar(&cfg.Duration, "duration", DefaultDuration, "roundtrip time per server; cap on fan-out publishing")
+	fs.IntVar(&cfg.Rounds, "rounds", DefaultRounds, "roundtrip: alternate node and echo in this many rounds")
+	fs.IntVar(&cfg.Clients, "clients", DefaultClients, "roundtrip clients and handshake workers")
+	fs.IntVar(&cfg.IdleConns, "idle-conns", DefaultIdleConns, "idle connections held at once per server")
+	fs.IntVar(&cfg.FanoutSubs, "fanout-subs", DefaultSubscribers, "fan-out subscribers on one channel")
+	fs.IntVar(&cfg.FanoutMessages, "fanout-messages", DefaultMessages, "most messages the fan-out publisher sends")
+	fs.IntVar(&cfg.FanoutWindow, "fanout-window", DefaultWindow, "most fan-out messages not yet delivered to every subscriber")
+	fs.IntVar(&cfg.Handshakes, "handshakes", DefaultHandshakes, "handshakes per server")
+	fs.DurationVar(&cfg.Settle, "settle", DefaultSettle, "idle: wait after opening before reading RSS")
+	scenarios := fs.String("scenarios", strings.Join([]string{ScenarioRoundtrip, ScenarioFanout, ScenarioIdle, ScenarioHandshake}, ","),
+		"comma-separated scenarios to run")
+	if err := fs.Parse(args); err != nil {
+		return cfg, "", err
+	}
+	if fs.NArg() > 0 {
+		return cfg, "", fmt.Errorf("%w: unexpected argument %q", ErrConfig, fs.Arg(0))
+	}
+	if cfg.NodeBin == "" {
+		return cfg, "", fmt.Errorf("%w: --node-bin is required", ErrConfig)
+	}
+	// Zero would silently mean "default" in RunConfig; on the command line
+	// it is a mistake.
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"duration", int64(cfg.Duration)}, {"rounds", int64(cfg.Rounds)}, {"clients", int64(cfg.Clients)}, {"idle-conns", int64(cfg.IdleConns)},
+		{"fanout-subs", int64(cfg.FanoutSubs)}, {"fanout-messages", int64(cfg.FanoutMessages)},
+		{"fanout-window", int64(cfg.FanoutWindow)}, {"handshakes", int64(cfg.Handshakes)}, {"settle", int64(cfg.Settle)},
+	} {
+		if f.v <= 0 {
+			return cfg, "", fmt.Errorf("%w: --%s must be positive, got %s", ErrConfig, f.name, fs.Lookup(f.name).Value)
+		}
+	}
+	for s := range strings.SplitSeq(*scenarios, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			cfg.Scenarios = append(cfg.Scenarios, s)
+		}
+	}
+	if len(cfg.Scenarios) == 0 {
+		return cfg, "", fmt.Errorf("%w: --scenarios is empty", ErrConfig)
+	}
+	return cfg, out, nil
+}
+
+func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, out, err := runFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		// fs.Parse has already printed its own errors with the usage.
+		if errors.Is(err, ErrConfig) {
+			_, _ = fmt.Fprintf(stderr, "wsfleet-bench run: %v\n", err)
+		}
+		return exitUsage
+	}
+	cfg.Progress = stderr
+	rep, err := Run(ctx, cfg)
+	if err != nil {
+		_, _ = fmt.Fprintf(stderr, "wsfleet-bench run: %v\n", err)
+		if errors.Is(err, ErrConfig) {
+			return exitUsage
+		}
+		return exitFailed
+	}
+	code := exitOK
+	if err := WriteTable(stdout, rep); err != nil {
+		_, _ = fmt.Fprintf(stderr, "wsfleet-bench run: %v\n", err)
+		code = exitFailed
+	}
+	if out != "" {
+		f, err := os.Create(out)
+		if err == nil {
+			err = errors.Join(WriteJSON(f, rep), f.Close())
+		}
+		if err != nil {
+			_, _ = fmt.Fprintf(stderr, "wsfleet-bench run: writing %s: %v\n", out, err)
+			code = exitFailed
+		}
+	}
+	if rep.Failed() || ctx.Err() != nil {
+		code = exitFailed
+	}
+	return code
+}
+
+func echoCommand(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("wsfleet-bench echo-server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:0", "address to serve WebSocket on (any path)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		_, _ = fmt.Fprintf(stderr, "wsfleet-bench echo-server: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", *listen)
+	if err != nil {
+		_, _ = fmt.Fprintf(stderr, "wsfleet-bench echo-server: %v\n", err)
+		return exitFailed
+	}
+	// The line Run waits for, in the shape of the node's "node listening".
+	line, _ := json.Marshal(struct {
+		Msg    string `json:"msg"`
+		WSAddr string `json:"ws_addr"`
+	}{echoReadyMsg, ln.Addr().String()})
+	_, _ = fmt.Fprintf(stderr, "%s\n", line)
+	if err := NewEchoServer().Serve(ctx, ln); err != nil {
+		_, _ = fmt.Fprintf(stderr, "wsfleet-bench echo-server: %v\n", err)
+		return exitFailed
+	}
+	return exitOK
+}

@@ -1,0 +1,324 @@
+package loadgen
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lxzan/gws"
+)
+
+// tinyRun is a run at test scale against the test binary acting as node
+// and echo server.
+func tinyRun(t *testing.T) RunConfig {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return RunConfig{
+		NodeBin: exe, EchoBin: exe, Env: []string{childRoleEnv + "=" + roleServers},
+		Duration: 300 * time.Millisecond, Rounds: 2, Clients: 2, IdleConns: 20, FanoutSubs: 10, FanoutMessages: 50,
+		FanoutWindow: 4, Handshakes: 20, Settle: 100 * time.Millisecond, StopTimeout: 10 * time.Second,
+	}
+}
+
+// processGone reports whether pid no longer exists (reaped, not a zombie).
+func processGone(pid int) bool {
+	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+}
+
+func pidFrom(t *testing.T, path string) int {
+	t.Helper()
+	pid, err := strconv.Atoi(string(readFile(t, path)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+func TestRunMeasuresNodeAndEchoSideBySide(t *testing.T) {
+	cfg := tinyRun(t)
+	pidFile := filepath.Join(t.TempDir(), "node.pid")
+	cfg.Env = append(cfg.Env, pidFileEnv+"="+pidFile)
+	var progress strings.Builder
+	cfg.Progress = &progress
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Failed() {
+		t.Fatalf("run failed:\n%s", strings.Join(rep.Errors, "\n"))
+	}
+
+	rt := rep.Roundtrip
+	if rt == nil || rt.Node == nil || rt.Echo == nil || rt.Node.RoundTrips <= 0 || rt.Echo.RoundTrips <= 0 || rt.Ratio <= 0 {
+		t.Errorf("roundtrip comparison incomplete: %+v", rt)
+	} else if rt.Node.Mode != "channel" || rt.Echo.Mode != "echo" {
+		t.Errorf("roundtrip modes node %q echo %q, want channel and echo", rt.Node.Mode, rt.Echo.Mode)
+	} else if rt.Node.Elapsed < 300*time.Millisecond || rt.Echo.Elapsed < 300*time.Millisecond {
+		t.Errorf("roundtrip elapsed node %s echo %s: want both rounds of 150ms added up", rt.Node.Elapsed, rt.Echo.Elapsed)
+	}
+	if f := rep.Fanout; f == nil || f.Deliveries != 500 || f.DeliveriesPerSecond <= 0 {
+		t.Errorf("fanout: %+v, want 500 deliveries", f)
+	}
+	idle := rep.Idle
+	if idle == nil || idle.Node == nil || idle.Echo == nil || idle.Node.Conns != 20 || idle.Echo.Conns != 20 ||
+		idle.Node.RSSBefore <= 0 || idle.Echo.RSSAfter <= 0 {
+		t.Errorf("idle comparison incomplete: %+v", idle)
+	} else if idle.DiffBytesPerConn != idle.Node.BytesPerConn-idle.Echo.BytesPerConn {
+		t.Errorf("idle diff %f, want node − echo", idle.DiffBytesPerConn)
+	}
+	if h := rep.Handshake; h == nil || h.Node == nil || h.Echo == nil || h.Ratio <= 0 {
+		t.Errorf("handshake comparison incomplete: %+v", h)
+	}
+	for _, want := range []string{"starting node", "starting echo server", "2 alternating rounds of 150ms", "idle: node", "fanout: node", "handshake: echo"} {
+		if !strings.Contains(progress.String(), want) {
+			t.Errorf("progress lacks %q:\n%s", want, progress.String())
+		}
+	}
+	if pid := pidFrom(t, pidFile); !processGone(pid) {
+		t.Errorf("node process %d still exists after Run", pid)
+	}
+}
+
+func TestRunOnlyStartsWhatTheScenariosNeed(t *testing.T) {
+	cfg := tinyRun(t)
+	cfg.Scenarios = []string{ScenarioFanout}
+	cfg.EchoBin = "/nonexistent/echo" // would fail the run if started
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Failed() || rep.Fanout == nil || rep.Roundtrip != nil || rep.Idle != nil || rep.Handshake != nil {
+		t.Errorf("want only a fan-out result, got %+v", rep)
+	}
+}
+
+func TestRunFailures(t *testing.T) {
+	t.Run("a node that crashes on start fails the run with its last output", func(t *testing.T) {
+		cfg := tinyRun(t)
+		cfg.Env = []string{childRoleEnv + "=" + roleCrash}
+		_, err := Run(context.Background(), cfg)
+		wantErr(t, err, ErrChild, "node exited before announcing", "the node fell over")
+	})
+
+	t.Run("an echo server that cannot start stops the node already running", func(t *testing.T) {
+		cfg := tinyRun(t)
+		pidFile := filepath.Join(t.TempDir(), "node.pid")
+		cfg.Env = append(cfg.Env, pidFileEnv+"="+pidFile)
+		cfg.EchoBin = "/nonexistent/echo"
+		_, err := Run(context.Background(), cfg)
+		wantErr(t, err, ErrChild, "echo")
+		if pid := pidFrom(t, pidFile); !processGone(pid) {
+			t.Errorf("node process %d still exists after Run", pid)
+		}
+	})
+
+	t.Run("an unknown scenario is refused before anything starts", func(t *testing.T) {
+		cfg := tinyRun(t)
+		cfg.Scenarios = []string{"roundtrip", "latency"}
+		_, err := Run(context.Background(), cfg)
+		wantErr(t, err, ErrConfig, `"latency"`)
+	})
+
+	t.Run("a cancelled run reports the scenarios it did not run", func(t *testing.T) {
+		cfg := tinyRun(t)
+		cfg.Scenarios = []string{ScenarioHandshake}
+		ctx, cancel := context.WithCancel(context.Background())
+		cfg.Progress = writerFunc(func(p []byte) {
+			if strings.Contains(string(p), "starting echo") {
+				cancel()
+			}
+		})
+		rep, err := Run(ctx, cfg)
+		if err != nil {
+			wantErr(t, err, context.Canceled) // cancelled while the echo server started
+			return
+		}
+		if !rep.Failed() || !strings.Contains(strings.Join(rep.Errors, "\n"), "not run") {
+			t.Errorf("errors %q, want the handshake scenario reported as not run", rep.Errors)
+		}
+	})
+}
+
+type writerFunc func(p []byte)
+
+func (f writerFunc) Write(p []byte) (int, error) { f(p); return len(p), nil }
+
+func TestStartChild(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := func(role string, timeout time.Duration) childSpec {
+		return childSpec{name: "node", bin: exe, env: []string{childRoleEnv + "=" + role},
+			readyMsg: nodeReadyMsg, timeout: timeout}
+	}
+
+	t.Run("a child that never announces itself is killed after the timeout", func(t *testing.T) {
+		_, err := startChild(context.Background(), spec(roleSilent, 300*time.Millisecond))
+		wantErr(t, err, ErrChild, `did not log "node listening" within 300ms`, "no output")
+	})
+
+	t.Run("a child that ignores SIGTERM is killed and reported", func(t *testing.T) {
+		c, err := startChild(context.Background(), spec(roleStubborn, 10*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.addr != "127.0.0.1:1" || c.alive() != nil {
+			t.Fatalf("addr %q alive %v, want the announced address and a live process", c.addr, c.alive())
+		}
+		err = c.stop(200 * time.Millisecond)
+		wantErr(t, err, ErrChild, "killed")
+		if !processGone(c.pid) {
+			t.Errorf("process %d still exists", c.pid)
+		}
+		wantErr(t, c.alive(), ErrChild, "exited")
+	})
+
+	t.Run("a binary that does not exist is an error", func(t *testing.T) {
+		s := spec(roleSilent, time.Second)
+		s.bin = "/nonexistent/node"
+		_, err := startChild(context.Background(), s)
+		wantErr(t, err, ErrChild, "/nonexistent/node")
+	})
+}
+
+func TestMainCommandLine(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		code   int
+		stderr string
+	}{
+		{"no command prints the usage", nil, exitUsage, "usage: wsfleet-bench"},
+		{"an unknown command is a usage error", []string{"bench"}, exitUsage, `unknown command "bench"`},
+		{"help goes to stdout and succeeds", []string{"help"}, exitOK, ""},
+		{"run without the node binary is a usage error", []string{"run"}, exitUsage, "--node-bin is required"},
+		{"run with zero clients is a usage error", []string{"run", "--node-bin", exe, "--clients", "0"}, exitUsage, "--clients must be positive"},
+		{"run with an unknown flag is a usage error", []string{"run", "--node-bin", exe, "--turbo"}, exitUsage, "-turbo"},
+		{"run with an unknown scenario is a usage error", []string{"run", "--node-bin", exe, "--scenarios", "warp"}, exitUsage, `"warp"`},
+		{"echo-server with a stray argument is a usage error", []string{"echo-server", "now"}, exitUsage, `unexpected argument "now"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr strings.Builder
+			code := Main(context.Background(), tc.args, &stdout, &stderr)
+			if code != tc.code || !strings.Contains(stderr.String(), tc.stderr) {
+				t.Errorf("exit %d, stderr %q; want exit %d and %q", code, stderr.String(), tc.code, tc.stderr)
+			}
+		})
+	}
+
+	t.Run("run prints the table and writes the JSON report", func(t *testing.T) {
+		t.Setenv(childRoleEnv, roleServers) // inherited by the children
+		out := filepath.Join(t.TempDir(), "bench.json")
+		var stdout, stderr strings.Builder
+		code := Main(context.Background(), []string{"run", "--node-bin", exe, "--out", out,
+			"--duration", "200ms", "--clients", "2", "--idle-conns", "10", "--fanout-subs", "5",
+			"--fanout-messages", "20", "--handshakes", "10", "--settle", "50ms"}, &stdout, &stderr)
+		if code != exitOK {
+			t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+		}
+		for _, want := range []string{"roundtrip", "fanout", "idle", "handshake", "bare gws"} {
+			if !strings.Contains(stdout.String(), want) {
+				t.Errorf("table lacks %q:\n%s", want, stdout.String())
+			}
+		}
+		var rep Report
+		if err := json.Unmarshal(readFile(t, out), &rep); err != nil {
+			t.Fatal(err)
+		}
+		if rep.Settings.Clients != 2 || rep.Roundtrip == nil || rep.Fanout == nil || rep.Idle == nil || rep.Handshake == nil {
+			t.Errorf("JSON report incomplete: %+v", rep)
+		}
+	})
+
+	t.Run("echo-server announces its address, echoes and stops on cancel", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		pr, pw := io.Pipe()
+		done := make(chan int, 1)
+		go func() {
+			done <- Main(ctx, []string{"echo-server", "--listen", "127.0.0.1:0"}, io.Discard, pw)
+			_ = pw.Close()
+		}()
+		line, err := bufio.NewReader(pr).ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { _, _ = io.Copy(io.Discard, pr) }()
+		var ready struct {
+			Msg    string `json:"msg"`
+			WSAddr string `json:"ws_addr"`
+		}
+		if err := json.Unmarshal([]byte(line), &ready); err != nil || ready.Msg != echoReadyMsg {
+			t.Fatalf("first line %q (%v), want the echo ready line", line, err)
+		}
+		res, err := Roundtrip(ctx, RoundtripConfig{
+			Target: Target{Name: "echo", URL: "ws://" + ready.WSAddr + "/ws"}, Mode: ModeEcho,
+			Clients: 1, Duration: 100 * time.Millisecond,
+		})
+		if err != nil || res.RoundTrips == 0 {
+			t.Fatalf("round trips %d, error %v", res.RoundTrips, err)
+		}
+		cancel()
+		select {
+		case code := <-done:
+			if code != exitOK {
+				t.Errorf("echo-server exited %d after cancel, want 0", code)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("echo-server did not stop on cancel")
+		}
+	})
+}
+
+func TestEchoServerClosesOpenConnectionsOnStop(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewEchoServer()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+
+	var dropped atomic.Int64
+	set := newConnSet(func(error) { dropped.Add(1) })
+	target := Target{Name: "echo", URL: "ws://" + ln.Addr().String() + "/ws"}
+	if err := openMany(context.Background(), target, 5, 2, set, func(int) gws.Event {
+		return &handler{onClose: set.closeHook()}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the server holds 5 connections", func() bool { return s.open() == 5 })
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Serve after cancel: %v", err)
+	}
+	if n := s.open(); n != 0 {
+		t.Errorf("%d connections tracked after Serve returned", n)
+	}
+	eventually(t, "every client saw its connection closed", func() bool { return dropped.Load() == 5 })
+	if err := set.closeAll(); err != nil {
+		t.Error(err)
+	}
+}

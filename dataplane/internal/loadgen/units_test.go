@@ -1,0 +1,218 @@
+package loadgen
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wsfleet/wsfleet/api/policy"
+	"github.com/wsfleet/wsfleet/sdk/policyfile"
+)
+
+func TestParseSeq(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		frame string
+		want  int64
+		ok    bool
+	}{
+		{"an echoed publish frame", `{"type":"publish","channel":"rt.1","data":{"seq":42,"pad":"xx"}}`, 42, true},
+		{"a node message wrapping the data", `{"type":"message","channel":"rt.1","data":{"seq":7,"pad":""}}`, 7, true},
+		{"a re-encoded message with a space after the colon", `{"data": {"seq": 9}}`, 9, true},
+		{"a warm-up message", `{"data":{"seq":-1}}`, -1, true},
+		{"a node error frame", `{"type":"error","code":"bad_frame","message":"x"}`, 0, false},
+		{"a seq key without a number", `{"seq":"x"}`, 0, false},
+		{"an empty frame", ``, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := parseSeq([]byte(tc.frame))
+			if got != tc.want || ok != tc.ok {
+				t.Errorf("parseSeq(%s) = %d, %v; want %d, %v", tc.frame, got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+}
+
+func TestIsAck(t *testing.T) {
+	for frame, want := range map[string]bool{
+		`{"type":"subscribed","channel":"c"}`:                 true,
+		`{"type":"unsubscribed","channel":"c"}`:               true,
+		`{"type":"error","code":"bad_frame","message":"x"}`:   false,
+		`{"type":"message","channel":"c","data":{"other":1}}`: false,
+	} {
+		if got := isAck([]byte(frame)); got != want {
+			t.Errorf("isAck(%s) = %v, want %v", frame, got, want)
+		}
+	}
+}
+
+func TestPublishFrameIsTheNodeProtocol(t *testing.T) {
+	frame := publishFrame(nil, publishPrefix(`rt."1"`), 123, padding(DefaultDataBytes))
+	var f struct {
+		Type    string `json:"type"`
+		Channel string `json:"channel"`
+		Data    struct {
+			Seq int64  `json:"seq"`
+			Pad string `json:"pad"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(frame, &f); err != nil {
+		t.Fatalf("publish frame %s is not JSON: %v", frame, err)
+	}
+	if f.Type != "publish" || f.Channel != `rt."1"` || f.Data.Seq != 123 {
+		t.Errorf("decoded %+v, want a publish to rt.\"1\" with seq 123", f)
+	}
+	data := frame[bytes.Index(frame, []byte(`"data":`))+len(`"data":`) : len(frame)-1]
+	if n := len(data); n < DefaultDataBytes-8 || n > DefaultDataBytes+8 {
+		t.Errorf("data value is %d bytes, want about %d", n, DefaultDataBytes)
+	}
+	if got := string(subscribeFrame("c")); got != `{"type":"subscribe","channel":"c"}` {
+		t.Errorf("subscribe frame %s", got)
+	}
+}
+
+func TestHistogramQuantilesAreWithinABucket(t *testing.T) {
+	var h histogram
+	for i := 1; i <= 1000; i++ {
+		h.record(time.Duration(i) * time.Microsecond)
+	}
+	var other histogram
+	other.record(time.Hour)
+	h.merge(&other)
+	for _, tc := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 500 * time.Microsecond}, {0.99, 990 * time.Microsecond}, {1, time.Hour}} {
+		got := h.quantile(tc.q)
+		if got > tc.want || float64(got) < float64(tc.want)*0.93 {
+			t.Errorf("quantile(%v) = %s, want within 7%% below %s", tc.q, got, tc.want)
+		}
+	}
+	var empty histogram
+	if got := empty.quantile(0.5); got != 0 {
+		t.Errorf("empty histogram quantile = %s, want 0", got)
+	}
+}
+
+func TestRoundtripResultsMergeAcrossRounds(t *testing.T) {
+	round := func(n int64, lat time.Duration) RoundtripResult {
+		h := &histogram{}
+		for range n {
+			h.record(lat)
+		}
+		return RoundtripResult{RoundTrips: n, Elapsed: time.Second, PerSecond: float64(n), hist: h}
+	}
+	acc := merged(nil, round(100, time.Millisecond))
+	acc = merged(acc, round(300, 10*time.Millisecond))
+	if acc.RoundTrips != 400 || acc.Elapsed != 2*time.Second || acc.PerSecond != 200 {
+		t.Errorf("merged %d round trips over %s at %f/s, want 400 over 2s at 200/s", acc.RoundTrips, acc.Elapsed, acc.PerSecond)
+	}
+	if acc.LatencyP50 < 9*time.Millisecond || acc.LatencyP99 > 10*time.Millisecond {
+		t.Errorf("merged p50 %s p99 %s, want both from the 10ms round", acc.LatencyP50, acc.LatencyP99)
+	}
+}
+
+func TestParseVmRSS(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		status string
+		want   int64
+		ok     bool
+	}{
+		{"the VmRSS line in kB is read as bytes", "Name:\tx\nVmHWM:\t  9 kB\nVmRSS:\t   1234 kB\nThreads:\t3\n", 1234 << 10, true},
+		{"no VmRSS line is an error", "Name:\tx\n", 0, false},
+		{"a VmRSS line in other units is an error", "VmRSS:\t1234 MB\n", 0, false},
+		{"a VmRSS line without a number is an error", "VmRSS:\tlots kB\n", 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseVmRSS([]byte(tc.status))
+			if tc.ok && (err != nil || got != tc.want) {
+				t.Errorf("parseVmRSS = %d, %v; want %d", got, err, tc.want)
+			}
+			if !tc.ok {
+				wantErr(t, err, ErrRSS)
+			}
+		})
+	}
+	_, err := ReadRSS(-1)
+	wantErr(t, err, ErrRSS)
+}
+
+func TestBenchPolicyIsAValidPolicyFile(t *testing.T) {
+	path, err := writePolicyFile(t.TempDir(), DefaultOrigin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := readFile(t, path)
+	doc, err := policyfile.Decode(data)
+	if err != nil {
+		t.Fatalf("the node could not read the bench policy: %v\n%s", err, data)
+	}
+	if err := policy.Check(doc.Policy); err != nil {
+		t.Fatal(err)
+	}
+	p := doc.Policy
+	if got := p.GetOrigins().GetAllow(); len(got) != 1 || got[0] != DefaultOrigin || p.GetOrigins().GetAllowMissing() {
+		t.Errorf("origins %v allow_missing %v: want only %s, no missing origin", got, p.GetOrigins().GetAllowMissing(), DefaultOrigin)
+	}
+	l := p.GetLimits()
+	if l.GetMaxConnections() < 1_000_000 || l.GetMessagesPerSecond() < 1_000_000 || l.GetHandshakesPerSecond() < 1_000_000 {
+		t.Errorf("limits %v would throttle the bench", l)
+	}
+	if p.GetHeartbeat().GetInterval().AsDuration() != 25*time.Second || p.GetHeartbeat().GetTimeout().AsDuration() != time.Minute {
+		t.Errorf("heartbeat %v, want 25s/60s", p.GetHeartbeat())
+	}
+}
+
+func TestWriteTable(t *testing.T) {
+	rep := &Report{
+		GoVersion: "go1.x", CPUs: 2,
+		Settings: Settings{Clients: 32, Duration: "5s", IdleConns: 10000, Handshakes: 5000},
+		Roundtrip: &RoundtripComparison{
+			Node:  &RoundtripResult{PerSecond: 80_000, LatencyP50: 400 * time.Microsecond, LatencyP99: 1234567},
+			Echo:  &RoundtripResult{PerSecond: 100_000},
+			Ratio: 0.8, Target: TargetRoundtripRatio, Met: false,
+		},
+		Idle: &IdleComparison{
+			Node: &IdleResult{BytesPerConn: 11_000}, Echo: &IdleResult{BytesPerConn: 10_000},
+			DiffBytesPerConn: 1000, TargetMaxDiff: TargetIdleDiffBytes, Met: true,
+		},
+		Fanout:    &FanoutResult{Subscribers: 1000, Messages: 5000, DeliveriesPerSecond: 1_234_567.4, Window: 32},
+		Handshake: &HandshakeComparison{Node: &HandshakeResult{PerSecond: 5000}},
+		Errors:    []string{"handshake echo: boom"},
+	}
+	var b strings.Builder
+	if err := WriteTable(&b, rep); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"80,000", "100,000", "0.80", ">= 0.85 MISSED", // ratio under target
+		"11,000 B", "+1,000 B", "<= +2,048 B ok", // memory within target
+		"1,234,567", "1.23ms", // fan-out rate, latency to three figures
+		"5,000", "failed", // echo handshake failed
+		"FAILED: handshake echo: boom",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	var js bytes.Buffer
+	if err := WriteJSON(&js, rep); err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil || back.Roundtrip.Ratio != 0.8 || back.Idle.Node.BytesPerConn != 11_000 {
+		t.Errorf("JSON report does not read back: %v\n%s", err, js.String())
+	}
+}
+
+func TestGrouped(t *testing.T) {
+	for v, want := range map[float64]string{0: "0", 999: "999", 1000: "1,000", 1234567.6: "1,234,568", -2048: "-2,048"} {
+		if got := grouped(v); got != want {
+			t.Errorf("grouped(%v) = %q, want %q", v, got, want)
+		}
+	}
+}

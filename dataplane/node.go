@@ -1,0 +1,374 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lxzan/gws"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sirupsen/logrus"
+	"github.com/sony/gobreaker/v2"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/wsfleet/wsfleet/api/policy"
+	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
+	"github.com/wsfleet/wsfleet/dataplane/admission"
+	"github.com/wsfleet/wsfleet/dataplane/broker"
+)
+
+// snapshot is everything the data path reads from the policy, derived once
+// per Apply. Immutable.
+type snapshot struct {
+	rev             *wsfleetv1.PolicyRevision
+	interval        time.Duration
+	timeout         time.Duration
+	msgRate         int32
+	msgBurst        int32
+	maxMessageBytes int
+	// throttleThreshold: a Take that waits at least this long means the
+	// client is over the rate (shorter waits are clock noise).
+	throttleThreshold time.Duration
+	upgrader          *gws.Upgrader
+}
+
+// Node is a running wsfleet node.
+type Node struct {
+	cfg      Config
+	log      *logrus.Logger
+	metrics  *metrics
+	admitter *admission.Admitter
+	broker   broker.Broker
+	events   *eventHandler
+
+	applyMu sync.Mutex // serializes Apply; never taken on the data path
+	snap    atomic.Pointer[snapshot]
+
+	sessions sync.Map // *session → struct{}
+	// loops counts read loops; drainMu orders loops.Add (under RLock, only
+	// while not draining) before Shutdown's Wait.
+	loops    sync.WaitGroup
+	drainMu  sync.RWMutex
+	nextConn atomic.Uint64
+	draining atomic.Bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	wsServer, metricsServer *http.Server
+	wsLis, metricsLis       net.Listener
+}
+
+// New validates cfg, applies its initial policy and returns a Node. It does
+// not listen: call Run, or mount the Node (an http.Handler) yourself on a
+// net/http.Server with ReadHeaderTimeout and MaxHeaderBytes set.
+func New(cfg Config) (*Node, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	rev := cfg.Policy
+	if rev == nil {
+		rev = &wsfleetv1.PolicyRevision{Pool: cfg.Pool, Author: "builtin", Message: "api/policy.Default", Policy: policy.Default()}
+	}
+	if err := policy.Check(rev.GetPolicy()); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
+	}
+	n := &Node{cfg: cfg, log: cfg.Log, broker: cfg.Broker}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.events = &eventHandler{node: n}
+	n.metrics = newMetrics(cfg.Registry, cfg.NodeID, cfg.Pool)
+	if n.broker == nil {
+		n.broker = broker.NewInProcess()
+	}
+	var err error
+	n.admitter, err = admission.New(admission.Config{
+		AuthURL:     cfg.AuthURL,
+		AuthTimeout: cfg.AuthTimeout,
+		OnBreakerState: func(_, to gobreaker.State) {
+			n.metrics.breaker.Set(float64(to))
+			n.log.WithFields(logrus.Fields{"node_id": cfg.NodeID, "state": to.String()}).Warn("connect-authorization breaker changed state")
+		},
+	}, rev.GetPolicy())
+	if err != nil {
+		n.cancel()
+		return nil, err
+	}
+	n.snap.Store(n.buildSnapshot(rev, nil))
+	n.metrics.revision.Set(float64(rev.GetRevision()))
+	return n, nil
+}
+
+func (n *Node) snapshot() *snapshot { return n.snap.Load() }
+
+// Revision is the applied policy revision.
+func (n *Node) Revision() *wsfleetv1.PolicyRevision { return n.snapshot().rev }
+
+// Active is the number of open connections.
+func (n *Node) Active() int64 { return n.admitter.Active() }
+
+// Ready reports whether the node admits connections.
+func (n *Node) Ready() bool { return !n.draining.Load() }
+
+func (n *Node) buildSnapshot(rev *wsfleetv1.PolicyRevision, prev *snapshot) *snapshot {
+	p := rev.GetPolicy()
+	s := &snapshot{
+		rev:             rev,
+		interval:        p.GetHeartbeat().GetInterval().AsDuration(),
+		timeout:         p.GetHeartbeat().GetTimeout().AsDuration(),
+		msgRate:         p.GetLimits().GetMessagesPerSecond(),
+		msgBurst:        p.GetLimits().GetMessageBurst(),
+		maxMessageBytes: int(p.GetLimits().GetMaxMessageBytes()),
+	}
+	s.throttleThreshold = max(time.Second/time.Duration(s.msgRate)/2, 100*time.Microsecond)
+	if prev != nil && prev.maxMessageBytes == s.maxMessageBytes {
+		s.upgrader = prev.upgrader
+	} else {
+		// gws bounds a frame (and the buffer it allocates for it) per
+		// Upgrader, so a new limit gets a new Upgrader: connections opened
+		// after it get the new bound from gws itself.
+		s.upgrader = gws.NewUpgrader(n.events, &gws.ServerOption{
+			ReadMaxPayloadSize: s.maxMessageBytes,
+			CheckUtf8Enabled:   true,
+			HandshakeTimeout:   n.cfg.HandshakeTimeout,
+			NewSession:         func() gws.SessionStorage { return new(session) },
+			Logger:             gwsLogger{n.log},
+			Recovery:           n.recoverCallback,
+		})
+	}
+	return s
+}
+
+// Apply swaps in a new policy for every connection without reconnecting
+// any: allowlist and caps apply to the next handshake; heartbeat timers are
+// re-armed at once; message limits apply from each connection's next
+// message (a limiter whose rate and burst did not change keeps its state);
+// a lower max_message_bytes applies to every connection at once, a higher
+// one to connections opened after it. An invalid policy is refused whole
+// with every violation named, and the running one stays.
+func (n *Node) Apply(rev *wsfleetv1.PolicyRevision) error {
+	if err := policy.Check(rev.GetPolicy()); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
+	}
+	n.applyMu.Lock()
+	defer n.applyMu.Unlock()
+	prev := n.snapshot()
+	if err := n.admitter.Update(rev.GetPolicy()); err != nil {
+		return err
+	}
+	next := n.buildSnapshot(rev, prev)
+	n.snap.Store(next)
+	n.metrics.revision.Set(float64(rev.GetRevision()))
+	if next.interval != prev.interval {
+		n.sessions.Range(func(k, _ any) bool {
+			if t := k.(*session).heartbeat.Load(); t != nil {
+				t.Reset(next.interval)
+			}
+			return true
+		})
+	}
+	changes := policy.Diff(prev.rev.GetPolicy(), rev.GetPolicy())
+	fields := make([]string, 0, len(changes))
+	for _, c := range changes {
+		fields = append(fields, c.GetField())
+	}
+	n.log.WithFields(logrus.Fields{
+		"node_id":      n.cfg.NodeID,
+		"pool":         rev.GetPool(),
+		"old_revision": prev.rev.GetRevision(),
+		"new_revision": rev.GetRevision(),
+		"changed":      strings.Join(fields, ","),
+		"same_content": proto.Equal(prev.rev.GetPolicy(), rev.GetPolicy()),
+	}).Info("policy applied")
+	return nil
+}
+
+// recoverCallback is gws's recovery for callbacks other than OnMessage
+// (which recovers itself, per connection, with a 1011 close).
+func (n *Node) recoverCallback(gws.Logger) {
+	if p := recover(); p != nil {
+		n.log.WithFields(logrus.Fields{"node_id": n.cfg.NodeID, "panic": fmt.Sprint(p)}).Error("gws callback panicked")
+	}
+}
+
+type gwsLogger struct{ log *logrus.Logger }
+
+func (l gwsLogger) Error(v ...any) { l.log.Error(v...) }
+
+// Handler is the node's HTTP surface: the WebSocket endpoint at
+// Config.Path; everything else is 404.
+func (n *Node) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle(n.cfg.Path, n)
+	return mux
+}
+
+// AdminHandler serves /metrics, /healthz and /readyz.
+func (n *Node) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(n.cfg.Registry, promhttp.HandlerOpts{Registry: n.cfg.Registry}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !n.Ready() {
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return mux
+}
+
+// Listen binds the WebSocket and metrics listeners (so a port in use fails
+// at once and tests may bind port 0). Run calls it if needed.
+func (n *Node) Listen() error {
+	if n.wsLis != nil {
+		return nil
+	}
+	var err error
+	if n.wsLis, err = net.Listen("tcp", n.cfg.ListenAddr); err != nil {
+		return fmt.Errorf("dataplane: listen %s: %w", n.cfg.ListenAddr, err)
+	}
+	if n.cfg.MetricsAddr != "-" {
+		if n.metricsLis, err = net.Listen("tcp", n.cfg.MetricsAddr); err != nil {
+			_ = n.wsLis.Close()
+			n.wsLis = nil
+			return fmt.Errorf("dataplane: listen %s: %w", n.cfg.MetricsAddr, err)
+		}
+	}
+	return nil
+}
+
+// Addr is the bound WebSocket address (after Listen).
+func (n *Node) Addr() net.Addr { return n.wsLis.Addr() }
+
+// MetricsAddr is the bound metrics address (after Listen), nil if disabled.
+func (n *Node) MetricsAddr() net.Addr {
+	if n.metricsLis == nil {
+		return nil
+	}
+	return n.metricsLis.Addr()
+}
+
+// Run serves until ctx is cancelled, then shuts down gracefully within
+// Config.DrainTimeout. It returns nil after a clean drain.
+func (n *Node) Run(ctx context.Context) error {
+	if err := n.Listen(); err != nil {
+		return err
+	}
+	registerRuntimeCollectors(n.cfg.Registry)
+	n.wsServer = &http.Server{
+		Handler:           n.Handler(),
+		ReadHeaderTimeout: n.cfg.ReadHeaderTimeout,
+		MaxHeaderBytes:    n.cfg.MaxHeaderBytes,
+		IdleTimeout:       30 * time.Second,
+		ErrorLog:          nil,
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- serve(n.wsServer, n.wsLis) }()
+	servers := 1
+	if n.metricsLis != nil {
+		n.metricsServer = &http.Server{Handler: n.AdminHandler(), ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
+		go func() { errc <- serve(n.metricsServer, n.metricsLis) }()
+		servers++
+	}
+	fields := logrus.Fields{"node_id": n.cfg.NodeID, "pool": n.cfg.Pool, "ws_addr": n.Addr().String(), "path": n.cfg.Path, "revision": n.snapshot().rev.GetRevision()}
+	if a := n.MetricsAddr(); a != nil {
+		fields["metrics_addr"] = a.String()
+	}
+	n.log.WithFields(fields).Info("node listening")
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		servers--
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), n.cfg.DrainTimeout)
+	defer cancel()
+	if err := n.Shutdown(sctx); err != nil && runErr == nil {
+		runErr = err
+	}
+	for range servers {
+		if err := <-errc; err != nil && runErr == nil {
+			runErr = err
+		}
+	}
+	return runErr
+}
+
+func serve(s *http.Server, l net.Listener) error {
+	if err := s.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Shutdown drains the node: /readyz fails and new handshakes get 503;
+// listeners close; every connection gets close 1001 (server_shutdown), at
+// most CloseConcurrency at a time; Shutdown waits for their read loops,
+// then flushes the sink. Connections still open when ctx ends are cut.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.drainMu.Lock()
+	already := n.draining.Swap(true)
+	n.drainMu.Unlock()
+	if already {
+		return ErrDraining
+	}
+	n.metrics.draining.Set(1)
+	n.log.WithFields(logrus.Fields{"node_id": n.cfg.NodeID, "connections": n.Active()}).Info("draining")
+	if n.wsServer != nil {
+		// Stops accepting; hijacked WebSocket connections are ours to close.
+		_ = n.wsServer.Shutdown(ctx)
+	}
+
+	sem := make(chan struct{}, n.cfg.CloseConcurrency)
+	var closers sync.WaitGroup
+	n.sessions.Range(func(k, _ any) bool {
+		s := k.(*session)
+		sem <- struct{}{}
+		closers.Add(1)
+		go func() {
+			defer func() { <-sem; closers.Done() }()
+			s.closeWith(wsfleetv1.ErrorClass_ERROR_CLASS_SERVER_SHUTDOWN, closeGoingAway, "server shutdown")
+		}()
+		return true
+	})
+	closers.Wait()
+
+	done := make(chan struct{})
+	go func() { n.loops.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("dataplane: drain timed out with %d connections open; cutting them", n.Active())
+		n.sessions.Range(func(k, _ any) bool {
+			_ = k.(*session).conn.NetConn().Close()
+			return true
+		})
+		<-done
+	}
+	n.cancel()
+	if f, ok := n.cfg.Sink.(Flusher); ok {
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if ferr := f.Flush(fctx); ferr != nil && err == nil {
+			err = fmt.Errorf("dataplane: flushing telemetry: %w", ferr)
+		}
+		cancel()
+	}
+	if n.metricsServer != nil {
+		_ = n.metricsServer.Shutdown(ctx)
+	}
+	if n.cfg.Broker == nil {
+		_ = n.broker.Close()
+	}
+	n.admitter.Close()
+	n.log.WithField("node_id", n.cfg.NodeID).Info("drained")
+	return err
+}

@@ -1,0 +1,56 @@
+package protocol
+
+import "errors"
+
+// ErrBadFrame is what every *FrameError wraps, for errors.Is.
+var ErrBadFrame = errors.New("protocol: bad client frame")
+
+// Codes of the error frames the node sends for a bad client frame. They are
+// part of the wire contract: clients switch on them, so they never change
+// meaning.
+const (
+	// CodeBadJSON: the frame is not a JSON object, or its data is not valid
+	// UTF-8.
+	CodeBadJSON = "bad_json"
+	// CodeUnknownType: "type" is missing, not a string, or not one of
+	// subscribe, unsubscribe, publish.
+	CodeUnknownType = "unknown_type"
+	// CodeMissingChannel: "channel" is missing, null or empty.
+	CodeMissingChannel = "missing_channel"
+	// CodeBadChannel: "channel" is not a string, too long, or has a
+	// character outside [A-Za-z0-9_.:@/-].
+	CodeBadChannel = "bad_channel"
+	// CodeMissingData: a publish without "data" (an explicit null is data).
+	CodeMissingData = "missing_data"
+	// CodeBinaryNotSupported: the client sent a binary frame; the protocol
+	// is JSON text only. The decoder never returns it (it only sees text);
+	// the session answers binary frames with BinaryFrameError.
+	CodeBinaryNotSupported = "binary_not_supported"
+)
+
+// FrameError is a bad client frame. It is answered with an error frame
+// (AppendErrorFrame(dst, e.Code, e.Message)) and the connection stays open.
+type FrameError struct {
+	// Code is one of the Code* constants.
+	Code string
+	// Message says what is wrong for a human. It may quote a short, escaped
+	// prefix of the client's input, never more than a few dozen bytes of it.
+	Message string
+}
+
+func (e *FrameError) Error() string {
+	return "protocol: " + e.Code + ": " + e.Message
+}
+
+// Unwrap makes every FrameError match ErrBadFrame.
+func (e *FrameError) Unwrap() error { return ErrBadFrame }
+
+// BinaryFrameError is the answer to a binary frame, kept here so the wording
+// lives with the rest of the protocol.
+func BinaryFrameError() *FrameError {
+	return &FrameError{Code: CodeBinaryNotSupported, Message: "binary frames are not supported; send JSON text frames"}
+}
+
+func frameErr(code, message string) *FrameError {
+	return &FrameError{Code: code, Message: message}
+}

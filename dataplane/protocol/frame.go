@@ -1,0 +1,507 @@
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"unicode/utf8"
+)
+
+// FrameType is the type of a client frame. The zero value is no type.
+type FrameType uint8
+
+// The client frame types.
+const (
+	Subscribe FrameType = iota + 1
+	Unsubscribe
+	Publish
+)
+
+// String returns the wire name ("subscribe", "unsubscribe", "publish").
+func (t FrameType) String() string {
+	switch t {
+	case Subscribe:
+		return "subscribe"
+	case Unsubscribe:
+		return "unsubscribe"
+	case Publish:
+		return "publish"
+	default:
+		return "FrameType(" + strconv.Itoa(int(t)) + ")"
+	}
+}
+
+// ClientFrame is one decoded, valid client frame.
+type ClientFrame struct {
+	Type FrameType
+	// Channel is a valid channel name (see DecodeClientFrame).
+	Channel string
+	// Data is set for Publish only: compact, valid JSON in valid UTF-8,
+	// possibly `null`. It is the caller's own copy (it does not alias the
+	// decoded buffer), so it may be kept after the read buffer is reused.
+	Data json.RawMessage
+}
+
+// DefaultMaxChannelLength is Limits.MaxChannelLength when left zero.
+const DefaultMaxChannelLength = 128
+
+// Limits bound what a client frame may carry. The frame's total size is
+// bounded before it gets here, by the policy's max_message_bytes at the
+// WebSocket layer.
+type Limits struct {
+	// MaxChannelLength is the longest channel name in bytes. Zero or
+	// negative means DefaultMaxChannelLength.
+	MaxChannelLength int
+}
+
+func (l Limits) maxChannelLength() int {
+	if l.MaxChannelLength <= 0 {
+		return DefaultMaxChannelLength
+	}
+	return l.MaxChannelLength
+}
+
+// channelByte marks the bytes a channel name may hold: [A-Za-z0-9_.:@/-].
+// Channel names end up in logs and metrics and are echoed in every message
+// frame, so they are kept to characters that need no escaping anywhere: no
+// spaces, no control characters, no quotes, nothing that is not ASCII (no
+// look-alike or invalid UTF-8 names either). That is also what lets
+// AppendMessageFrame copy them without escaping.
+var channelByte = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for _, c := range "_.:@/-" {
+		t[c] = true
+	}
+	return t
+}()
+
+// checkChannel returns nil when s is a valid, non-empty channel name of at
+// most max bytes.
+func checkChannel[T string | []byte](s T, max int) *FrameError {
+	if len(s) == 0 {
+		return frameErr(CodeMissingChannel, `"channel" is empty`)
+	}
+	if len(s) > max {
+		return frameErr(CodeBadChannel, fmt.Sprintf("channel is %d bytes long; at most %d allowed", len(s), max))
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !channelByte[c] {
+			return frameErr(CodeBadChannel, fmt.Sprintf("channel has %s at byte %d; allowed are A-Z a-z 0-9 and _ . : @ / -", describeByte(c), i))
+		}
+	}
+	return nil
+}
+
+func describeByte(c byte) string {
+	if c < utf8.RuneSelf {
+		return strconv.QuoteRune(rune(c))
+	}
+	return fmt.Sprintf("byte 0x%02x", c)
+}
+
+// maxQuoted bounds how much of a client's own input an error message
+// repeats: enough to recognise it, not enough to echo a payload.
+const maxQuoted = 32
+
+func quoteShort(s string) string {
+	if len(s) <= maxQuoted {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:maxQuoted]) + "..."
+}
+
+// DecodeClientFrame parses one text frame. Unknown extra fields are ignored,
+// so clients may send fields a later node understands; keys match exactly
+// (encoding/json's case-insensitive matching would make "Type" and "TYPE"
+// part of the protocol) and a repeated key keeps its last value. "data" is
+// read only for publish.
+//
+// A channel name is 1..lim.MaxChannelLength bytes of [A-Za-z0-9_.:@/-]:
+// names end up in logs, metrics and every message frame, so no control
+// characters, spaces, quotes or non-ASCII bytes. JSON escapes are decoded
+// before the check.
+//
+// Problems are reported in a fixed order whatever the order of keys: syntax,
+// type, channel, data.
+func DecodeClientFrame(b []byte, lim Limits) (ClientFrame, *FrameError) {
+	i := skipSpace(b, 0)
+	if i == len(b) || b[i] != '{' {
+		return ClientFrame{}, frameErr(CodeBadJSON, "a frame must be a JSON object")
+	}
+	// encoding/json is the authority on syntax; once it has said the frame
+	// is valid, finding the three top-level values is a short walk over
+	// the bytes. Unmarshalling into a struct costs about twice as long
+	// and six more allocations per message for the same answer.
+	if !json.Valid(b) {
+		return ClientFrame{}, frameErr(CodeBadJSON, "frame is not valid JSON: "+syntaxError(b))
+	}
+	typ, channel, data, ferr := topLevel(b, i)
+	if ferr != nil {
+		return ClientFrame{}, ferr
+	}
+
+	var f ClientFrame
+	if typ == nil {
+		return ClientFrame{}, frameErr(CodeUnknownType, `"type" is missing; want subscribe, unsubscribe or publish`)
+	}
+	if f.Type, ferr = parseType(typ); ferr != nil {
+		return ClientFrame{}, ferr
+	}
+	if channel == nil || string(channel) == "null" {
+		return ClientFrame{}, frameErr(CodeMissingChannel, `"channel" is missing`)
+	}
+	if f.Channel, ferr = parseChannel(channel, lim.maxChannelLength()); ferr != nil {
+		return ClientFrame{}, ferr
+	}
+	if f.Type != Publish {
+		return f, nil
+	}
+	if data == nil {
+		return ClientFrame{}, frameErr(CodeMissingData, `a publish needs "data" (null is allowed)`)
+	}
+	// encoding/json checks syntax but passes invalid UTF-8 inside strings
+	// through, and data goes on to every subscriber in a text frame, where
+	// a browser fails the whole connection on invalid UTF-8. One bad
+	// publish must not disconnect a channel's audience.
+	if !utf8.Valid(data) {
+		return ClientFrame{}, frameErr(CodeBadJSON, `"data" is not valid UTF-8`)
+	}
+	f.Data = appendCompact(make([]byte, 0, len(data)), data)
+	return f, nil
+}
+
+// syntaxError describes why b is not valid JSON (the slow path: only for
+// frames already known to be bad).
+func syntaxError(b []byte) string {
+	err := json.Unmarshal(b, &struct{}{})
+	if err == nil {
+		return "unknown error"
+	}
+	return err.Error()
+}
+
+// topLevel returns the raw values of the type, channel and data keys of the
+// object that starts at b[i] (nil when absent). b must be valid JSON.
+func topLevel(b []byte, i int) (typ, channel, data []byte, ferr *FrameError) {
+	i = skipSpace(b, i+1)
+	if b[i] == '}' {
+		return nil, nil, nil, nil
+	}
+	for {
+		kEnd := stringEnd(b, i)
+		key := b[i:kEnd]
+		i = skipSpace(b, kEnd) // at ':'
+		i = skipSpace(b, i+1)  // at the value
+		vEnd := valueEnd(b, i)
+		val := b[i:vEnd]
+		k, ferr := whichKey(key)
+		if ferr != nil {
+			return nil, nil, nil, ferr
+		}
+		switch k {
+		case keyType:
+			typ = val
+		case keyChannel:
+			channel = val
+		case keyData:
+			data = val
+		}
+		i = skipSpace(b, vEnd)
+		if b[i] == '}' {
+			return typ, channel, data, nil
+		}
+		i = skipSpace(b, i+1) // past ','
+	}
+}
+
+// The top-level keys the decoder reads.
+const (
+	keyOther = iota
+	keyType
+	keyChannel
+	keyData
+)
+
+// whichKey names the key token; it allocates only for a key with escapes.
+func whichKey(key []byte) (int, *FrameError) {
+	body := key[1 : len(key)-1]
+	if bytes.IndexByte(body, '\\') >= 0 {
+		s, ferr := unquote(key)
+		if ferr != nil {
+			return keyOther, ferr
+		}
+		body = []byte(s)
+	}
+	switch string(body) {
+	case "type":
+		return keyType, nil
+	case "channel":
+		return keyChannel, nil
+	case "data":
+		return keyData, nil
+	}
+	return keyOther, nil
+}
+
+// unquote decodes a JSON string token with escapes (rare).
+func unquote(tok []byte) (string, *FrameError) {
+	var s string
+	if err := json.Unmarshal(tok, &s); err != nil {
+		return "", frameErr(CodeBadJSON, "frame is not valid JSON: "+err.Error())
+	}
+	return s, nil
+}
+
+func parseType(v []byte) (FrameType, *FrameError) {
+	if v[0] != '"' {
+		return 0, frameErr(CodeUnknownType, `"type" must be a string`)
+	}
+	body := v[1 : len(v)-1]
+	if bytes.IndexByte(body, '\\') >= 0 {
+		s, ferr := unquote(v)
+		if ferr != nil {
+			return 0, ferr
+		}
+		body = []byte(s)
+	}
+	switch string(body) {
+	case "subscribe":
+		return Subscribe, nil
+	case "unsubscribe":
+		return Unsubscribe, nil
+	case "publish":
+		return Publish, nil
+	}
+	return 0, frameErr(CodeUnknownType, "unknown type "+quoteShort(string(body))+"; want subscribe, unsubscribe or publish")
+}
+
+// parseChannel checks the name on the raw bytes and allocates only for a
+// valid one.
+func parseChannel(v []byte, max int) (string, *FrameError) {
+	if v[0] != '"' {
+		return "", frameErr(CodeBadChannel, `"channel" must be a string`)
+	}
+	body := v[1 : len(v)-1]
+	if bytes.IndexByte(body, '\\') >= 0 {
+		// Escapes are legal JSON; decode them, then apply the same rule.
+		s, ferr := unquote(v)
+		if ferr != nil {
+			return "", ferr
+		}
+		if ferr := checkChannel(s, max); ferr != nil {
+			return "", ferr
+		}
+		return s, nil
+	}
+	if ferr := checkChannel(body, max); ferr != nil {
+		return "", ferr
+	}
+	return string(body), nil
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) {
+		switch b[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// stringEnd returns the index just past the string token starting at b[i].
+func stringEnd(b []byte, i int) int {
+	for j := i + 1; ; j++ {
+		switch b[j] {
+		case '"':
+			return j + 1
+		case '\\':
+			j++ // skip the escaped byte; the hex digits of a \u escape need no care
+		}
+	}
+}
+
+// valueEnd returns the index just past the value starting at b[i].
+func valueEnd(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return stringEnd(b, i)
+	case '{', '[':
+		depth := 0
+		for j := i; ; j++ {
+			switch b[j] {
+			case '"':
+				j = stringEnd(b, j) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return j + 1
+				}
+			}
+		}
+	default: // number, true, false, null
+		j := i
+		for j < len(b) {
+			switch b[j] {
+			case ',', '}', ']', ' ', '\t', '\n', '\r':
+				return j
+			}
+			j++
+		}
+		return j
+	}
+}
+
+// appendCompact appends src, which must be valid JSON, without the
+// whitespace between tokens. It does what json.Compact does for valid input
+// without a bytes.Buffer or a second validation pass.
+func appendCompact(dst, src []byte) []byte {
+	start := 0
+	for i := 0; i < len(src); {
+		switch src[i] {
+		case '"':
+			i = stringEnd(src, i)
+			continue
+		case ' ', '\t', '\n', '\r':
+			dst = append(dst, src[start:i]...)
+			start = i + 1
+		}
+		i++
+	}
+	return append(dst, src[start:]...)
+}
+
+const (
+	messagePrefix = `{"type":"message","channel":`
+	messageData   = `,"data":`
+)
+
+// AppendMessageFrame appends {"type":"message","channel":…,"data":…} to dst.
+// It is encoded once per publish and shared read-only by every subscriber,
+// so it costs one copy and at most one allocation (none when dst has room).
+// data must be valid JSON (a ClientFrame's Data is); it is copied as is, and
+// empty data is written as null. A channel from DecodeClientFrame needs no
+// escaping and is copied as is; any other string is escaped, so the frame is
+// valid JSON whatever the caller passes.
+func AppendMessageFrame(dst []byte, channel string, data json.RawMessage) []byte {
+	n := len(messagePrefix) + len(channel) + 2 + len(messageData) + len(data) + 1
+	if len(data) == 0 {
+		n += len("null")
+	}
+	if cap(dst)-len(dst) < n {
+		grown := make([]byte, len(dst), len(dst)+n)
+		copy(grown, dst)
+		dst = grown
+	}
+	dst = append(dst, messagePrefix...)
+	dst = appendJSONString(dst, channel)
+	dst = append(dst, messageData...)
+	if len(data) == 0 {
+		dst = append(dst, "null"...)
+	} else {
+		dst = append(dst, data...)
+	}
+	return append(dst, '}')
+}
+
+// AppendErrorFrame appends {"type":"error","code":…,"message":…} to dst.
+// Both strings are escaped as JSON strings (the message may carry client
+// input); invalid UTF-8 becomes U+FFFD.
+func AppendErrorFrame(dst []byte, code, message string) []byte {
+	dst = append(dst, `{"type":"error","code":`...)
+	dst = appendJSONString(dst, code)
+	dst = append(dst, `,"message":`...)
+	dst = appendJSONString(dst, message)
+	return append(dst, '}')
+}
+
+// appendJSONString appends s as a JSON string. Strings of printable ASCII
+// without quotes or backslashes (every valid channel name and code) are
+// copied in one go.
+func appendJSONString(dst []byte, s string) []byte {
+	plain := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' {
+			plain = false
+			break
+		}
+	}
+	dst = append(dst, '"')
+	if plain {
+		dst = append(dst, s...)
+		return append(dst, '"')
+	}
+	const hex = "0123456789abcdef"
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			// Valid JSON, but line terminators in JavaScript source; escaped
+			// as encoding/json does, for clients that eval or embed frames.
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xf])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// Ack frame types: the node confirms a subscribe or unsubscribe once it is
+// in effect, so a client knows when publishes to the channel reach it.
+const (
+	AckSubscribed   = "subscribed"
+	AckUnsubscribed = "unsubscribed"
+)
+
+// AppendAckFrame appends {"type":"<kind>","channel":<channel>} to dst.
+func AppendAckFrame(dst []byte, kind, channel string) []byte {
+	dst = append(dst, `{"type":`...)
+	dst = appendJSONString(dst, kind)
+	dst = append(dst, `,"channel":`...)
+	dst = appendJSONString(dst, channel)
+	return append(dst, '}')
+}

@@ -1,0 +1,286 @@
+package protocol_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/wsfleet/wsfleet/dataplane/protocol"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestDecodeClientFrameAccepts(t *testing.T) {
+	tests := []struct {
+		name  string
+		frame string
+		lim   protocol.Limits
+		want  protocol.ClientFrame
+	}{
+		{"a subscribe decodes", `{"type":"subscribe","channel":"news"}`, protocol.Limits{},
+			protocol.ClientFrame{Type: protocol.Subscribe, Channel: "news"}},
+		{"an unsubscribe decodes", `{"type":"unsubscribe","channel":"news"}`, protocol.Limits{},
+			protocol.ClientFrame{Type: protocol.Unsubscribe, Channel: "news"}},
+		{"a publish with an object decodes", `{"type":"publish","channel":"news","data":{"a":1}}`, protocol.Limits{},
+			protocol.ClientFrame{Type: protocol.Publish, Channel: "news", Data: json.RawMessage(`{"a":1}`)}},
+		{"a publish of null keeps null as data", `{"type":"publish","channel":"c","data":null}`, protocol.Limits{},
+			protocol.ClientFrame{Type: protocol.Publish, Channel: "c", Data: json.RawMessage(`null`)}},
+		{"a publish of a string decodes", `{"type":"publish","channel":"c","data":"hi there"}`, protocol.Limits{},
+			protocol.ClientFrame{Type: protocol.Publish, Channel: "c", Data: json.RawMessage(`"hi there"`)}},
+		{"a publish of a number decodes", `{"type":"publish","channel":"c","data":-1.5e3}`, protocol.Limits{},
+			protocol.ClientFrame{Type: protocol.Publish, Channel: "c", Data: json.RawMessage(`-1.5e3`)}},
+		{"data is compacted outside strings only",
+			"{\"type\":\"publish\",\"channel\":\"c\",\"data\": { \"a b\" : [ 1 ,\n\t2 ] , \"q\":\"x \\\" y\" } }", protocol.Limits{},
+			protocol.ClientFrame{Type: protocol.Publish, Channel: "c", Data: json.RawMessage(`{"a b":[1,2],"q":"x \" y"}`)}},
+		{"keys may come in any order", `{"data":[1],"channel":"c","type":"publish"}`, protocol.Limits{},
+			protocol.ClientFrame{Type: protocol.Publish, Channel: "c", Data: json.RawMessage(`[1]`)}},
+		{"unknown fields are ignored", `{"type":"subscribe","channel":"c","id":7,"since":{"x":[1]}}`, protocol.Limits{},
+			protocol.ClientFrame{Type: protocol.Subscribe, Channel: "c"}},
+		{"data on a subscribe is ignored", `{"type":"subscribe","channel":"c","data":{"x":1}}`, protocol.Limits{},
+			protocol.ClientFrame{Type: protocol.Subscribe, Channel: "c"}},
+		{"whitespace around the frame is fine", " \n{ \"type\" : \"subscribe\" , \"channel\" : \"c\" }\n", protocol.Limits{},
+			protocol.ClientFrame{Type: protocol.Subscribe, Channel: "c"}},
+		{"every allowed channel character is accepted", `{"type":"subscribe","channel":"Az09_.:@/-"}`, protocol.Limits{},
+			protocol.ClientFrame{Type: protocol.Subscribe, Channel: "Az09_.:@/-"}},
+		{"escapes in the type are decoded", `{"type":"\u0070ublish","channel":"c","data":1}`, protocol.Limits{},
+			protocol.ClientFrame{Type: protocol.Publish, Channel: "c", Data: json.RawMessage(`1`)}},
+		{"escapes in the channel are decoded", `{"type":"subscribe","channel":"a\/b\u0063"}`, protocol.Limits{},
+			protocol.ClientFrame{Type: protocol.Subscribe, Channel: "a/bc"}},
+		{"a channel of the default maximum length is accepted",
+			`{"type":"subscribe","channel":"` + strings.Repeat("x", protocol.DefaultMaxChannelLength) + `"}`, protocol.Limits{},
+			protocol.ClientFrame{Type: protocol.Subscribe, Channel: strings.Repeat("x", protocol.DefaultMaxChannelLength)}},
+		{"a larger limit admits a longer channel", `{"type":"subscribe","channel":"` + strings.Repeat("x", 200) + `"}`,
+			protocol.Limits{MaxChannelLength: 200},
+			protocol.ClientFrame{Type: protocol.Subscribe, Channel: strings.Repeat("x", 200)}},
+		{"escapes in a key are decoded", `{"\u0074ype":"subscribe","ch\u0061nnel":"c"}`, protocol.Limits{},
+			protocol.ClientFrame{Type: protocol.Subscribe, Channel: "c"}},
+		{"a repeated key keeps the last value", `{"type":"subscribe","channel":"a b","channel":"ok"}`, protocol.Limits{},
+			protocol.ClientFrame{Type: protocol.Subscribe, Channel: "ok"}},
+		{"non-ASCII inside data is kept", `{"type":"publish","channel":"c","data":"héllo ✓"}`, protocol.Limits{},
+			protocol.ClientFrame{Type: protocol.Publish, Channel: "c", Data: json.RawMessage(`"héllo ✓"`)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ferr := protocol.DecodeClientFrame([]byte(tt.frame), tt.lim)
+			if ferr != nil {
+				t.Fatalf("DecodeClientFrame(%s) error = %v", tt.frame, ferr)
+			}
+			if got.Type != tt.want.Type || got.Channel != tt.want.Channel || !bytes.Equal(got.Data, tt.want.Data) {
+				t.Errorf("DecodeClientFrame(%s) = {%v %q %s}, want {%v %q %s}", tt.frame,
+					got.Type, got.Channel, got.Data, tt.want.Type, tt.want.Channel, tt.want.Data)
+			}
+			if (got.Data == nil) != (tt.want.Data == nil) {
+				t.Errorf("Data nil = %v, want nil = %v", got.Data == nil, tt.want.Data == nil)
+			}
+		})
+	}
+}
+
+func TestDecodeClientFrameRefuses(t *testing.T) {
+	tests := []struct {
+		name   string
+		frame  string
+		lim    protocol.Limits
+		code   string
+		reason string // part of the message
+	}{
+		{"an empty frame is bad JSON", ``, protocol.Limits{}, protocol.CodeBadJSON, "JSON object"},
+		{"broken JSON is bad JSON", `{"type":"subscribe",`, protocol.Limits{}, protocol.CodeBadJSON, "not valid JSON"},
+		{"trailing garbage is bad JSON", `{"type":"subscribe","channel":"c"} x`, protocol.Limits{}, protocol.CodeBadJSON, "not valid JSON"},
+		{"an array is not a frame", `[{"type":"subscribe"}]`, protocol.Limits{}, protocol.CodeBadJSON, "JSON object"},
+		{"a string is not a frame", `"subscribe"`, protocol.Limits{}, protocol.CodeBadJSON, "JSON object"},
+		{"null is not a frame", `null`, protocol.Limits{}, protocol.CodeBadJSON, "JSON object"},
+		{"a missing type is an unknown type", `{"channel":"c"}`, protocol.Limits{}, protocol.CodeUnknownType, "missing"},
+		{"keys are case sensitive", `{"TYPE":"subscribe","Channel":"c"}`, protocol.Limits{}, protocol.CodeUnknownType, "missing"},
+		{"a wrong type name is an unknown type", `{"type":"shout","channel":"c"}`, protocol.Limits{}, protocol.CodeUnknownType, `"shout"`},
+		{"type names are case sensitive", `{"type":"Publish","channel":"c","data":1}`, protocol.Limits{}, protocol.CodeUnknownType, `"Publish"`},
+		{"a numeric type is an unknown type", `{"type":1,"channel":"c"}`, protocol.Limits{}, protocol.CodeUnknownType, "must be a string"},
+		{"a null type is an unknown type", `{"type":null,"channel":"c"}`, protocol.Limits{}, protocol.CodeUnknownType, "must be a string"},
+		{"a long unknown type is quoted only in part", `{"type":"` + strings.Repeat("y", 500) + `","channel":"c"}`,
+			protocol.Limits{}, protocol.CodeUnknownType, `"` + strings.Repeat("y", 32) + `"...`},
+		{"the type is reported before the channel whatever the key order", `{"channel":"a b","type":"nope"}`,
+			protocol.Limits{}, protocol.CodeUnknownType, `"nope"`},
+		{"a missing channel is reported", `{"type":"subscribe"}`, protocol.Limits{}, protocol.CodeMissingChannel, "missing"},
+		{"a null channel is a missing channel", `{"type":"subscribe","channel":null}`, protocol.Limits{}, protocol.CodeMissingChannel, "missing"},
+		{"an empty channel is a missing channel", `{"type":"unsubscribe","channel":""}`, protocol.Limits{}, protocol.CodeMissingChannel, "empty"},
+		{"a numeric channel is a bad channel", `{"type":"subscribe","channel":42}`, protocol.Limits{}, protocol.CodeBadChannel, "must be a string"},
+		{"an object channel is a bad channel", `{"type":"subscribe","channel":{}}`, protocol.Limits{}, protocol.CodeBadChannel, "must be a string"},
+		{"a space in a channel is refused", `{"type":"subscribe","channel":"a b"}`, protocol.Limits{}, protocol.CodeBadChannel, `' ' at byte 1`},
+		{"a quote in a channel is refused", `{"type":"subscribe","channel":"a\"b"}`, protocol.Limits{}, protocol.CodeBadChannel, `'"' at byte 1`},
+		{"an escaped control character in a channel is refused", `{"type":"subscribe","channel":"a\nb"}`, protocol.Limits{}, protocol.CodeBadChannel, `'\n' at byte 1`},
+		{"a non-ASCII channel is refused", `{"type":"subscribe","channel":"café"}`, protocol.Limits{}, protocol.CodeBadChannel, "byte 0xc3 at byte 3"},
+		{"a channel over the default limit is refused",
+			`{"type":"subscribe","channel":"` + strings.Repeat("x", protocol.DefaultMaxChannelLength+1) + `"}`,
+			protocol.Limits{}, protocol.CodeBadChannel, "129 bytes long; at most 128"},
+		{"a channel over a custom limit is refused", `{"type":"subscribe","channel":"abcdef"}`,
+			protocol.Limits{MaxChannelLength: 5}, protocol.CodeBadChannel, "at most 5"},
+		{"a publish without data is refused", `{"type":"publish","channel":"c"}`, protocol.Limits{}, protocol.CodeMissingData, "null is allowed"},
+		{"the channel is reported before the data", `{"type":"publish","channel":"a b"}`, protocol.Limits{}, protocol.CodeBadChannel, "at byte 1"},
+		{"data with invalid UTF-8 is refused", "{\"type\":\"publish\",\"channel\":\"c\",\"data\":\"\xff\"}", protocol.Limits{}, protocol.CodeBadJSON, "UTF-8"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ferr := protocol.DecodeClientFrame([]byte(tt.frame), tt.lim)
+			if ferr == nil {
+				t.Fatalf("DecodeClientFrame(%s) = %+v, want error %s", tt.frame, got, tt.code)
+			}
+			if ferr.Code != tt.code {
+				t.Errorf("code = %q, want %q (message %q)", ferr.Code, tt.code, ferr.Message)
+			}
+			if !strings.Contains(ferr.Message, tt.reason) {
+				t.Errorf("message = %q, want it to contain %q", ferr.Message, tt.reason)
+			}
+			if !errors.Is(ferr, protocol.ErrBadFrame) {
+				t.Errorf("errors.Is(%v, ErrBadFrame) = false", ferr)
+			}
+			if got.Type != 0 || got.Channel != "" || got.Data != nil {
+				t.Errorf("frame = %+v, want the zero frame with an error", got)
+			}
+		})
+	}
+}
+
+func TestFrameErrorText(t *testing.T) {
+	err := &protocol.FrameError{Code: protocol.CodeBadChannel, Message: "too long"}
+	if got, want := err.Error(), "protocol: bad_channel: too long"; got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
+	}
+	b := protocol.BinaryFrameError()
+	if b.Code != protocol.CodeBinaryNotSupported || b.Message == "" {
+		t.Errorf("BinaryFrameError() = %+v, want code %q and a message", b, protocol.CodeBinaryNotSupported)
+	}
+}
+
+func TestFrameTypeString(t *testing.T) {
+	tests := []struct {
+		name string
+		t    protocol.FrameType
+		want string
+	}{
+		{"subscribe has its wire name", protocol.Subscribe, "subscribe"},
+		{"unsubscribe has its wire name", protocol.Unsubscribe, "unsubscribe"},
+		{"publish has its wire name", protocol.Publish, "publish"},
+		{"the zero type is shown by number", 0, "FrameType(0)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.t.String(); got != tt.want {
+				t.Errorf("String() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+type messageFrame struct {
+	Type    string          `json:"type"`
+	Channel string          `json:"channel"`
+	Data    json.RawMessage `json:"data"`
+}
+
+func TestAppendMessageFrame(t *testing.T) {
+	tests := []struct {
+		name     string
+		channel  string
+		data     string
+		wantData string
+	}{
+		{"an object round-trips", "news", `{"a":[1,2,{"b":null}]}`, `{"a":[1,2,{"b":null}]}`},
+		{"null round-trips", "c", `null`, `null`},
+		{"a string with escapes round-trips", "room:1/a@b", `"x \"y\" \u00e9"`, `"x \"y\" \u00e9"`},
+		{"empty data is written as null", "c", ``, `null`},
+		{"a channel that needs escaping is escaped", "a\"b\\c\n", `1`, `1`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			prefix := []byte("keep:")
+			out := protocol.AppendMessageFrame(prefix, tt.channel, json.RawMessage(tt.data))
+			if !bytes.HasPrefix(out, []byte("keep:")) {
+				t.Fatalf("AppendMessageFrame dropped what dst held: %q", out)
+			}
+			frame := out[len("keep:"):]
+			if !json.Valid(frame) {
+				t.Fatalf("frame %s is not valid JSON", frame)
+			}
+			var got messageFrame
+			if err := json.Unmarshal(frame, &got); err != nil {
+				t.Fatal(err)
+			}
+			if got.Type != "message" || got.Channel != tt.channel || string(got.Data) != tt.wantData {
+				t.Errorf("decoded %+v (data %s), want type message, channel %q, data %s", got, got.Data, tt.channel, tt.wantData)
+			}
+		})
+	}
+}
+
+func TestAppendMessageFrameIsExact(t *testing.T) {
+	got := string(protocol.AppendMessageFrame(nil, "news", json.RawMessage(`{"a":1}`)))
+	if want := `{"type":"message","channel":"news","data":{"a":1}}`; got != want {
+		t.Errorf("AppendMessageFrame = %s, want %s", got, want)
+	}
+}
+
+func TestAppendErrorFrame(t *testing.T) {
+	tests := []struct {
+		name    string
+		message string
+		want    string // what the message decodes to
+	}{
+		{"plain text is copied", "channel is empty", "channel is empty"},
+		{"quotes and backslashes are escaped", `say "hi" \o/`, `say "hi" \o/`},
+		{"control characters are escaped", "a\nb\tc\r\x00\x1f", "a\nb\tc\r\x00\x1f"},
+		{"non-ASCII text is kept", "héllo ✓ 𝄞", "héllo ✓ 𝄞"},
+		{"invalid UTF-8 becomes the replacement character", "a\xffb\xc3", "a\ufffdb\ufffd"},
+		{"JavaScript line terminators survive", "a\u2028b\u2029c", "a\u2028b\u2029c"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := protocol.AppendErrorFrame(nil, protocol.CodeBadJSON, tt.message)
+			if !json.Valid(out) {
+				t.Fatalf("frame %q is not valid JSON", out)
+			}
+			var got struct{ Type, Code, Message string }
+			if err := json.Unmarshal(out, &got); err != nil {
+				t.Fatal(err)
+			}
+			if got.Type != "error" || got.Code != protocol.CodeBadJSON || got.Message != tt.want {
+				t.Errorf("decoded %+v, want type error, code %q, message %q", got, protocol.CodeBadJSON, tt.want)
+			}
+			if bytes.ContainsAny(out, "\n\r\u2028\u2029") {
+				t.Errorf("frame %q holds a raw line terminator", out)
+			}
+		})
+	}
+}
+
+func TestAppendErrorFrameIsExact(t *testing.T) {
+	got := string(protocol.AppendErrorFrame([]byte("x"), "bad_json", "oops"))
+	if want := `x{"type":"error","code":"bad_json","message":"oops"}`; got != want {
+		t.Errorf("AppendErrorFrame = %s, want %s", got, want)
+	}
+}
+
+// A decoded publish re-encoded for subscribers gives them the same data.
+func TestDecodedPublishReencodes(t *testing.T) {
+	f, ferr := protocol.DecodeClientFrame([]byte(`{"type":"publish","channel":"c","data":{ "n" : [1, 2] }}`), protocol.Limits{})
+	if ferr != nil {
+		t.Fatal(ferr)
+	}
+	out := protocol.AppendMessageFrame(nil, f.Channel, f.Data)
+	if want := `{"type":"message","channel":"c","data":{"n":[1,2]}}`; string(out) != want {
+		t.Errorf("frame = %s, want %s", out, want)
+	}
+}
+
+func TestAppendAckFrameIsValidJSON(t *testing.T) {
+	for _, ch := range []string{"news", "a/b:c@d", `needs "escaping"`} {
+		b := protocol.AppendAckFrame(nil, protocol.AckSubscribed, ch)
+		var v struct{ Type, Channel string }
+		if err := json.Unmarshal(b, &v); err != nil || v.Type != protocol.AckSubscribed || v.Channel != ch {
+			t.Fatalf("%q → %s (%v)", ch, b, err)
+		}
+	}
+}

@@ -1,0 +1,393 @@
+package dataplane
+
+import (
+	"fmt"
+	"runtime/debug"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/lxzan/gws"
+	"github.com/sirupsen/logrus"
+	"go.uber.org/ratelimit"
+
+	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
+	"github.com/wsfleet/wsfleet/dataplane/admission"
+	"github.com/wsfleet/wsfleet/dataplane/broker"
+	"github.com/wsfleet/wsfleet/dataplane/protocol"
+)
+
+// closeGrace bounds writing a close frame to a client that may not read.
+const closeGrace = time.Second
+
+// closeInfo is why the node itself closed a connection. The first close
+// wins; gws's error in OnClose is then only a consequence.
+type closeInfo struct {
+	class  wsfleetv1.ErrorClass
+	code   int32
+	reason string
+}
+
+// session is one upgraded connection. It is gws's SessionStorage for the
+// connection (so socket.Session() finds it without a map lookup) and its
+// broker.Subscriber.
+//
+// Ownership: fields under "read goroutine" are touched only by the gws
+// read loop (OnOpen, OnMessage, OnClose run there); the rest are atomics or
+// immutable after the upgrade.
+type session struct {
+	node   *Node
+	conn   *gws.Conn
+	ticket *admission.Ticket
+
+	id, traceID, origin, remote, userAgent string
+	openTime                               time.Time
+
+	lastSeen  atomic.Int64 // unix nanos of the last frame from the client
+	closing   atomic.Pointer[closeInfo]
+	msgsOut   atomic.Int64
+	bytesOut  atomic.Int64
+	heartbeat atomic.Pointer[time.Timer]
+	q         outQueue
+
+	// read goroutine
+	msgsIn, bytesIn int64
+	subs            map[string]struct{}
+	limiter         ratelimit.Limiter
+	limiterRate     int32
+	limiterBurst    int32
+	throttledSince  time.Time
+}
+
+var (
+	_ gws.Event          = (*eventHandler)(nil)
+	_ gws.SessionStorage = (*session)(nil)
+	_ broker.Subscriber  = (*session)(nil)
+)
+
+// The node keeps nothing in gws's per-connection key/value storage; these
+// satisfy the interface so the session itself can be the storage.
+func (s *session) Len() int                     { return 0 }
+func (s *session) Load(string) (any, bool)      { return nil, false }
+func (s *session) Delete(string)                {}
+func (s *session) Store(string, any)            {}
+func (s *session) Range(func(string, any) bool) {}
+func (s *session) info() ConnInfo {
+	return ConnInfo{ConnID: s.id, TraceID: s.traceID, Origin: s.origin, RemoteAddr: s.remote, UserAgent: s.userAgent}
+}
+
+// log builds the connection's structured fields only when something is
+// logged: an idle connection carries no logger.
+func (s *session) log() *logrus.Entry {
+	return s.node.log.WithFields(logrus.Fields{
+		"node_id":  s.node.cfg.NodeID,
+		"conn_id":  s.id,
+		"trace_id": s.traceID,
+		"origin":   s.origin,
+		"remote":   s.remote,
+	})
+}
+
+// eventHandler is the node's gws.Event; it finds the session through
+// socket.Session().
+type eventHandler struct{ node *Node }
+
+func sessionOf(socket *gws.Conn) *session { return socket.Session().(*session) }
+
+func (h *eventHandler) OnOpen(socket *gws.Conn) {
+	s := sessionOf(socket)
+	if s.closing.Load() != nil {
+		return // closed by a drain before its read loop started
+	}
+	// Stored before it can fire (the first Reset arms it), so tick always
+	// finds its own timer.
+	t := time.AfterFunc(time.Hour, s.tick)
+	t.Stop()
+	s.heartbeat.Store(t)
+	t.Reset(h.node.snapshot().interval)
+}
+
+func (h *eventHandler) OnPing(socket *gws.Conn, payload []byte) {
+	s := sessionOf(socket)
+	s.lastSeen.Store(time.Now().UnixNano())
+	s.send(outItem{op: gws.OpcodePong, data: append([]byte(nil), payload...)})
+}
+
+func (h *eventHandler) OnPong(socket *gws.Conn, _ []byte) {
+	sessionOf(socket).lastSeen.Store(time.Now().UnixNano())
+}
+
+func (h *eventHandler) OnMessage(socket *gws.Conn, msg *gws.Message) {
+	s := sessionOf(socket)
+	defer msg.Close()
+	if s.closing.Load() != nil {
+		// Frames gws still had buffered after the node closed the
+		// connection: drop them instead of pacing through them.
+		return
+	}
+	defer s.recoverPanic()
+	now := time.Now()
+	s.lastSeen.Store(now.UnixNano())
+	n := msg.Data.Len()
+	s.msgsIn++
+	s.bytesIn += int64(n)
+	m := h.node.metrics
+	m.msgsIn.Inc()
+	m.bytesIn.Add(float64(n))
+
+	snap := h.node.snapshot()
+	// gws enforces the limit in force when the connection opened; a lower
+	// one applied since is enforced here.
+	if n > snap.maxMessageBytes {
+		s.closeWith(wsfleetv1.ErrorClass_ERROR_CLASS_MESSAGE_TOO_BIG, closeTooBig,
+			fmt.Sprintf("message of %d bytes over max_message_bytes %d", n, snap.maxMessageBytes))
+		return
+	}
+	if !s.pace(snap, now) {
+		return
+	}
+	if msg.Opcode != gws.OpcodeText {
+		s.sendError(protocol.CodeBinaryNotSupported, "only JSON text frames are accepted")
+		return
+	}
+	f, ferr := protocol.DecodeClientFrame(msg.Bytes(), protocol.Limits{MaxChannelLength: h.node.cfg.MaxChannelLength})
+	if ferr != nil {
+		s.sendError(ferr.Code, ferr.Message)
+		return
+	}
+	switch f.Type {
+	case protocol.Subscribe:
+		s.subscribe(f.Channel)
+	case protocol.Unsubscribe:
+		s.unsubscribe(f.Channel)
+	case protocol.Publish:
+		s.publish(f.Channel, f.Data)
+	}
+}
+
+func (h *eventHandler) OnClose(socket *gws.Conn, err error) {
+	s := sessionOf(socket)
+	now := time.Now()
+	if t := s.heartbeat.Load(); t != nil {
+		t.Stop()
+	}
+	s.q.close()
+	for ch := range s.subs {
+		h.node.broker.Unsubscribe(ch, s)
+	}
+	s.subs = nil
+	s.ticket.Release()
+	h.node.sessions.Delete(s)
+	h.node.metrics.active.Dec()
+
+	class, code := classify(err)
+	text := ""
+	if err != nil {
+		text = err.Error()
+	}
+	if ci := s.closing.Load(); ci != nil {
+		class, code, text = ci.class, ci.code, ci.reason
+	}
+	ev := newEvent(wsfleetv1.EventKind_EVENT_KIND_CONNECTION_CLOSED, class, s.openTime, now)
+	ev.CloseCode = code
+	ev.TraceId = s.traceID
+	ev.ConnId = s.id
+	ev.NodeId = h.node.cfg.NodeID
+	ev.Pool = h.node.cfg.Pool
+	ev.Origin = s.origin
+	ev.RemoteAddr = s.remote
+	ev.UserAgent = s.userAgent
+	ev.MessagesIn = s.msgsIn
+	ev.BytesIn = s.bytesIn
+	ev.MessagesOut = s.msgsOut.Load()
+	ev.BytesOut = s.bytesOut.Load()
+	ev.Error = text
+	ev.PolicyRevision = h.node.snapshot().rev.GetRevision()
+	h.node.record(ev)
+}
+
+// tick runs on the heartbeat timer: it closes a peer silent past the
+// timeout (so a dead peer goes within timeout + one interval) and pings
+// the others. The interval and timeout are read from the current policy at
+// every tick.
+func (s *session) tick() {
+	if s.closing.Load() != nil {
+		return
+	}
+	snap := s.node.snapshot()
+	idle := time.Since(time.Unix(0, s.lastSeen.Load()))
+	if idle > snap.timeout {
+		s.closeWith(wsfleetv1.ErrorClass_ERROR_CLASS_HEARTBEAT_TIMEOUT, closeAbnormal,
+			fmt.Sprintf("no frame from the client for %s (heartbeat timeout %s)", idle.Round(time.Millisecond), snap.timeout))
+		return
+	}
+	s.send(outItem{op: gws.OpcodePing})
+	s.heartbeat.Load().Reset(snap.interval)
+}
+
+// pace holds the read loop to the policy's message rate (TCP backpressure
+// slows the client down) and closes a client that stays over the rate for
+// the whole abuse window: it ignores the backpressure. Returns false when
+// it closed the connection.
+func (s *session) pace(snap *snapshot, now time.Time) bool {
+	if s.limiter == nil || s.limiterRate != snap.msgRate || s.limiterBurst != snap.msgBurst {
+		// Built on first use and rebuilt only when rate or burst changed: an
+		// unrelated policy change keeps the limiter's state.
+		s.limiter = ratelimit.New(int(snap.msgRate), ratelimit.WithSlack(int(snap.msgBurst)))
+		s.limiterRate, s.limiterBurst = snap.msgRate, snap.msgBurst
+	}
+	after := s.limiter.Take()
+	if after.Sub(now) < snap.throttleThreshold {
+		s.throttledSince = time.Time{}
+		return true
+	}
+	if s.throttledSince.IsZero() {
+		s.throttledSince = now
+		return true
+	}
+	if over := after.Sub(s.throttledSince); over >= s.node.cfg.AbuseWindow {
+		s.closeWith(wsfleetv1.ErrorClass_ERROR_CLASS_POLICY_VIOLATION, closePolicyViolation,
+			fmt.Sprintf("message rate over messages_per_second %d for %s", snap.msgRate, over.Round(time.Millisecond)))
+		return false
+	}
+	return true
+}
+
+func (s *session) subscribe(ch string) {
+	if _, ok := s.subs[ch]; ok {
+		s.sendAck(protocol.AckSubscribed, ch)
+		return
+	}
+	if len(s.subs) >= s.node.cfg.MaxSubscriptions {
+		s.sendError("too_many_subscriptions", "at most "+strconv.Itoa(s.node.cfg.MaxSubscriptions)+" channels per connection")
+		return
+	}
+	if hook := s.node.cfg.Hooks.OnSubscribe; hook != nil {
+		if err := hook(s.node.ctx, s.info(), ch); err != nil {
+			s.sendError("forbidden", err.Error())
+			return
+		}
+	}
+	if _, err := s.node.broker.Subscribe(ch, s); err != nil {
+		s.sendError("unavailable", "subscribe failed: "+err.Error())
+		return
+	}
+	if s.subs == nil {
+		s.subs = make(map[string]struct{}, 1)
+	}
+	s.subs[ch] = struct{}{}
+	s.sendAck(protocol.AckSubscribed, ch)
+}
+
+func (s *session) unsubscribe(ch string) {
+	if _, ok := s.subs[ch]; ok {
+		s.node.broker.Unsubscribe(ch, s)
+		delete(s.subs, ch)
+	}
+	s.sendAck(protocol.AckUnsubscribed, ch)
+}
+
+func (s *session) publish(ch string, data []byte) {
+	if hook := s.node.cfg.Hooks.OnPublish; hook != nil {
+		if err := hook(s.node.ctx, s.info(), ch, data); err != nil {
+			s.sendError("forbidden", err.Error())
+			return
+		}
+	}
+	// Encoded once; every subscriber's queue shares these bytes.
+	frame := protocol.AppendMessageFrame(make([]byte, 0, len(ch)+len(data)+40), ch, data)
+	if _, err := s.node.broker.Publish(s.node.ctx, ch, frame); err != nil {
+		s.sendError("unavailable", "publish failed: "+err.Error())
+	}
+}
+
+// Deliver implements broker.Subscriber. It never blocks: the frame goes
+// to the bounded queue, or the connection is closed as a slow consumer.
+func (s *session) Deliver(msg []byte) {
+	s.send(outItem{op: gws.OpcodeText, data: msg})
+}
+
+func (s *session) sendError(code, message string) {
+	s.send(outItem{op: gws.OpcodeText, data: protocol.AppendErrorFrame(nil, code, message)})
+}
+
+func (s *session) sendAck(kind, ch string) {
+	s.send(outItem{op: gws.OpcodeText, data: protocol.AppendAckFrame(nil, kind, ch)})
+}
+
+func (s *session) send(it outItem) {
+	switch s.q.push(it) {
+	case pushStartWriter:
+		go s.writeLoop()
+	case pushOverflow:
+		s.closeWith(wsfleetv1.ErrorClass_ERROR_CLASS_SLOW_CONSUMER, closePolicyViolation,
+			fmt.Sprintf("outgoing queue full (%d messages or %d bytes): the client is not reading", s.node.cfg.MaxQueueMessages, s.node.cfg.MaxQueueBytes))
+	}
+}
+
+// writeLoop drains the queue, one write at a time, each with a deadline.
+// It runs only while there is something to write.
+func (s *session) writeLoop() {
+	m := s.node.metrics
+	for {
+		it, ok := s.q.pop()
+		if !ok {
+			return
+		}
+		_ = s.conn.SetWriteDeadline(time.Now().Add(s.node.cfg.WriteTimeout))
+		if err := s.conn.WriteMessage(it.op, it.data); err != nil {
+			// gws has closed the connection; OnClose explains why (a write
+			// timeout is a slow consumer).
+			s.q.close()
+			return
+		}
+		if it.op == gws.OpcodeText {
+			s.msgsOut.Add(1)
+			s.bytesOut.Add(int64(len(it.data)))
+			m.msgsOut.Inc()
+			m.bytesOut.Add(float64(len(it.data)))
+		}
+	}
+}
+
+// closeWith closes the connection for a reason the node decided. Only the
+// first call has an effect. It never blocks for long: writes of the close
+// frame are bounded by closeGrace, and a slow consumer is closed from a
+// goroutine because Deliver runs on another connection's read loop.
+func (s *session) closeWith(class wsfleetv1.ErrorClass, code int32, reason string) {
+	if !s.closing.CompareAndSwap(nil, &closeInfo{class: class, code: code, reason: reason}) {
+		return
+	}
+	switch class {
+	case wsfleetv1.ErrorClass_ERROR_CLASS_HEARTBEAT_TIMEOUT:
+		// The peer is gone or stuck: no close frame, just end the read loop
+		// (the client sees 1006).
+		_ = s.conn.SetReadDeadline(time.Now())
+	case wsfleetv1.ErrorClass_ERROR_CLASS_SLOW_CONSUMER:
+		s.q.close() // free what it did not read now
+		go s.writeClose(code, reason)
+	default:
+		s.writeClose(code, reason)
+	}
+}
+
+func (s *session) writeClose(code int32, reason string) {
+	// The deadline also cuts a write in flight on the writer goroutine,
+	// which holds gws's write lock.
+	_ = s.conn.SetWriteDeadline(time.Now().Add(closeGrace))
+	if len(reason) > 120 { // a close frame's reason must fit in 123 bytes
+		reason = reason[:120]
+	}
+	_ = s.conn.WriteClose(uint16(code), []byte(reason))
+}
+
+// recoverPanic turns a panic in message handling into a 1011 close of this
+// connection only, with the stack in the log.
+func (s *session) recoverPanic() {
+	p := recover()
+	if p == nil {
+		return
+	}
+	s.log().WithFields(logrus.Fields{"panic": fmt.Sprint(p), "stack": string(debug.Stack())}).Error("message handler panicked")
+	s.closeWith(wsfleetv1.ErrorClass_ERROR_CLASS_INTERNAL_ERROR, closeInternal, "internal error")
+}
