@@ -3,8 +3,8 @@ package dataplane
 import (
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
+	"unique"
 
 	"github.com/lxzan/gws"
 
@@ -62,7 +62,7 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	n.metrics.handshakes.WithLabelValues("accepted").Inc()
 	n.metrics.active.Inc()
-	n.sessions.Store(s, struct{}{})
+	n.sessions.add(s)
 	// Shutdown sets draining before it walks the sessions: either it saw
 	// this one, or this sees draining. Closing twice is harmless.
 	if n.draining.Load() {
@@ -105,7 +105,14 @@ func (n *Node) upgrade(hj http.Hijacker, r *http.Request, traceID string, ticket
 		return nil, nil, fmt.Errorf("hijack: %w", err)
 	}
 	conn := &traceConn{Conn: netConn, header: []byte("X-Trace-ID: " + traceID + "\r\n")}
-	socket, err := n.snapshot().upgrader.UpgradeFromConn(conn, brw.Reader, r)
+	br := brw.Reader
+	if br.Buffered() == 0 {
+		// Read the socket directly rather than through net/http's
+		// connection reader, which would stay reachable (with its state)
+		// for the connection's whole life.
+		br.Reset(netConn)
+	}
+	socket, err := n.snapshot().upgrader.UpgradeFromConn(conn, br, r)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -113,14 +120,14 @@ func (n *Node) upgrade(hj http.Hijacker, r *http.Request, traceID string, ticket
 	s.node = n
 	s.conn = socket
 	s.ticket = ticket
-	s.id = "c" + strconv.FormatUint(n.nextConn.Add(1), 36)
+	s.connNum = n.nextConn.Add(1)
 	s.traceID = traceID
-	s.origin = r.Header.Get("Origin")
+	// Few distinct origins and user agents serve many connections: share
+	// one copy of each.
+	s.origin = unique.Make(r.Header.Get("Origin")).Value()
 	s.remote = r.RemoteAddr
-	s.userAgent = r.Header.Get("User-Agent")
-	s.openTime = open
-	s.q.maxItems = n.cfg.MaxQueueMessages
-	s.q.maxBytes = n.cfg.MaxQueueBytes
+	s.userAgent = unique.Make(r.Header.Get("User-Agent")).Value()
+	s.openNanos = open.UnixNano()
 	s.lastSeen.Store(time.Now().UnixNano())
 	return s, socket, nil
 }

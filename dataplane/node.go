@@ -50,7 +50,7 @@ type Node struct {
 	applyMu sync.Mutex // serializes Apply; never taken on the data path
 	snap    atomic.Pointer[snapshot]
 
-	sessions sync.Map // *session → struct{}
+	sessions sessionSet
 	// loops counts read loops; drainMu orders loops.Add (under RLock, only
 	// while not draining) before Shutdown's Wait.
 	loops    sync.WaitGroup
@@ -60,6 +60,9 @@ type Node struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	heartbeatNudge chan struct{}
+	heartbeatDone  chan struct{}
 
 	wsServer, metricsServer *http.Server
 	wsLis, metricsLis       net.Listener
@@ -102,6 +105,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.snap.Store(n.buildSnapshot(rev, nil))
 	n.metrics.revision.Set(float64(rev.GetRevision()))
+	n.heartbeatNudge = make(chan struct{}, 1)
+	n.heartbeatDone = make(chan struct{})
+	go n.runHeartbeats()
 	return n, nil
 }
 
@@ -146,8 +152,8 @@ func (n *Node) buildSnapshot(rev *wsfleetv1.PolicyRevision, prev *snapshot) *sna
 }
 
 // Apply swaps in a new policy for every connection without reconnecting
-// any: allowlist and caps apply to the next handshake; heartbeat timers are
-// re-armed at once; message limits apply from each connection's next
+// any: allowlist and caps apply to the next handshake; the heartbeat wheel
+// takes the new interval at once; message limits apply from each connection's next
 // message (a limiter whose rate and burst did not change keeps its state);
 // a lower max_message_bytes applies to every connection at once, a higher
 // one to connections opened after it. An invalid policy is refused whole
@@ -166,12 +172,7 @@ func (n *Node) Apply(rev *wsfleetv1.PolicyRevision) error {
 	n.snap.Store(next)
 	n.metrics.revision.Set(float64(rev.GetRevision()))
 	if next.interval != prev.interval {
-		n.sessions.Range(func(k, _ any) bool {
-			if t := k.(*session).heartbeat.Load(); t != nil {
-				t.Reset(next.interval)
-			}
-			return true
-		})
+		n.heartbeatReset()
 	}
 	changes := policy.Diff(prev.rev.GetPolicy(), rev.GetPolicy())
 	fields := make([]string, 0, len(changes))
@@ -329,15 +330,13 @@ func (n *Node) Shutdown(ctx context.Context) error {
 
 	sem := make(chan struct{}, n.cfg.CloseConcurrency)
 	var closers sync.WaitGroup
-	n.sessions.Range(func(k, _ any) bool {
-		s := k.(*session)
+	n.sessions.each(func(s *session) {
 		sem <- struct{}{}
 		closers.Add(1)
 		go func() {
 			defer func() { <-sem; closers.Done() }()
 			s.closeWith(wsfleetv1.ErrorClass_ERROR_CLASS_SERVER_SHUTDOWN, closeGoingAway, "server shutdown")
 		}()
-		return true
 	})
 	closers.Wait()
 
@@ -348,13 +347,11 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		err = fmt.Errorf("dataplane: drain timed out with %d connections open; cutting them", n.Active())
-		n.sessions.Range(func(k, _ any) bool {
-			_ = k.(*session).conn.NetConn().Close()
-			return true
-		})
+		n.sessions.each(func(s *session) { _ = s.conn.NetConn().Close() })
 		<-done
 	}
 	n.cancel()
+	<-n.heartbeatDone
 	if f, ok := n.cfg.Sink.(Flusher); ok {
 		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if ferr := f.Flush(fctx); ferr != nil && err == nil {

@@ -17,14 +17,12 @@ type outItem struct {
 // pop reports when it must stop, both under the same lock, so exactly one
 // writer runs at a time and none is left behind.
 type outQueue struct {
-	mu       sync.Mutex
-	items    []outItem
-	head     int
-	bytes    int
-	running  bool
-	closed   bool
-	maxItems int
-	maxBytes int
+	mu      sync.Mutex
+	items   []outItem
+	head    int
+	bytes   int
+	running bool
+	closed  bool
 }
 
 type pushResult uint8
@@ -36,7 +34,7 @@ const (
 	pushClosed                        // not queued: the connection is closing
 )
 
-func (q *outQueue) push(it outItem) pushResult {
+func (q *outQueue) push(it outItem, maxItems, maxBytes int) pushResult {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
@@ -45,7 +43,7 @@ func (q *outQueue) push(it outItem) pushResult {
 	// Control frames (pings) may exceed the bound by one: they are tiny and
 	// the overflow would be reported by the next data frame anyway.
 	if it.op < gws.OpcodeCloseConnection &&
-		(len(q.items)-q.head >= q.maxItems || q.bytes+len(it.data) > q.maxBytes) {
+		(len(q.items)-q.head >= maxItems || q.bytes+len(it.data) > maxBytes) {
 		return pushOverflow
 	}
 	q.items = append(q.items, it)

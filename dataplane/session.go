@@ -40,23 +40,28 @@ type session struct {
 	conn   *gws.Conn
 	ticket *admission.Ticket
 
-	id, traceID, origin, remote, userAgent string
-	openTime                               time.Time
+	traceID, origin, remote, userAgent string
+	connNum                            uint64 // conn id, rendered by id()
+	openNanos                          int64
+	shard                              uint8 // in Node.sessions
 
-	lastSeen  atomic.Int64 // unix nanos of the last frame from the client
-	closing   atomic.Pointer[closeInfo]
-	msgsOut   atomic.Int64
-	bytesOut  atomic.Int64
-	heartbeat atomic.Pointer[time.Timer]
-	q         outQueue
+	lastSeen atomic.Int64 // unix nanos of the last frame from the client
+	closing  atomic.Pointer[closeInfo]
+	msgsOut  atomic.Int64
+	bytesOut atomic.Int64
+	q        outQueue
 
 	// read goroutine
 	msgsIn, bytesIn int64
 	subs            map[string]struct{}
-	limiter         ratelimit.Limiter
-	limiterRate     int32
-	limiterBurst    int32
-	throttledSince  time.Time
+	pacer           *pacer // built at the first message: idle connections carry none
+}
+
+// pacer holds a connection to the policy's message rate.
+type pacer struct {
+	limiter        ratelimit.Limiter
+	rate, burst    int32
+	throttledSince time.Time
 }
 
 var (
@@ -73,7 +78,7 @@ func (s *session) Delete(string)                {}
 func (s *session) Store(string, any)            {}
 func (s *session) Range(func(string, any) bool) {}
 func (s *session) info() ConnInfo {
-	return ConnInfo{ConnID: s.id, TraceID: s.traceID, Origin: s.origin, RemoteAddr: s.remote, UserAgent: s.userAgent}
+	return ConnInfo{ConnID: s.id(), TraceID: s.traceID, Origin: s.origin, RemoteAddr: s.remote, UserAgent: s.userAgent}
 }
 
 // log builds the connection's structured fields only when something is
@@ -81,7 +86,7 @@ func (s *session) info() ConnInfo {
 func (s *session) log() *logrus.Entry {
 	return s.node.log.WithFields(logrus.Fields{
 		"node_id":  s.node.cfg.NodeID,
-		"conn_id":  s.id,
+		"conn_id":  s.id(),
 		"trace_id": s.traceID,
 		"origin":   s.origin,
 		"remote":   s.remote,
@@ -94,18 +99,9 @@ type eventHandler struct{ node *Node }
 
 func sessionOf(socket *gws.Conn) *session { return socket.Session().(*session) }
 
-func (h *eventHandler) OnOpen(socket *gws.Conn) {
-	s := sessionOf(socket)
-	if s.closing.Load() != nil {
-		return // closed by a drain before its read loop started
-	}
-	// Stored before it can fire (the first Reset arms it), so tick always
-	// finds its own timer.
-	t := time.AfterFunc(time.Hour, s.tick)
-	t.Stop()
-	s.heartbeat.Store(t)
-	t.Reset(h.node.snapshot().interval)
-}
+// OnOpen has nothing to do: the session was registered (and its
+// heartbeat scheduled by the node's heartbeat wheel) at the upgrade.
+func (h *eventHandler) OnOpen(*gws.Conn) {}
 
 func (h *eventHandler) OnPing(socket *gws.Conn, payload []byte) {
 	s := sessionOf(socket)
@@ -168,16 +164,13 @@ func (h *eventHandler) OnMessage(socket *gws.Conn, msg *gws.Message) {
 func (h *eventHandler) OnClose(socket *gws.Conn, err error) {
 	s := sessionOf(socket)
 	now := time.Now()
-	if t := s.heartbeat.Load(); t != nil {
-		t.Stop()
-	}
 	s.q.close()
 	for ch := range s.subs {
 		h.node.broker.Unsubscribe(ch, s)
 	}
 	s.subs = nil
 	s.ticket.Release()
-	h.node.sessions.Delete(s)
+	h.node.sessions.remove(s)
 	h.node.metrics.active.Dec()
 
 	class, code := classify(err)
@@ -188,10 +181,10 @@ func (h *eventHandler) OnClose(socket *gws.Conn, err error) {
 	if ci := s.closing.Load(); ci != nil {
 		class, code, text = ci.class, ci.code, ci.reason
 	}
-	ev := newEvent(wsfleetv1.EventKind_EVENT_KIND_CONNECTION_CLOSED, class, s.openTime, now)
+	ev := newEvent(wsfleetv1.EventKind_EVENT_KIND_CONNECTION_CLOSED, class, time.Unix(0, s.openNanos), now)
 	ev.CloseCode = code
 	ev.TraceId = s.traceID
-	ev.ConnId = s.id
+	ev.ConnId = s.id()
 	ev.NodeId = h.node.cfg.NodeID
 	ev.Pool = h.node.cfg.Pool
 	ev.Origin = s.origin
@@ -206,46 +199,51 @@ func (h *eventHandler) OnClose(socket *gws.Conn, err error) {
 	h.node.record(ev)
 }
 
-// tick runs on the heartbeat timer: it closes a peer silent past the
-// timeout (so a dead peer goes within timeout + one interval) and pings
-// the others. The interval and timeout are read from the current policy at
-// every tick.
-func (s *session) tick() {
+// heartbeat runs once per interval for every session (see heartbeats): it
+// closes a peer silent past the timeout (so a dead peer goes within
+// timeout + one interval) and pings the others.
+func (s *session) heartbeat(snap *snapshot, now time.Time) {
 	if s.closing.Load() != nil {
 		return
 	}
-	snap := s.node.snapshot()
-	idle := time.Since(time.Unix(0, s.lastSeen.Load()))
+	idle := now.Sub(time.Unix(0, s.lastSeen.Load()))
 	if idle > snap.timeout {
 		s.closeWith(wsfleetv1.ErrorClass_ERROR_CLASS_HEARTBEAT_TIMEOUT, closeAbnormal,
 			fmt.Sprintf("no frame from the client for %s (heartbeat timeout %s)", idle.Round(time.Millisecond), snap.timeout))
 		return
 	}
 	s.send(outItem{op: gws.OpcodePing})
-	s.heartbeat.Load().Reset(snap.interval)
 }
+
+// id renders the connection id, unique per node process.
+func (s *session) id() string { return "c" + strconv.FormatUint(s.connNum, 36) }
 
 // pace holds the read loop to the policy's message rate (TCP backpressure
 // slows the client down) and closes a client that stays over the rate for
 // the whole abuse window: it ignores the backpressure. Returns false when
 // it closed the connection.
 func (s *session) pace(snap *snapshot, now time.Time) bool {
-	if s.limiter == nil || s.limiterRate != snap.msgRate || s.limiterBurst != snap.msgBurst {
+	p := s.pacer
+	if p == nil || p.rate != snap.msgRate || p.burst != snap.msgBurst {
 		// Built on first use and rebuilt only when rate or burst changed: an
 		// unrelated policy change keeps the limiter's state.
-		s.limiter = ratelimit.New(int(snap.msgRate), ratelimit.WithSlack(int(snap.msgBurst)))
-		s.limiterRate, s.limiterBurst = snap.msgRate, snap.msgBurst
+		p = &pacer{
+			limiter: ratelimit.New(int(snap.msgRate), ratelimit.WithSlack(int(snap.msgBurst))),
+			rate:    snap.msgRate,
+			burst:   snap.msgBurst,
+		}
+		s.pacer = p
 	}
-	after := s.limiter.Take()
+	after := p.limiter.Take()
 	if after.Sub(now) < snap.throttleThreshold {
-		s.throttledSince = time.Time{}
+		p.throttledSince = time.Time{}
 		return true
 	}
-	if s.throttledSince.IsZero() {
-		s.throttledSince = now
+	if p.throttledSince.IsZero() {
+		p.throttledSince = now
 		return true
 	}
-	if over := after.Sub(s.throttledSince); over >= s.node.cfg.AbuseWindow {
+	if over := after.Sub(p.throttledSince); over >= s.node.cfg.AbuseWindow {
 		s.closeWith(wsfleetv1.ErrorClass_ERROR_CLASS_POLICY_VIOLATION, closePolicyViolation,
 			fmt.Sprintf("message rate over messages_per_second %d for %s", snap.msgRate, over.Round(time.Millisecond)))
 		return false
@@ -316,7 +314,7 @@ func (s *session) sendAck(kind, ch string) {
 }
 
 func (s *session) send(it outItem) {
-	switch s.q.push(it) {
+	switch s.q.push(it, s.node.cfg.MaxQueueMessages, s.node.cfg.MaxQueueBytes) {
 	case pushStartWriter:
 		go s.writeLoop()
 	case pushOverflow:
