@@ -122,6 +122,18 @@ func rawGet(t *testing.T, addr, origin string, opts map[string]string) *http.Res
 	return resp
 }
 
+func TestMissingOriginIsAdmittedWhenAllowMissing(t *testing.T) {
+	p := testPolicy()
+	p.Origins.AllowMissing = true
+	n := startNode(t, p, nil)
+	if s := rawGet(t, n.addr, "", nil).StatusCode; s != http.StatusSwitchingProtocols {
+		t.Fatalf("status %d", s)
+	}
+	if s := rawGet(t, n.addr, "https://evil.example.net", nil).StatusCode; s != http.StatusForbidden {
+		t.Fatalf("a present but unlisted origin: status %d", s)
+	}
+}
+
 func TestNodeCapAnswers503WithRetryAfter(t *testing.T) {
 	p := testPolicy()
 	p.Limits.MaxConnections = 2
