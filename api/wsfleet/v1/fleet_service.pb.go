@@ -112,8 +112,14 @@ type NodeStatus struct {
 	LastSeenTime *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=last_seen_time,json=lastSeenTime,proto3" json:"last_seen_time,omitempty"`
 	// Events the node reported dropped, in total.
 	TelemetryDropped uint64 `protobuf:"varint,13,opt,name=telemetry_dropped,json=telemetryDropped,proto3" json:"telemetry_dropped,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Policy pushes the control plane sent to the node.
+	Pushes uint64 `protobuf:"varint,14,opt,name=pushes,proto3" json:"pushes,omitempty"`
+	// Events ingested from the node, in total.
+	TelemetryEvents uint64 `protobuf:"varint,15,opt,name=telemetry_events,json=telemetryEvents,proto3" json:"telemetry_events,omitempty"`
+	// When the current (or last) watch stream opened.
+	ConnectTime   *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=connect_time,json=connectTime,proto3" json:"connect_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeStatus) Reset() {
@@ -235,6 +241,27 @@ func (x *NodeStatus) GetTelemetryDropped() uint64 {
 		return x.TelemetryDropped
 	}
 	return 0
+}
+
+func (x *NodeStatus) GetPushes() uint64 {
+	if x != nil {
+		return x.Pushes
+	}
+	return 0
+}
+
+func (x *NodeStatus) GetTelemetryEvents() uint64 {
+	if x != nil {
+		return x.TelemetryEvents
+	}
+	return 0
+}
+
+func (x *NodeStatus) GetConnectTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ConnectTime
+	}
+	return nil
 }
 
 // ListNodesRequest filters nodes.
@@ -837,7 +864,7 @@ var File_wsfleet_v1_fleet_service_proto protoreflect.FileDescriptor
 const file_wsfleet_v1_fleet_service_proto_rawDesc = "" +
 	"\n" +
 	"\x1ewsfleet/v1/fleet_service.proto\x12\n" +
-	"wsfleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1awsfleet/v1/telemetry.proto\"\xd1\x04\n" +
+	"wsfleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1awsfleet/v1/telemetry.proto\"\xd3\x05\n" +
 	"\n" +
 	"NodeStatus\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
@@ -853,7 +880,10 @@ const file_wsfleet_v1_fleet_service_proto_rawDesc = "" +
 	" \x01(\x03R\x10lastNackRevision\x12&\n" +
 	"\x0flast_nack_error\x18\v \x01(\tR\rlastNackError\x12@\n" +
 	"\x0elast_seen_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\flastSeenTime\x12+\n" +
-	"\x11telemetry_dropped\x18\r \x01(\x04R\x10telemetryDropped\x1a9\n" +
+	"\x11telemetry_dropped\x18\r \x01(\x04R\x10telemetryDropped\x12\x16\n" +
+	"\x06pushes\x18\x0e \x01(\x04R\x06pushes\x12)\n" +
+	"\x10telemetry_events\x18\x0f \x01(\x04R\x0ftelemetryEvents\x12=\n" +
+	"\fconnect_time\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\vconnectTime\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"&\n" +
@@ -943,31 +973,32 @@ var file_wsfleet_v1_fleet_service_proto_depIdxs = []int32{
 	11, // 0: wsfleet.v1.NodeStatus.labels:type_name -> wsfleet.v1.NodeStatus.LabelsEntry
 	13, // 1: wsfleet.v1.NodeStatus.last_ack_time:type_name -> google.protobuf.Timestamp
 	13, // 2: wsfleet.v1.NodeStatus.last_seen_time:type_name -> google.protobuf.Timestamp
-	1,  // 3: wsfleet.v1.ListNodesResponse.nodes:type_name -> wsfleet.v1.NodeStatus
-	13, // 4: wsfleet.v1.EventFilter.start_time:type_name -> google.protobuf.Timestamp
-	13, // 5: wsfleet.v1.EventFilter.end_time:type_name -> google.protobuf.Timestamp
-	14, // 6: wsfleet.v1.EventFilter.classes:type_name -> wsfleet.v1.ErrorClass
-	4,  // 7: wsfleet.v1.QueryEventsRequest.filter:type_name -> wsfleet.v1.EventFilter
-	15, // 8: wsfleet.v1.QueryEventsResponse.events:type_name -> wsfleet.v1.ErrorEvent
-	4,  // 9: wsfleet.v1.TopErrorsRequest.filter:type_name -> wsfleet.v1.EventFilter
-	0,  // 10: wsfleet.v1.TopErrorsRequest.group_by:type_name -> wsfleet.v1.TopErrorsRequest.GroupBy
-	12, // 11: wsfleet.v1.TopErrorsResponse.groups:type_name -> wsfleet.v1.TopErrorsResponse.Group
-	4,  // 12: wsfleet.v1.TailEventsRequest.filter:type_name -> wsfleet.v1.EventFilter
-	15, // 13: wsfleet.v1.TailEventsResponse.event:type_name -> wsfleet.v1.ErrorEvent
-	14, // 14: wsfleet.v1.TopErrorsResponse.Group.top_class:type_name -> wsfleet.v1.ErrorClass
-	2,  // 15: wsfleet.v1.FleetService.ListNodes:input_type -> wsfleet.v1.ListNodesRequest
-	5,  // 16: wsfleet.v1.FleetService.QueryEvents:input_type -> wsfleet.v1.QueryEventsRequest
-	7,  // 17: wsfleet.v1.FleetService.TopErrors:input_type -> wsfleet.v1.TopErrorsRequest
-	9,  // 18: wsfleet.v1.FleetService.TailEvents:input_type -> wsfleet.v1.TailEventsRequest
-	3,  // 19: wsfleet.v1.FleetService.ListNodes:output_type -> wsfleet.v1.ListNodesResponse
-	6,  // 20: wsfleet.v1.FleetService.QueryEvents:output_type -> wsfleet.v1.QueryEventsResponse
-	8,  // 21: wsfleet.v1.FleetService.TopErrors:output_type -> wsfleet.v1.TopErrorsResponse
-	10, // 22: wsfleet.v1.FleetService.TailEvents:output_type -> wsfleet.v1.TailEventsResponse
-	19, // [19:23] is the sub-list for method output_type
-	15, // [15:19] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	13, // 3: wsfleet.v1.NodeStatus.connect_time:type_name -> google.protobuf.Timestamp
+	1,  // 4: wsfleet.v1.ListNodesResponse.nodes:type_name -> wsfleet.v1.NodeStatus
+	13, // 5: wsfleet.v1.EventFilter.start_time:type_name -> google.protobuf.Timestamp
+	13, // 6: wsfleet.v1.EventFilter.end_time:type_name -> google.protobuf.Timestamp
+	14, // 7: wsfleet.v1.EventFilter.classes:type_name -> wsfleet.v1.ErrorClass
+	4,  // 8: wsfleet.v1.QueryEventsRequest.filter:type_name -> wsfleet.v1.EventFilter
+	15, // 9: wsfleet.v1.QueryEventsResponse.events:type_name -> wsfleet.v1.ErrorEvent
+	4,  // 10: wsfleet.v1.TopErrorsRequest.filter:type_name -> wsfleet.v1.EventFilter
+	0,  // 11: wsfleet.v1.TopErrorsRequest.group_by:type_name -> wsfleet.v1.TopErrorsRequest.GroupBy
+	12, // 12: wsfleet.v1.TopErrorsResponse.groups:type_name -> wsfleet.v1.TopErrorsResponse.Group
+	4,  // 13: wsfleet.v1.TailEventsRequest.filter:type_name -> wsfleet.v1.EventFilter
+	15, // 14: wsfleet.v1.TailEventsResponse.event:type_name -> wsfleet.v1.ErrorEvent
+	14, // 15: wsfleet.v1.TopErrorsResponse.Group.top_class:type_name -> wsfleet.v1.ErrorClass
+	2,  // 16: wsfleet.v1.FleetService.ListNodes:input_type -> wsfleet.v1.ListNodesRequest
+	5,  // 17: wsfleet.v1.FleetService.QueryEvents:input_type -> wsfleet.v1.QueryEventsRequest
+	7,  // 18: wsfleet.v1.FleetService.TopErrors:input_type -> wsfleet.v1.TopErrorsRequest
+	9,  // 19: wsfleet.v1.FleetService.TailEvents:input_type -> wsfleet.v1.TailEventsRequest
+	3,  // 20: wsfleet.v1.FleetService.ListNodes:output_type -> wsfleet.v1.ListNodesResponse
+	6,  // 21: wsfleet.v1.FleetService.QueryEvents:output_type -> wsfleet.v1.QueryEventsResponse
+	8,  // 22: wsfleet.v1.FleetService.TopErrors:output_type -> wsfleet.v1.TopErrorsResponse
+	10, // 23: wsfleet.v1.FleetService.TailEvents:output_type -> wsfleet.v1.TailEventsResponse
+	20, // [20:24] is the sub-list for method output_type
+	16, // [16:20] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_wsfleet_v1_fleet_service_proto_init() }

@@ -395,7 +395,10 @@ type ReportTelemetryRequest struct {
 	// Events in the order they were recorded.
 	Events []*ErrorEvent `protobuf:"bytes,4,rep,name=events,proto3" json:"events,omitempty"`
 	// Events the node dropped (buffer full) since the previous batch.
-	Dropped       uint64 `protobuf:"varint,5,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	Dropped uint64 `protobuf:"varint,5,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	// Unique per reporter instance (process); sequence numbers count per
+	// reporter_id, so a restarted node's batches are not taken for duplicates.
+	ReporterId    string `protobuf:"bytes,6,opt,name=reporter_id,json=reporterId,proto3" json:"reporter_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -463,6 +466,13 @@ func (x *ReportTelemetryRequest) GetDropped() uint64 {
 		return x.Dropped
 	}
 	return 0
+}
+
+func (x *ReportTelemetryRequest) GetReporterId() string {
+	if x != nil {
+		return x.ReporterId
+	}
+	return ""
 }
 
 // ReportTelemetryResponse acknowledges ingested batches.
@@ -541,13 +551,15 @@ const file_wsfleet_v1_node_service_proto_rawDesc = "" +
 	"\x05error\x18\x02 \x01(\tR\x05error\"]\n" +
 	"\rWatchResponse\x126\n" +
 	"\brevision\x18\x01 \x01(\v2\x1a.wsfleet.v1.PolicyRevisionR\brevision\x12\x14\n" +
-	"\x05nonce\x18\x02 \x01(\tR\x05nonce\"\xab\x01\n" +
+	"\x05nonce\x18\x02 \x01(\tR\x05nonce\"\xcc\x01\n" +
 	"\x16ReportTelemetryRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04pool\x18\x02 \x01(\tR\x04pool\x12\x1a\n" +
 	"\bsequence\x18\x03 \x01(\x04R\bsequence\x12.\n" +
 	"\x06events\x18\x04 \x03(\v2\x16.wsfleet.v1.ErrorEventR\x06events\x12\x18\n" +
-	"\adropped\x18\x05 \x01(\x04R\adropped\"@\n" +
+	"\adropped\x18\x05 \x01(\x04R\adropped\x12\x1f\n" +
+	"\vreporter_id\x18\x06 \x01(\tR\n" +
+	"reporterId\"@\n" +
 	"\x17ReportTelemetryResponse\x12%\n" +
 	"\x0eacked_sequence\x18\x01 \x01(\x04R\rackedSequence2\xaf\x01\n" +
 	"\vNodeService\x12@\n" +

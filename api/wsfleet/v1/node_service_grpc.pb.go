@@ -39,7 +39,7 @@ type NodeServiceClient interface {
 	// ReportTelemetry streams batches of error events; the control plane acks
 	// each batch by sequence number once it is ingested. A node resends
 	// unacknowledged batches after a reconnect; duplicates are dropped by
-	// (node_id, sequence).
+	// (reporter_id, sequence).
 	ReportTelemetry(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ReportTelemetryRequest, ReportTelemetryResponse], error)
 }
 
@@ -93,7 +93,7 @@ type NodeServiceServer interface {
 	// ReportTelemetry streams batches of error events; the control plane acks
 	// each batch by sequence number once it is ingested. A node resends
 	// unacknowledged batches after a reconnect; duplicates are dropped by
-	// (node_id, sequence).
+	// (reporter_id, sequence).
 	ReportTelemetry(grpc.BidiStreamingServer[ReportTelemetryRequest, ReportTelemetryResponse]) error
 	mustEmbedUnimplementedNodeServiceServer()
 }
