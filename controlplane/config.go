@@ -42,6 +42,13 @@ type Config struct {
 	// it (mutual TLS). Requires TLSCert.
 	ClientCA string
 
+	// TelemetryRetention is how long per-minute error counts are kept.
+	// Default 24h.
+	TelemetryRetention time.Duration
+	// TelemetryMaxEvents bounds the recent raw events kept for queries and
+	// trace lookups. Default 100,000.
+	TelemetryMaxEvents int
+
 	// ShutdownTimeout bounds the graceful stop. Default 10s.
 	ShutdownTimeout time.Duration
 	// MaxRecvMsgSize bounds one gRPC message. Default 4 MiB.

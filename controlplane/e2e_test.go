@@ -32,7 +32,8 @@ var (
 	binErr  error
 )
 
-// binaries builds wsfleet-control and wsctl once per test run.
+// binaries builds wsfleet-control, wsctl and wsfleet-node once per test
+// run.
 func binaries(t *testing.T) (control, wsctl string) {
 	t.Helper()
 	if testing.Short() {
@@ -45,7 +46,10 @@ func binaries(t *testing.T) (control, wsctl string) {
 		}
 		cmd := exec.Command("go", "build", "-o", binDir+string(os.PathSeparator),
 			"github.com/wsfleet/wsfleet/controlplane/cmd/wsfleet-control",
-			"github.com/wsfleet/wsfleet/sdk/cmd/wsctl")
+			"github.com/wsfleet/wsfleet/sdk/cmd/wsctl",
+			// The node is only run as a process: the control plane never
+			// imports the data plane, not even in tests.
+			"github.com/wsfleet/wsfleet/dataplane/cmd/wsfleet-node")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			binErr = fmt.Errorf("go build: %v\n%s", err, out)
@@ -85,6 +89,9 @@ func startControl(t *testing.T, dataDir string, args ...string) *controlProc {
 		t.Fatal(err)
 	}
 	p := &controlProc{cmd: cmd, done: make(chan struct{})}
+	controlProcsMu.Lock()
+	controlProcs = append(controlProcs, p)
+	controlProcsMu.Unlock()
 	addrc := make(chan string, 1)
 	go func() {
 		defer close(p.done)

@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
+	"github.com/wsfleet/wsfleet/controlplane/telemetry"
 )
 
 // metrics are the control plane's own series; gRPC request counts by method
@@ -42,4 +43,20 @@ func (m *metrics) policyCommitted(rev *wsfleetv1.PolicyRevision) {
 // observeRevision sets a pool's revision gauge, e.g. for pools found at start.
 func (m *metrics) observeRevision(rev *wsfleetv1.PolicyRevision) {
 	m.revision.WithLabelValues(rev.GetPool()).Set(float64(rev.GetRevision()))
+}
+
+// registerTelemetryMetrics exports the telemetry store's counters.
+func registerTelemetryMetrics(reg prometheus.Registerer, s *telemetry.Store) {
+	counter := func(name, help string, f func(telemetry.Stats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "wsfleet", Subsystem: "control", Name: name, Help: help},
+			func() float64 { return float64(f(s.Stats())) })
+	}
+	reg.MustRegister(
+		counter("telemetry_events_total", "Error events ingested from nodes.", func(st telemetry.Stats) uint64 { return st.Events }),
+		counter("telemetry_batches_total", "Telemetry batches ingested.", func(st telemetry.Stats) uint64 { return st.Batches }),
+		counter("telemetry_duplicate_batches_total", "Resent telemetry batches recognised and not counted again.", func(st telemetry.Stats) uint64 { return st.DuplicateBatches }),
+		counter("telemetry_node_dropped_total", "Error events nodes reported dropped before sending.", func(st telemetry.Stats) uint64 { return st.DroppedByNodes }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "wsfleet", Subsystem: "control", Name: "telemetry_raw_events",
+			Help: "Raw error events held for queries."}, func() float64 { return float64(s.Stats().RawEvents) }),
+	)
 }

@@ -35,24 +35,29 @@ import (
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 	"github.com/wsfleet/wsfleet/controlplane/auth"
 	"github.com/wsfleet/wsfleet/controlplane/policyserver"
+	"github.com/wsfleet/wsfleet/controlplane/registry"
 	"github.com/wsfleet/wsfleet/controlplane/store"
 	"github.com/wsfleet/wsfleet/controlplane/store/boltstore"
+	"github.com/wsfleet/wsfleet/controlplane/telemetry"
 )
 
 // Server is a running control plane.
 type Server struct {
-	cfg      Config
-	log      *logrus.Logger
-	store    store.Store
-	auth     *auth.Authenticator
-	grpc     *grpc.Server
-	health   *health.Server
-	http     *http.Server
-	grpcLis  net.Listener
-	httpLis  net.Listener
-	registry *prometheus.Registry
-	policy   *policyserver.Server
-	metrics  *metrics
+	cfg       Config
+	log       *logrus.Logger
+	store     store.Store
+	auth      *auth.Authenticator
+	grpc      *grpc.Server
+	health    *health.Server
+	http      *http.Server
+	grpcLis   net.Listener
+	httpLis   net.Listener
+	prom      *prometheus.Registry
+	policy    *policyserver.Server
+	fleet     *registry.Registry
+	events    *telemetry.Store
+	telemetry *telemetry.Server
+	metrics   *metrics
 
 	closeOnce sync.Once
 }
@@ -64,7 +69,7 @@ func New(cfg Config) (_ *Server, err error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, registry: prometheus.NewRegistry()}
+	s := &Server{cfg: cfg, log: cfg.Log, prom: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -85,11 +90,27 @@ func New(cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 
-	s.metrics = newMetrics(s.registry)
+	s.metrics = newMetrics(s.prom)
+	if s.fleet, err = registry.New(registry.Config{Registerer: s.prom, Log: s.log}); err != nil {
+		return nil, err
+	}
+	if s.events, err = telemetry.New(telemetry.Config{
+		Retention: cfg.TelemetryRetention,
+		MaxRaw:    cfg.TelemetryMaxEvents,
+		OnBatch:   s.fleet.TelemetryBatch,
+		Log:       s.log,
+	}); err != nil {
+		return nil, err
+	}
+	s.telemetry = telemetry.NewServer(s.events, s.log)
+	registerTelemetryMetrics(s.prom, s.events)
 	if s.policy, err = policyserver.New(policyserver.Config{
-		Store:    s.store,
-		Log:      s.log,
-		OnCommit: s.metrics.policyCommitted,
+		Store: s.store,
+		Log:   s.log,
+		OnCommit: func(rev *wsfleetv1.PolicyRevision) {
+			s.metrics.policyCommitted(rev)
+			s.fleet.Committed(rev)
+		},
 	}); err != nil {
 		return nil, err
 	}
@@ -101,6 +122,7 @@ func New(cfg Config) (_ *Server, err error) {
 	if pools, err := s.store.Pools(bootCtx); err == nil {
 		for _, p := range pools {
 			s.metrics.observeRevision(p)
+			s.fleet.Committed(p)
 		}
 	}
 
@@ -125,7 +147,7 @@ func (s *Server) GRPCAddr() net.Addr { return s.grpcLis.Addr() }
 func (s *Server) HTTPAddr() net.Addr { return s.httpLis.Addr() }
 
 // Registry is the server's Prometheus registry.
-func (s *Server) Registry() *prometheus.Registry { return s.registry }
+func (s *Server) Registry() *prometheus.Registry { return s.prom }
 
 // ReloadTokens re-reads the tokens file; the running token set is kept if
 // the file is invalid.
@@ -146,7 +168,7 @@ func (s *Server) ReloadTokens() error {
 
 func (s *Server) buildGRPC() error {
 	srvMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
-	s.registry.MustRegister(srvMetrics)
+	s.prom.MustRegister(srvMetrics)
 
 	logger := interceptorLogger(s.log)
 	logOpts := []logging.Option{
@@ -195,6 +217,8 @@ func (s *Server) buildGRPC() error {
 	}
 	s.grpc = grpc.NewServer(opts...)
 	wsfleetv1.RegisterPolicyServiceServer(s.grpc, s.policy)
+	wsfleetv1.RegisterNodeServiceServer(s.grpc, &nodeService{fleet: s.fleet, telemetry: s.telemetry})
+	wsfleetv1.RegisterFleetServiceServer(s.grpc, &fleetService{fleet: s.fleet, telemetry: s.telemetry})
 
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
@@ -235,12 +259,12 @@ func (s *Server) serverTLS() (credentials.TransportCredentials, error) {
 }
 
 func (s *Server) buildHTTP() {
-	s.registry.MustRegister(
+	s.prom.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.prom, promhttp.HandlerOpts{Registry: s.prom}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
@@ -314,6 +338,10 @@ func boolToInt(b bool) int {
 // shutdown timeout, then cuts what is left.
 func (s *Server) shutdown() {
 	s.health.Shutdown()
+	// Watch streams never end on their own; end them so nodes reconnect
+	// and the graceful stop is not held up.
+	s.fleet.Shutdown()
+	s.telemetry.Shutdown()
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
 	done := make(chan struct{})

@@ -64,6 +64,12 @@ type Config struct {
 	MaxQueueMessages int
 	MaxQueueBytes    int
 
+	// MaxMessageBytesCap, if set, is this node's own ceiling on the
+	// policy's max_message_bytes (gws buffers a whole frame): a policy above
+	// it is refused, and the node keeps running the previous one. 0: the
+	// policy's documented bound applies.
+	MaxMessageBytesCap int
+
 	// MaxSubscriptions bounds the channels one connection may subscribe to.
 	// Default 128.
 	MaxSubscriptions int
@@ -96,6 +102,10 @@ type Config struct {
 	Hooks Hooks
 	// Sink receives every event besides the log and metrics; optional.
 	Sink EventSink
+
+	// ReadyCheck, if set, is an extra /readyz condition (e.g. "a policy
+	// from the control plane or its cache is applied").
+	ReadyCheck func() error
 
 	// Log is the logger; default logrus's standard logger.
 	Log *logrus.Logger

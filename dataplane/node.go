@@ -80,8 +80,8 @@ func New(cfg Config) (*Node, error) {
 	if rev == nil {
 		rev = &wsfleetv1.PolicyRevision{Pool: cfg.Pool, Author: "builtin", Message: "api/policy.Default", Policy: policy.Default()}
 	}
-	if err := policy.Check(rev.GetPolicy()); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
+	if err := cfg.check(rev.GetPolicy()); err != nil {
+		return nil, err
 	}
 	n := &Node{cfg: cfg, log: cfg.Log, broker: cfg.Broker}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
@@ -119,8 +119,17 @@ func (n *Node) Revision() *wsfleetv1.PolicyRevision { return n.snapshot().rev }
 // Active is the number of open connections.
 func (n *Node) Active() int64 { return n.admitter.Active() }
 
-// Ready reports whether the node admits connections.
-func (n *Node) Ready() bool { return !n.draining.Load() }
+// Ready reports whether the node admits connections: it is not draining
+// and Config.ReadyCheck (if any) passes.
+func (n *Node) Ready() error {
+	if n.draining.Load() {
+		return ErrDraining
+	}
+	if n.cfg.ReadyCheck != nil {
+		return n.cfg.ReadyCheck()
+	}
+	return nil
+}
 
 func (n *Node) buildSnapshot(rev *wsfleetv1.PolicyRevision, prev *snapshot) *snapshot {
 	p := rev.GetPolicy()
@@ -159,8 +168,8 @@ func (n *Node) buildSnapshot(rev *wsfleetv1.PolicyRevision, prev *snapshot) *sna
 // one to connections opened after it. An invalid policy is refused whole
 // with every violation named, and the running one stays.
 func (n *Node) Apply(rev *wsfleetv1.PolicyRevision) error {
-	if err := policy.Check(rev.GetPolicy()); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
+	if err := n.cfg.check(rev.GetPolicy()); err != nil {
+		return err
 	}
 	n.applyMu.Lock()
 	defer n.applyMu.Unlock()
@@ -190,6 +199,17 @@ func (n *Node) Apply(rev *wsfleetv1.PolicyRevision) error {
 	return nil
 }
 
+// check validates a policy and checks it against the node's own limits.
+func (c *Config) check(p *wsfleetv1.Policy) error {
+	if err := policy.Check(p); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
+	}
+	if m := p.GetLimits().GetMaxMessageBytes(); c.MaxMessageBytesCap > 0 && int(m) > c.MaxMessageBytesCap {
+		return fmt.Errorf("%w: limits.max_message_bytes %d is over this node's cap of %d (--max-message-bytes)", ErrInvalidPolicy, m, c.MaxMessageBytesCap)
+	}
+	return nil
+}
+
 // recoverCallback is gws's recovery for callbacks other than OnMessage
 // (which recovers itself, per connection, with a 1011 close).
 func (n *Node) recoverCallback(gws.Logger) {
@@ -216,8 +236,8 @@ func (n *Node) AdminHandler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.cfg.Registry, promhttp.HandlerOpts{Registry: n.cfg.Registry}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !n.Ready() {
-			http.Error(w, "draining", http.StatusServiceUnavailable)
+		if err := n.Ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))

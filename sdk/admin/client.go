@@ -53,6 +53,9 @@ type Config struct {
 	// ServerName overrides the name the server certificate is checked
 	// against (when Addr is an IP or a tunnel); implies nothing else.
 	ServerName string
+	// DialOptions are added after the transport and credentials (e.g.
+	// keepalive for the long-lived streams of a node).
+	DialOptions []grpc.DialOption
 }
 
 // Client is a connection to a control plane's admin API.
@@ -94,10 +97,11 @@ func Dial(cfg Config) (*Client, error) {
 		// name must not make every call fail.
 		user = url.PathEscape(user)
 	}
-	conn, err := grpc.NewClient(cfg.Addr,
+	opts := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(transport),
 		grpc.WithPerRPCCredentials(callCredentials{token: cfg.Token, user: user, secure: useTLS}),
-	)
+	}, cfg.DialOptions...)
+	conn, err := grpc.NewClient(cfg.Addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}

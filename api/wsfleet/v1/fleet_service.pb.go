@@ -373,7 +373,7 @@ type EventFilter struct {
 	Origin string `protobuf:"bytes,6,opt,name=origin,proto3" json:"origin,omitempty"`
 	// Only this trace id.
 	TraceId string `protobuf:"bytes,7,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
-	// Leave out normal closes (ERROR_CLASS_NORMAL and CLIENT_GOING_AWAY).
+	// Leave out expected closes (NORMAL, CLIENT_GOING_AWAY, SERVER_SHUTDOWN).
 	ErrorsOnly    bool `protobuf:"varint,8,opt,name=errors_only,json=errorsOnly,proto3" json:"errors_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

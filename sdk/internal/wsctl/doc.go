@@ -9,6 +9,9 @@
 //
 // Exit codes: 0 success, 1 an operation failed (the control plane refused,
 // could not be reached, a file did not decode, a policy is invalid), 2 the
-// command line itself was wrong. Every RPC gets its own --timeout deadline;
-// one invocation uses one connection, closed before Main returns.
+// command line itself was wrong. Every RPC gets its own --timeout deadline,
+// except the stream of `errors tail --follow`, which runs until the context
+// of Main (Ctrl-C) or MainContext ends and then exits 0. One invocation uses
+// one connection, closed before Main returns. Commands run on the caller's
+// goroutine; gRPC owns the connection's goroutines, all gone after close.
 package wsctl

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
@@ -18,6 +19,11 @@ import (
 var (
 	// errInvalidPolicy: validate found violations (they are already printed).
 	errInvalidPolicy = errors.New("wsctl: invalid policy")
+	// errNoEvents: a query that must find events found none.
+	errNoEvents = errors.New("wsctl: no events")
+	// errStreamEnded: the control plane closed a stream that should run
+	// until Ctrl-C.
+	errStreamEnded = errors.New("wsctl: the control plane ended the event stream")
 )
 
 // usageError is a mistake on the command line; it exits 2 with a pointer to
@@ -50,6 +56,25 @@ func (e *invalidError) Error() string {
 }
 func (e *invalidError) Unwrap() error { return errInvalidPolicy }
 
+// noTraceError is a trace id with no event in the range asked for.
+type noTraceError struct {
+	trace string
+	since time.Duration
+	// truncated: the control plane's bounded event buffer no longer
+	// reaches back to the start of the range.
+	truncated bool
+}
+
+func (e *noTraceError) Error() string {
+	if e.truncated {
+		return fmt.Sprintf("no events for trace %s (the control plane keeps a bounded number of recent events and no longer holds all of %s; the trace may be older)",
+			e.trace, sinceText(e.since))
+	}
+	return fmt.Sprintf("no events for trace %s in %s (check the trace id, or look further back with --since; the control plane keeps a bounded number of recent events)",
+		e.trace, sinceText(e.since))
+}
+func (e *noTraceError) Unwrap() error { return errNoEvents }
+
 // report prints err to stderr as one line per problem and returns the exit
 // code.
 func (a *app) report(cmd *cobra.Command, err error) int {
@@ -80,7 +105,9 @@ func (a *app) explain(err error) []string {
 	}
 	// Errors of our own packages carry a "pkg: " prefix for logs; on a
 	// terminal it is noise.
-	return []string{"error: " + strings.TrimPrefix(err.Error(), "admin: ")}
+	msg := strings.TrimPrefix(err.Error(), "admin: ")
+	msg = strings.TrimPrefix(msg, "wsctl: ")
+	return []string{"error: " + msg}
 }
 
 func explainFile(fe *fileError) []string {

@@ -321,8 +321,8 @@ func (f *fakePolicy) RollbackPolicy(ctx context.Context, req *wsfleetv1.Rollback
 	}, nil
 }
 
-// serveFake runs f on a loopback listener until the test ends.
-func serveFake(t *testing.T, f *fakePolicy) string {
+// serveFake runs f and fl on a loopback listener until the test ends.
+func serveFake(t *testing.T, f *fakePolicy, fl *fakeFleet) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -330,6 +330,7 @@ func serveFake(t *testing.T, f *fakePolicy) string {
 	}
 	s := grpc.NewServer()
 	wsfleetv1.RegisterPolicyServiceServer(s, f)
+	wsfleetv1.RegisterFleetServiceServer(s, fl)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

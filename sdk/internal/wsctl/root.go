@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -28,10 +29,22 @@ const (
 )
 
 // Main runs wsctl with args (without the program name) and returns the
-// process exit code. Ctrl-C cancels the call in flight.
+// process exit code. Ctrl-C (or SIGTERM) cancels the call in flight and ends
+// `errors tail --follow`, which then exits 0; a second Ctrl-C kills the
+// process as usual.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Once the first signal has cancelled ctx, give signals back their
+	// default action, so a wedged call can still be killed.
+	context.AfterFunc(ctx, stop)
+	return MainContext(ctx, args, stdin, stdout, stderr)
+}
+
+// MainContext is Main under a context the caller controls instead of the
+// process signals: cancelling ctx interrupts wsctl like Ctrl-C does. The
+// environment is read from the process.
+func MainContext(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return run(ctx, args, stdin, stdout, stderr, os.Getenv)
 }
 
@@ -77,7 +90,11 @@ func (a *app) rootCommand() *cobra.Command {
 		Short: "Operate a wsfleet control plane",
 		Long: `wsctl reads and changes the policy of wsfleet gateway pools through the
 control plane's admin API: every change is a numbered revision with author,
-time and message, which can be diffed and rolled back.`,
+time and message, which can be diffed and rolled back.
+
+It also shows the fleet: which nodes run which revision (nodes list), which
+errors clients hit and what to do about them (errors top, errors tail), and
+everything that happened to one connection attempt (trace).`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		// Arbitrary args reach groupRun, which turns an unknown command into
@@ -99,7 +116,7 @@ time and message, which can be diffed and rolled back.`,
 	f.StringVarP(&a.output, "output", "o", formatTable, "output format: table, json or yaml")
 	f.DurationVar(&a.timeout, "timeout", 10*time.Second, "deadline for each call to the control plane")
 
-	root.AddCommand(a.policyCommand())
+	root.AddCommand(a.policyCommand(), a.nodesCommand(), a.errorsCommand(), a.traceCommand())
 	return root
 }
 

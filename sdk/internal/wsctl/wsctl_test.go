@@ -24,18 +24,20 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // harness runs wsctl in-process against a fake control plane on loopback.
 type harness struct {
-	t    *testing.T
-	fake *fakePolicy
-	addr string
-	env  map[string]string
+	t     *testing.T
+	fake  *fakePolicy
+	fleet *fakeFleet
+	addr  string
+	env   map[string]string
 }
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	f := newFakePolicy()
 	f.seed("default", "system", "initial policy", policy.Default(), 0)
-	addr := serveFake(t, f)
-	return &harness{t: t, fake: f, addr: addr, env: map[string]string{envAddr: addr, envUser: "tester"}}
+	fl := newFakeFleet()
+	addr := serveFake(t, f, fl)
+	return &harness{t: t, fake: f, fleet: fl, addr: addr, env: map[string]string{envAddr: addr, envUser: "tester"}}
 }
 
 type result struct {

@@ -1,0 +1,53 @@
+package controlplane
+
+import (
+	"context"
+
+	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
+	"github.com/wsfleet/wsfleet/controlplane/registry"
+	"github.com/wsfleet/wsfleet/controlplane/telemetry"
+)
+
+// nodeService is the node-facing API: policy watch (registry) and
+// telemetry ingest (telemetry).
+type nodeService struct {
+	wsfleetv1.UnimplementedNodeServiceServer
+	fleet     *registry.Registry
+	telemetry *telemetry.Server
+}
+
+var _ wsfleetv1.NodeServiceServer = (*nodeService)(nil)
+
+func (s *nodeService) Watch(stream wsfleetv1.NodeService_WatchServer) error {
+	return s.fleet.Watch(stream)
+}
+
+func (s *nodeService) ReportTelemetry(stream wsfleetv1.NodeService_ReportTelemetryServer) error {
+	return s.telemetry.ReportTelemetry(stream)
+}
+
+// fleetService is the operators' query API: node status (registry) and
+// error events (telemetry).
+type fleetService struct {
+	wsfleetv1.UnimplementedFleetServiceServer
+	fleet     *registry.Registry
+	telemetry *telemetry.Server
+}
+
+var _ wsfleetv1.FleetServiceServer = (*fleetService)(nil)
+
+func (s *fleetService) ListNodes(ctx context.Context, req *wsfleetv1.ListNodesRequest) (*wsfleetv1.ListNodesResponse, error) {
+	return s.fleet.ListNodes(ctx, req)
+}
+
+func (s *fleetService) QueryEvents(ctx context.Context, req *wsfleetv1.QueryEventsRequest) (*wsfleetv1.QueryEventsResponse, error) {
+	return s.telemetry.QueryEvents(ctx, req)
+}
+
+func (s *fleetService) TopErrors(ctx context.Context, req *wsfleetv1.TopErrorsRequest) (*wsfleetv1.TopErrorsResponse, error) {
+	return s.telemetry.TopErrors(ctx, req)
+}
+
+func (s *fleetService) TailEvents(req *wsfleetv1.TailEventsRequest, stream wsfleetv1.FleetService_TailEventsServer) error {
+	return s.telemetry.TailEvents(req, stream)
+}

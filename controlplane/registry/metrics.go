@@ -1,0 +1,34 @@
+package registry
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	connected   prometheus.Gauge
+	pushes      prometheus.Counter
+	acks        prometheus.Counter
+	nacks       prometheus.Counter
+	stale       prometheus.Counter
+	propagation prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	opts := func(name, help string) prometheus.Opts {
+		return prometheus.Opts{Namespace: "wsfleet", Subsystem: "control", Name: name, Help: help}
+	}
+	m := &metrics{
+		connected: prometheus.NewGauge(prometheus.GaugeOpts(opts("nodes_connected", "Nodes with an open watch stream."))),
+		pushes:    prometheus.NewCounter(prometheus.CounterOpts(opts("policy_pushes_total", "Policy revisions sent to nodes."))),
+		acks:      prometheus.NewCounter(prometheus.CounterOpts(opts("policy_acks_total", "Pushes nodes applied."))),
+		nacks:     prometheus.NewCounter(prometheus.CounterOpts(opts("policy_nacks_total", "Pushes nodes refused."))),
+		stale:     prometheus.NewCounter(prometheus.CounterOpts(opts("policy_stale_responses_total", "ACKs/NACKs quoting an old nonce (ignored)."))),
+		propagation: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "wsfleet", Subsystem: "control", Name: "policy_propagation_seconds",
+			Help:    "From a revision's commit to a node's ACK of it.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.connected, m.pushes, m.acks, m.nacks, m.stale, m.propagation)
+	}
+	return m
+}

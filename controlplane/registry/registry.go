@@ -1,0 +1,460 @@
+package registry
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/wsfleet/wsfleet/api/policy"
+	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
+)
+
+// Defaults of Config.
+const (
+	DefaultHelloTimeout = 10 * time.Second
+	DefaultForgetAfter  = 24 * time.Hour
+	maxNodeIDLength     = 128
+	maxLabels           = 64
+)
+
+// Config configures a Registry.
+type Config struct {
+	// Heads are the pools' current revisions at start (store.Pools).
+	Heads []*wsfleetv1.PolicyRevision
+	// HelloTimeout bounds the wait for a stream's first message. Default 10s.
+	HelloTimeout time.Duration
+	// ForgetAfter drops a disconnected node from ListNodes. Default 24h.
+	ForgetAfter time.Duration
+	// Registerer receives the registry's metrics; optional.
+	Registerer prometheus.Registerer
+	Log        logrus.FieldLogger
+	Now        func() time.Time
+}
+
+// Registry tracks nodes and pushes policy to them.
+type Registry struct {
+	cfg     Config
+	log     logrus.FieldLogger
+	metrics *metrics
+	nonceID string
+	nonces  atomic.Uint64
+
+	mu     sync.Mutex
+	heads  map[string]*head // pool → current revision
+	nodes  map[string]*node // node id → node
+	closed bool
+}
+
+type head struct {
+	rev       *wsfleetv1.PolicyRevision
+	committed time.Time // when this process learned of it, for propagation latency
+}
+
+type node struct {
+	status *wsfleetv1.NodeStatus
+	gen    uint64        // increases with each stream for this node id
+	notify chan struct{} // one slot, latest wins; nil while disconnected
+	stop   chan struct{} // closed when a newer stream replaces this one
+	// nacked is the highest revision per pool the node refused.
+	nacked map[string]int64
+}
+
+// New returns a Registry.
+func New(cfg Config) (*Registry, error) {
+	if cfg.HelloTimeout <= 0 {
+		cfg.HelloTimeout = DefaultHelloTimeout
+	}
+	if cfg.ForgetAfter <= 0 {
+		cfg.ForgetAfter = DefaultForgetAfter
+	}
+	if cfg.Log == nil {
+		cfg.Log = logrus.StandardLogger()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	r := &Registry{
+		cfg:     cfg,
+		log:     cfg.Log,
+		metrics: newMetrics(cfg.Registerer),
+		nonceID: hex.EncodeToString(b[:]),
+		heads:   map[string]*head{},
+		nodes:   map[string]*node{},
+	}
+	now := cfg.Now()
+	for _, h := range cfg.Heads {
+		r.heads[h.GetPool()] = &head{rev: h, committed: now}
+	}
+	return r, nil
+}
+
+// Committed tells the registry of a new revision (policyserver's OnCommit
+// hook). It never blocks: every stream that may be concerned is nudged
+// through its one-slot channel.
+func (r *Registry) Committed(rev *wsfleetv1.PolicyRevision) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if h := r.heads[rev.GetPool()]; h != nil && h.rev.GetRevision() >= rev.GetRevision() {
+		return
+	}
+	r.heads[rev.GetPool()] = &head{rev: rev, committed: r.cfg.Now()}
+	for _, n := range r.nodes {
+		if n.notify == nil {
+			continue
+		}
+		pool := n.status.GetPool()
+		if pool == rev.GetPool() || rev.GetPool() == policy.DefaultPool {
+			select {
+			case n.notify <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// effective is the head a node of pool runs: its pool's, else default's.
+// r.mu must be held.
+func (r *Registry) effective(pool string) *head {
+	if h := r.heads[pool]; h != nil {
+		return h
+	}
+	return r.heads[policy.DefaultPool]
+}
+
+// Watch implements NodeService.Watch.
+func (r *Registry) Watch(stream wsfleetv1.NodeService_WatchServer) error {
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+
+	msgs := make(chan *wsfleetv1.WatchRequest, 4)
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case msgs <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	hello, err := r.awaitHello(ctx, msgs, recvErr)
+	if err != nil {
+		return err
+	}
+	if r.isClosed() {
+		return status.Error(codes.Unavailable, "control plane shutting down")
+	}
+	addr := ""
+	if p, ok := peer.FromContext(stream.Context()); ok && p.Addr != nil {
+		addr = p.Addr.String()
+	}
+	pool, gen, notify, stop := r.attach(hello, addr)
+	defer r.detach(hello.GetNodeId(), gen)
+	// Headers tell the node the stream is accepted even when there is
+	// nothing to push (it already runs the head).
+	if err := stream.SendHeader(nil); err != nil {
+		return err
+	}
+	log := r.log.WithFields(logrus.Fields{"node_id": hello.GetNodeId(), "pool": pool, "peer": addr})
+	log.WithFields(logrus.Fields{"applied_pool": hello.GetAppliedPool(), "applied_revision": hello.GetAppliedRevision()}).Info("node connected")
+
+	var (
+		sentNonce string
+		sent      *head
+		applied   = revKey{hello.GetAppliedPool(), hello.GetAppliedRevision()}
+	)
+	for {
+		r.mu.Lock()
+		eff := r.effective(pool)
+		var push bool
+		if eff != nil {
+			key := revKey{eff.rev.GetPool(), eff.rev.GetRevision()}
+			node := r.nodes[hello.GetNodeId()]
+			nacked := node != nil && node.gen == gen && node.nacked[eff.rev.GetPool()] >= eff.rev.GetRevision()
+			push = key != applied && sent != eff && !nacked
+		}
+		r.mu.Unlock()
+		if push {
+			sentNonce = r.cfg.Now().Format("150405") + "-" + r.nonceID + "-" + strconv.FormatUint(r.nonces.Add(1), 36)
+			if err := stream.Send(&wsfleetv1.WatchResponse{Revision: eff.rev, Nonce: sentNonce}); err != nil {
+				return err
+			}
+			sent = eff
+			r.update(hello.GetNodeId(), gen, func(s *wsfleetv1.NodeStatus, _ *node) { s.Pushes++ })
+			r.metrics.pushes.Inc()
+		}
+		select {
+		case <-notify:
+		case <-stop:
+			if r.isClosed() {
+				return status.Error(codes.Unavailable, "control plane shutting down")
+			}
+			log.Info("watch stream replaced by a newer one for the same node id")
+			return status.Error(codes.Aborted, "replaced by a newer watch stream for this node id")
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-recvErr:
+			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
+				log.Info("node disconnected")
+				return nil
+			}
+			log.WithError(err).Info("node disconnected")
+			return err
+		case m := <-msgs:
+			now := r.cfg.Now()
+			switch k := m.GetKind().(type) {
+			case *wsfleetv1.WatchRequest_Ack:
+				if sent == nil || k.Ack.GetNonce() != sentNonce {
+					r.metrics.stale.Inc()
+					r.update(hello.GetNodeId(), gen, func(s *wsfleetv1.NodeStatus, _ *node) { s.LastSeenTime = timestamppb.New(now) })
+					continue
+				}
+				applied = revKey{sent.rev.GetPool(), sent.rev.GetRevision()}
+				r.metrics.acks.Inc()
+				r.metrics.propagation.Observe(now.Sub(sent.committed).Seconds())
+				r.update(hello.GetNodeId(), gen, func(s *wsfleetv1.NodeStatus, _ *node) {
+					s.AppliedPool, s.AppliedRevision = sent.rev.GetPool(), sent.rev.GetRevision()
+					s.LastAckTime = timestamppb.New(now)
+					s.LastSeenTime = timestamppb.New(now)
+				})
+				log.WithFields(logrus.Fields{"applied_pool": sent.rev.GetPool(), "applied_revision": sent.rev.GetRevision()}).Info("node applied policy")
+			case *wsfleetv1.WatchRequest_Nack:
+				if sent == nil || k.Nack.GetNonce() != sentNonce {
+					r.metrics.stale.Inc()
+					continue
+				}
+				r.metrics.nacks.Inc()
+				errText := truncate(k.Nack.GetError(), 1024)
+				r.update(hello.GetNodeId(), gen, func(s *wsfleetv1.NodeStatus, nd *node) {
+					s.LastNackRevision = sent.rev.GetRevision()
+					s.LastNackError = errText
+					s.LastSeenTime = timestamppb.New(now)
+					if nd.nacked[sent.rev.GetPool()] < sent.rev.GetRevision() {
+						nd.nacked[sent.rev.GetPool()] = sent.rev.GetRevision()
+					}
+				})
+				log.WithFields(logrus.Fields{"revision": sent.rev.GetRevision(), "revision_pool": sent.rev.GetPool(), "error": errText}).Warn("node refused policy")
+			default:
+				r.update(hello.GetNodeId(), gen, func(s *wsfleetv1.NodeStatus, _ *node) { s.LastSeenTime = timestamppb.New(now) })
+			}
+		}
+	}
+}
+
+func (r *Registry) awaitHello(ctx context.Context, msgs <-chan *wsfleetv1.WatchRequest, recvErr <-chan error) (*wsfleetv1.NodeHello, error) {
+	t := time.NewTimer(r.cfg.HelloTimeout)
+	defer t.Stop()
+	select {
+	case m := <-msgs:
+		h := m.GetHello()
+		if h == nil {
+			return nil, status.Error(codes.InvalidArgument, "the first message of a watch stream must be a hello")
+		}
+		if err := validateHello(h); err != nil {
+			return nil, err
+		}
+		return h, nil
+	case err := <-recvErr:
+		return nil, err
+	case <-t.C:
+		return nil, status.Errorf(codes.DeadlineExceeded, "no hello within %s", r.cfg.HelloTimeout)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func validateHello(h *wsfleetv1.NodeHello) error {
+	var bad []string
+	id := h.GetNodeId()
+	switch {
+	case id == "":
+		bad = append(bad, "node_id: required")
+	case len(id) > maxNodeIDLength:
+		bad = append(bad, fmt.Sprintf("node_id: longer than %d", maxNodeIDLength))
+	default:
+		for _, c := range id {
+			if !unicode.IsPrint(c) || unicode.IsSpace(c) {
+				bad = append(bad, "node_id: only printable characters without spaces")
+				break
+			}
+		}
+	}
+	if p := h.GetPool(); p != "" {
+		if err := policy.ValidatePoolName(p); err != nil {
+			bad = append(bad, fmt.Sprintf("pool: %q is not a DNS label", p))
+		}
+	}
+	if len(h.GetLabels()) > maxLabels {
+		bad = append(bad, fmt.Sprintf("labels: more than %d", maxLabels))
+	}
+	if len(bad) > 0 {
+		return status.Errorf(codes.InvalidArgument, "invalid hello: %v", bad)
+	}
+	return nil
+}
+
+// attach registers a stream for a node, replacing any previous stream for
+// the same node id (the newest wins: it is the node that reconnected).
+func (r *Registry) attach(h *wsfleetv1.NodeHello, addr string) (pool string, gen uint64, notify, stop chan struct{}) {
+	now := timestamppb.New(r.cfg.Now())
+	pool = h.GetPool()
+	if pool == "" {
+		pool = policy.DefaultPool
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	nd := r.nodes[h.GetNodeId()]
+	if nd == nil {
+		nd = &node{status: &wsfleetv1.NodeStatus{NodeId: h.GetNodeId()}, nacked: map[string]int64{}}
+		r.nodes[h.GetNodeId()] = nd
+	} else if nd.stop != nil {
+		close(nd.stop)
+	}
+	if nd.status.GetPool() != pool {
+		nd.nacked = map[string]int64{}
+	}
+	nd.gen++
+	nd.notify = make(chan struct{}, 1)
+	nd.stop = make(chan struct{})
+	if r.closed { // shutting down: the stream ends at once
+		close(nd.stop)
+		stop, nd.stop = nd.stop, nil
+		return pool, nd.gen, nd.notify, stop
+	}
+	s := nd.status
+	s.Pool = pool
+	s.Labels = h.GetLabels()
+	s.Address = h.GetAddress()
+	if s.Address == "" {
+		s.Address = addr
+	}
+	s.Build = h.GetBuild()
+	s.Connected = true
+	s.AppliedPool = h.GetAppliedPool()
+	s.AppliedRevision = h.GetAppliedRevision()
+	s.LastSeenTime = now
+	s.ConnectTime = now
+	r.metrics.connected.Inc()
+	return pool, nd.gen, nd.notify, nd.stop
+}
+
+// revKey names a revision: the pool it belongs to and its number.
+type revKey struct {
+	pool string
+	rev  int64
+}
+
+// detach marks the node disconnected unless a newer stream took over.
+func (r *Registry) detach(id string, gen uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.metrics.connected.Dec()
+	nd := r.nodes[id]
+	if nd == nil || nd.gen != gen {
+		return
+	}
+	nd.status.Connected = false
+	nd.status.LastSeenTime = timestamppb.New(r.cfg.Now())
+	nd.notify = nil
+	nd.stop = nil
+}
+
+func (r *Registry) isClosed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.closed
+}
+
+// update changes a node's status if the stream (gen) is still current.
+func (r *Registry) update(id string, gen uint64, f func(*wsfleetv1.NodeStatus, *node)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if nd := r.nodes[id]; nd != nil && nd.gen == gen {
+		f(nd.status, nd)
+	}
+}
+
+// TelemetryBatch counts a node's ingested telemetry (telemetry's OnBatch
+// hook). A node that reports without watching is listed too.
+func (r *Registry) TelemetryBatch(nodeID string, events int, dropped uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	nd := r.nodes[nodeID]
+	if nd == nil {
+		nd = &node{status: &wsfleetv1.NodeStatus{NodeId: nodeID}, nacked: map[string]int64{}}
+		r.nodes[nodeID] = nd
+	}
+	nd.status.TelemetryEvents += uint64(events)
+	nd.status.TelemetryDropped += dropped
+	if !nd.status.GetConnected() {
+		nd.status.LastSeenTime = timestamppb.New(r.cfg.Now())
+	}
+}
+
+// ListNodes implements FleetService.ListNodes.
+func (r *Registry) ListNodes(_ context.Context, req *wsfleetv1.ListNodesRequest) (*wsfleetv1.ListNodesResponse, error) {
+	now := r.cfg.Now()
+	r.mu.Lock()
+	out := make([]*wsfleetv1.NodeStatus, 0, len(r.nodes))
+	for id, nd := range r.nodes {
+		s := nd.status
+		if !s.GetConnected() && s.GetLastSeenTime() != nil && now.Sub(s.GetLastSeenTime().AsTime()) > r.cfg.ForgetAfter {
+			delete(r.nodes, id)
+			continue
+		}
+		if req.GetPool() != "" && s.GetPool() != req.GetPool() {
+			continue
+		}
+		out = append(out, proto.Clone(s).(*wsfleetv1.NodeStatus))
+	}
+	r.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].GetNodeId() < out[j].GetNodeId() })
+	return &wsfleetv1.ListNodesResponse{Nodes: out}, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// Shutdown ends every watch stream with Unavailable, so nodes reconnect
+// (to another replica, or to this one when it is back) instead of holding
+// up a graceful stop.
+func (r *Registry) Shutdown() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	for _, nd := range r.nodes {
+		if nd.stop != nil {
+			close(nd.stop)
+			nd.stop = nil
+		}
+	}
+}

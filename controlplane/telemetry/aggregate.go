@@ -1,0 +1,231 @@
+package telemetry
+
+import (
+	"sort"
+	"time"
+
+	"github.com/wsfleet/wsfleet/api/errclass"
+	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
+)
+
+// aggKey is one counted combination within a minute.
+type aggKey struct {
+	pool, node, origin string
+	class              wsfleetv1.ErrorClass
+}
+
+// minuteAgg holds one minute's counts.
+type minuteAgg struct {
+	minute int64 // unix minutes
+	counts map[aggKey]int64
+	// origins maps each origin counted this minute to itself, so that all
+	// of the minute's keys share one copy of its string.
+	origins map[string]string
+	// full records which bounds this minute has hit, so each is reported
+	// once.
+	originsFull, keysFull bool
+}
+
+// overflow names the bounds a batch hit first in some minute.
+type overflow struct {
+	origins, keys bool
+}
+
+// maxInterned bounds the table of node ids and pools whose strings the
+// aggregates share across minutes. Beyond it names are kept uninterned,
+// which costs memory, not correctness.
+const maxInterned = 10_000
+
+// aggregates is the per-minute count table. Not safe for concurrent use;
+// the Store's lock guards it.
+type aggregates struct {
+	maxOrigins, maxKeys int
+	retentionMinutes    int64
+
+	minutes   map[int64]*minuteAgg
+	keys      int   // sum of len(counts) over minutes
+	lastPrune int64 // unix minute of the last prune
+
+	// names interns node ids and pools: every event carries its own copy
+	// of them, and a day of minutes would otherwise keep thousands.
+	names map[string]string
+
+	otherOrigins uint64 // events counted under OtherOrigin
+	otherKeys    uint64 // events counted under the OtherKey catch-all
+
+	// overflowed collects the bounds first hit since the last takeOverflow.
+	overflowed overflow
+}
+
+// takeOverflow returns and clears the bounds first hit since the last call.
+func (a *aggregates) takeOverflow() overflow {
+	o := a.overflowed
+	a.overflowed = overflow{}
+	return o
+}
+
+func newAggregates(cfg *Config) *aggregates {
+	return &aggregates{
+		maxOrigins:       cfg.MaxOriginsPerMinute,
+		maxKeys:          cfg.MaxKeysPerMinute,
+		retentionMinutes: int64((cfg.Retention + time.Minute - 1) / time.Minute),
+		minutes:          make(map[int64]*minuteAgg),
+		names:            make(map[string]string),
+	}
+}
+
+// unixMinute is floor(ns / 1m), also for times before 1970.
+func unixMinute(ns int64) int64 {
+	const m = int64(time.Minute)
+	q := ns / m
+	if ns%m < 0 {
+		q--
+	}
+	return q
+}
+
+// horizon is the oldest minute kept at nowMinute: the one holding
+// now-Retention, so that a query for the whole retention finds it whole.
+func (a *aggregates) horizon(nowMinute int64) int64 {
+	return nowMinute - a.retentionMinutes
+}
+
+// intern returns the shared copy of a node id or pool.
+func (a *aggregates) intern(s string) string {
+	if v, ok := a.names[s]; ok {
+		return v
+	}
+	if len(a.names) < maxInterned {
+		a.names[s] = s
+	}
+	return s
+}
+
+// add counts one event of the given (interned) pool and node in minute.
+func (a *aggregates) add(minute int64, pool, node string, ev *wsfleetv1.ErrorEvent) {
+	ma := a.minutes[minute]
+	if ma == nil {
+		ma = &minuteAgg{minute: minute, counts: make(map[aggKey]int64), origins: make(map[string]string)}
+		a.minutes[minute] = ma
+	}
+	origin := ev.GetOrigin()
+	if canon, ok := ma.origins[origin]; ok {
+		origin = canon
+	} else if len(ma.origins) < a.maxOrigins {
+		ma.origins[origin] = origin
+	} else {
+		origin = OtherOrigin
+		a.otherOrigins++
+		if !ma.originsFull {
+			ma.originsFull, a.overflowed.origins = true, true
+		}
+	}
+	k := aggKey{pool: pool, node: node, origin: origin, class: ev.GetClass()}
+	if len(ma.counts) < a.maxKeys {
+		// Below the bound one map access counts the event, new key or not.
+		before := len(ma.counts)
+		ma.counts[k]++
+		a.keys += len(ma.counts) - before
+		return
+	}
+	if _, ok := ma.counts[k]; ok {
+		ma.counts[k]++
+		return
+	}
+	a.otherKeys++
+	if !ma.keysFull {
+		ma.keysFull, a.overflowed.keys = true, true
+	}
+	k = aggKey{pool: OtherKey, node: OtherKey, origin: OtherKey, class: k.class}
+	before := len(ma.counts)
+	ma.counts[k]++
+	a.keys += len(ma.counts) - before
+}
+
+// prune drops minutes older than the retention. It walks the minute map,
+// at most once per minute of clock time.
+func (a *aggregates) prune(nowMinute int64) {
+	if nowMinute == a.lastPrune {
+		return
+	}
+	a.lastPrune = nowMinute
+	h := a.horizon(nowMinute)
+	for m, ma := range a.minutes {
+		if m < h {
+			a.keys -= len(ma.counts)
+			delete(a.minutes, m)
+		}
+	}
+}
+
+// inRange lists the minutes overlapping [m.start, m.end) and not older than
+// the retention at nowMinute, oldest first.
+func (a *aggregates) inRange(m *matcher, nowMinute int64) []*minuteAgg {
+	lo := a.horizon(nowMinute)
+	if m.hasStart {
+		lo = max(lo, unixMinute(m.start))
+	}
+	out := make([]*minuteAgg, 0, 16)
+	for minute, ma := range a.minutes {
+		if minute < lo {
+			continue
+		}
+		// The minute overlaps the range when it starts before the range's
+		// end.
+		if m.hasEnd && minute*int64(time.Minute) >= m.end {
+			continue
+		}
+		out = append(out, ma)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].minute < out[j].minute })
+	return out
+}
+
+// group accumulates one TopErrors group.
+type group struct {
+	count   int64
+	byClass [64]int64 // classes outside 0..63 are counted as UNSPECIFIED
+}
+
+func groupKey(k aggKey, by wsfleetv1.TopErrorsRequest_GroupBy) string {
+	switch by {
+	case wsfleetv1.TopErrorsRequest_GROUP_BY_ORIGIN:
+		return k.origin
+	case wsfleetv1.TopErrorsRequest_GROUP_BY_NODE:
+		return k.node
+	case wsfleetv1.TopErrorsRequest_GROUP_BY_POOL:
+		return k.pool
+	default:
+		return errclass.Name(k.class)
+	}
+}
+
+// topOf turns the accumulated groups into the response, largest first
+// (ties by key), at most limit groups when limit > 0.
+func topOf(groups map[string]*group, total int64, limit int) *wsfleetv1.TopErrorsResponse {
+	resp := &wsfleetv1.TopErrorsResponse{Total: total, Groups: make([]*wsfleetv1.TopErrorsResponse_Group, 0, len(groups))}
+	for key, g := range groups {
+		top, best := 0, int64(0)
+		for c, n := range g.byClass {
+			if n > best {
+				top, best = c, n
+			}
+		}
+		resp.Groups = append(resp.Groups, &wsfleetv1.TopErrorsResponse_Group{
+			Key:      key,
+			Count:    g.count,
+			TopClass: wsfleetv1.ErrorClass(top),
+		})
+	}
+	sort.Slice(resp.Groups, func(i, j int) bool {
+		a, b := resp.Groups[i], resp.Groups[j]
+		if a.Count != b.Count {
+			return a.Count > b.Count
+		}
+		return a.Key < b.Key
+	})
+	if limit > 0 && len(resp.Groups) > limit {
+		resp.Groups = resp.Groups[:limit]
+	}
+	return resp
+}

@@ -1,0 +1,118 @@
+package telemetry
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// Defaults of Config.
+const (
+	DefaultRetention           = 24 * time.Hour
+	DefaultMaxRaw              = 100_000
+	DefaultMaxOriginsPerMinute = 1000
+	DefaultMaxKeysPerMinute    = 10_000
+	DefaultMaxReporters        = 100_000
+	DefaultTailBuffer          = 1024
+
+	// MaxRetention bounds Config.Retention: per-minute counts for longer
+	// than a month belong in a metrics system.
+	MaxRetention = 31 * 24 * time.Hour
+)
+
+// OtherOrigin is the origin the aggregates count an event under once its
+// minute already holds Config.MaxOriginsPerMinute distinct origins. Origins
+// come from clients' Origin headers, so without this a scanner could grow
+// the aggregates without bound. A real origin spelled "(other)" is
+// indistinguishable from the overflow.
+const OtherOrigin = "(other)"
+
+// OtherKey is the pool, node and origin of the catch-all aggregate an event
+// is counted under once its minute already holds Config.MaxKeysPerMinute
+// distinct (pool, node, class, origin) combinations. Its class is kept.
+const OtherKey = "(other)"
+
+// maxClockSkew is how far in the future an event's time may lie and still
+// be counted in its own minute. Node clocks drift; a time further ahead (or
+// older than the retention) is counted in the minute it arrived, so that a
+// wrong clock can neither create buckets outside the retention window nor
+// make events vanish from the counts.
+const maxClockSkew = 5 * time.Minute
+
+// Config configures a Store. Zero values mean the defaults.
+type Config struct {
+	// Retention is how long per-minute aggregates are kept. At least one
+	// minute, at most MaxRetention. Default 24h.
+	Retention time.Duration
+	// MaxRaw is how many recent raw events are kept (a ring buffer) for
+	// QueryEvents, trace lookups and tail backlogs. Default 100,000.
+	MaxRaw int
+	// MaxOriginsPerMinute bounds the distinct origins counted per minute;
+	// the rest go to OtherOrigin. Default 1000.
+	MaxOriginsPerMinute int
+	// MaxKeysPerMinute bounds the distinct (pool, node, class, origin)
+	// combinations counted per minute; the rest go to OtherKey. A key
+	// costs about 120 bytes, so the aggregates' worst case is about
+	// Retention/1m × MaxKeysPerMinute × 120 B (1.7 GB at the defaults);
+	// 16 nodes × 8 classes × 40 origins busy every minute of a day take
+	// about 0.6 GB. Default 10,000.
+	MaxKeysPerMinute int
+	// MaxReporters bounds the reporter_ids whose sequence numbers are
+	// remembered for duplicate detection; the least recently seen is
+	// forgotten first. Default 100,000.
+	MaxReporters int
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// OnBatch, if set, is told of every ingested (non-duplicate) batch: the
+	// batch's node id, the events ingested and the drops it reported. It is
+	// called after the store's lock is released, on the ingesting
+	// goroutine, and must not block.
+	OnBatch func(nodeID string, events int, dropped uint64)
+	// Log receives a warning the first time a minute hits an aggregate
+	// bound, and is a Server's logger when NewServer gets none. Default
+	// logrus's standard logger.
+	Log logrus.FieldLogger
+}
+
+func (c *Config) setDefaults() {
+	if c.Retention == 0 {
+		c.Retention = DefaultRetention
+	}
+	if c.MaxRaw == 0 {
+		c.MaxRaw = DefaultMaxRaw
+	}
+	if c.MaxOriginsPerMinute == 0 {
+		c.MaxOriginsPerMinute = DefaultMaxOriginsPerMinute
+	}
+	if c.MaxKeysPerMinute == 0 {
+		c.MaxKeysPerMinute = DefaultMaxKeysPerMinute
+	}
+	if c.MaxReporters == 0 {
+		c.MaxReporters = DefaultMaxReporters
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Log == nil {
+		c.Log = logrus.StandardLogger()
+	}
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.Retention < time.Minute:
+		return fmt.Errorf("%w: Retention %v is under the one-minute aggregate granularity", ErrConfig, c.Retention)
+	case c.Retention > MaxRetention:
+		return fmt.Errorf("%w: Retention %v is over %v", ErrConfig, c.Retention, MaxRetention)
+	case c.MaxRaw < 0:
+		return fmt.Errorf("%w: MaxRaw %d is negative", ErrConfig, c.MaxRaw)
+	case c.MaxOriginsPerMinute < 0:
+		return fmt.Errorf("%w: MaxOriginsPerMinute %d is negative", ErrConfig, c.MaxOriginsPerMinute)
+	case c.MaxKeysPerMinute < 0:
+		return fmt.Errorf("%w: MaxKeysPerMinute %d is negative", ErrConfig, c.MaxKeysPerMinute)
+	case c.MaxReporters < 0:
+		return fmt.Errorf("%w: MaxReporters %d is negative", ErrConfig, c.MaxReporters)
+	}
+	return nil
+}

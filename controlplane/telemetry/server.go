@@ -1,0 +1,311 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
+)
+
+// Request limits of the Server.
+const (
+	// MaxBatchEvents bounds one ReportTelemetry batch.
+	MaxBatchEvents = 10_000
+	// DefaultQueryLimit and MaxQueryLimit bound QueryEvents answers.
+	DefaultQueryLimit = 100
+	MaxQueryLimit     = 10_000
+	// DefaultTopLimit is TopErrors' group count when none is asked for;
+	// larger requests are capped at MaxTopLimit.
+	DefaultTopLimit = 20
+	MaxTopLimit     = 10_000
+	// DefaultTopWindow is TopErrors' range when the filter has no start.
+	DefaultTopWindow = 15 * time.Minute
+	// MaxTailBacklog bounds TailEvents' backlog.
+	MaxTailBacklog = 10_000
+)
+
+// Server implements the telemetry half of the gRPC API on a Store:
+// NodeService.ReportTelemetry and FleetService.QueryEvents, TopErrors and
+// TailEvents. It registers nothing itself; the control plane combines its
+// methods with the node registry's into the registered services.
+// Authentication and authorization are the interceptors' job.
+type Server struct {
+	store *Store
+	log   logrus.FieldLogger
+	now   func() time.Time
+
+	done     chan struct{}
+	shutdown sync.Once
+}
+
+// The methods a NodeService and a FleetService delegate to.
+var (
+	_ interface {
+		ReportTelemetry(wsfleetv1.NodeService_ReportTelemetryServer) error
+	} = (*Server)(nil)
+	_ interface {
+		QueryEvents(context.Context, *wsfleetv1.QueryEventsRequest) (*wsfleetv1.QueryEventsResponse, error)
+		TopErrors(context.Context, *wsfleetv1.TopErrorsRequest) (*wsfleetv1.TopErrorsResponse, error)
+		TailEvents(*wsfleetv1.TailEventsRequest, wsfleetv1.FleetService_TailEventsServer) error
+	} = (*Server)(nil)
+)
+
+// NewServer returns a Server on s. A nil log means the store's.
+func NewServer(s *Store, log logrus.FieldLogger) *Server {
+	if log == nil {
+		log = s.cfg.Log
+	}
+	return &Server{store: s, log: log, now: s.cfg.Now, done: make(chan struct{})}
+}
+
+// Shutdown ends every ReportTelemetry and TailEvents stream, now and
+// later, with Unavailable, so that a graceful stop of the gRPC server is
+// not held up by streams that never end on their own. Nodes resend the
+// batches they have no ack for to the next control plane. Idempotent.
+func (srv *Server) Shutdown() {
+	srv.shutdown.Do(func() { close(srv.done) })
+}
+
+var errShuttingDown = status.Error(codes.Unavailable, "control plane shutting down")
+
+// ReportTelemetry implements NodeService.ReportTelemetry: every batch is
+// validated, ingested (or recognised as a duplicate) and acked with its
+// sequence number. An invalid batch ends the stream with InvalidArgument;
+// so does a node id that differs from the first batch's.
+//
+// Receiving runs on a goroutine of its own, so that Shutdown can end a
+// stream whose node is idle; it ends with the stream.
+func (srv *Server) ReportTelemetry(stream wsfleetv1.NodeService_ReportTelemetryServer) error {
+	ctx := stream.Context()
+	batches := make(chan *wsfleetv1.ReportTelemetryRequest)
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			req, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case batches <- req:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	var nodeID string
+	var nBatches, nEvents, nDuplicates int
+	defer func() {
+		if nodeID != "" {
+			srv.log.WithFields(logrus.Fields{
+				"node_id": nodeID, "batches": nBatches, "events": nEvents, "duplicates": nDuplicates,
+			}).Debug("telemetry stream ended")
+		}
+	}()
+	for {
+		select {
+		case <-srv.done:
+			return errShuttingDown
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case err := <-recvErr:
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		case req := <-batches:
+			if err := validateBatch(req, nodeID); err != nil {
+				srv.log.WithFields(logrus.Fields{
+					"node_id": req.GetNodeId(), "reporter_id": req.GetReporterId(), "sequence": req.GetSequence(),
+				}).WithError(err).Warn("telemetry batch refused")
+				return err
+			}
+			nodeID = req.GetNodeId()
+			nBatches++
+			if srv.store.Ingest(req) {
+				nEvents += len(req.GetEvents())
+			} else {
+				nDuplicates++
+			}
+			if err := stream.Send(&wsfleetv1.ReportTelemetryResponse{AckedSequence: req.GetSequence()}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func validateBatch(req *wsfleetv1.ReportTelemetryRequest, streamNode string) error {
+	var vs []*errdetails.BadRequest_FieldViolation
+	switch {
+	case req.GetNodeId() == "":
+		vs = append(vs, violation("node_id", "is required"))
+	case streamNode != "" && req.GetNodeId() != streamNode:
+		vs = append(vs, violation("node_id", fmt.Sprintf("%q differs from %q sent earlier on this stream", req.GetNodeId(), streamNode)))
+	}
+	if req.GetReporterId() == "" {
+		vs = append(vs, violation("reporter_id", "is required"))
+	}
+	if req.GetSequence() == 0 {
+		vs = append(vs, violation("sequence", "must be positive"))
+	}
+	if n := len(req.GetEvents()); n > MaxBatchEvents {
+		vs = append(vs, violation("events", fmt.Sprintf("%d events; at most %d per batch", n, MaxBatchEvents)))
+	}
+	return badRequest(vs)
+}
+
+// QueryEvents implements FleetService.QueryEvents.
+func (srv *Server) QueryEvents(_ context.Context, req *wsfleetv1.QueryEventsRequest) (*wsfleetv1.QueryEventsResponse, error) {
+	vs := validateFilter(req.GetFilter(), true)
+	limit, vs := limitOf(vs, "limit", req.GetLimit(), DefaultQueryLimit, MaxQueryLimit)
+	if err := badRequest(vs); err != nil {
+		return nil, err
+	}
+	events, truncated := srv.store.Query(req.GetFilter(), limit)
+	return &wsfleetv1.QueryEventsResponse{Events: events, Truncated: truncated}, nil
+}
+
+// TopErrors implements FleetService.TopErrors. Without a start time the
+// range is the DefaultTopWindow before its end (or now). Counts have minute
+// granularity; see Store.Top.
+func (srv *Server) TopErrors(_ context.Context, req *wsfleetv1.TopErrorsRequest) (*wsfleetv1.TopErrorsResponse, error) {
+	vs := validateFilter(req.GetFilter(), true)
+	by := req.GetGroupBy()
+	if _, ok := wsfleetv1.TopErrorsRequest_GroupBy_name[int32(by)]; !ok {
+		vs = append(vs, violation("group_by", fmt.Sprintf("unknown grouping %d", by)))
+	}
+	limit, vs := limitOf(vs, "limit", req.GetLimit(), DefaultTopLimit, MaxTopLimit)
+	if err := badRequest(vs); err != nil {
+		return nil, err
+	}
+	f := req.GetFilter()
+	if f.GetStartTime() == nil {
+		if f == nil {
+			f = &wsfleetv1.EventFilter{}
+		} else {
+			f = proto.Clone(f).(*wsfleetv1.EventFilter)
+		}
+		end := srv.now()
+		if f.GetEndTime() != nil {
+			end = f.GetEndTime().AsTime()
+		}
+		f.StartTime = timestamppb.New(end.Add(-DefaultTopWindow))
+	}
+	return srv.store.Top(f, by, limit), nil
+}
+
+// TailEvents implements FleetService.TailEvents: up to backlog recent
+// matching events, oldest first, then every matching event as it is
+// ingested until the client goes away or Shutdown. A client that reads
+// too slowly loses events (counted in Stats.TailDropped) rather than slow
+// ingest down.
+func (srv *Server) TailEvents(req *wsfleetv1.TailEventsRequest, stream wsfleetv1.FleetService_TailEventsServer) error {
+	vs := validateFilter(req.GetFilter(), false)
+	backlog, vs := limitOf(vs, "backlog", req.GetBacklog(), 0, MaxTailBacklog)
+	if err := badRequest(vs); err != nil {
+		return err
+	}
+	select {
+	case <-srv.done:
+		return errShuttingDown
+	default:
+	}
+	past, ch, cancel := srv.store.tail(req.GetFilter(), backlog, DefaultTailBuffer)
+	defer cancel()
+	for _, ev := range past {
+		if err := stream.Send(&wsfleetv1.TailEventsResponse{Event: ev}); err != nil {
+			return err
+		}
+	}
+	ctx := stream.Context()
+	for {
+		select {
+		case <-srv.done:
+			return errShuttingDown
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case ev := <-ch:
+			if err := stream.Send(&wsfleetv1.TailEventsResponse{Event: ev}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// validateFilter names every invalid field of f; withTime false skips the
+// time range (tails ignore it).
+func validateFilter(f *wsfleetv1.EventFilter, withTime bool) []*errdetails.BadRequest_FieldViolation {
+	var vs []*errdetails.BadRequest_FieldViolation
+	if withTime {
+		start, end := f.GetStartTime(), f.GetEndTime()
+		startOK, endOK := start != nil, end != nil
+		if startOK {
+			if err := start.CheckValid(); err != nil {
+				vs = append(vs, violation("filter.start_time", "invalid timestamp"))
+				startOK = false
+			}
+		}
+		if endOK {
+			if err := end.CheckValid(); err != nil {
+				vs = append(vs, violation("filter.end_time", "invalid timestamp"))
+				endOK = false
+			}
+		}
+		if startOK && endOK && end.AsTime().Before(start.AsTime()) {
+			vs = append(vs, violation("filter.end_time", "is before filter.start_time"))
+		}
+	}
+	for i, c := range f.GetClasses() {
+		if !knownClass(c) {
+			vs = append(vs, violation(fmt.Sprintf("filter.classes[%d]", i), fmt.Sprintf("unknown error class %d", c)))
+		}
+	}
+	return vs
+}
+
+// limitOf applies a request's count field: negative is refused, 0 means
+// def, more than maxN is capped.
+func limitOf(vs []*errdetails.BadRequest_FieldViolation, field string, n int32, def, maxN int) (int, []*errdetails.BadRequest_FieldViolation) {
+	switch {
+	case n < 0:
+		return 0, append(vs, violation(field, "must not be negative"))
+	case n == 0:
+		return def, vs
+	case int(n) > maxN:
+		return maxN, vs
+	}
+	return int(n), vs
+}
+
+func violation(field, desc string) *errdetails.BadRequest_FieldViolation {
+	return &errdetails.BadRequest_FieldViolation{Field: field, Description: desc}
+}
+
+// badRequest is InvalidArgument carrying a google.rpc.BadRequest with every
+// violation, or nil when there are none.
+func badRequest(vs []*errdetails.BadRequest_FieldViolation) error {
+	if len(vs) == 0 {
+		return nil
+	}
+	msg := "invalid request"
+	if len(vs) == 1 {
+		msg = vs[0].GetField() + ": " + vs[0].GetDescription()
+	}
+	st, err := status.New(codes.InvalidArgument, msg).WithDetails(&errdetails.BadRequest{FieldViolations: vs})
+	if err != nil {
+		return status.Error(codes.InvalidArgument, msg)
+	}
+	return st.Err()
+}

@@ -1,0 +1,137 @@
+package wsctl
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
+)
+
+func TestTrace(t *testing.T) {
+	fx := newFleetFixture(t)
+
+	t.Run("every event of the trace is explained, oldest first, across nodes", func(t *testing.T) {
+		before := time.Now()
+		r := fx.run("trace", "abc")
+		after := time.Now()
+		r.want(t, 0)
+		rejected := localTime(fx.ev["rejected"].GetTime()) + `  origin_rejected (handshake rejected)
+  signal:      HTTP 403
+  cause:       the page's origin is not in the allowlist
+  what to do:  fix the allowlist or the page's domain
+  status:      HTTP 403
+  node:        node-a
+  pool:        default
+  policy:      revision 6
+  origin:      https://evil.example
+  remote:      10.0.0.7:5001
+  user agent:  Mozilla/5.0 (X11)
+  error:       origin "https://evil.example" is not allowed
+`
+		timeout := localTime(fx.ev["timeout"].GetTime()) + `  heartbeat_timeout (connection closed)
+  signal:      close 1006 seen by client
+  cause:       the peer was silent past the heartbeat timeout (NAT dropped it, device asleep)
+  what to do:  tune heartbeat.interval and heartbeat.timeout
+  status:      close 1006
+  node:        node-b
+  pool:        edge
+  origin:      https://app.example
+  remote:      10.0.0.7:5010
+  user agent:  Mozilla/5.0 (X11)
+  connection:  c-17
+  duration:    1m2.5s (opened ` + localTime(fx.ev["timeout"].GetOpenTime()) + `)
+  messages:    12 in, 30 out
+  bytes:       1024 in, 4096 out
+  error:       read deadline exceeded after 60s
+`
+		normal := localTime(fx.ev["normal"].GetTime()) + `  normal (connection closed)
+  signal:      close 1000
+  cause:       the client or the node closed normally
+  what to do:  none
+  status:      close 1000
+  node:        node-a
+  pool:        default
+  origin:      (no Origin header)
+  remote:      10.0.0.7:5011
+  user agent:  -
+  connection:  c-18
+  duration:    1s
+  messages:    0 in, 0 out
+  bytes:       0 in, 0 out
+  error:       -
+`
+		want := "trace abc: 3 events on 2 nodes\n\n" + rejected + "\n" + timeout + "\n" + normal
+		assertEqual(t, "stdout", r.stdout, want)
+
+		req := fx.fleet.lastQuery()
+		f := req.GetFilter()
+		if f.GetTraceId() != "abc" || f.GetErrorsOnly() || len(f.GetClasses()) != 0 || req.GetLimit() != traceLimit {
+			t.Errorf("sent %v", req)
+		}
+		within(t, "start time", f.GetStartTime(), 24*time.Hour, before, after)
+	})
+	t.Run("an event older than since is not found", func(t *testing.T) {
+		r := fx.run("trace", "old", "--since", "1h")
+		r.want(t, 1)
+		assertEqual(t, "stderr", r.stderr, "error: no events for trace old in the last 1h (check the trace id, or look further back with --since; the control plane keeps a bounded number of recent events)\n")
+		assertEqual(t, "stdout", r.stdout, "")
+	})
+	t.Run("the default since of 24h finds it", func(t *testing.T) {
+		r := fx.run("trace", "old")
+		r.want(t, 0)
+		assertContains(t, "stdout", r.stdout, "trace old: 1 event on 1 node\n", "rate_limited (handshake rejected)", "HTTP 429 + Retry-After")
+	})
+	t.Run("an unknown trace exits 1 and says where to look", func(t *testing.T) {
+		r := fx.run("trace", "nope")
+		r.want(t, 1)
+		assertContains(t, "stderr", r.stderr, "error: no events for trace nope in the last 24h (check the trace id")
+	})
+	t.Run("an unknown trace in a truncated range says the trace may be older", func(t *testing.T) {
+		fx.fleet.mu.Lock()
+		fx.fleet.truncated = true
+		fx.fleet.mu.Unlock()
+		defer func() {
+			fx.fleet.mu.Lock()
+			fx.fleet.truncated = false
+			fx.fleet.mu.Unlock()
+		}()
+		r := fx.run("trace", "nope")
+		r.want(t, 1)
+		assertContains(t, "stderr", r.stderr, "no longer holds all of the last 24h; the trace may be older")
+	})
+	t.Run("json parses back, newest first as the API answers", func(t *testing.T) {
+		r := fx.run("trace", "abc", "-o", "json")
+		r.want(t, 0)
+		var resp wsfleetv1.QueryEventsResponse
+		parseJSON(t, r.stdout, &resp)
+		if len(resp.GetEvents()) != 3 || resp.GetEvents()[0].GetClass() != wsfleetv1.ErrorClass_ERROR_CLASS_NORMAL {
+			t.Errorf("got %v", &resp)
+		}
+	})
+	t.Run("yaml parses back", func(t *testing.T) {
+		r := fx.run("trace", "abc", "-o", "yaml")
+		r.want(t, 0)
+		var resp wsfleetv1.QueryEventsResponse
+		parseYAML(t, r.stdout, &resp)
+		if len(resp.GetEvents()) != 3 || resp.GetEvents()[1].GetDuration().AsDuration() != 62500*time.Millisecond {
+			t.Errorf("got %v", &resp)
+		}
+	})
+	t.Run("an unknown trace in yaml still exits 1 with nothing on stdout", func(t *testing.T) {
+		r := fx.run("trace", "nope", "-o", "yaml")
+		r.want(t, 1)
+		assertEqual(t, "stdout", r.stdout, "")
+	})
+}
+
+func TestTraceAgainstAnUnreachableControlPlane(t *testing.T) {
+	addr := closedAddr(t)
+	h := &harness{t: t, env: map[string]string{envAddr: addr}}
+	r := h.run("trace", "abc")
+	r.want(t, 1)
+	assertContains(t, "stderr", r.stderr, "is unreachable")
+	if strings.Count(r.stderr, "\n") != 1 {
+		t.Errorf("want one line:\n%s", r.stderr)
+	}
+}
