@@ -28,10 +28,16 @@ $(BUF):
 build: ## build wsfleet-control, wsfleet-node, wsctl and wsfleet-bench into ./.bin
 	$(GO) build -o $(BIN)/ ./controlplane/cmd/wsfleet-control ./dataplane/cmd/wsfleet-node ./sdk/cmd/wsctl ./dataplane/cmd/wsfleet-bench
 
-run: build ## control plane (--dev, loopback, store in ./.wsfleet) in the foreground
-	@echo ">> control plane on 127.0.0.1:7400 (gRPC) and 127.0.0.1:7401 (/metrics, /healthz); try: .bin/wsctl policy get"
+run: build ## control plane (embedded store, --dev) and one node registered to it, on loopback; Ctrl-C stops both
+	@echo ">> control plane: gRPC 127.0.0.1:7400, metrics 127.0.0.1:7401 (store in $(DATA_DIR)/control)"
+	@echo ">> node local-1:  WebSocket ws://127.0.0.1:8080/ws, metrics 127.0.0.1:8081"
+	@echo ">> in another shell: export PATH=$$PWD/.bin:$$PATH; wsctl nodes list"
+	@trap 'kill -TERM $$cp $$node 2>/dev/null; wait' INT TERM; \
 	$(BIN)/wsfleet-control --dev --grpc-addr 127.0.0.1:7400 --http-addr 127.0.0.1:7401 \
-		--data-dir $(DATA_DIR)/control --log-format text
+		--data-dir $(DATA_DIR)/control --log-format text & cp=$$!; \
+	$(BIN)/wsfleet-node --control 127.0.0.1:7400 --node-id local-1 --listen 127.0.0.1:8080 \
+		--metrics-addr 127.0.0.1:8081 --cache-file $(DATA_DIR)/node/policy-default.json --log-format text & node=$$!; \
+	wait $$cp $$node
 
 test: verify-mod verify-fmt vet lint verify-generated gotest ## everything CI checks
 

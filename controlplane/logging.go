@@ -40,6 +40,9 @@ func codeToLevel(code codes.Code) logging.Level {
 	switch code {
 	case codes.OK:
 		return logging.LevelDebug
+	case codes.Unavailable:
+		// Mostly streams ended by a shutdown; the client retries.
+		return logging.LevelWarn
 	case codes.Canceled, codes.InvalidArgument, codes.NotFound, codes.AlreadyExists,
 		codes.PermissionDenied, codes.Unauthenticated, codes.FailedPrecondition,
 		codes.Aborted, codes.OutOfRange, codes.ResourceExhausted, codes.DeadlineExceeded:

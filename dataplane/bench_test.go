@@ -2,12 +2,17 @@ package dataplane
 
 import (
 	"bytes"
+	"context"
+	"io"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/lxzan/gws"
+	"github.com/sirupsen/logrus"
+
+	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 )
 
 // rtClient publishes to its own channel and waits for the message: one
@@ -80,4 +85,35 @@ func BenchmarkRoundTrip(b *testing.B) {
 	}
 	wg.Wait()
 	b.ReportMetric(float64(per*clients)/time.Since(start).Seconds(), "roundtrips/s")
+}
+
+// BenchmarkRecordEvent is what one closed connection costs the node to
+// explain: building the event, the log line (JSON, to io.Discard), the
+// metric and the sink (a no-op here; sdk/telemetry's BenchmarkRecord has
+// the reporter's own cost).
+func BenchmarkRecordEvent(b *testing.B) {
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	log.SetFormatter(&logrus.JSONFormatter{})
+	n, err := New(Config{NodeID: "bench", Log: log, Sink: EventSinkFunc(func(*wsfleetv1.ErrorEvent) {})})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = n.Shutdown(context.Background()) }()
+	open := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		ev := newEvent(wsfleetv1.EventKind_EVENT_KIND_CONNECTION_CLOSED, wsfleetv1.ErrorClass_ERROR_CLASS_CONN_RESET, open, time.Now())
+		ev.CloseCode = 1006
+		ev.TraceId = "4bf92f3577b34da6a3ce929d0e0e4736"
+		ev.ConnId = "c1a2b"
+		ev.NodeId = "bench"
+		ev.Pool = "default"
+		ev.Origin = "https://app.example.com"
+		ev.RemoteAddr = "10.1.2.3:54321"
+		ev.UserAgent = "Mozilla/5.0"
+		ev.MessagesIn, ev.BytesIn = 12, 3456
+		ev.Error = "EOF"
+		n.record(ev)
+	}
 }
