@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/wsfleet/wsfleet/sdk/internal/backoff"
 	"io"
 	"maps"
 	"sync"
@@ -94,7 +95,7 @@ func New(cfg Config) (*Client, error) {
 		nodes:  wsfleetv1.NewNodeServiceClient(cfg.Conn),
 		labels: maps.Clone(cfg.Labels),
 		slot:   make(chan push, 1),
-		jitter: fullJitter,
+		jitter: backoff.FullJitter,
 	}
 	if cfg.CacheFile != "" {
 		c.loadCache()
@@ -179,7 +180,7 @@ func (c *Client) Run(ctx context.Context) error {
 		if healthy {
 			attempt = 0
 		}
-		sleep := c.jitter(backoffCeiling(c.cfg.MinBackoff, c.cfg.MaxBackoff, attempt))
+		sleep := c.jitter(backoff.Ceiling(c.cfg.MinBackoff, c.cfg.MaxBackoff, attempt))
 		// attempt only matters up to the doubling that reaches MaxBackoff;
 		// the bound keeps it from growing for ever during a long outage.
 		attempt = min(attempt+1, 64)

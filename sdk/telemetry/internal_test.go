@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"github.com/wsfleet/wsfleet/sdk/internal/backoff"
 	"testing"
 	"time"
 
@@ -49,7 +50,7 @@ func TestBackoffIsFullJitterUnderAGrowingCeiling(t *testing.T) {
 	}
 	// A minimum of 30s shifted 31 times would overflow int64.
 	for range 100 {
-		if d := backoff(30*time.Second, time.Hour, 31); d < 0 || d >= time.Hour {
+		if d := backoff.Delay(30*time.Second, time.Hour, 31); d < 0 || d >= time.Hour {
 			t.Fatalf("wait %s outside [0, 1h) for a large minimum", d)
 		}
 	}
@@ -57,7 +58,7 @@ func TestBackoffIsFullJitterUnderAGrowingCeiling(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var longest time.Duration
 			for range 2000 {
-				d := backoff(100*time.Millisecond, time.Second, tt.attempt)
+				d := backoff.Delay(100*time.Millisecond, time.Second, tt.attempt)
 				if d < 0 || d >= tt.ceiling {
 					t.Fatalf("wait %s outside [0, %s)", d, tt.ceiling)
 				}

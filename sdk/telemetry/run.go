@@ -3,8 +3,8 @@ package telemetry
 import (
 	"context"
 	"errors"
+	"github.com/wsfleet/wsfleet/sdk/internal/backoff"
 	"io"
-	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
@@ -41,7 +41,7 @@ func (r *Reporter) Run(ctx context.Context) error {
 		if healthy {
 			attempt = 0
 		}
-		wait := backoff(r.cfg.MinBackoff, r.cfg.MaxBackoff, attempt)
+		wait := backoff.Delay(r.cfg.MinBackoff, r.cfg.MaxBackoff, attempt)
 		attempt++
 		r.mu.Lock()
 		r.lastErr = err.Error()
@@ -64,24 +64,6 @@ func (r *Reporter) Run(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// backoff is full jitter: uniform in [0, min(hi, lo·2^attempt)). The
-// ceiling doubles step by step so no shift can overflow.
-func backoff(lo, hi time.Duration, attempt int) time.Duration {
-	ceiling := lo
-	for range attempt {
-		if ceiling >= hi/2 {
-			ceiling = hi
-			break
-		}
-		ceiling *= 2
-	}
-	ceiling = min(ceiling, hi)
-	if ceiling <= 0 {
-		return 0
-	}
-	return rand.N(ceiling)
 }
 
 // stream runs one ReportTelemetry stream until it fails or ctx ends: a

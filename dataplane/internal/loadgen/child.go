@@ -16,15 +16,16 @@ import (
 )
 
 // childSpec says how to start a server process and how it announces itself:
-// a JSON line on stderr whose "msg" is readyMsg and whose "ws_addr" is the
-// address it serves on.
+// a JSON line on stderr whose "msg" is readyMsg and whose addrField
+// ("ws_addr" unless set) is the address it serves on.
 type childSpec struct {
-	name     string
-	bin      string
-	args     []string
-	env      []string // appended to this process's environment
-	readyMsg string
-	timeout  time.Duration // to the ready line
+	name      string
+	bin       string
+	args      []string
+	env       []string // appended to this process's environment
+	readyMsg  string
+	addrField string        // default "ws_addr"
+	timeout   time.Duration // to the ready line
 }
 
 // child is a running server process. Its stderr is read to the end by one
@@ -89,7 +90,7 @@ func startChild(ctx context.Context, spec childSpec) (*child, error) {
 	c.pid = cmd.Process.Pid
 
 	ready := make(chan string, 1)
-	go c.readStderr(pr, spec.readyMsg, ready)
+	go c.readStderr(pr, spec.readyMsg, withDefault(spec.addrField, "ws_addr"), ready)
 
 	timer := time.NewTimer(spec.timeout)
 	defer timer.Stop()
@@ -108,9 +109,9 @@ func startChild(ctx context.Context, spec childSpec) (*child, error) {
 	return nil, err
 }
 
-// readStderr reads the child's stderr until EOF, sends the ws_addr of the
-// ready line on ready, and keeps the last lines in c.tail.
-func (c *child) readStderr(r *os.File, readyMsg string, ready chan<- string) {
+// readStderr reads the child's stderr until EOF, sends the addrField of
+// the ready line on ready, and keeps the last lines in c.tail.
+func (c *child) readStderr(r *os.File, readyMsg, addrField string, ready chan<- string) {
 	defer close(c.readerDone)
 	defer func() { _ = r.Close() }()
 	sc := bufio.NewScanner(r)
@@ -122,13 +123,13 @@ func (c *child) readStderr(r *os.File, readyMsg string, ready chan<- string) {
 		if announced || len(line) == 0 || line[0] != '{' {
 			continue
 		}
-		var l struct {
-			Msg    string `json:"msg"`
-			WSAddr string `json:"ws_addr"`
+		var l map[string]any
+		if json.Unmarshal(line, &l) != nil || l["msg"] != readyMsg {
+			continue
 		}
-		if json.Unmarshal(line, &l) == nil && l.Msg == readyMsg && l.WSAddr != "" {
+		if addr, _ := l[addrField].(string); addr != "" {
 			announced = true
-			ready <- l.WSAddr
+			ready <- addr
 		}
 	}
 	// A line over the scanner's limit ends the scan; keep draining so the

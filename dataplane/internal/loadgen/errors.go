@@ -19,6 +19,9 @@ var (
 	// ErrChild: a child process (node or echo server) did not start, did not
 	// announce its address, or did not exit cleanly.
 	ErrChild = errors.New("loadgen: child process failed")
+	// ErrControl: a call to the control plane's admin API (reading or
+	// applying a policy) failed.
+	ErrControl = errors.New("loadgen: control plane call failed")
 	// ErrRSS: a process's resident set size could not be read.
 	ErrRSS = errors.New("loadgen: cannot read RSS")
 )
