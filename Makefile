@@ -82,7 +82,7 @@ generate fix-generated: $(BUF) ## buf generate
 
 bench: build ## Go benchmarks, then the node's load tool side by side with bare gws
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
-	$(BIN)/wsfleet-bench run --node-bin $(BIN)/wsfleet-node $(BENCH_FLAGS)
+	$(BIN)/wsfleet-bench run --node-bin $(BIN)/wsfleet-node --control-bin $(BIN)/wsfleet-control $(BENCH_FLAGS)
 
 cover: ## test coverage report in coverage.out
 	$(GO) test -count=1 -coverprofile=coverage.out ./...

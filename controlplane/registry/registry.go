@@ -242,7 +242,10 @@ func (r *Registry) Watch(stream wsfleetv1.NodeService_WatchServer) error {
 					s.LastAckTime = timestamppb.New(now)
 					s.LastSeenTime = timestamppb.New(now)
 				})
-				log.WithFields(logrus.Fields{"applied_pool": sent.rev.GetPool(), "applied_revision": sent.rev.GetRevision()}).Info("node applied policy")
+				// Debug: one apply reaches every node of a pool, and a line per
+				// node would bury the audit line; the metrics and ListNodes
+				// carry it.
+				log.WithFields(logrus.Fields{"applied_pool": sent.rev.GetPool(), "applied_revision": sent.rev.GetRevision()}).Debug("node applied policy")
 			case *wsfleetv1.WatchRequest_Nack:
 				if sent == nil || k.Nack.GetNonce() != sentNonce {
 					r.metrics.stale.Inc()

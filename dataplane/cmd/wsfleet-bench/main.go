@@ -1,9 +1,11 @@
 // Command wsfleet-bench measures wsfleet-node against a bare gws echo
 // server on loopback with the same load generator: round trips per second,
 // fan-out deliveries per second, RSS per idle connection and handshakes per
-// second. Everything but process wiring lives in dataplane/internal/loadgen.
+// second; and, given the control plane's binary, policy propagation from
+// an apply to the last of 1,000 and 10,000 watching policy clients.
+// Everything but process wiring lives in dataplane/internal/loadgen.
 //
-//	wsfleet-bench run --node-bin .bin/wsfleet-node [--out bench.json]
+//	wsfleet-bench run --node-bin .bin/wsfleet-node [--control-bin .bin/wsfleet-control] [--out bench.json]
 package main
 
 import (

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 )
 
@@ -23,7 +24,9 @@ const usageText = `usage: wsfleet-bench <command> [flags]
 
 commands:
   run          start wsfleet-node and a bare gws echo server on loopback and
-               measure both side by side (run -h for flags)
+               measure both side by side; with --control-bin, also start
+               wsfleet-control and measure policy propagation to thousands
+               of policy clients (run -h for flags)
   echo-server  serve the bare gws echo baseline (started by run)
 `
 
@@ -54,7 +57,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func runFlags(args []string, stderr io.Writer) (cfg RunConfig, out string, err error) {
 	fs := flag.NewFlagSet("wsfleet-bench run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.NodeBin, "node-bin", "", "the wsfleet-node binary (required)")
+	fs.StringVar(&cfg.NodeBin, "node-bin", "", "the wsfleet-node binary (required unless only propagation runs)")
+	fs.StringVar(&cfg.ControlBin, "control-bin", "", "the wsfleet-control binary; without it the propagation scenario is skipped")
 	fs.StringVar(&out, "out", "", "also write the results as JSON to this file")
 	fs.DurationVar(&cfg.Duration, "duration", DefaultDuration, "roundtrip time per server; cap on fan-out publishing")
 	fs.IntVar(&cfg.Rounds, "rounds", DefaultRounds, "roundtrip: alternate node and echo in this many rounds")
@@ -65,16 +69,17 @@ func runFlags(args []string, stderr io.Writer) (cfg RunConfig, out string, err e
 	fs.IntVar(&cfg.FanoutWindow, "fanout-window", DefaultWindow, "most fan-out messages not yet delivered to every subscriber")
 	fs.IntVar(&cfg.Handshakes, "handshakes", DefaultHandshakes, "handshakes per server")
 	fs.DurationVar(&cfg.Settle, "settle", DefaultSettle, "idle: wait after opening before reading RSS")
-	scenarios := fs.String("scenarios", strings.Join([]string{ScenarioRoundtrip, ScenarioFanout, ScenarioIdle, ScenarioHandshake}, ","),
+	propClients := fs.String("propagation-clients", joinInts(DefaultPropagationSizes),
+		"propagation: comma-separated fleet sizes (policy clients watching at once), one run each")
+	fs.IntVar(&cfg.PropagationApplies, "propagation-applies", DefaultApplies, "propagation: policy applies measured per fleet size")
+	fs.IntVar(&cfg.ClientsPerConn, "propagation-per-conn", DefaultClientsPerConn, "propagation: policy clients sharing one gRPC connection")
+	scenarios := fs.String("scenarios", strings.Join([]string{ScenarioRoundtrip, ScenarioFanout, ScenarioIdle, ScenarioHandshake, ScenarioPropagation}, ","),
 		"comma-separated scenarios to run")
 	if err := fs.Parse(args); err != nil {
 		return cfg, "", err
 	}
 	if fs.NArg() > 0 {
 		return cfg, "", fmt.Errorf("%w: unexpected argument %q", ErrConfig, fs.Arg(0))
-	}
-	if cfg.NodeBin == "" {
-		return cfg, "", fmt.Errorf("%w: --node-bin is required", ErrConfig)
 	}
 	// Zero would silently mean "default" in RunConfig; on the command line
 	// it is a mistake.
@@ -85,6 +90,7 @@ func runFlags(args []string, stderr io.Writer) (cfg RunConfig, out string, err e
 		{"duration", int64(cfg.Duration)}, {"rounds", int64(cfg.Rounds)}, {"clients", int64(cfg.Clients)}, {"idle-conns", int64(cfg.IdleConns)},
 		{"fanout-subs", int64(cfg.FanoutSubs)}, {"fanout-messages", int64(cfg.FanoutMessages)},
 		{"fanout-window", int64(cfg.FanoutWindow)}, {"handshakes", int64(cfg.Handshakes)}, {"settle", int64(cfg.Settle)},
+		{"propagation-applies", int64(cfg.PropagationApplies)}, {"propagation-per-conn", int64(cfg.ClientsPerConn)},
 	} {
 		if f.v <= 0 {
 			return cfg, "", fmt.Errorf("%w: --%s must be positive, got %s", ErrConfig, f.name, fs.Lookup(f.name).Value)
@@ -98,7 +104,40 @@ func runFlags(args []string, stderr io.Writer) (cfg RunConfig, out string, err e
 	if len(cfg.Scenarios) == 0 {
 		return cfg, "", fmt.Errorf("%w: --scenarios is empty", ErrConfig)
 	}
+	if cfg.NodeBin == "" && cfg.wantsNode() {
+		return cfg, "", fmt.Errorf("%w: --node-bin is required", ErrConfig)
+	}
+	if cfg.PropagationClients, err = parseSizes(*propClients); err != nil {
+		return cfg, "", err
+	}
 	return cfg, out, nil
+}
+
+// parseSizes reads --propagation-clients: positive counts, comma-separated.
+func parseSizes(s string) ([]int, error) {
+	var sizes []int
+	for f := range strings.SplitSeq(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("%w: --propagation-clients: %q is not a positive count", ErrConfig, f)
+		}
+		sizes = append(sizes, n)
+	}
+	if len(sizes) == 0 {
+		return nil, fmt.Errorf("%w: --propagation-clients is empty", ErrConfig)
+	}
+	return sizes, nil
+}
+
+func joinInts(ns []int) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ",")
 }
 
 func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {

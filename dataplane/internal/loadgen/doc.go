@@ -10,12 +10,18 @@
 //   - Fanout: S subscribers on one channel, one paced publisher.
 //   - Idle: N idle connections, server RSS read before and after.
 //   - Handshakes: H complete handshakes over W workers.
+//   - Propagation: N policy clients (sdk/policyclient, in this process)
+//     watching a control plane; K policy applies, each timed from the
+//     ApplyPolicy call returning to the last client's ACK.
 //
 // Run is the thin layer on top that starts the node and the echo server as
 // child processes, runs the scenarios against both (idle first, while both
 // are fresh; the round-trip comparison in alternating rounds, so drifting
 // background load hits both sides alike) and collects a Report; Main is the
-// command line.
+// command line. Given a wsfleet-control binary, Run also starts a control
+// plane (--dev, loopback, store in a temporary directory) and runs
+// Propagation against it at each fleet size; without one that scenario is
+// skipped, and only the children the selected scenarios need are started.
 //
 // Goroutines and blocking: every scenario function blocks until it is done
 // and owns everything it starts. Each client connection has one read loop
@@ -27,6 +33,15 @@
 // by a count and by a deadline; a lost reply fails the scenario after
 // ReplyTimeout instead of hanging it. Cancelling the context aborts dials
 // and waits.
+//
+// Propagation runs each policy client's Run on a goroutine of its own
+// (policyclient adds its apply goroutine, gRPC its stream goroutines), all
+// cancelled and joined before the connections they share are closed and
+// the function returns. The clients' Apply only reads the clock and stores
+// it in the current round (an atomic pointer; one atomic slot per client),
+// so it never blocks and the ACK follows it at once; the scenario's own
+// goroutine waits on the round's done channel, bounded by AckTimeout, and
+// the apply phase by Duration.
 //
 // Child processes: each is started from a goroutine locked to its OS thread
 // for the child's life (so Linux's parent-death signal fires only when the

@@ -16,7 +16,7 @@ var (
 	ErrStalled = errors.New("loadgen: no progress before the deadline")
 	// ErrClosed: the server closed a connection the scenario still used.
 	ErrClosed = errors.New("loadgen: connection closed by the server")
-	// ErrChild: a child process (node or echo server) did not start, did not
+	// ErrChild: a child process (node, echo server or control plane) did not start, did not
 	// announce its address, or did not exit cleanly.
 	ErrChild = errors.New("loadgen: child process failed")
 	// ErrControl: a call to the control plane's admin API (reading or

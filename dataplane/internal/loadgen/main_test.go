@@ -17,8 +17,8 @@ import (
 )
 
 // childRoleEnv makes the test binary act as a child process of Run: the
-// servers (fake node or, with "echo-server" first, the real echo command)
-// or a misbehaving process.
+// servers (fake node; with "echo-server" first, the real echo command;
+// with "--dev" first, the fake control plane) or a misbehaving process.
 const childRoleEnv = "LOADGEN_TEST_CHILD"
 
 // pidFileEnv, when set, makes the fake node write its pid there, so a test
@@ -26,7 +26,7 @@ const childRoleEnv = "LOADGEN_TEST_CHILD"
 const pidFileEnv = "LOADGEN_TEST_PIDFILE"
 
 const (
-	roleServers  = "servers"  // fake node, or Main's echo-server
+	roleServers  = "servers"  // fake node, Main's echo-server or fake control plane
 	roleCrash    = "crash"    // writes a line and exits 3 before announcing
 	roleSilent   = "silent"   // never announces
 	roleStubborn = "stubborn" // announces, then ignores SIGTERM
@@ -50,10 +50,14 @@ func childMain(role string, args []string) int {
 	defer cancel()
 	switch role {
 	case roleServers:
-		if len(args) > 0 && args[0] == "echo-server" {
+		switch {
+		case len(args) > 0 && args[0] == "echo-server":
 			return Main(ctx, args, os.Stdout, os.Stderr)
+		case len(args) > 0 && args[0] == "--dev": // Run's control-plane command line
+			return fakeControlMain(ctx, args)
+		default:
+			return fakeNodeMain(ctx, args)
 		}
-		return fakeNodeMain(ctx, args)
 	case roleCrash:
 		fmt.Fprintln(os.Stderr, "panic: the node fell over")
 		return 3

@@ -133,6 +133,12 @@ type PropagationResult struct {
 	LastAckP50 time.Duration `json:"last_ack_p50_ns"`
 	LastAckP99 time.Duration `json:"last_ack_p99_ns"`
 	LastAckMax time.Duration `json:"last_ack_max_ns"`
+	// SentLastAck*: the same from ApplyPolicy being called, what an
+	// operator running `wsctl policy apply` waits: the call itself slows
+	// down when the control plane is busy pushing, which the time from
+	// its return does not show.
+	SentLastAckP50 time.Duration `json:"sent_last_ack_p50_ns"`
+	SentLastAckP99 time.Duration `json:"sent_last_ack_p99_ns"`
 	// Client*: the same from every client, quantiles over clients × applies.
 	ClientP50 time.Duration `json:"client_p50_ns"`
 	ClientP99 time.Duration `json:"client_p99_ns"`
@@ -177,7 +183,7 @@ func propagation(ctx context.Context, cfg PropagationConfig) (res PropagationRes
 	// queues behind the pushes and ACKs of the watch streams.
 	adm, err := admin.Dial(cfg.Control)
 	if err != nil {
-		return res, err
+		return res, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	conns := []*admin.Client{adm}
 	defer func() {
@@ -188,7 +194,7 @@ func propagation(ctx context.Context, cfg PropagationConfig) (res PropagationRes
 	for range res.Conns {
 		c, err := admin.Dial(cfg.Control)
 		if err != nil {
-			return res, err
+			return res, fmt.Errorf("%w: %w", ErrConfig, err)
 		}
 		conns = append(conns, c)
 	}
@@ -230,6 +236,7 @@ func propagation(ctx context.Context, cfg PropagationConfig) (res PropagationRes
 
 	var (
 		lastAcks = make([]time.Duration, 0, cfg.Applies)
+		fromSent = make([]time.Duration, 0, cfg.Applies)
 		rpcs     = make([]time.Duration, 0, cfg.Applies)
 		clients  = make([]time.Duration, 0, cfg.Applies*cfg.Clients)
 	)
@@ -259,18 +266,20 @@ func propagation(ctx context.Context, cfg PropagationConfig) (res PropagationRes
 		if err := fleet.await(ctx, round, cfg.AckTimeout); err != nil {
 			return res, fmt.Errorf("apply %d: %w", k, err)
 		}
-		last, early := round.latencies(t0, &clients)
+		last, lastAt, early := round.latencies(t0, &clients)
 		lastAcks = append(lastAcks, last)
+		fromSent = append(fromSent, lastAt.Sub(sent))
 		rpcs = append(rpcs, t0.Sub(sent))
 		res.EarlyAcks += early
 	}
 	res.Applies = len(lastAcks)
 	res.LastRevision = head.GetRevision()
 
-	sortedLast, sortedRPC := sortedCopy(lastAcks), sortedCopy(rpcs)
+	sortedLast, sortedSent, sortedRPC := sortedCopy(lastAcks), sortedCopy(fromSent), sortedCopy(rpcs)
 	slices.Sort(clients)
 	res.LastAckP50, res.LastAckP99 = exactQuantile(sortedLast, 0.50), exactQuantile(sortedLast, 0.99)
 	res.LastAckMax = exactQuantile(sortedLast, 1)
+	res.SentLastAckP50, res.SentLastAckP99 = exactQuantile(sortedSent, 0.50), exactQuantile(sortedSent, 0.99)
 	res.ClientP50, res.ClientP99 = exactQuantile(clients, 0.50), exactQuantile(clients, 0.99)
 	res.ApplyRPCP50, res.ApplyRPCP99 = exactQuantile(sortedRPC, 0.50), exactQuantile(sortedRPC, 0.99)
 	return res, nil
@@ -460,17 +469,20 @@ func (f *benchFleet) describeStuck(r *applyRound) string {
 }
 
 // latencies appends each client's time from t0 (the apply returning) to
-// its ACK to all, clamped at zero, and returns the largest and how many
-// were before t0. Call it once r.done is closed.
-func (r *applyRound) latencies(t0 time.Time, all *[]time.Duration) (last time.Duration, early int) {
+// its ACK to all, clamped at zero, and returns the largest, when the last
+// ACK was, and how many were before t0. Call it once r.done is closed.
+func (r *applyRound) latencies(t0 time.Time, all *[]time.Duration) (last time.Duration, lastAt time.Time, early int) {
 	off := t0.Sub(r.base)
+	var latest time.Duration
 	for i := range r.at {
-		d := time.Duration(r.at[i].Load()-1) - off
+		at := time.Duration(r.at[i].Load() - 1)
+		latest = max(latest, at)
+		d := at - off
 		if d < 0 {
 			d, early = 0, early+1
 		}
 		last = max(last, d)
 		*all = append(*all, d)
 	}
-	return last, early
+	return last, r.base.Add(latest), early
 }

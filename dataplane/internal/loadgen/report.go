@@ -5,18 +5,48 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 )
 
-// WriteTable prints the report as an aligned table, node and bare gws side
-// by side, each target followed by ok or MISSED, then every error.
+// WriteTable prints the report as aligned tables, node and bare gws side
+// by side, then the control plane's policy propagation, each target
+// followed by ok or MISSED, then skipped scenarios and every error.
 func WriteTable(w io.Writer, r *Report) error {
-	s := r.Settings
-	if _, err := fmt.Fprintf(w, "wsfleet-bench: node vs bare gws on loopback, %s, %d CPUs, started %s\n\n",
+	if _, err := fmt.Fprintf(w, "wsfleet-bench: on loopback, %s, %d CPUs, started %s\n",
 		r.GoVersion, r.CPUs, r.Started.Format(time.RFC3339)); err != nil {
+		return err
+	}
+	if r.Idle != nil || r.Roundtrip != nil || r.Fanout != nil || r.Handshake != nil {
+		if err := writeNodeTable(w, r); err != nil {
+			return err
+		}
+	}
+	if r.Propagation != nil {
+		if err := writePropagationTable(w, r.Propagation, r.Settings.PropagationClients); err != nil {
+			return err
+		}
+	}
+	for _, s := range r.Skipped {
+		if _, err := fmt.Fprintf(w, "\nskipped: %s\n", s); err != nil {
+			return err
+		}
+	}
+	for _, e := range r.Errors {
+		if _, err := fmt.Fprintf(w, "\nFAILED: %s\n", e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeNodeTable prints the node against bare gws.
+func writeNodeTable(w io.Writer, r *Report) error {
+	s := r.Settings
+	if _, err := io.WriteString(w, "\nnode vs bare gws\n\n"); err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -60,15 +90,43 @@ func WriteTable(w io.Writer, r *Report) error {
 		row(ScenarioHandshake, fmt.Sprintf("handshakes/s, %s over %d workers", grouped(float64(s.Handshakes)), s.Clients),
 			hsRate(c.Node), hsRate(c.Echo), ratio, "")
 	}
-	if err := tw.Flush(); err != nil {
+	return tw.Flush()
+}
+
+// writePropagationTable prints the control plane's propagation runs, one
+// block per fleet size; a target size that was asked for and failed shows
+// as a missed target.
+func writePropagationTable(w io.Writer, p *PropagationRuns, sizes []int) error {
+	if _, err := io.WriteString(w, "\ncontrol plane: policy propagation to in-process policy clients"+
+		" (ACK time = the client's Apply call, right before it sends the ACK)\n\n"); err != nil {
 		return err
 	}
-	for _, e := range r.Errors {
-		if _, err := fmt.Fprintf(w, "\nFAILED: %s\n", e); err != nil {
-			return err
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(cells ...string) { _, _ = fmt.Fprintln(tw, strings.Join(cells, "\t")) }
+	row("clients", "measure", "value", "target")
+	row("-------", "-------", "-----", "------")
+	for _, res := range p.Runs {
+		target := ""
+		if res.Clients == p.TargetClients {
+			target = "p99 < " + short(p.TargetP99) + " " + verdict(res.LastAckP99 < p.TargetP99)
+		}
+		row(grouped(float64(res.Clients)), fmt.Sprintf("apply returned -> last ACK p50 / p99 / max, %d applies", res.Applies),
+			fmt.Sprintf("%s / %s / %s", short(res.LastAckP50), short(res.LastAckP99), short(res.LastAckMax)), target)
+		row("", "apply called -> last ACK p50 / p99",
+			fmt.Sprintf("%s / %s", short(res.SentLastAckP50), short(res.SentLastAckP99)), "")
+		row("", "apply returned -> each client's ACK p50 / p99",
+			fmt.Sprintf("%s / %s (%s ACKs before the reply)", short(res.ClientP50), short(res.ClientP99), grouped(float64(res.EarlyAcks))), "")
+		row("", "ApplyPolicy call p50 / p99", fmt.Sprintf("%s / %s", short(res.ApplyRPCP50), short(res.ApplyRPCP99)), "")
+		row("", fmt.Sprintf("start: all on revision %d, %d gRPC connections", res.FirstRevision, res.Conns), short(res.SetupElapsed), "")
+		if res.RSSWatching > 0 {
+			row("", "control plane RSS before -> watching",
+				fmt.Sprintf("%s -> %s (%s B per watcher)", mib(res.RSSBefore), mib(res.RSSWatching), signed(res.BytesPerWatcher)), "")
 		}
 	}
-	return nil
+	if !p.Judged && slices.Contains(sizes, p.TargetClients) {
+		row(grouped(float64(p.TargetClients)), "apply returned -> last ACK p99", "failed", "p99 < "+short(p.TargetP99)+" MISSED")
+	}
+	return tw.Flush()
 }
 
 // WriteJSON writes the report as indented JSON.
@@ -144,11 +202,13 @@ func grouped(v float64) string {
 	return sign + b.String()
 }
 
-func signedBytes(v float64) string {
+func signedBytes(v float64) string { return signed(v) + " B" }
+
+func signed(v float64) string {
 	if v >= 0 {
-		return "+" + grouped(v) + " B"
+		return "+" + grouped(v)
 	}
-	return grouped(v) + " B"
+	return grouped(v)
 }
 
 func mib(b int64) string {

@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/wsfleet/wsfleet/sdk/admin"
 )
 
 // Scenario names, as --scenarios takes them.
@@ -18,12 +21,20 @@ const (
 	ScenarioFanout    = "fanout"
 	ScenarioIdle      = "idle"
 	ScenarioHandshake = "handshake"
+	// ScenarioPropagation measures the control plane, not the node: it
+	// runs only when RunConfig.ControlBin is set.
+	ScenarioPropagation = "propagation"
 )
 
 // AllScenarios in the order Run runs them. Idle goes first, while both
 // servers are fresh: heap an earlier scenario left behind would be reused
-// by the idle connections and hide part of their cost.
-var AllScenarios = []string{ScenarioIdle, ScenarioRoundtrip, ScenarioFanout, ScenarioHandshake}
+// by the idle connections and hide part of their cost. Propagation goes
+// last: its thousands of in-process clients leave this process's heap and
+// scheduler busier than the node scenarios should find them.
+var AllScenarios = []string{ScenarioIdle, ScenarioRoundtrip, ScenarioFanout, ScenarioHandshake, ScenarioPropagation}
+
+// nodeScenarios are those that need the node.
+var nodeScenarios = []string{ScenarioIdle, ScenarioRoundtrip, ScenarioFanout, ScenarioHandshake}
 
 // Targets the issue sets for the node against bare gws.
 const (
@@ -45,14 +56,26 @@ const (
 	DefaultStopTimeout = 30 * time.Second
 	nodeReadyMsg       = "node listening"
 	echoReadyMsg       = "echo listening"
+	// controlReadyMsg is wsfleet-control's info line naming its bound
+	// addresses; its "grpc_addr" is the one the clients dial.
+	controlReadyMsg  = "control plane listening"
+	controlAddrField = "grpc_addr"
 )
 
 // RunConfig configures Run. Zero fields take the defaults.
 type RunConfig struct {
-	// NodeBin is the wsfleet-node binary. Required.
+	// NodeBin is the wsfleet-node binary. Required unless propagation is
+	// the only scenario.
 	NodeBin string
 	// NodeArgs are appended to the node's command line.
 	NodeArgs []string
+	// ControlBin is the wsfleet-control binary, started in --dev mode on
+	// loopback with a store in a temporary directory. Without it the
+	// propagation scenario is skipped (and noted in Report.Skipped).
+	ControlBin string
+	// ControlArgs are appended to the control plane's command line; they
+	// must leave its info-level "control plane listening" line on.
+	ControlArgs []string
 	// EchoBin is the binary serving the echo baseline. Default: this
 	// process's own executable.
 	EchoBin string
@@ -78,6 +101,16 @@ type RunConfig struct {
 	Dialers        int
 	Settle         time.Duration // idle: wait before the second RSS reading
 
+	// PropagationClients lists the fleet sizes measured, one run each, in
+	// order. Default DefaultPropagationSizes.
+	PropagationClients []int
+	// PropagationApplies is the number of applies per fleet size. Default
+	// DefaultApplies.
+	PropagationApplies int
+	// ClientsPerConn is how many policy clients share a gRPC connection.
+	// Default DefaultClientsPerConn.
+	ClientsPerConn int
+
 	StartTimeout time.Duration
 	StopTimeout  time.Duration
 	// Progress receives one line per phase; nil discards them.
@@ -85,7 +118,10 @@ type RunConfig struct {
 }
 
 func (c *RunConfig) fill() error {
-	if c.NodeBin == "" {
+	if len(c.Scenarios) == 0 {
+		c.Scenarios = AllScenarios
+	}
+	if c.NodeBin == "" && c.wantsNode() {
 		return fmt.Errorf("%w: no node binary", ErrConfig)
 	}
 	if c.EchoBin == "" {
@@ -99,18 +135,26 @@ func (c *RunConfig) fill() error {
 		c.EchoArgs = []string{"echo-server", "--listen", "127.0.0.1:0"}
 	}
 	c.Origin = withDefault(c.Origin, DefaultOrigin)
-	if len(c.Scenarios) == 0 {
-		c.Scenarios = AllScenarios
-	}
 	for _, s := range c.Scenarios {
 		if !slices.Contains(AllScenarios, s) {
 			return fmt.Errorf("%w: unknown scenario %q (want some of %s)", ErrConfig, s, strings.Join(AllScenarios, ","))
 		}
 	}
 	if c.Duration < 0 || c.Rounds < 0 || c.Clients < 0 || c.IdleConns < 0 || c.FanoutSubs < 0 || c.FanoutMessages < 0 ||
-		c.FanoutWindow < 0 || c.Handshakes < 0 || c.Dialers < 0 || c.Settle < 0 || c.StartTimeout < 0 || c.StopTimeout < 0 {
+		c.FanoutWindow < 0 || c.Handshakes < 0 || c.Dialers < 0 || c.Settle < 0 || c.StartTimeout < 0 || c.StopTimeout < 0 ||
+		c.PropagationApplies < 0 || c.ClientsPerConn < 0 {
 		return fmt.Errorf("%w: negative count or duration", ErrConfig)
 	}
+	for _, n := range c.PropagationClients {
+		if n <= 0 {
+			return fmt.Errorf("%w: propagation fleet size %d is not positive", ErrConfig, n)
+		}
+	}
+	if len(c.PropagationClients) == 0 {
+		c.PropagationClients = DefaultPropagationSizes
+	}
+	c.PropagationApplies = withDefault(c.PropagationApplies, DefaultApplies)
+	c.ClientsPerConn = withDefault(c.ClientsPerConn, DefaultClientsPerConn)
 	c.Duration = withDefault(c.Duration, DefaultDuration)
 	c.Rounds = withDefault(c.Rounds, DefaultRounds)
 	c.Clients = withDefault(c.Clients, DefaultClients)
@@ -131,6 +175,13 @@ func (c *RunConfig) fill() error {
 
 func (c *RunConfig) wants(s string) bool { return slices.Contains(c.Scenarios, s) }
 
+func (c *RunConfig) wantsNode() bool {
+	return slices.ContainsFunc(c.Scenarios, func(s string) bool { return slices.Contains(nodeScenarios, s) })
+}
+
+// DefaultPropagationSizes are the fleet sizes the issue asks about.
+var DefaultPropagationSizes = []int{1000, 10_000}
+
 // Report is the outcome of Run. A scenario that failed has no result and a
 // line in Errors.
 type Report struct {
@@ -142,7 +193,11 @@ type Report struct {
 	Fanout    *FanoutResult        `json:"fanout,omitempty"`
 	Idle      *IdleComparison      `json:"idle,omitempty"`
 	Handshake *HandshakeComparison `json:"handshake,omitempty"`
-	Errors    []string             `json:"errors,omitempty"`
+	// Propagation measures the control plane; nil when skipped.
+	Propagation *PropagationRuns `json:"propagation,omitempty"`
+	// Skipped names selected scenarios that did not run and why.
+	Skipped []string `json:"skipped,omitempty"`
+	Errors  []string `json:"errors,omitempty"`
 }
 
 // Failed reports whether anything went wrong (a missed target is not a
@@ -164,6 +219,22 @@ type Settings struct {
 	FanoutWindow   int      `json:"fanout_window"`
 	Handshakes     int      `json:"handshakes"`
 	Settle         string   `json:"settle"`
+	// Propagation settings; empty when the scenario does not run.
+	PropagationClients []int `json:"propagation_clients,omitempty"`
+	PropagationApplies int   `json:"propagation_applies,omitempty"`
+	ClientsPerConn     int   `json:"clients_per_conn,omitempty"`
+}
+
+// PropagationRuns is the propagation scenario at each fleet size, with the
+// issue's target judged on the TargetClients run.
+type PropagationRuns struct {
+	Runs          []PropagationResult `json:"runs"`
+	TargetClients int                 `json:"target_clients"`
+	TargetP99     time.Duration       `json:"target_p99_ns"`
+	// Judged: a run of TargetClients completed; Met: its time-to-last-ACK
+	// p99 is under TargetP99.
+	Judged bool `json:"target_judged"`
+	Met    bool `json:"target_met"`
 }
 
 // RoundtripComparison is the node against bare gws, same clients and frames.
@@ -192,9 +263,10 @@ type HandshakeComparison struct {
 	Ratio float64          `json:"ratio"` // node / echo handshakes per second
 }
 
-// Run starts the node (with BenchPolicy in a temporary policy file) and the
-// echo baseline as child processes on loopback, runs the selected scenarios
-// against them, and stops both. Scenario failures are collected in the
+// Run starts the node (with BenchPolicy in a temporary policy file), the
+// echo baseline and the control plane as child processes on loopback, each
+// only if a selected scenario needs it, runs the selected scenarios
+// against them, and stops them all. Scenario failures are collected in the
 // report and the run goes on; the error is for a run that could not start
 // (bad config, a child that did not come up). Every child is stopped before
 // Run returns, on every path.
@@ -213,6 +285,14 @@ func Run(ctx context.Context, cfg RunConfig) (rep *Report, err error) {
 			Handshakes: cfg.Handshakes, Settle: cfg.Settle.String(),
 		},
 	}
+	runPropagation := cfg.wants(ScenarioPropagation) && cfg.ControlBin != ""
+	if runPropagation {
+		rep.Settings.PropagationClients = cfg.PropagationClients
+		rep.Settings.PropagationApplies = cfg.PropagationApplies
+		rep.Settings.ClientsPerConn = cfg.ClientsPerConn
+	} else if cfg.wants(ScenarioPropagation) {
+		rep.Skipped = append(rep.Skipped, ScenarioPropagation+": no control-plane binary (--control-bin)")
+	}
 
 	dir, err := os.MkdirTemp("", "wsfleet-bench-")
 	if err != nil {
@@ -224,25 +304,29 @@ func Run(ctx context.Context, cfg RunConfig) (rep *Report, err error) {
 		return nil, err
 	}
 
-	logf(cfg.Progress, "starting node %s", cfg.NodeBin)
-	node, err := startChild(ctx, childSpec{
-		name: "node",
-		bin:  cfg.NodeBin,
-		args: append([]string{
-			"--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0",
-			"--policy-file", policyPath, "--node-id", "bench", "--log-format", "json",
-		}, cfg.NodeArgs...),
-		env:      cfg.Env,
-		readyMsg: nodeReadyMsg,
-		timeout:  cfg.StartTimeout,
-	})
-	if err != nil {
-		return nil, err
+	var node *child
+	var nodeTarget Target
+	if cfg.wantsNode() {
+		logf(cfg.Progress, "starting node %s", cfg.NodeBin)
+		node, err = startChild(ctx, childSpec{
+			name: "node",
+			bin:  cfg.NodeBin,
+			args: append([]string{
+				"--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0",
+				"--policy-file", policyPath, "--node-id", "bench", "--log-format", "json",
+			}, cfg.NodeArgs...),
+			env:      cfg.Env,
+			readyMsg: nodeReadyMsg,
+			timeout:  cfg.StartTimeout,
+		})
+		if err != nil {
+			return nil, err
+		}
+		// Children are stopped last-started first; a child that does not
+		// exit cleanly on SIGTERM fails the run.
+		defer stopChild(node, cfg.StopTimeout, &rep, &err)
+		nodeTarget = Target{Name: "node", URL: "ws://" + node.addr + "/ws", Origin: cfg.Origin}
 	}
-	// Children are stopped last-started first; a child that does not exit
-	// cleanly on SIGTERM fails the run.
-	defer stopChild(node, cfg.StopTimeout, &rep, &err)
-	nodeTarget := Target{Name: "node", URL: "ws://" + node.addr + "/ws", Origin: cfg.Origin}
 
 	var echo *child
 	var echoTarget Target
@@ -263,9 +347,32 @@ func Run(ctx context.Context, cfg RunConfig) (rep *Report, err error) {
 		echoTarget = Target{Name: "echo", URL: "ws://" + echo.addr + "/ws", Origin: cfg.Origin}
 	}
 
-	r := runner{cfg: cfg, rep: rep, node: node, echo: echo, nodeTarget: nodeTarget, echoTarget: echoTarget}
+	var control *child
+	if runPropagation {
+		logf(cfg.Progress, "starting control plane %s", cfg.ControlBin)
+		// The default (info) log level is kept: the ready line is an info
+		// line, and the address is only known from it (port 0).
+		control, err = startChild(ctx, childSpec{
+			name: "control plane",
+			bin:  cfg.ControlBin,
+			args: append([]string{
+				"--dev", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+				"--data-dir", filepath.Join(dir, "control"), "--log-format", "json",
+			}, cfg.ControlArgs...),
+			env:       cfg.Env,
+			readyMsg:  controlReadyMsg,
+			addrField: controlAddrField,
+			timeout:   cfg.StartTimeout,
+		})
+		if err != nil {
+			return nil, err
+		}
+		defer stopChild(control, cfg.StopTimeout, &rep, &err)
+	}
+
+	r := runner{cfg: cfg, rep: rep, node: node, echo: echo, control: control, nodeTarget: nodeTarget, echoTarget: echoTarget}
 	for _, s := range AllScenarios {
-		if !cfg.wants(s) {
+		if !cfg.wants(s) || (s == ScenarioPropagation && !runPropagation) {
 			continue
 		}
 		if ctx.Err() != nil {
@@ -294,7 +401,7 @@ func stopChild(c *child, timeout time.Duration, rep **Report, err *error) {
 type runner struct {
 	cfg                    RunConfig
 	rep                    *Report
-	node, echo             *child
+	node, echo, control    *child
 	nodeTarget, echoTarget Target
 }
 
@@ -384,7 +491,48 @@ func (r *runner) scenario(ctx context.Context, s string) {
 			cmp.Ratio = cmp.Node.PerSecond / cmp.Echo.PerSecond
 		}
 		r.rep.Handshake = cmp
+
+	case ScenarioPropagation:
+		r.rep.Propagation = r.propagation(ctx)
 	}
+}
+
+// propagation runs Propagation at each fleet size against the control
+// plane, one size after the other. A size that fails is reported and the
+// next one still runs: the control plane stays up between them, and the
+// clients of a failed size are gone before the next starts.
+func (r *runner) propagation(ctx context.Context) *PropagationRuns {
+	cfg := r.cfg
+	out := &PropagationRuns{TargetClients: TargetPropagationClients, TargetP99: TargetPropagationP99}
+	pid := r.control.pid
+	for _, n := range cfg.PropagationClients {
+		if !r.alive(ScenarioPropagation, r.control) {
+			break
+		}
+		if ctx.Err() != nil {
+			r.rep.fail(fmt.Errorf("%s %d clients: not run: %w", ScenarioPropagation, n, context.Cause(ctx)))
+			continue
+		}
+		logf(cfg.Progress, "propagation: %d policy clients over %d connections, %d applies",
+			n, (n+cfg.ClientsPerConn-1)/cfg.ClientsPerConn, cfg.PropagationApplies)
+		res, err := Propagation(ctx, PropagationConfig{
+			Control:        admin.Config{Addr: r.control.addr},
+			Clients:        n,
+			ClientsPerConn: cfg.ClientsPerConn,
+			Applies:        cfg.PropagationApplies,
+			RSS:            func() (int64, error) { return ReadRSS(pid) },
+		})
+		if err != nil {
+			r.rep.fail(err)
+			continue
+		}
+		out.Runs = append(out.Runs, res)
+		if n == out.TargetClients {
+			out.Judged = true
+			out.Met = res.LastAckP99 < out.TargetP99
+		}
+	}
+	return out
 }
 
 // roundtrip compares round trips in cfg.Rounds alternating rounds of

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -321,4 +322,144 @@ func TestEchoServerClosesOpenConnectionsOnStop(t *testing.T) {
 	if err := set.closeAll(); err != nil {
 		t.Error(err)
 	}
+}
+
+func TestRunPropagation(t *testing.T) {
+	t.Run("the control plane is started, measured at each fleet size and stopped", func(t *testing.T) {
+		cfg := tinyRun(t)
+		pidFile := filepath.Join(t.TempDir(), "control.pid")
+		cfg.Env = append(cfg.Env, pidFileEnv+"="+pidFile)
+		cfg.NodeBin, cfg.EchoBin = "", "/nonexistent/echo" // neither is needed, nor started
+		cfg.ControlBin, _ = os.Executable()
+		cfg.Scenarios = []string{ScenarioPropagation}
+		cfg.PropagationClients, cfg.PropagationApplies, cfg.ClientsPerConn = []int{10, 25}, 2, 8
+		var progress strings.Builder
+		cfg.Progress = &progress
+		rep, err := Run(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Failed() {
+			t.Fatalf("run failed:\n%s", strings.Join(rep.Errors, "\n"))
+		}
+		p := rep.Propagation
+		if p == nil || len(p.Runs) != 2 || p.Runs[0].Clients != 10 || p.Runs[1].Clients != 25 {
+			t.Fatalf("propagation runs %+v, want one of 10 clients and one of 25", p)
+		}
+		// The control plane stays up between the sizes: the second run
+		// starts where the first left the default pool.
+		if r0, r1 := p.Runs[0], p.Runs[1]; r0.Applies != 2 || r1.Applies != 2 || r0.FirstRevision != 1 || r1.FirstRevision != 3 ||
+			r1.Conns != 4 || r1.RSSWatching <= 0 {
+			t.Errorf("runs %+v and %+v: want 2 applies each, revisions from 1 then 3, 4 connections for 25 clients, RSS read", r0, r1)
+		}
+		if p.Judged || p.Met {
+			t.Errorf("judged %t met %t with no run of %d clients", p.Judged, p.Met, TargetPropagationClients)
+		}
+		if s := rep.Settings; !slices.Equal(s.PropagationClients, []int{10, 25}) || s.PropagationApplies != 2 || s.ClientsPerConn != 8 {
+			t.Errorf("settings %+v do not record the propagation run", s)
+		}
+		for _, want := range []string{"starting control plane", "propagation: 25 policy clients over 4 connections, 2 applies"} {
+			if !strings.Contains(progress.String(), want) {
+				t.Errorf("progress lacks %q:\n%s", want, progress.String())
+			}
+		}
+		if strings.Contains(progress.String(), "starting node") {
+			t.Errorf("the node was started for propagation alone:\n%s", progress.String())
+		}
+		if pid := pidFrom(t, pidFile); !processGone(pid) {
+			t.Errorf("control plane process %d still exists after Run", pid)
+		}
+	})
+
+	t.Run("without a control-plane binary the scenario is skipped and the others run", func(t *testing.T) {
+		cfg := tinyRun(t)
+		cfg.Scenarios = []string{ScenarioFanout, ScenarioPropagation}
+		rep, err := Run(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Failed() || rep.Fanout == nil || rep.Propagation != nil {
+			t.Errorf("want a fan-out result and no propagation, got %+v", rep)
+		}
+		if len(rep.Skipped) != 1 || !strings.Contains(rep.Skipped[0], "--control-bin") {
+			t.Errorf("skipped %q, want propagation named with --control-bin", rep.Skipped)
+		}
+		var b strings.Builder
+		if err := WriteTable(&b, rep); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b.String(), "skipped: propagation") || !strings.Contains(b.String(), "deliveries/s") {
+			t.Errorf("table lacks the skip note or the fan-out row:\n%s", b.String())
+		}
+	})
+
+	t.Run("a control plane that does not come up fails the run", func(t *testing.T) {
+		cfg := tinyRun(t)
+		cfg.Scenarios = []string{ScenarioPropagation}
+		cfg.ControlBin = cfg.NodeBin
+		cfg.Env = []string{childRoleEnv + "=" + roleCrash}
+		_, err := Run(context.Background(), cfg)
+		wantErr(t, err, ErrChild, "control plane exited before announcing")
+	})
+}
+
+func TestMainCommandLinePropagation(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		code   int
+		stderr string
+	}{
+		{"a node scenario without the node binary is a usage error", []string{"run", "--scenarios", "fanout,propagation"}, exitUsage, "--node-bin is required"},
+		{"a fleet size of zero is a usage error", []string{"run", "--scenarios", "propagation", "--propagation-clients", "1000,0"}, exitUsage, `"0" is not a positive count`},
+		{"a fleet size that is not a number is a usage error", []string{"run", "--scenarios", "propagation", "--propagation-clients", "lots"}, exitUsage, `"lots"`},
+		{"zero applies is a usage error", []string{"run", "--node-bin", exe, "--propagation-applies", "0"}, exitUsage, "--propagation-applies must be positive"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr strings.Builder
+			code := Main(context.Background(), tc.args, &stdout, &stderr)
+			if code != tc.code || !strings.Contains(stderr.String(), tc.stderr) {
+				t.Errorf("exit %d, stderr %q; want exit %d and %q", code, stderr.String(), tc.code, tc.stderr)
+			}
+		})
+	}
+
+	t.Run("propagation alone without --control-bin needs no node and is skipped", func(t *testing.T) {
+		var stdout, stderr strings.Builder
+		code := Main(context.Background(), []string{"run", "--scenarios", "propagation"}, &stdout, &stderr)
+		if code != exitOK || !strings.Contains(stdout.String(), "skipped: propagation: no control-plane binary (--control-bin)") {
+			t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+		}
+	})
+
+	t.Run("run --control-bin prints the propagation table and writes it to the JSON report", func(t *testing.T) {
+		t.Setenv(childRoleEnv, roleServers) // inherited by the children
+		out := filepath.Join(t.TempDir(), "bench.json")
+		var stdout, stderr strings.Builder
+		code := Main(context.Background(), []string{"run", "--control-bin", exe, "--scenarios", "propagation", "--out", out,
+			"--propagation-clients", "12", "--propagation-applies", "2", "--propagation-per-conn", "5"}, &stdout, &stderr)
+		if code != exitOK {
+			t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+		}
+		for _, want := range []string{"policy propagation", "apply returned -> last ACK p50 / p99 / max, 2 applies",
+			"start: all on revision 1, 3 gRPC connections", "control plane RSS"} {
+			if !strings.Contains(stdout.String(), want) {
+				t.Errorf("table lacks %q:\n%s", want, stdout.String())
+			}
+		}
+		if strings.Contains(stdout.String(), "bare gws") {
+			t.Errorf("the node table is printed with no node scenario:\n%s", stdout.String())
+		}
+		var rep Report
+		if err := json.Unmarshal(readFile(t, out), &rep); err != nil {
+			t.Fatal(err)
+		}
+		if rep.Propagation == nil || len(rep.Propagation.Runs) != 1 || rep.Propagation.Runs[0].Clients != 12 || rep.Propagation.Runs[0].Applies != 2 {
+			t.Errorf("JSON report propagation %+v, want one run of 12 clients and 2 applies", rep.Propagation)
+		}
+	})
 }

@@ -216,3 +216,69 @@ func TestGrouped(t *testing.T) {
 		}
 	}
 }
+
+func TestWriteTablePropagation(t *testing.T) {
+	run := func(clients int, p99 time.Duration) PropagationResult {
+		return PropagationResult{
+			Clients: clients, Conns: clients / 500, Applies: 20, FirstRevision: 1, LastRevision: 21,
+			LastAckP50: p99 / 2, LastAckP99: p99, LastAckMax: p99 + time.Millisecond, ClientP50: p99 / 4, ClientP99: p99 / 2,
+			SentLastAckP50: p99, SentLastAckP99: 2 * p99,
+			EarlyAcks: 3, ApplyRPCP50: 2 * time.Millisecond, ApplyRPCP99: 4 * time.Millisecond,
+			SetupElapsed: 1500 * time.Millisecond, RSSBefore: 20 << 20, RSSWatching: 30 << 20, BytesPerWatcher: 10_485.76,
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		runs  *PropagationRuns
+		sizes []int
+		want  []string
+		not   []string
+	}{
+		{
+			name:  "a 1,000-client p99 under a second meets the target",
+			runs:  &PropagationRuns{Runs: []PropagationResult{run(1000, 40*time.Millisecond), run(10_000, 1500*time.Millisecond)}, TargetClients: 1000, TargetP99: time.Second, Judged: true, Met: true},
+			sizes: []int{1000, 10_000},
+			want: []string{"1,000", "20ms / 40ms / 41ms", "p99 < 1s ok", "apply called -> last ACK p50 / p99", "40ms / 80ms", "10,000", "750ms / 1.5s / 1.5s",
+				"10ms / 20ms (3 ACKs before the reply)", "2ms / 4ms", "start: all on revision 1, 2 gRPC connections", "1.5s",
+				"20.0 MiB -> 30.0 MiB (+10,486 B per watcher)"},
+			not: []string{"MISSED", "bare gws"},
+		},
+		{
+			name:  "a 1,000-client p99 over a second misses it",
+			runs:  &PropagationRuns{Runs: []PropagationResult{run(1000, 1200*time.Millisecond)}, TargetClients: 1000, TargetP99: time.Second, Judged: true},
+			sizes: []int{1000},
+			want:  []string{"1.2s", "p99 < 1s MISSED"},
+		},
+		{
+			name:  "a 1,000-client run that failed misses it",
+			runs:  &PropagationRuns{Runs: []PropagationResult{run(10_000, 100*time.Millisecond)}, TargetClients: 1000, TargetP99: time.Second},
+			sizes: []int{1000, 10_000},
+			want:  []string{"failed", "p99 < 1s MISSED"},
+		},
+		{
+			name:  "without a 1,000-client run asked for, nothing is judged",
+			runs:  &PropagationRuns{Runs: []PropagationResult{run(50, time.Millisecond)}, TargetClients: 1000, TargetP99: time.Second},
+			sizes: []int{50},
+			want:  []string{"50 "},
+			not:   []string{"ok", "MISSED", "failed"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rep := &Report{GoVersion: "go1.x", CPUs: 2, Propagation: tc.runs, Settings: Settings{PropagationClients: tc.sizes}}
+			var b strings.Builder
+			if err := WriteTable(&b, rep); err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(b.String(), want) {
+					t.Errorf("table lacks %q:\n%s", want, b.String())
+				}
+			}
+			for _, not := range tc.not {
+				if strings.Contains(b.String(), not) {
+					t.Errorf("table has %q:\n%s", not, b.String())
+				}
+			}
+		})
+	}
+}
