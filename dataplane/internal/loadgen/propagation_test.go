@@ -63,8 +63,10 @@ func TestPropagation(t *testing.T) {
 	if res.SetupElapsed <= 0 {
 		t.Errorf("setup elapsed %s, want positive", res.SetupElapsed)
 	}
-	// Each client ACKed the initial revision and the three applies.
-	eventually(t, "the control plane has every ACK", func() bool { return fake.acks.Load() == 20*4 })
+	// Each client ACKed the initial revision and the applies; the ACK of
+	// the last apply is sent right after the time the scenario takes, and
+	// the scenario may stop the client before it leaves, so it may be lost.
+	eventually(t, "the control plane has the ACKs", func() bool { n := fake.acks.Load(); return n >= 20*3 && n <= 20*4 })
 	eventually(t, "every watch stream has ended", func() bool { return fake.watching() == 0 })
 	if n := fake.watches.Load(); n != 20 {
 		t.Errorf("%d watch streams, want one per client (no reconnects)", n)
