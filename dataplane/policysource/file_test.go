@@ -332,6 +332,12 @@ func TestRunAppliesAnEditWithinAPoll(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the edit was not applied")
 	}
+	// Current moves on once Apply has returned, a moment after the recorder
+	// saw the call.
+	deadline := time.Now().Add(5 * time.Second)
+	for fx.file.Current().GetRevision() != 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
 	wantRunning(t, fx.file, 2, 40*time.Second)
 }
 
