@@ -28,6 +28,12 @@
 //   - Telemetry sinks are called synchronously on close and rejection and
 //     must not block (see EventSink).
 //
+// Policy sources: RunWithPolicyFile (standalone, a hot-reloaded file) and
+// RunWithControlPlane (sdk/policyclient watching the control plane, with a
+// disk cache of the last good policy, and sdk/telemetry streaming every
+// event to it). Both only call Node.Apply; a service embedding the node can
+// feed Apply from anywhere else.
+//
 // Shutdown (Node.Shutdown) stops accepting, fails /readyz, refuses new
 // handshakes with 503, closes every connection with 1001 with bounded
 // concurrency, waits for their read loops within the drain timeout, then

@@ -1,0 +1,268 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/keepalive"
+
+	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
+	"github.com/wsfleet/wsfleet/dataplane/policysource"
+	"github.com/wsfleet/wsfleet/sdk/admin"
+	"github.com/wsfleet/wsfleet/sdk/policyclient"
+	"github.com/wsfleet/wsfleet/sdk/telemetry"
+)
+
+// RunWithPolicyFile runs a standalone node whose policy comes from a file
+// (see package policysource): loaded before the node starts (an invalid
+// file is an error), re-read when it changes and on SIGHUP. An empty path
+// runs the node on cfg.Policy or the built-in defaults.
+func RunWithPolicyFile(ctx context.Context, cfg Config, path string) error {
+	cfg.setDefaults()
+	if path == "" {
+		return runNode(ctx, cfg)
+	}
+	var (
+		mu   sync.Mutex
+		node *Node
+	)
+	source, err := policysource.NewFile(policysource.FileConfig{
+		Path: path,
+		Pool: cfg.Pool,
+		Log:  cfg.Log,
+		Apply: func(rev *wsfleetv1.PolicyRevision) error {
+			mu.Lock()
+			n := node
+			mu.Unlock()
+			if n == nil { // the initial load, before the node exists
+				cfg.Policy = rev
+				return nil
+			}
+			return n.Apply(rev)
+		},
+	})
+	if err != nil {
+		return err
+	}
+	n, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	mu.Lock()
+	node = n
+	mu.Unlock()
+	if err := n.Listen(); err != nil {
+		_ = n.Shutdown(context.Background())
+		return err
+	}
+	srcCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go source.Run(srcCtx)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				// policysource logs a refused file itself, once per content.
+				_ = source.Reload()
+			case <-srcCtx.Done():
+				return
+			}
+		}
+	}()
+	return n.Run(ctx)
+}
+
+func runNode(ctx context.Context, cfg Config) error {
+	n, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := n.Listen(); err != nil {
+		_ = n.Shutdown(context.Background())
+		return err
+	}
+	return n.Run(ctx)
+}
+
+// ControlPlane connects a node to a wsfleet control plane.
+type ControlPlane struct {
+	// Dial says where the control plane is and how to authenticate (a
+	// token with the node role, TLS).
+	Dial admin.Config
+	// CacheFile holds the last good policy; default
+	// ./.wsfleet/node/policy-<pool>.json. Its directory is created.
+	CacheFile string
+	// BootstrapFile, if set, is the policy to start with when there is no
+	// cache (read once, not watched).
+	BootstrapFile string
+	// MinBackoff and MaxBackoff bound redials (defaults 500ms and 30s).
+	MinBackoff, MaxBackoff time.Duration
+	// TelemetryBuffer bounds the events buffered for the control plane
+	// (default 10,000).
+	TelemetryBuffer int
+	// Labels and Build are reported in the node's hello.
+	Labels map[string]string
+	Build  string
+}
+
+// RunWithControlPlane runs a node that takes its policy from a control
+// plane (latest wins; ACK, or NACK when Apply refuses it, keeping the last
+// good policy), starts with the cached last good one, and streams every
+// error event to the control plane. A control plane that is down never
+// stops the node: it serves with what it has and redials with backoff.
+func RunWithControlPlane(ctx context.Context, cfg Config, cp ControlPlane) error {
+	cfg.setDefaults()
+	log := cfg.Log
+	if cp.MinBackoff <= 0 {
+		cp.MinBackoff = policyclient.DefaultMinBackoff
+	}
+	if cp.MaxBackoff <= 0 {
+		cp.MaxBackoff = policyclient.DefaultMaxBackoff
+	}
+	if cp.CacheFile == "" {
+		cp.CacheFile = filepath.Join(".wsfleet", "node", "policy-"+cfg.Pool+".json")
+	}
+	if err := os.MkdirAll(filepath.Dir(cp.CacheFile), 0o700); err != nil {
+		return fmt.Errorf("dataplane: cache directory: %w", err)
+	}
+	cp.Dial.DialOptions = append(cp.Dial.DialOptions,
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{
+			Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true,
+		}),
+		// gRPC's own reconnect backoff (up to 2 minutes by default) would
+		// keep failing calls with the old error long after the control
+		// plane is back; keep it within the node's redial bounds.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: cp.MinBackoff, Multiplier: 1.6, Jitter: 0.2, MaxDelay: cp.MaxBackoff},
+			MinConnectTimeout: 5 * time.Second,
+		}),
+	)
+	conn, err := admin.Dial(cp.Dial)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+
+	var (
+		mu   sync.Mutex
+		node *Node
+	)
+	client, err := policyclient.New(policyclient.Config{
+		Conn:       conn.Conn(),
+		NodeID:     cfg.NodeID,
+		Pool:       cfg.Pool,
+		Labels:     cp.Labels,
+		Build:      cp.Build,
+		Address:    cfg.ListenAddr,
+		CacheFile:  cp.CacheFile,
+		MinBackoff: cp.MinBackoff,
+		MaxBackoff: cp.MaxBackoff,
+		Log:        log,
+		Apply: func(rev *wsfleetv1.PolicyRevision) error {
+			mu.Lock()
+			n := node
+			mu.Unlock()
+			if n == nil {
+				return errors.New("node not started yet")
+			}
+			return n.Apply(rev)
+		},
+	})
+	if err != nil {
+		return err
+	}
+	switch {
+	case client.Cached() != nil:
+		cfg.Policy = client.Cached()
+		log.WithFields(logrus.Fields{"revision": cfg.Policy.GetRevision(), "cache_file": cp.CacheFile}).Info("starting with the cached policy")
+	case cp.BootstrapFile != "":
+		if _, err := policysource.NewFile(policysource.FileConfig{Path: cp.BootstrapFile, Pool: cfg.Pool, Log: log,
+			Apply: func(rev *wsfleetv1.PolicyRevision) error { cfg.Policy = rev; return nil }}); err != nil {
+			return err
+		}
+		log.WithField("policy_file", cp.BootstrapFile).Info("starting with the bootstrap policy file until the control plane answers")
+	default:
+		log.Info("no cached policy: starting with the built-in defaults until the control plane answers")
+	}
+	startedWithPolicy := cfg.Policy != nil
+
+	reporter, err := telemetry.New(telemetry.Config{
+		Conn: conn.Conn(), NodeID: cfg.NodeID, Pool: cfg.Pool, MaxEvents: cp.TelemetryBuffer,
+		MinBackoff: cp.MinBackoff, MaxBackoff: cp.MaxBackoff, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	cfg.Sink = reporter
+	cfg.ReadyCheck = func() error {
+		if !startedWithPolicy && !client.Ready() {
+			return errors.New("no policy from the control plane yet")
+		}
+		return nil
+	}
+	registerControlMetrics(cfg.Registry, cfg.NodeID, client, reporter)
+
+	n, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	mu.Lock()
+	node = n
+	mu.Unlock()
+	if err := n.Listen(); err != nil {
+		_ = n.Shutdown(context.Background())
+		return err
+	}
+	// The policy client and the reporter outlive the node's drain: the
+	// reporter must still run to flush the drain's events.
+	bg, cancelBG := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = client.Run(bg) }()
+	go func() { defer wg.Done(); _ = reporter.Run(bg) }()
+	runErr := n.Run(ctx)
+	cancelBG()
+	wg.Wait()
+	return runErr
+}
+
+func registerControlMetrics(reg *prometheus.Registry, nodeID string, c *policyclient.Client, r *telemetry.Reporter) {
+	labels := prometheus.Labels{"node_id": nodeID}
+	b2f := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	opts := func(name, help string) prometheus.Opts {
+		return prometheus.Opts{Namespace: "wsfleet", Subsystem: "node", Name: name, Help: help, ConstLabels: labels}
+	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("control_connected", "1 while the policy watch stream to the control plane is up.")),
+			func() float64 { return b2f(c.Status().Connected) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts(opts("control_dials_total", "Watch streams attempted.")),
+			func() float64 { return float64(c.Status().Dials) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts(opts("policy_nacks_total", "Pushed policies this node refused.")),
+			func() float64 { return float64(c.Status().Nacks) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts(opts("telemetry_recorded_total", "Error events recorded for the control plane.")),
+			func() float64 { return float64(r.Stats().Recorded) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts(opts("telemetry_dropped_total", "Error events dropped because the buffer was full (reported to the control plane).")),
+			func() float64 { return float64(r.Stats().Dropped) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("telemetry_buffered", "Error events waiting to be sent or acknowledged.")),
+			func() float64 { return float64(r.Stats().Buffered) }),
+	)
+}
