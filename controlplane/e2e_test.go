@@ -67,20 +67,21 @@ func removeBinaries() {
 	}
 }
 
-// controlProc is a wsfleet-control process.
-type controlProc struct {
+// proc is a wsfleet process under test: its stderr (JSON log lines) is
+// kept for failure messages.
+type proc struct {
+	name string
 	cmd  *exec.Cmd
-	addr string
 	done chan struct{}
 	mu   sync.Mutex
 	logs bytes.Buffer
 }
 
-func startControl(t *testing.T, dataDir string, args ...string) *controlProc {
+// startProc runs bin and waits for the JSON log line whose msg is ready,
+// returning that line's fields. The process is stopped when the test ends.
+func startProc(t *testing.T, name, bin, ready string, args []string) (*proc, map[string]any) {
 	t.Helper()
-	control, _ := binaries(t)
-	args = append([]string{"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir", dataDir, "--log-format", "json"}, args...)
-	cmd := exec.Command(control, args...)
+	cmd := exec.Command(bin, args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -88,70 +89,99 @@ func startControl(t *testing.T, dataDir string, args ...string) *controlProc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &controlProc{cmd: cmd, done: make(chan struct{})}
-	controlProcsMu.Lock()
-	controlProcs = append(controlProcs, p)
-	controlProcsMu.Unlock()
-	addrc := make(chan string, 1)
+	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
+	readyc := make(chan map[string]any, 1)
 	go func() {
 		defer close(p.done)
 		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
 			line := sc.Bytes()
 			p.mu.Lock()
 			p.logs.Write(line)
 			p.logs.WriteByte('\n')
 			p.mu.Unlock()
-			var entry struct {
-				Msg      string `json:"msg"`
-				GRPCAddr string `json:"grpc_addr"`
-			}
-			if json.Unmarshal(line, &entry) == nil && entry.Msg == "control plane listening" {
-				addrc <- entry.GRPCAddr
+			var entry map[string]any
+			if json.Unmarshal(line, &entry) == nil && entry["msg"] == ready {
+				readyc <- entry
 			}
 		}
 		_ = cmd.Wait()
 	}()
-	t.Cleanup(func() { p.stop(t) })
 	select {
-	case p.addr = <-addrc:
+	case fields := <-readyc:
+		return p, fields
 	case <-p.done:
-		t.Fatalf("control plane exited early:\n%s", p.logText())
+		t.Fatalf("%s exited early:\n%s", name, p.logText())
 	case <-time.After(20 * time.Second):
-		t.Fatalf("control plane did not start:\n%s", p.logText())
+		_ = cmd.Process.Kill()
+		<-p.done
+		t.Fatalf("%s did not start:\n%s", name, p.logText())
 	}
-	return p
+	return nil, nil
 }
 
-func (p *controlProc) logText() string {
+func (p *proc) logText() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.logs.String()
 }
 
-// stop sends SIGTERM and waits for a clean exit; a no-op after kill.
+// terminate sends SIGTERM and waits; it returns the exit code, or -1 if
+// the process had to be killed. A no-op (returning the old code) after
+// the process ended.
+func (p *proc) terminate(t *testing.T) int {
+	select {
+	case <-p.done:
+		return p.cmd.ProcessState.ExitCode()
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return p.cmd.ProcessState.ExitCode()
+	case <-time.After(20 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		t.Errorf("%s ignored SIGTERM:\n%s", p.name, p.logText())
+		return -1
+	}
+}
+
+func (p *proc) kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// controlProc is a wsfleet-control process.
+type controlProc struct {
+	*proc
+	addr string
+}
+
+func startControl(t *testing.T, dataDir string, args ...string) *controlProc {
+	t.Helper()
+	control, _ := binaries(t)
+	args = append([]string{"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir", dataDir, "--log-format", "json"}, args...)
+	p, fields := startProc(t, "control plane", control, "control plane listening", args)
+	cp := &controlProc{proc: p, addr: fmt.Sprint(fields["grpc_addr"])}
+	t.Cleanup(func() { cp.stop(t) })
+	controlProcsMu.Lock()
+	controlProcs = append(controlProcs, cp)
+	controlProcsMu.Unlock()
+	return cp
+}
+
+// stop sends SIGTERM and expects a clean exit; a no-op after kill.
 func (p *controlProc) stop(t *testing.T) {
 	select {
 	case <-p.done:
 		return
 	default:
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-		if code := p.cmd.ProcessState.ExitCode(); code != 0 {
-			t.Errorf("control plane exited %d after SIGTERM:\n%s", code, p.logText())
-		}
-	case <-time.After(15 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		t.Errorf("control plane ignored SIGTERM")
+	if code := p.terminate(t); code != 0 {
+		t.Errorf("control plane exited %d after SIGTERM:\n%s", code, p.logText())
 	}
-}
-
-func (p *controlProc) kill() {
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
 }
 
 type result struct {

@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -25,83 +24,25 @@ import (
 	"time"
 )
 
+// nodeProc is a wsfleet-node process.
 type nodeProc struct {
-	cmd     *exec.Cmd
+	*proc
 	ws      string
 	metrics string
-	done    chan struct{}
-	mu      sync.Mutex
-	logs    bytes.Buffer
 }
 
 func startNodeProc(t *testing.T, args ...string) *nodeProc {
 	t.Helper()
 	binaries(t)
-	bin := filepath.Join(binDir, "wsfleet-node")
-	cmd := exec.Command(bin, append([]string{"--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--log-format", "json"}, args...)...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &nodeProc{cmd: cmd, done: make(chan struct{})}
-	ready := make(chan [2]string, 1)
-	go func() {
-		defer close(p.done)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Bytes()
-			p.mu.Lock()
-			p.logs.Write(line)
-			p.logs.WriteByte('\n')
-			p.mu.Unlock()
-			var e struct {
-				Msg     string `json:"msg"`
-				WS      string `json:"ws_addr"`
-				Metrics string `json:"metrics_addr"`
-			}
-			if json.Unmarshal(line, &e) == nil && e.Msg == "node listening" {
-				ready <- [2]string{e.WS, e.Metrics}
-			}
-		}
-		_ = cmd.Wait()
-	}()
-	t.Cleanup(func() { p.stop(t) })
-	select {
-	case a := <-ready:
-		p.ws, p.metrics = a[0], a[1]
-	case <-p.done:
-		t.Fatalf("node exited early:\n%s", p.logText())
-	case <-time.After(20 * time.Second):
-		t.Fatalf("node did not start:\n%s", p.logText())
-	}
-	return p
+	args = append([]string{"--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--log-format", "json"}, args...)
+	p, fields := startProc(t, "node", filepath.Join(binDir, "wsfleet-node"), "node listening", args)
+	n := &nodeProc{proc: p, ws: fmt.Sprint(fields["ws_addr"]), metrics: fmt.Sprint(fields["metrics_addr"])}
+	t.Cleanup(func() { n.stop(t) })
+	return n
 }
 
-func (p *nodeProc) logText() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.logs.String()
-}
-
-func (p *nodeProc) stop(t *testing.T) {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(20 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		t.Errorf("node ignored SIGTERM:\n%s", p.logText())
-	}
-}
+// stop sends SIGTERM and waits for the node to drain.
+func (p *nodeProc) stop(t *testing.T) { p.terminate(t) }
 
 // metric reads one sample from the node's /metrics: the first series whose
 // name starts with name.

@@ -36,18 +36,13 @@ func (ss *sessionSet) remove(s *session) {
 	sh.mu.Unlock()
 }
 
-// each calls f for every session, one shard at a time; f must not call add
-// or remove on the same set.
+// each calls f for every session, one shard at a time, without holding
+// the shard's lock (f may block, e.g. writing a close frame).
 func (ss *sessionSet) each(f func(*session)) {
+	var buf []*session
 	for i := range ss.shards {
-		sh := &ss.shards[i]
-		sh.mu.Lock()
-		list := make([]*session, 0, len(sh.m))
-		for s := range sh.m {
-			list = append(list, s)
-		}
-		sh.mu.Unlock()
-		for _, s := range list {
+		buf = ss.shardList(i, buf[:0])
+		for _, s := range buf {
 			f(s)
 		}
 	}
