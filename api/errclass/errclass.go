@@ -179,6 +179,12 @@ var table = []Info{
 		Cause:  "the client or the node closed normally",
 		Action: "none",
 	},
+	{
+		Class: wsfleetv1.ErrorClass_ERROR_CLASS_NODE_DRAINING, Name: "node_draining", Kind: handshake,
+		HTTPStatus: statusServiceUnavailable, Signal: "HTTP 503 + Retry-After",
+		Cause:  "the node is shutting down and takes no new connections",
+		Action: "none: clients retry and reach another node",
+	},
 }
 
 // byName maps short names to classes; Parse lowercases its input and strips

@@ -117,7 +117,16 @@ type NodeStatus struct {
 	// Events ingested from the node, in total.
 	TelemetryEvents uint64 `protobuf:"varint,15,opt,name=telemetry_events,json=telemetryEvents,proto3" json:"telemetry_events,omitempty"`
 	// When the current (or last) watch stream opened.
-	ConnectTime   *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=connect_time,json=connectTime,proto3" json:"connect_time,omitempty"`
+	ConnectTime *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=connect_time,json=connectTime,proto3" json:"connect_time,omitempty"`
+	// Store identity of the revision the node runs.
+	AppliedStoreId string `protobuf:"bytes,17,opt,name=applied_store_id,json=appliedStoreId,proto3" json:"applied_store_id,omitempty"`
+	// The node runs a revision of its applied pool higher than the control
+	// plane's head of that pool (or one from another store): the control
+	// plane's store was reset or replaced. Recover with RecoverPolicy.
+	Ahead bool `protobuf:"varint,18,opt,name=ahead,proto3" json:"ahead,omitempty"`
+	// The control plane's head revision of the pool the node should run
+	// (its own pool's, else `default`'s); 0 when none.
+	HeadRevision  int64 `protobuf:"varint,19,opt,name=head_revision,json=headRevision,proto3" json:"head_revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -262,6 +271,27 @@ func (x *NodeStatus) GetConnectTime() *timestamppb.Timestamp {
 		return x.ConnectTime
 	}
 	return nil
+}
+
+func (x *NodeStatus) GetAppliedStoreId() string {
+	if x != nil {
+		return x.AppliedStoreId
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetAhead() bool {
+	if x != nil {
+		return x.Ahead
+	}
+	return false
+}
+
+func (x *NodeStatus) GetHeadRevision() int64 {
+	if x != nil {
+		return x.HeadRevision
+	}
+	return 0
 }
 
 // ListNodesRequest filters nodes.
@@ -864,7 +894,7 @@ var File_wsfleet_v1_fleet_service_proto protoreflect.FileDescriptor
 const file_wsfleet_v1_fleet_service_proto_rawDesc = "" +
 	"\n" +
 	"\x1ewsfleet/v1/fleet_service.proto\x12\n" +
-	"wsfleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1awsfleet/v1/telemetry.proto\"\xd3\x05\n" +
+	"wsfleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1awsfleet/v1/telemetry.proto\"\xb8\x06\n" +
 	"\n" +
 	"NodeStatus\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
@@ -883,7 +913,10 @@ const file_wsfleet_v1_fleet_service_proto_rawDesc = "" +
 	"\x11telemetry_dropped\x18\r \x01(\x04R\x10telemetryDropped\x12\x16\n" +
 	"\x06pushes\x18\x0e \x01(\x04R\x06pushes\x12)\n" +
 	"\x10telemetry_events\x18\x0f \x01(\x04R\x0ftelemetryEvents\x12=\n" +
-	"\fconnect_time\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\vconnectTime\x1a9\n" +
+	"\fconnect_time\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\vconnectTime\x12(\n" +
+	"\x10applied_store_id\x18\x11 \x01(\tR\x0eappliedStoreId\x12\x14\n" +
+	"\x05ahead\x18\x12 \x01(\bR\x05ahead\x12#\n" +
+	"\rhead_revision\x18\x13 \x01(\x03R\fheadRevision\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"&\n" +

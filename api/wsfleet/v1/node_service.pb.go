@@ -142,7 +142,12 @@ type NodeHello struct {
 	// Pool whose policy the node runs (its own or `default`); empty when none.
 	AppliedPool string `protobuf:"bytes,6,opt,name=applied_pool,json=appliedPool,proto3" json:"applied_pool,omitempty"`
 	// The address clients connect to, for operators.
-	Address       string `protobuf:"bytes,7,opt,name=address,proto3" json:"address,omitempty"`
+	Address string `protobuf:"bytes,7,opt,name=address,proto3" json:"address,omitempty"`
+	// The revision the node runs, whole (content and store_id), from its
+	// cache or the last push; unset when it runs no revision from a control
+	// plane. The control plane keeps it so that, after its store was lost,
+	// RecoverPolicy can restore the fleet's policy from what the fleet runs.
+	Running       *PolicyRevision `protobuf:"bytes,8,opt,name=running,proto3" json:"running,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -224,6 +229,13 @@ func (x *NodeHello) GetAddress() string {
 		return x.Address
 	}
 	return ""
+}
+
+func (x *NodeHello) GetRunning() *PolicyRevision {
+	if x != nil {
+		return x.Running
+	}
+	return nil
 }
 
 // PolicyAck acknowledges a pushed policy.
@@ -531,7 +543,7 @@ const file_wsfleet_v1_node_service_proto_rawDesc = "" +
 	"\x05hello\x18\x01 \x01(\v2\x15.wsfleet.v1.NodeHelloH\x00R\x05hello\x12)\n" +
 	"\x03ack\x18\x02 \x01(\v2\x15.wsfleet.v1.PolicyAckH\x00R\x03ack\x12,\n" +
 	"\x04nack\x18\x03 \x01(\v2\x16.wsfleet.v1.PolicyNackH\x00R\x04nackB\x06\n" +
-	"\x04kind\"\xac\x02\n" +
+	"\x04kind\"\xe2\x02\n" +
 	"\tNodeHello\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04pool\x18\x02 \x01(\tR\x04pool\x129\n" +
@@ -539,7 +551,8 @@ const file_wsfleet_v1_node_service_proto_rawDesc = "" +
 	"\x05build\x18\x04 \x01(\tR\x05build\x12)\n" +
 	"\x10applied_revision\x18\x05 \x01(\x03R\x0fappliedRevision\x12!\n" +
 	"\fapplied_pool\x18\x06 \x01(\tR\vappliedPool\x12\x18\n" +
-	"\aaddress\x18\a \x01(\tR\aaddress\x1a9\n" +
+	"\aaddress\x18\a \x01(\tR\aaddress\x124\n" +
+	"\arunning\x18\b \x01(\v2\x1a.wsfleet.v1.PolicyRevisionR\arunning\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"!\n" +
@@ -596,17 +609,18 @@ var file_wsfleet_v1_node_service_proto_depIdxs = []int32{
 	2, // 1: wsfleet.v1.WatchRequest.ack:type_name -> wsfleet.v1.PolicyAck
 	3, // 2: wsfleet.v1.WatchRequest.nack:type_name -> wsfleet.v1.PolicyNack
 	7, // 3: wsfleet.v1.NodeHello.labels:type_name -> wsfleet.v1.NodeHello.LabelsEntry
-	8, // 4: wsfleet.v1.WatchResponse.revision:type_name -> wsfleet.v1.PolicyRevision
-	9, // 5: wsfleet.v1.ReportTelemetryRequest.events:type_name -> wsfleet.v1.ErrorEvent
-	0, // 6: wsfleet.v1.NodeService.Watch:input_type -> wsfleet.v1.WatchRequest
-	5, // 7: wsfleet.v1.NodeService.ReportTelemetry:input_type -> wsfleet.v1.ReportTelemetryRequest
-	4, // 8: wsfleet.v1.NodeService.Watch:output_type -> wsfleet.v1.WatchResponse
-	6, // 9: wsfleet.v1.NodeService.ReportTelemetry:output_type -> wsfleet.v1.ReportTelemetryResponse
-	8, // [8:10] is the sub-list for method output_type
-	6, // [6:8] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	8, // 4: wsfleet.v1.NodeHello.running:type_name -> wsfleet.v1.PolicyRevision
+	8, // 5: wsfleet.v1.WatchResponse.revision:type_name -> wsfleet.v1.PolicyRevision
+	9, // 6: wsfleet.v1.ReportTelemetryRequest.events:type_name -> wsfleet.v1.ErrorEvent
+	0, // 7: wsfleet.v1.NodeService.Watch:input_type -> wsfleet.v1.WatchRequest
+	5, // 8: wsfleet.v1.NodeService.ReportTelemetry:input_type -> wsfleet.v1.ReportTelemetryRequest
+	4, // 9: wsfleet.v1.NodeService.Watch:output_type -> wsfleet.v1.WatchResponse
+	6, // 10: wsfleet.v1.NodeService.ReportTelemetry:output_type -> wsfleet.v1.ReportTelemetryResponse
+	9, // [9:11] is the sub-list for method output_type
+	7, // [7:9] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_wsfleet_v1_node_service_proto_init() }

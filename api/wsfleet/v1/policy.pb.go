@@ -413,9 +413,17 @@ type PolicyRevision struct {
 	// The complete policy.
 	Policy *Policy `protobuf:"bytes,6,opt,name=policy,proto3" json:"policy,omitempty"`
 	// For rollbacks, the revision whose content was restored; 0 otherwise.
-	RollbackOf    int64 `protobuf:"varint,7,opt,name=rollback_of,json=rollbackOf,proto3" json:"rollback_of,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RollbackOf int64 `protobuf:"varint,7,opt,name=rollback_of,json=rollbackOf,proto3" json:"rollback_of,omitempty"`
+	// Identity of the store that issued the revision, created once with the
+	// store and kept in it. A store that was reset or replaced has a new
+	// identity, so a node can tell "revision 1 of a new store" from an older
+	// revision of the store it knows.
+	StoreId string `protobuf:"bytes,8,opt,name=store_id,json=storeId,proto3" json:"store_id,omitempty"`
+	// For recoveries (RecoverPolicy), the node whose running policy became
+	// this revision; empty otherwise.
+	RecoveredFromNode string `protobuf:"bytes,9,opt,name=recovered_from_node,json=recoveredFromNode,proto3" json:"recovered_from_node,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *PolicyRevision) Reset() {
@@ -497,6 +505,20 @@ func (x *PolicyRevision) GetRollbackOf() int64 {
 	return 0
 }
 
+func (x *PolicyRevision) GetStoreId() string {
+	if x != nil {
+		return x.StoreId
+	}
+	return ""
+}
+
+func (x *PolicyRevision) GetRecoveredFromNode() string {
+	if x != nil {
+		return x.RecoveredFromNode
+	}
+	return ""
+}
+
 var File_wsfleet_v1_policy_proto protoreflect.FileDescriptor
 
 const file_wsfleet_v1_policy_proto_rawDesc = "" +
@@ -528,7 +550,7 @@ const file_wsfleet_v1_policy_proto_rawDesc = "" +
 	"minSamples\x121\n" +
 	"\x06window\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x06window\x12>\n" +
 	"\ropen_duration\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\fopenDuration\x12(\n" +
-	"\x10half_open_probes\x18\x05 \x01(\x05R\x0ehalfOpenProbes\"\xfc\x01\n" +
+	"\x10half_open_probes\x18\x05 \x01(\x05R\x0ehalfOpenProbes\"\xc7\x02\n" +
 	"\x0ePolicyRevision\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\x12\x16\n" +
@@ -538,7 +560,9 @@ const file_wsfleet_v1_policy_proto_rawDesc = "" +
 	"\amessage\x18\x05 \x01(\tR\amessage\x12*\n" +
 	"\x06policy\x18\x06 \x01(\v2\x12.wsfleet.v1.PolicyR\x06policy\x12\x1f\n" +
 	"\vrollback_of\x18\a \x01(\x03R\n" +
-	"rollbackOfB5Z3github.com/wsfleet/wsfleet/api/wsfleet/v1;wsfleetv1b\x06proto3"
+	"rollbackOf\x12\x19\n" +
+	"\bstore_id\x18\b \x01(\tR\astoreId\x12.\n" +
+	"\x13recovered_from_node\x18\t \x01(\tR\x11recoveredFromNodeB5Z3github.com/wsfleet/wsfleet/api/wsfleet/v1;wsfleetv1b\x06proto3"
 
 var (
 	file_wsfleet_v1_policy_proto_rawDescOnce sync.Once

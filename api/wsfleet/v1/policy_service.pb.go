@@ -1015,6 +1015,189 @@ func (x *ListPoolsResponse) GetPools() []*PolicyRevision {
 	return nil
 }
 
+// RecoverPolicyRequest asks to restore a pool's policy from the fleet.
+type RecoverPolicyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Pool to recover; empty means `default`.
+	Pool string `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	// Take the policy this node runs; empty means the newest revision any
+	// node reports for the pool.
+	FromNode string `protobuf:"bytes,2,opt,name=from_node,json=fromNode,proto3" json:"from_node,omitempty"`
+	// Commit message; a default naming the source is used when empty.
+	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// Compare-and-set on the pool's current head, as in ApplyPolicyRequest.
+	ExpectedRevision *int64 `protobuf:"varint,4,opt,name=expected_revision,json=expectedRevision,proto3,oneof" json:"expected_revision,omitempty"`
+	// Validate and report what would be stored, without storing it.
+	DryRun        bool `protobuf:"varint,5,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecoverPolicyRequest) Reset() {
+	*x = RecoverPolicyRequest{}
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecoverPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecoverPolicyRequest) ProtoMessage() {}
+
+func (x *RecoverPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecoverPolicyRequest.ProtoReflect.Descriptor instead.
+func (*RecoverPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_wsfleet_v1_policy_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RecoverPolicyRequest) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *RecoverPolicyRequest) GetFromNode() string {
+	if x != nil {
+		return x.FromNode
+	}
+	return ""
+}
+
+func (x *RecoverPolicyRequest) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *RecoverPolicyRequest) GetExpectedRevision() int64 {
+	if x != nil && x.ExpectedRevision != nil {
+		return *x.ExpectedRevision
+	}
+	return 0
+}
+
+func (x *RecoverPolicyRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+// RecoverPolicyResponse is the stored (or, on dry run, proposed) revision.
+type RecoverPolicyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new revision.
+	Revision *PolicyRevision `protobuf:"bytes,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Head revision before (0 when the pool had none).
+	PreviousRevision int64 `protobuf:"varint,2,opt,name=previous_revision,json=previousRevision,proto3" json:"previous_revision,omitempty"`
+	// The node whose running policy was taken.
+	SourceNode string `protobuf:"bytes,3,opt,name=source_node,json=sourceNode,proto3" json:"source_node,omitempty"`
+	// The revision that node runs, with its store identity.
+	SourceRevision int64 `protobuf:"varint,4,opt,name=source_revision,json=sourceRevision,proto3" json:"source_revision,omitempty"`
+	// Store identity of the source revision.
+	SourceStoreId string `protobuf:"bytes,5,opt,name=source_store_id,json=sourceStoreId,proto3" json:"source_store_id,omitempty"`
+	// Highest revision of the pool any node reports.
+	HighestReportedRevision int64 `protobuf:"varint,6,opt,name=highest_reported_revision,json=highestReportedRevision,proto3" json:"highest_reported_revision,omitempty"`
+	// Changes against the previous head.
+	Changes       []*FieldChange `protobuf:"bytes,7,rep,name=changes,proto3" json:"changes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecoverPolicyResponse) Reset() {
+	*x = RecoverPolicyResponse{}
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecoverPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecoverPolicyResponse) ProtoMessage() {}
+
+func (x *RecoverPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecoverPolicyResponse.ProtoReflect.Descriptor instead.
+func (*RecoverPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_wsfleet_v1_policy_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RecoverPolicyResponse) GetRevision() *PolicyRevision {
+	if x != nil {
+		return x.Revision
+	}
+	return nil
+}
+
+func (x *RecoverPolicyResponse) GetPreviousRevision() int64 {
+	if x != nil {
+		return x.PreviousRevision
+	}
+	return 0
+}
+
+func (x *RecoverPolicyResponse) GetSourceNode() string {
+	if x != nil {
+		return x.SourceNode
+	}
+	return ""
+}
+
+func (x *RecoverPolicyResponse) GetSourceRevision() int64 {
+	if x != nil {
+		return x.SourceRevision
+	}
+	return 0
+}
+
+func (x *RecoverPolicyResponse) GetSourceStoreId() string {
+	if x != nil {
+		return x.SourceStoreId
+	}
+	return ""
+}
+
+func (x *RecoverPolicyResponse) GetHighestReportedRevision() int64 {
+	if x != nil {
+		return x.HighestReportedRevision
+	}
+	return 0
+}
+
+func (x *RecoverPolicyResponse) GetChanges() []*FieldChange {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
 var File_wsfleet_v1_policy_service_proto protoreflect.FileDescriptor
 
 const file_wsfleet_v1_policy_service_proto_rawDesc = "" +
@@ -1087,7 +1270,23 @@ const file_wsfleet_v1_policy_service_proto_rawDesc = "" +
 	"\achanges\x18\x04 \x03(\v2\x17.wsfleet.v1.FieldChangeR\achanges\"\x12\n" +
 	"\x10ListPoolsRequest\"E\n" +
 	"\x11ListPoolsResponse\x120\n" +
-	"\x05pools\x18\x01 \x03(\v2\x1a.wsfleet.v1.PolicyRevisionR\x05pools2\xda\x04\n" +
+	"\x05pools\x18\x01 \x03(\v2\x1a.wsfleet.v1.PolicyRevisionR\x05pools\"\xc2\x01\n" +
+	"\x14RecoverPolicyRequest\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x1b\n" +
+	"\tfrom_node\x18\x02 \x01(\tR\bfromNode\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x120\n" +
+	"\x11expected_revision\x18\x04 \x01(\x03H\x00R\x10expectedRevision\x88\x01\x01\x12\x17\n" +
+	"\adry_run\x18\x05 \x01(\bR\x06dryRunB\x14\n" +
+	"\x12_expected_revision\"\xdd\x02\n" +
+	"\x15RecoverPolicyResponse\x126\n" +
+	"\brevision\x18\x01 \x01(\v2\x1a.wsfleet.v1.PolicyRevisionR\brevision\x12+\n" +
+	"\x11previous_revision\x18\x02 \x01(\x03R\x10previousRevision\x12\x1f\n" +
+	"\vsource_node\x18\x03 \x01(\tR\n" +
+	"sourceNode\x12'\n" +
+	"\x0fsource_revision\x18\x04 \x01(\x03R\x0esourceRevision\x12&\n" +
+	"\x0fsource_store_id\x18\x05 \x01(\tR\rsourceStoreId\x12:\n" +
+	"\x19highest_reported_revision\x18\x06 \x01(\x03R\x17highestReportedRevision\x121\n" +
+	"\achanges\x18\a \x03(\v2\x17.wsfleet.v1.FieldChangeR\achanges2\xb0\x05\n" +
 	"\rPolicyService\x12H\n" +
 	"\tGetPolicy\x12\x1c.wsfleet.v1.GetPolicyRequest\x1a\x1d.wsfleet.v1.GetPolicyResponse\x12N\n" +
 	"\vApplyPolicy\x12\x1e.wsfleet.v1.ApplyPolicyRequest\x1a\x1f.wsfleet.v1.ApplyPolicyResponse\x12W\n" +
@@ -1096,7 +1295,8 @@ const file_wsfleet_v1_policy_service_proto_rawDesc = "" +
 	"\n" +
 	"DiffPolicy\x12\x1d.wsfleet.v1.DiffPolicyRequest\x1a\x1e.wsfleet.v1.DiffPolicyResponse\x12W\n" +
 	"\x0eRollbackPolicy\x12!.wsfleet.v1.RollbackPolicyRequest\x1a\".wsfleet.v1.RollbackPolicyResponse\x12H\n" +
-	"\tListPools\x12\x1c.wsfleet.v1.ListPoolsRequest\x1a\x1d.wsfleet.v1.ListPoolsResponseB5Z3github.com/wsfleet/wsfleet/api/wsfleet/v1;wsfleetv1b\x06proto3"
+	"\tListPools\x12\x1c.wsfleet.v1.ListPoolsRequest\x1a\x1d.wsfleet.v1.ListPoolsResponse\x12T\n" +
+	"\rRecoverPolicy\x12 .wsfleet.v1.RecoverPolicyRequest\x1a!.wsfleet.v1.RecoverPolicyResponseB5Z3github.com/wsfleet/wsfleet/api/wsfleet/v1;wsfleetv1b\x06proto3"
 
 var (
 	file_wsfleet_v1_policy_service_proto_rawDescOnce sync.Once
@@ -1111,7 +1311,7 @@ func file_wsfleet_v1_policy_service_proto_rawDescGZIP() []byte {
 }
 
 var file_wsfleet_v1_policy_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wsfleet_v1_policy_service_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_wsfleet_v1_policy_service_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_wsfleet_v1_policy_service_proto_goTypes = []any{
 	(FieldChange_Kind)(0),               // 0: wsfleet.v1.FieldChange.Kind
 	(*GetPolicyRequest)(nil),            // 1: wsfleet.v1.GetPolicyRequest
@@ -1130,41 +1330,47 @@ var file_wsfleet_v1_policy_service_proto_goTypes = []any{
 	(*RollbackPolicyResponse)(nil),      // 14: wsfleet.v1.RollbackPolicyResponse
 	(*ListPoolsRequest)(nil),            // 15: wsfleet.v1.ListPoolsRequest
 	(*ListPoolsResponse)(nil),           // 16: wsfleet.v1.ListPoolsResponse
-	(*PolicyRevision)(nil),              // 17: wsfleet.v1.PolicyRevision
-	(*Policy)(nil),                      // 18: wsfleet.v1.Policy
+	(*RecoverPolicyRequest)(nil),        // 17: wsfleet.v1.RecoverPolicyRequest
+	(*RecoverPolicyResponse)(nil),       // 18: wsfleet.v1.RecoverPolicyResponse
+	(*PolicyRevision)(nil),              // 19: wsfleet.v1.PolicyRevision
+	(*Policy)(nil),                      // 20: wsfleet.v1.Policy
 }
 var file_wsfleet_v1_policy_service_proto_depIdxs = []int32{
-	17, // 0: wsfleet.v1.GetPolicyResponse.revision:type_name -> wsfleet.v1.PolicyRevision
-	18, // 1: wsfleet.v1.ApplyPolicyRequest.policy:type_name -> wsfleet.v1.Policy
-	17, // 2: wsfleet.v1.ApplyPolicyResponse.revision:type_name -> wsfleet.v1.PolicyRevision
+	19, // 0: wsfleet.v1.GetPolicyResponse.revision:type_name -> wsfleet.v1.PolicyRevision
+	20, // 1: wsfleet.v1.ApplyPolicyRequest.policy:type_name -> wsfleet.v1.Policy
+	19, // 2: wsfleet.v1.ApplyPolicyResponse.revision:type_name -> wsfleet.v1.PolicyRevision
 	12, // 3: wsfleet.v1.ApplyPolicyResponse.changes:type_name -> wsfleet.v1.FieldChange
-	18, // 4: wsfleet.v1.ValidatePolicyRequest.policy:type_name -> wsfleet.v1.Policy
+	20, // 4: wsfleet.v1.ValidatePolicyRequest.policy:type_name -> wsfleet.v1.Policy
 	7,  // 5: wsfleet.v1.ValidatePolicyResponse.violations:type_name -> wsfleet.v1.FieldViolation
-	17, // 6: wsfleet.v1.ListPolicyRevisionsResponse.revisions:type_name -> wsfleet.v1.PolicyRevision
+	19, // 6: wsfleet.v1.ListPolicyRevisionsResponse.revisions:type_name -> wsfleet.v1.PolicyRevision
 	12, // 7: wsfleet.v1.DiffPolicyResponse.changes:type_name -> wsfleet.v1.FieldChange
 	0,  // 8: wsfleet.v1.FieldChange.kind:type_name -> wsfleet.v1.FieldChange.Kind
-	17, // 9: wsfleet.v1.RollbackPolicyResponse.revision:type_name -> wsfleet.v1.PolicyRevision
+	19, // 9: wsfleet.v1.RollbackPolicyResponse.revision:type_name -> wsfleet.v1.PolicyRevision
 	12, // 10: wsfleet.v1.RollbackPolicyResponse.changes:type_name -> wsfleet.v1.FieldChange
-	17, // 11: wsfleet.v1.ListPoolsResponse.pools:type_name -> wsfleet.v1.PolicyRevision
-	1,  // 12: wsfleet.v1.PolicyService.GetPolicy:input_type -> wsfleet.v1.GetPolicyRequest
-	3,  // 13: wsfleet.v1.PolicyService.ApplyPolicy:input_type -> wsfleet.v1.ApplyPolicyRequest
-	5,  // 14: wsfleet.v1.PolicyService.ValidatePolicy:input_type -> wsfleet.v1.ValidatePolicyRequest
-	8,  // 15: wsfleet.v1.PolicyService.ListPolicyRevisions:input_type -> wsfleet.v1.ListPolicyRevisionsRequest
-	10, // 16: wsfleet.v1.PolicyService.DiffPolicy:input_type -> wsfleet.v1.DiffPolicyRequest
-	13, // 17: wsfleet.v1.PolicyService.RollbackPolicy:input_type -> wsfleet.v1.RollbackPolicyRequest
-	15, // 18: wsfleet.v1.PolicyService.ListPools:input_type -> wsfleet.v1.ListPoolsRequest
-	2,  // 19: wsfleet.v1.PolicyService.GetPolicy:output_type -> wsfleet.v1.GetPolicyResponse
-	4,  // 20: wsfleet.v1.PolicyService.ApplyPolicy:output_type -> wsfleet.v1.ApplyPolicyResponse
-	6,  // 21: wsfleet.v1.PolicyService.ValidatePolicy:output_type -> wsfleet.v1.ValidatePolicyResponse
-	9,  // 22: wsfleet.v1.PolicyService.ListPolicyRevisions:output_type -> wsfleet.v1.ListPolicyRevisionsResponse
-	11, // 23: wsfleet.v1.PolicyService.DiffPolicy:output_type -> wsfleet.v1.DiffPolicyResponse
-	14, // 24: wsfleet.v1.PolicyService.RollbackPolicy:output_type -> wsfleet.v1.RollbackPolicyResponse
-	16, // 25: wsfleet.v1.PolicyService.ListPools:output_type -> wsfleet.v1.ListPoolsResponse
-	19, // [19:26] is the sub-list for method output_type
-	12, // [12:19] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	19, // 11: wsfleet.v1.ListPoolsResponse.pools:type_name -> wsfleet.v1.PolicyRevision
+	19, // 12: wsfleet.v1.RecoverPolicyResponse.revision:type_name -> wsfleet.v1.PolicyRevision
+	12, // 13: wsfleet.v1.RecoverPolicyResponse.changes:type_name -> wsfleet.v1.FieldChange
+	1,  // 14: wsfleet.v1.PolicyService.GetPolicy:input_type -> wsfleet.v1.GetPolicyRequest
+	3,  // 15: wsfleet.v1.PolicyService.ApplyPolicy:input_type -> wsfleet.v1.ApplyPolicyRequest
+	5,  // 16: wsfleet.v1.PolicyService.ValidatePolicy:input_type -> wsfleet.v1.ValidatePolicyRequest
+	8,  // 17: wsfleet.v1.PolicyService.ListPolicyRevisions:input_type -> wsfleet.v1.ListPolicyRevisionsRequest
+	10, // 18: wsfleet.v1.PolicyService.DiffPolicy:input_type -> wsfleet.v1.DiffPolicyRequest
+	13, // 19: wsfleet.v1.PolicyService.RollbackPolicy:input_type -> wsfleet.v1.RollbackPolicyRequest
+	15, // 20: wsfleet.v1.PolicyService.ListPools:input_type -> wsfleet.v1.ListPoolsRequest
+	17, // 21: wsfleet.v1.PolicyService.RecoverPolicy:input_type -> wsfleet.v1.RecoverPolicyRequest
+	2,  // 22: wsfleet.v1.PolicyService.GetPolicy:output_type -> wsfleet.v1.GetPolicyResponse
+	4,  // 23: wsfleet.v1.PolicyService.ApplyPolicy:output_type -> wsfleet.v1.ApplyPolicyResponse
+	6,  // 24: wsfleet.v1.PolicyService.ValidatePolicy:output_type -> wsfleet.v1.ValidatePolicyResponse
+	9,  // 25: wsfleet.v1.PolicyService.ListPolicyRevisions:output_type -> wsfleet.v1.ListPolicyRevisionsResponse
+	11, // 26: wsfleet.v1.PolicyService.DiffPolicy:output_type -> wsfleet.v1.DiffPolicyResponse
+	14, // 27: wsfleet.v1.PolicyService.RollbackPolicy:output_type -> wsfleet.v1.RollbackPolicyResponse
+	16, // 28: wsfleet.v1.PolicyService.ListPools:output_type -> wsfleet.v1.ListPoolsResponse
+	18, // 29: wsfleet.v1.PolicyService.RecoverPolicy:output_type -> wsfleet.v1.RecoverPolicyResponse
+	22, // [22:30] is the sub-list for method output_type
+	14, // [14:22] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_wsfleet_v1_policy_service_proto_init() }
@@ -1175,13 +1381,14 @@ func file_wsfleet_v1_policy_service_proto_init() {
 	file_wsfleet_v1_policy_proto_init()
 	file_wsfleet_v1_policy_service_proto_msgTypes[2].OneofWrappers = []any{}
 	file_wsfleet_v1_policy_service_proto_msgTypes[12].OneofWrappers = []any{}
+	file_wsfleet_v1_policy_service_proto_msgTypes[16].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wsfleet_v1_policy_service_proto_rawDesc), len(file_wsfleet_v1_policy_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

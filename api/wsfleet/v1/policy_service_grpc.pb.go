@@ -26,6 +26,7 @@ const (
 	PolicyService_DiffPolicy_FullMethodName          = "/wsfleet.v1.PolicyService/DiffPolicy"
 	PolicyService_RollbackPolicy_FullMethodName      = "/wsfleet.v1.PolicyService/RollbackPolicy"
 	PolicyService_ListPools_FullMethodName           = "/wsfleet.v1.PolicyService/ListPools"
+	PolicyService_RecoverPolicy_FullMethodName       = "/wsfleet.v1.PolicyService/RecoverPolicy"
 )
 
 // PolicyServiceClient is the client API for PolicyService service.
@@ -55,6 +56,11 @@ type PolicyServiceClient interface {
 	RollbackPolicy(ctx context.Context, in *RollbackPolicyRequest, opts ...grpc.CallOption) (*RollbackPolicyResponse, error)
 	// ListPools returns every pool that has a policy, with its head revision.
 	ListPools(ctx context.Context, in *ListPoolsRequest, opts ...grpc.CallOption) (*ListPoolsResponse, error)
+	// Makes the newest policy the fleet runs for a pool (as reported in node
+	// hellos) the pool's next revision, numbered above every revision any node
+	// reports, so that every node accepts it. For a control plane whose store
+	// was reset or replaced while nodes kept running. Requires admin.
+	RecoverPolicy(ctx context.Context, in *RecoverPolicyRequest, opts ...grpc.CallOption) (*RecoverPolicyResponse, error)
 }
 
 type policyServiceClient struct {
@@ -135,6 +141,16 @@ func (c *policyServiceClient) ListPools(ctx context.Context, in *ListPoolsReques
 	return out, nil
 }
 
+func (c *policyServiceClient) RecoverPolicy(ctx context.Context, in *RecoverPolicyRequest, opts ...grpc.CallOption) (*RecoverPolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecoverPolicyResponse)
+	err := c.cc.Invoke(ctx, PolicyService_RecoverPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PolicyServiceServer is the server API for PolicyService service.
 // All implementations must embed UnimplementedPolicyServiceServer
 // for forward compatibility.
@@ -162,6 +178,11 @@ type PolicyServiceServer interface {
 	RollbackPolicy(context.Context, *RollbackPolicyRequest) (*RollbackPolicyResponse, error)
 	// ListPools returns every pool that has a policy, with its head revision.
 	ListPools(context.Context, *ListPoolsRequest) (*ListPoolsResponse, error)
+	// Makes the newest policy the fleet runs for a pool (as reported in node
+	// hellos) the pool's next revision, numbered above every revision any node
+	// reports, so that every node accepts it. For a control plane whose store
+	// was reset or replaced while nodes kept running. Requires admin.
+	RecoverPolicy(context.Context, *RecoverPolicyRequest) (*RecoverPolicyResponse, error)
 	mustEmbedUnimplementedPolicyServiceServer()
 }
 
@@ -192,6 +213,9 @@ func (UnimplementedPolicyServiceServer) RollbackPolicy(context.Context, *Rollbac
 }
 func (UnimplementedPolicyServiceServer) ListPools(context.Context, *ListPoolsRequest) (*ListPoolsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListPools not implemented")
+}
+func (UnimplementedPolicyServiceServer) RecoverPolicy(context.Context, *RecoverPolicyRequest) (*RecoverPolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RecoverPolicy not implemented")
 }
 func (UnimplementedPolicyServiceServer) mustEmbedUnimplementedPolicyServiceServer() {}
 func (UnimplementedPolicyServiceServer) testEmbeddedByValue()                       {}
@@ -340,6 +364,24 @@ func _PolicyService_ListPools_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PolicyService_RecoverPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecoverPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).RecoverPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_RecoverPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).RecoverPolicy(ctx, req.(*RecoverPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PolicyService_ServiceDesc is the grpc.ServiceDesc for PolicyService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -374,6 +416,10 @@ var PolicyService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListPools",
 			Handler:    _PolicyService_ListPools_Handler,
+		},
+		{
+			MethodName: "RecoverPolicy",
+			Handler:    _PolicyService_RecoverPolicy_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

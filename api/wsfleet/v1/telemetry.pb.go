@@ -64,6 +64,10 @@ const (
 	ErrorClass_ERROR_CLASS_CLIENT_GOING_AWAY ErrorClass = 15
 	// Close 1000: a normal close.
 	ErrorClass_ERROR_CLASS_NORMAL ErrorClass = 16
+	// The node is draining (shutting down) and refuses new handshakes:
+	// HTTP 503 + Retry-After. Expected, not an error: other nodes take the
+	// client.
+	ErrorClass_ERROR_CLASS_NODE_DRAINING ErrorClass = 17
 )
 
 // Enum value maps for ErrorClass.
@@ -86,6 +90,7 @@ var (
 		14: "ERROR_CLASS_SERVER_SHUTDOWN",
 		15: "ERROR_CLASS_CLIENT_GOING_AWAY",
 		16: "ERROR_CLASS_NORMAL",
+		17: "ERROR_CLASS_NODE_DRAINING",
 	}
 	ErrorClass_value = map[string]int32{
 		"ERROR_CLASS_UNSPECIFIED":       0,
@@ -105,6 +110,7 @@ var (
 		"ERROR_CLASS_SERVER_SHUTDOWN":   14,
 		"ERROR_CLASS_CLIENT_GOING_AWAY": 15,
 		"ERROR_CLASS_NORMAL":            16,
+		"ERROR_CLASS_NODE_DRAINING":     17,
 	}
 )
 
@@ -440,7 +446,7 @@ const file_wsfleet_v1_telemetry_proto_rawDesc = "" +
 	"\bbytes_in\x18\x11 \x01(\x03R\abytesIn\x12\x1b\n" +
 	"\tbytes_out\x18\x12 \x01(\x03R\bbytesOut\x12\x14\n" +
 	"\x05error\x18\x13 \x01(\tR\x05error\x12'\n" +
-	"\x0fpolicy_revision\x18\x14 \x01(\x03R\x0epolicyRevision*\x9a\x04\n" +
+	"\x0fpolicy_revision\x18\x14 \x01(\x03R\x0epolicyRevision*\xb9\x04\n" +
 	"\n" +
 	"ErrorClass\x12\x1b\n" +
 	"\x17ERROR_CLASS_UNSPECIFIED\x10\x00\x12\x1f\n" +
@@ -460,7 +466,8 @@ const file_wsfleet_v1_telemetry_proto_rawDesc = "" +
 	"\x1aERROR_CLASS_INTERNAL_ERROR\x10\r\x12\x1f\n" +
 	"\x1bERROR_CLASS_SERVER_SHUTDOWN\x10\x0e\x12!\n" +
 	"\x1dERROR_CLASS_CLIENT_GOING_AWAY\x10\x0f\x12\x16\n" +
-	"\x12ERROR_CLASS_NORMAL\x10\x10*l\n" +
+	"\x12ERROR_CLASS_NORMAL\x10\x10\x12\x1d\n" +
+	"\x19ERROR_CLASS_NODE_DRAINING\x10\x11*l\n" +
 	"\tEventKind\x12\x1a\n" +
 	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dEVENT_KIND_HANDSHAKE_REJECTED\x10\x01\x12 \n" +
