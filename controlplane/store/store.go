@@ -34,8 +34,12 @@ type Store interface {
 
 	// Append stores rev as the next revision of rev.Pool (head+1; 1 for a new
 	// pool) if the pool's head revision equals expected (0: the pool must
-	// have no revision yet; AnyRevision: no check). The revision number in
-	// rev is ignored and set by the store; the stored revision is returned.
+	// have no revision yet; AnyRevision: no check). The revision number is
+	// set by the store: head+1, unless rev carries a higher number, which is
+	// then used as it is (a jump, left as a gap in the history: recovery
+	// numbers a revision above every revision the fleet runs, see
+	// PolicyService.RecoverPolicy). The store sets StoreId to ID(); the
+	// stored revision is returned.
 	// On a head mismatch it returns a *ConflictError (errors.Is ErrConflict)
 	// carrying the current head, and stores nothing. When Append returns nil
 	// the revision is durable: it survives a crash of the process.
@@ -48,6 +52,13 @@ type Store interface {
 
 	// Pools returns the head revision of every pool, ordered by pool name.
 	Pools(ctx context.Context) ([]*wsfleetv1.PolicyRevision, error)
+
+	// ID is the store's identity: created once, when the store is
+	// initialised, kept in it and never changed. A store that was reset or
+	// replaced has a new one, which is how nodes tell its revision 1 from
+	// an older revision of the store they know. Every revision the store
+	// returns carries it in StoreId.
+	ID() string
 
 	// Close releases the store. Calls after Close return ErrClosed.
 	Close() error

@@ -2,7 +2,9 @@ package boltstore
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -30,6 +32,7 @@ var (
 	metaBucket       = []byte("meta")
 	poolsBucket      = []byte("pools")
 	schemaVersionKey = []byte("schema_version")
+	storeIDKey       = []byte("store_id")
 
 	// Deterministic so that equal revisions are equal bytes, which keeps the
 	// file diffable and lets a future replica compare values byte-wise.
@@ -64,6 +67,7 @@ func (c Config) withDefaults() (Config, error) {
 // Store is a store.Store on one bbolt file. It is safe for concurrent use.
 type Store struct {
 	db     *bolt.DB
+	id     string
 	closed atomic.Bool
 }
 
@@ -85,50 +89,77 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("boltstore: open %s: %w", cfg.Path, err)
 	}
-	if err := db.Update(initSchema); err != nil {
+	var id string
+	if err := db.Update(func(tx *bolt.Tx) (err error) {
+		id, err = initSchema(tx)
+		return err
+	}); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("%w (file %s)", err, cfg.Path)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, id: id}, nil
 }
 
-// initSchema creates the buckets of a new file, or checks that an existing
-// file has a layout this build understands.
-func initSchema(tx *bolt.Tx) error {
+// newStoreID is a store identity: "bolt-" and 16 random hex digits.
+func newStoreID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return "bolt-" + hex.EncodeToString(b[:])
+}
+
+// ID implements store.Store.
+func (s *Store) ID() string { return s.id }
+
+// initSchema creates the buckets and the identity of a new file, or checks
+// that an existing file has a layout this build understands. It returns the
+// store's identity. A file of schema 1 written before identities existed
+// gets one now, once.
+func initSchema(tx *bolt.Tx) (string, error) {
 	meta := tx.Bucket(metaBucket)
 	if meta == nil {
 		// Only a brand-new file may be initialised: adopting some other
 		// program's bbolt file would mix our buckets into its data.
 		if foreign, _ := tx.Cursor().First(); foreign != nil {
-			return fmt.Errorf("%w: it has bucket %q but no %q bucket", ErrNotPolicyDB, foreign, metaBucket)
+			return "", fmt.Errorf("%w: it has bucket %q but no %q bucket", ErrNotPolicyDB, foreign, metaBucket)
 		}
 		meta, err := tx.CreateBucket(metaBucket)
 		if err != nil {
-			return fmt.Errorf("boltstore: create meta bucket: %w", err)
+			return "", fmt.Errorf("boltstore: create meta bucket: %w", err)
 		}
 		if err := meta.Put(schemaVersionKey, binary.BigEndian.AppendUint64(nil, SchemaVersion)); err != nil {
-			return fmt.Errorf("boltstore: write schema version: %w", err)
+			return "", fmt.Errorf("boltstore: write schema version: %w", err)
 		}
 		if _, err := tx.CreateBucket(poolsBucket); err != nil {
-			return fmt.Errorf("boltstore: create pools bucket: %w", err)
+			return "", fmt.Errorf("boltstore: create pools bucket: %w", err)
 		}
-		return nil
+		id := newStoreID()
+		if err := meta.Put(storeIDKey, []byte(id)); err != nil {
+			return "", fmt.Errorf("boltstore: write store id: %w", err)
+		}
+		return id, nil
 	}
 
 	raw := meta.Get(schemaVersionKey)
 	if len(raw) != 8 {
-		return fmt.Errorf("%w: schema version is %d bytes, want 8", ErrCorrupt, len(raw))
+		return "", fmt.Errorf("%w: schema version is %d bytes, want 8", ErrCorrupt, len(raw))
 	}
 	switch v := binary.BigEndian.Uint64(raw); {
 	case v > SchemaVersion:
-		return fmt.Errorf("%w: file has schema version %d, this build supports up to %d; upgrade wsfleet-control", ErrSchemaTooNew, v, SchemaVersion)
+		return "", fmt.Errorf("%w: file has schema version %d, this build supports up to %d; upgrade wsfleet-control", ErrSchemaTooNew, v, SchemaVersion)
 	case v < 1:
-		return fmt.Errorf("%w: schema version %d", ErrCorrupt, v)
+		return "", fmt.Errorf("%w: schema version %d", ErrCorrupt, v)
 	}
 	if tx.Bucket(poolsBucket) == nil {
-		return fmt.Errorf("%w: no %q bucket", ErrCorrupt, poolsBucket)
+		return "", fmt.Errorf("%w: no %q bucket", ErrCorrupt, poolsBucket)
 	}
-	return nil
+	id := string(meta.Get(storeIDKey))
+	if id == "" {
+		id = newStoreID()
+		if err := meta.Put(storeIDKey, []byte(id)); err != nil {
+			return "", fmt.Errorf("boltstore: write store id: %w", err)
+		}
+	}
+	return id, nil
 }
 
 // Head implements store.Store.
@@ -147,7 +178,7 @@ func (s *Store) Head(ctx context.Context, pool string) (*wsfleetv1.PolicyRevisio
 			return fmt.Errorf("%w: pool %q", store.ErrNotFound, pool)
 		}
 		var err error
-		out, err = decodeEntry(pool, k, v)
+		out, err = s.decodeEntry(pool, k, v)
 		return err
 	})
 	return out, s.wrap("head", err)
@@ -172,7 +203,7 @@ func (s *Store) Get(ctx context.Context, pool string, revision int64) (*wsfleetv
 			return fmt.Errorf("%w: pool %q revision %d", store.ErrNotFound, pool, revision)
 		}
 		var err error
-		out, err = decode(pool, revision, v)
+		out, err = s.decode(pool, revision, v)
 		return err
 	})
 	return out, s.wrap("get", err)
@@ -227,7 +258,8 @@ func (s *Store) Append(ctx context.Context, rev *wsfleetv1.PolicyRevision, expec
 		// middle; full pages halve the file compared to the default 50%.
 		b.FillPercent = 1.0
 
-		out.Revision = head + 1
+		out.Revision = max(head+1, rev.GetRevision())
+		out.StoreId = s.id
 		v, err := marshalOptions.Marshal(out)
 		if err != nil {
 			return fmt.Errorf("marshal pool %q revision %d: %w", pool, out.Revision, err)
@@ -263,7 +295,7 @@ func (s *Store) History(ctx context.Context, pool string, before int64, limit in
 			k, v = c.Prev()
 		}
 		for ; k != nil && (limit <= 0 || len(out) < limit); k, v = c.Prev() {
-			r, err := decodeEntry(pool, k, v)
+			r, err := s.decodeEntry(pool, k, v)
 			if err != nil {
 				return err
 			}
@@ -293,7 +325,7 @@ func (s *Store) Pools(ctx context.Context) ([]*wsfleetv1.PolicyRevision, error) 
 				// first revision, so an empty one is not a pool.
 				return nil
 			}
-			r, err := decodeEntry(pool, k, v)
+			r, err := s.decodeEntry(pool, k, v)
 			if err != nil {
 				return err
 			}
@@ -368,19 +400,20 @@ func decodeKey(pool string, k []byte) (int64, error) {
 	return n, nil
 }
 
-func decodeEntry(pool string, k, v []byte) (*wsfleetv1.PolicyRevision, error) {
+func (s *Store) decodeEntry(pool string, k, v []byte) (*wsfleetv1.PolicyRevision, error) {
 	n, err := decodeKey(pool, k)
 	if err != nil {
 		return nil, err
 	}
-	return decode(pool, n, v)
+	return s.decode(pool, n, v)
 }
 
 // decode unmarshals a stored value and checks it is the revision its key
 // says, so a value written under the wrong key is reported, not served.
 // proto.Unmarshal copies out of v, which is only valid inside the
-// transaction; the result is the caller's.
-func decode(pool string, n int64, v []byte) (*wsfleetv1.PolicyRevision, error) {
+// transaction; the result is the caller's. Revisions stored before the
+// store had an identity get it here: they were issued by this store.
+func (s *Store) decode(pool string, n int64, v []byte) (*wsfleetv1.PolicyRevision, error) {
 	if v == nil {
 		return nil, fmt.Errorf("%w: pool %q revision %d is a bucket, not a value", ErrCorrupt, pool, n)
 	}
@@ -391,5 +424,6 @@ func decode(pool string, n int64, v []byte) (*wsfleetv1.PolicyRevision, error) {
 	if r.GetPool() != pool || r.GetRevision() != n {
 		return nil, fmt.Errorf("%w: pool %q revision %d holds pool %q revision %d", ErrCorrupt, pool, n, r.GetPool(), r.GetRevision())
 	}
+	r.StoreId = s.id
 	return r, nil
 }

@@ -145,6 +145,7 @@ func checkAfterCrash(t *testing.T, path string, acked []int64) {
 		n := h - int64(i)
 		want := crashRevision(n)
 		want.Revision = n
+		want.StoreId = s.ID()
 		if !proto.Equal(r, want) {
 			t.Fatalf("revision %d after SIGKILL holds %q (revision %d), want the child's revision %d", n, r.GetMessage(), r.GetRevision(), n)
 		}

@@ -75,6 +75,9 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		run  func(t *testing.T, s store.Store)
 	}{
 		{"empty store has no head", testEmptyHead},
+		{"a revision number at or below head+1 is ignored", testInputRevisionAtOrBelowNextIgnored},
+		{"a revision number above head+1 is kept, leaving a gap", testInputRevisionAboveNextJumps},
+		{"the store has one identity, carried by every revision", testIdentity},
 		{"empty store has no revision", testEmptyGet},
 		{"empty store has no history", testEmptyHistory},
 		{"empty store lists no pools", testEmptyPools},
@@ -83,7 +86,6 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"sequential appends are numbered 1, 2, 3", testSequentialAppends},
 		{"append with AnyRevision goes after the head", testAnyRevision},
 		{"stale expected revision conflicts and stores nothing", testStaleExpected},
-		{"revision number in the input is ignored", testInputRevisionIgnored},
 		{"missing revision is not found", testGetMissing},
 		{"mutating a returned revision does not change the store", testReturnedCopies},
 		{"mutating the input after append does not change the store", testInputNotRetained},
@@ -138,7 +140,7 @@ func testFirstAppend(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatalf("Append: %v", err)
 	}
-	want := withRevision(in, 1)
+	want := withRevision(s, in, 1)
 	wantEqual(t, "Append result", got, want)
 	wantEqual(t, "Head", mustHead(t, s, pool), want)
 	wantEqual(t, "Get(1)", mustGet(t, s, pool, 1), want)
@@ -166,9 +168,9 @@ func testSequentialAppends(t *testing.T, s store.Store) {
 	}
 	for i, in := range ins {
 		n := int64(i + 1)
-		wantEqual(t, fmt.Sprintf("Get(%d)", n), mustGet(t, s, pool, n), withRevision(in, n))
+		wantEqual(t, fmt.Sprintf("Get(%d)", n), mustGet(t, s, pool, n), withRevision(s, in, n))
 	}
-	wantEqual(t, "Head", mustHead(t, s, pool), withRevision(ins[2], 3))
+	wantEqual(t, "Head", mustHead(t, s, pool), withRevision(s, ins[2], 3))
 }
 
 func testAnyRevision(t *testing.T, s store.Store) {
@@ -199,18 +201,75 @@ func testStaleExpected(t *testing.T, s store.Store) {
 	wantEqualList(t, "history after conflicts", after, before)
 }
 
-func testInputRevisionIgnored(t *testing.T, s store.Store) {
-	in := Revision(pool, "first")
-	in.Revision = 42
-	got, err := s.Append(t.Context(), in, 0)
+func testInputRevisionAtOrBelowNextIgnored(t *testing.T, s store.Store) {
+	appendN(t, s, pool, 2)
+	for _, n := range []int64{-5, 0, 1, 2, 3} {
+		in := Revision(pool, fmt.Sprintf("asks for %d", n))
+		in.Revision = n
+		head := mustHead(t, s, pool).GetRevision()
+		got, err := s.Append(t.Context(), in, head)
+		if err != nil {
+			t.Fatalf("Append asking for %d: %v", n, err)
+		}
+		if got.GetRevision() != head+1 {
+			t.Fatalf("Append asking for %d stored revision %d, want head+1 = %d", n, got.GetRevision(), head+1)
+		}
+	}
+}
+
+func testInputRevisionAboveNextJumps(t *testing.T, s store.Store) {
+	appendN(t, s, pool, 1)
+	in := Revision(pool, "recovered")
+	in.Revision = 82
+	got, err := s.Append(t.Context(), in, 1)
 	if err != nil {
 		t.Fatalf("Append: %v", err)
 	}
-	if got.GetRevision() != 1 {
-		t.Fatalf("Append stored revision %d, want 1", got.GetRevision())
+	if got.GetRevision() != 82 {
+		t.Fatalf("Append stored revision %d, want 82", got.GetRevision())
 	}
-	_, err = s.Get(t.Context(), pool, 42)
-	wantErr(t, err, store.ErrNotFound)
+	wantEqual(t, "head after a jump", mustHead(t, s, pool), got)
+	wantEqual(t, "revision 82", mustGet(t, s, pool, 82), got)
+	for _, n := range []int64{2, 81} {
+		_, err := s.Get(t.Context(), pool, n)
+		wantErr(t, err, store.ErrNotFound)
+	}
+	if h := mustHistory(t, s, pool, 0, 0); len(h) != 2 || h[0].GetRevision() != 82 || h[1].GetRevision() != 1 {
+		t.Fatalf("history after a jump = %v, want [82 1]", revisionNumbers(h))
+	}
+	next, err := s.Append(t.Context(), Revision(pool, "after"), 82)
+	if err != nil || next.GetRevision() != 83 {
+		t.Fatalf("Append after a jump = %v, %v; want revision 83", next, err)
+	}
+	wantConflict(t, func() error { _, err := s.Append(t.Context(), Revision(pool, "stale"), 1); return err }(), pool, 1, 83)
+}
+
+func testIdentity(t *testing.T, s store.Store) {
+	id := s.ID()
+	if id == "" {
+		t.Fatal("ID() is empty")
+	}
+	got, err := s.Append(t.Context(), Revision(pool, "first"), 0)
+	if err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	if got.GetStoreId() != id {
+		t.Errorf("Append returned store_id %q, want ID() %q", got.GetStoreId(), id)
+	}
+	for what, r := range map[string]*wsfleetv1.PolicyRevision{
+		"Head": mustHead(t, s, pool),
+		"Get":  mustGet(t, s, pool, 1),
+		"History": func() *wsfleetv1.PolicyRevision {
+			return mustHistory(t, s, pool, 0, 1)[0]
+		}(),
+	} {
+		if r.GetStoreId() != id {
+			t.Errorf("%s returned store_id %q, want ID() %q", what, r.GetStoreId(), id)
+		}
+	}
+	if s.ID() != id {
+		t.Errorf("ID() changed from %q to %q", id, s.ID())
+	}
 }
 
 func testGetMissing(t *testing.T, s store.Store) {
@@ -234,7 +293,7 @@ func testGetMissing(t *testing.T, s store.Store) {
 
 func testReturnedCopies(t *testing.T, s store.Store) {
 	in := Revision(pool, "original")
-	want := withRevision(in, 1)
+	want := withRevision(s, in, 1)
 	appended, err := s.Append(t.Context(), in, 0)
 	if err != nil {
 		t.Fatalf("Append: %v", err)
@@ -265,7 +324,7 @@ func testReturnedCopies(t *testing.T, s store.Store) {
 
 func testInputNotRetained(t *testing.T, s store.Store) {
 	in := Revision(pool, "original")
-	want := withRevision(in, 1)
+	want := withRevision(s, in, 1)
 	if _, err := s.Append(t.Context(), in, 0); err != nil {
 		t.Fatalf("Append: %v", err)
 	}
@@ -356,7 +415,7 @@ func testPoolsOrdered(t *testing.T, s store.Store) {
 			if _, err := s.Append(t.Context(), in, int64(round-1)); err != nil {
 				t.Fatalf("Append to %s: %v", p, err)
 			}
-			heads[p] = withRevision(in, int64(round))
+			heads[p] = withRevision(s, in, int64(round))
 		}
 	}
 
@@ -382,7 +441,7 @@ func testPoolsIndependent(t *testing.T, s store.Store) {
 	if got.GetRevision() != 2 {
 		t.Fatalf("b's second append gave revision %d, want 2", got.GetRevision())
 	}
-	b = append(b, withRevision(Revision("b", "second"), 2))
+	b = append(b, withRevision(s, Revision("b", "second"), 2))
 
 	wantEqualList(t, "History of a", mustHistory(t, s, "a", 0, 10), []*wsfleetv1.PolicyRevision{a[2], a[1], a[0]})
 	wantEqualList(t, "History of b", mustHistory(t, s, "b", 0, 10), []*wsfleetv1.PolicyRevision{b[1], b[0]})
@@ -432,7 +491,7 @@ func testRacingCAS(t *testing.T, s store.Store) {
 	for _, err := range conflicts {
 		wantConflict(t, err, pool, 1, 2)
 	}
-	wantEqual(t, "Head", mustHead(t, s, pool), withRevision(Revision(pool, fmt.Sprintf("racer %d", winner)), 2))
+	wantEqual(t, "Head", mustHead(t, s, pool), withRevision(s, Revision(pool, fmt.Sprintf("racer %d", winner)), 2))
 	if n := len(mustHistory(t, s, pool, 0, 100)); n != 2 {
 		t.Fatalf("history has %d revisions, want 2", n)
 	}
@@ -550,14 +609,16 @@ func appendN(t *testing.T, s store.Store, pool string, n int) []*wsfleetv1.Polic
 		if _, err := s.Append(t.Context(), in, int64(i-1)); err != nil {
 			t.Fatalf("Append %d to %s: %v", i, pool, err)
 		}
-		out = append(out, withRevision(in, int64(i)))
+		out = append(out, withRevision(s, in, int64(i)))
 	}
 	return out
 }
 
-func withRevision(in *wsfleetv1.PolicyRevision, n int64) *wsfleetv1.PolicyRevision {
+// withRevision is in as s stores it as revision n.
+func withRevision(s store.Store, in *wsfleetv1.PolicyRevision, n int64) *wsfleetv1.PolicyRevision {
 	out := proto.Clone(in).(*wsfleetv1.PolicyRevision)
 	out.Revision = n
+	out.StoreId = s.ID()
 	return out
 }
 

@@ -27,14 +27,17 @@ func TestReferenceStore(t *testing.T) {
 	})
 }
 
-// memStore keeps clones of revisions in memory under one mutex.
+// memStore keeps clones of revisions in memory under one mutex. A pool's
+// revisions are oldest first; numbers may have gaps (a recovery's jump).
 type memStore struct {
 	mu     sync.Mutex
 	closed bool
-	pools  map[string][]*wsfleetv1.PolicyRevision // index i holds revision i+1
+	pools  map[string][]*wsfleetv1.PolicyRevision
 }
 
 var _ store.Store = (*memStore)(nil)
+
+func (s *memStore) ID() string { return "mem-1" }
 
 func (s *memStore) enter(ctx context.Context) error {
 	if s.closed {
@@ -62,11 +65,12 @@ func (s *memStore) Get(ctx context.Context, pool string, revision int64) (*wsfle
 	if err := s.enter(ctx); err != nil {
 		return nil, err
 	}
-	revs := s.pools[pool]
-	if revision < 1 || revision > int64(len(revs)) {
-		return nil, fmt.Errorf("%w: pool %q revision %d", store.ErrNotFound, pool, revision)
+	for _, r := range s.pools[pool] {
+		if r.GetRevision() == revision {
+			return clone(r), nil
+		}
 	}
-	return clone(revs[revision-1]), nil
+	return nil, fmt.Errorf("%w: pool %q revision %d", store.ErrNotFound, pool, revision)
 }
 
 func (s *memStore) Append(ctx context.Context, rev *wsfleetv1.PolicyRevision, expected int64) (*wsfleetv1.PolicyRevision, error) {
@@ -75,12 +79,16 @@ func (s *memStore) Append(ctx context.Context, rev *wsfleetv1.PolicyRevision, ex
 	if err := s.enter(ctx); err != nil {
 		return nil, err
 	}
-	head := int64(len(s.pools[rev.GetPool()]))
+	var head int64
+	if revs := s.pools[rev.GetPool()]; len(revs) > 0 {
+		head = revs[len(revs)-1].GetRevision()
+	}
 	if expected != store.AnyRevision && expected != head {
 		return nil, &store.ConflictError{Pool: rev.GetPool(), Expected: expected, Current: head}
 	}
 	stored := clone(rev)
-	stored.Revision = head + 1
+	stored.Revision = max(head+1, rev.GetRevision())
+	stored.StoreId = s.ID()
 	s.pools[rev.GetPool()] = append(s.pools[rev.GetPool()], stored)
 	return clone(stored), nil
 }
@@ -95,13 +103,12 @@ func (s *memStore) History(ctx context.Context, pool string, before int64, limit
 	if len(revs) == 0 {
 		return nil, fmt.Errorf("%w: pool %q", store.ErrNotFound, pool)
 	}
-	top := int64(len(revs))
-	if before > 0 && before-1 < top {
-		top = before - 1
-	}
 	var out []*wsfleetv1.PolicyRevision
-	for n := top; n >= 1 && len(out) < limit; n-- {
-		out = append(out, clone(revs[n-1]))
+	for i := len(revs) - 1; i >= 0 && (limit <= 0 || len(out) < limit); i-- {
+		if before > 0 && revs[i].GetRevision() >= before {
+			continue
+		}
+		out = append(out, clone(revs[i]))
 	}
 	return out, nil
 }
