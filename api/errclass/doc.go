@@ -1,11 +1,15 @@
 // Package errclass is the one error-class table of DESIGN.md as data: for
 // every wsfleetv1.ErrorClass, its short name, the wire signal a client sees
-// (HTTP status or WebSocket close code), the typical cause and what to do.
+// (HTTP status and whether Retry-After comes with it, or WebSocket close
+// code), the typical cause and what to do.
 //
-// The data-plane node answers handshakes and closes connections with the
-// statuses and codes here, the control plane groups events by the names,
-// and wsctl prints the causes and actions. Keeping one table means a class
-// never reads differently in a log line, a JSON body and the CLI.
+// It is the only place a class's wire signal is decided. The data-plane
+// node answers rejected handshakes with HTTPStatus (and Retry-After when
+// RetryAfter is set), closes connections with SentCloseCode, and explains a
+// close frame it received with FromCloseCode; its metric labels are the
+// names; the control plane groups events by the names; wsctl prints the
+// signals, causes and actions. Keeping one table means a class never reads
+// differently on the wire, in a log line, a JSON body and the CLI.
 //
 // Everything here is immutable and safe for concurrent use.
 package errclass

@@ -7,7 +7,9 @@ import (
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 )
 
-// Info describes one error class.
+// Info describes one error class: every wire signal of the class is
+// decided here, and the node, the control plane and wsctl read it from
+// here rather than keep their own copies.
 type Info struct {
 	Class wsfleetv1.ErrorClass
 	// Name is the short snake_case name used in logs, JSON bodies, metric
@@ -16,16 +18,32 @@ type Info struct {
 	// Kind tells a rejected handshake from a closed connection; it is what
 	// a node records in ErrorEvent.kind for this class.
 	Kind wsfleetv1.EventKind
-	// HTTPStatus is the status a rejected handshake is answered with; 0 for
-	// close classes. bad_handshake may also be 426 (wrong version), which
-	// the node decides per request.
+	// HTTPStatus is the status a rejected handshake of this class is
+	// answered with; 0 for close classes.
 	HTTPStatus int
-	// CloseCode is the WebSocket close code of a close class; 0 for
-	// handshake classes. 1006 is never sent on the wire: it is what the
-	// client reports when the connection ended without a close frame.
+	// AltHTTPStatus is the one other status the class may carry, which the
+	// node picks per request: 426 for a bad_handshake whose
+	// Sec-WebSocket-Version is wrong. 0 when there is none.
+	AltHTTPStatus int
+	// RetryAfter: the rejection carries a Retry-After header, because the
+	// refusal is temporary and the client should come back (429, 503).
+	RetryAfter bool
+	// CloseCode is the close code the client sees when its connection ends
+	// with this class; 0 for handshake classes. 1006 is never on the wire:
+	// it is what the client reports when no close frame reached it.
 	CloseCode uint16
+	// AltCloseCode is the one other code the class may carry: 1007 for a
+	// protocol_error caused by invalid UTF-8. 0 when there is none.
+	AltCloseCode uint16
+	// SentCloseCode is the code of the close frame the node writes when it
+	// (or its WebSocket library) ends a connection for this class. It is 0
+	// when the node writes none: heartbeat_timeout (the node cuts the
+	// connection of a peer that is gone; the client sees 1006) and the
+	// classes only the client or the network decide (conn_reset,
+	// client_going_away, normal).
+	SentCloseCode uint16
 	// Signal is what the client sees, for humans: "HTTP 403",
-	// "close 1006 seen by client".
+	// "close 1006 seen by client". It agrees with the fields above.
 	Signal string
 	// Cause is the typical cause.
 	Cause string
@@ -42,13 +60,16 @@ const (
 	statusBadRequest         = 400
 	statusUnauthorized       = 401
 	statusForbidden          = 403
+	statusUpgradeRequired    = 426
 	statusTooManyRequests    = 429
 	statusServiceUnavailable = 503
 
 	closeNormal          = 1000
 	closeGoingAway       = 1001
 	closeProtocolError   = 1002
+	closeUnsupportedData = 1003
 	closeAbnormal        = 1006
+	closeInvalidPayload  = 1007
 	closePolicyViolation = 1008
 	closeMessageTooBig   = 1009
 	closeInternalError   = 1011
@@ -86,28 +107,28 @@ var table = []Info{
 	},
 	{
 		Class: wsfleetv1.ErrorClass_ERROR_CLASS_BAD_HANDSHAKE, Name: "bad_handshake", Kind: handshake,
-		HTTPStatus: statusBadRequest, Signal: "HTTP 400/426",
+		HTTPStatus: statusBadRequest, AltHTTPStatus: statusUpgradeRequired, Signal: "HTTP 400/426",
 		Cause:  "not a valid upgrade request (a proxy stripped the Upgrade headers, wrong WebSocket version)",
 		Action: "check proxies and load balancers pass WebSocket upgrades",
 		Error:  true,
 	},
 	{
 		Class: wsfleetv1.ErrorClass_ERROR_CLASS_RATE_LIMITED, Name: "rate_limited", Kind: handshake,
-		HTTPStatus: statusTooManyRequests, Signal: "HTTP 429 + Retry-After",
+		HTTPStatus: statusTooManyRequests, RetryAfter: true, Signal: "HTTP 429 + Retry-After",
 		Cause:  "handshake rate over the policy's limit",
 		Action: "make clients back off; raise limits.handshakes_per_second",
 		Error:  true,
 	},
 	{
 		Class: wsfleetv1.ErrorClass_ERROR_CLASS_CAPACITY, Name: "capacity", Kind: handshake,
-		HTTPStatus: statusServiceUnavailable, Signal: "HTTP 503 + Retry-After",
+		HTTPStatus: statusServiceUnavailable, RetryAfter: true, Signal: "HTTP 503 + Retry-After",
 		Cause:  "the node's or the client IP's connection cap is reached",
 		Action: "scale out; raise limits.max_connections or max_connections_per_ip",
 		Error:  true,
 	},
 	{
 		Class: wsfleetv1.ErrorClass_ERROR_CLASS_BREAKER_OPEN, Name: "breaker_open", Kind: handshake,
-		HTTPStatus: statusServiceUnavailable, Signal: "HTTP 503 + Retry-After",
+		HTTPStatus: statusServiceUnavailable, RetryAfter: true, Signal: "HTTP 503 + Retry-After",
 		Cause:  "the breaker is open after upstream failures",
 		Action: "fix the upstream; clients back off",
 		Error:  true,
@@ -128,42 +149,42 @@ var table = []Info{
 	},
 	{
 		Class: wsfleetv1.ErrorClass_ERROR_CLASS_MESSAGE_TOO_BIG, Name: "message_too_big", Kind: closed,
-		CloseCode: closeMessageTooBig, Signal: "close 1009",
+		CloseCode: closeMessageTooBig, SentCloseCode: closeMessageTooBig, Signal: "close 1009",
 		Cause:  "a frame over the policy's max message bytes",
 		Action: "raise limits.max_message_bytes or split messages",
 		Error:  true,
 	},
 	{
 		Class: wsfleetv1.ErrorClass_ERROR_CLASS_POLICY_VIOLATION, Name: "policy_violation", Kind: closed,
-		CloseCode: closePolicyViolation, Signal: "close 1008",
+		CloseCode: closePolicyViolation, SentCloseCode: closePolicyViolation, Signal: "close 1008",
 		Cause:  "message-rate abuse and similar",
 		Action: "fix the client bug",
 		Error:  true,
 	},
 	{
 		Class: wsfleetv1.ErrorClass_ERROR_CLASS_SLOW_CONSUMER, Name: "slow_consumer", Kind: closed,
-		CloseCode: closePolicyViolation, Signal: "close 1008",
+		CloseCode: closePolicyViolation, SentCloseCode: closePolicyViolation, Signal: "close 1008",
 		Cause:  "the client does not read; its outgoing queue filled up",
 		Action: "fix the client bug or its network",
 		Error:  true,
 	},
 	{
 		Class: wsfleetv1.ErrorClass_ERROR_CLASS_PROTOCOL_ERROR, Name: "protocol_error", Kind: closed,
-		CloseCode: closeProtocolError, Signal: "close 1002/1007",
+		CloseCode: closeProtocolError, AltCloseCode: closeInvalidPayload, SentCloseCode: closeProtocolError, Signal: "close 1002/1007",
 		Cause:  "bad frames or invalid UTF-8",
 		Action: "fix the client bug",
 		Error:  true,
 	},
 	{
 		Class: wsfleetv1.ErrorClass_ERROR_CLASS_INTERNAL_ERROR, Name: "internal_error", Kind: closed,
-		CloseCode: closeInternalError, Signal: "close 1011",
+		CloseCode: closeInternalError, SentCloseCode: closeInternalError, Signal: "close 1011",
 		Cause:  "a handler panicked (recovered, stack logged)",
 		Action: "fix the server bug",
 		Error:  true,
 	},
 	{
 		Class: wsfleetv1.ErrorClass_ERROR_CLASS_SERVER_SHUTDOWN, Name: "server_shutdown", Kind: closed,
-		CloseCode: closeGoingAway, Signal: "close 1001",
+		CloseCode: closeGoingAway, SentCloseCode: closeGoingAway, Signal: "close 1001",
 		Cause:  "the node is draining",
 		Action: "none",
 	},
@@ -181,7 +202,7 @@ var table = []Info{
 	},
 	{
 		Class: wsfleetv1.ErrorClass_ERROR_CLASS_NODE_DRAINING, Name: "node_draining", Kind: handshake,
-		HTTPStatus: statusServiceUnavailable, Signal: "HTTP 503 + Retry-After",
+		HTTPStatus: statusServiceUnavailable, RetryAfter: true, Signal: "HTTP 503 + Retry-After",
 		Cause:  "the node is shutting down and takes no new connections",
 		Action: "none: clients retry and reach another node",
 	},
@@ -196,6 +217,63 @@ var byName = func() map[string]wsfleetv1.ErrorClass {
 	}
 	return m
 }()
+
+// Close codes to classes, built from the table. sentCodes: the codes the
+// node writes (SentCloseCode, AltCloseCode), the first class in enum order
+// winning a shared code (policy_violation over slow_consumer: the node
+// records its own closes with the class it decided, so the tie only matters
+// for a code its WebSocket library wrote). clientCodes: the codes of the
+// classes only a client decides (1000 normal, 1001 client_going_away),
+// which a client's frame means whatever the node would mean by the same
+// code.
+var sentCodes, clientCodes = func() (sent, client map[uint16]wsfleetv1.ErrorClass) {
+	sent = map[uint16]wsfleetv1.ErrorClass{
+		// 1003: the client got a data type it cannot take. The node never
+		// sends it; from a client it is a protocol mismatch.
+		closeUnsupportedData: wsfleetv1.ErrorClass_ERROR_CLASS_PROTOCOL_ERROR,
+	}
+	client = map[uint16]wsfleetv1.ErrorClass{}
+	for _, info := range table[1:] {
+		for _, code := range []uint16{info.SentCloseCode, info.AltCloseCode} {
+			if _, taken := sent[code]; code != 0 && !taken {
+				sent[code] = info.Class
+			}
+		}
+		if info.Kind == closed && info.SentCloseCode == 0 && info.CloseCode != closeAbnormal {
+			client[info.CloseCode] = info.Class
+		}
+	}
+	return sent, client
+}()
+
+// FromCloseCode returns the class of a connection that ended with a close
+// frame carrying code. byClient says the client sent the frame; otherwise
+// the node's WebSocket library wrote it on its own (1009 for an oversized
+// frame, 1002 or 1007 for a protocol error).
+//
+// A code means the same from either side, except the codes of the classes
+// only a client decides: 1001 from the client is client_going_away (the
+// page went away), from the node server_shutdown. A code no class claims is
+// normal from a client (1005 no status, application codes 3000-4999: the
+// client chose to close; nothing for the platform to fix) and
+// protocol_error from the node's side.
+func FromCloseCode(code uint16, byClient bool) wsfleetv1.ErrorClass {
+	if byClient {
+		if c, ok := clientCodes[code]; ok {
+			return c
+		}
+	}
+	if c, ok := sentCodes[code]; ok {
+		return c
+	}
+	if c, ok := clientCodes[code]; ok {
+		return c
+	}
+	if byClient {
+		return wsfleetv1.ErrorClass_ERROR_CLASS_NORMAL
+	}
+	return wsfleetv1.ErrorClass_ERROR_CLASS_PROTOCOL_ERROR
+}
 
 // enumPrefix is what the proto enum names carry in front of the short name.
 const enumPrefix = "error_class_"

@@ -2,6 +2,7 @@ package errclass_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -58,37 +59,154 @@ func TestEveryEnumValueHasAnEntry(t *testing.T) {
 
 func TestWireSignals(t *testing.T) {
 	tests := []struct {
-		name   string
-		class  wsfleetv1.ErrorClass
-		status int
-		code   uint16
-		error  bool
+		name       string
+		class      wsfleetv1.ErrorClass
+		status     int
+		retryAfter bool
+		seen, sent uint16
+		error      bool
 	}{
-		{"origin rejected answers 403", wsfleetv1.ErrorClass_ERROR_CLASS_ORIGIN_REJECTED, 403, 0, true},
-		{"unauthorized answers 401", wsfleetv1.ErrorClass_ERROR_CLASS_UNAUTHORIZED, 401, 0, true},
-		{"bad handshake answers 400", wsfleetv1.ErrorClass_ERROR_CLASS_BAD_HANDSHAKE, 400, 0, true},
-		{"rate limited answers 429", wsfleetv1.ErrorClass_ERROR_CLASS_RATE_LIMITED, 429, 0, true},
-		{"capacity answers 503", wsfleetv1.ErrorClass_ERROR_CLASS_CAPACITY, 503, 0, true},
-		{"breaker open answers 503", wsfleetv1.ErrorClass_ERROR_CLASS_BREAKER_OPEN, 503, 0, true},
-		{"heartbeat timeout is seen as 1006", wsfleetv1.ErrorClass_ERROR_CLASS_HEARTBEAT_TIMEOUT, 0, 1006, true},
-		{"connection reset is seen as 1006", wsfleetv1.ErrorClass_ERROR_CLASS_CONN_RESET, 0, 1006, true},
-		{"message too big closes 1009", wsfleetv1.ErrorClass_ERROR_CLASS_MESSAGE_TOO_BIG, 0, 1009, true},
-		{"policy violation closes 1008", wsfleetv1.ErrorClass_ERROR_CLASS_POLICY_VIOLATION, 0, 1008, true},
-		{"slow consumer closes 1008", wsfleetv1.ErrorClass_ERROR_CLASS_SLOW_CONSUMER, 0, 1008, true},
-		{"protocol error closes 1002", wsfleetv1.ErrorClass_ERROR_CLASS_PROTOCOL_ERROR, 0, 1002, true},
-		{"internal error closes 1011", wsfleetv1.ErrorClass_ERROR_CLASS_INTERNAL_ERROR, 0, 1011, true},
-		{"server shutdown closes 1001 and is expected", wsfleetv1.ErrorClass_ERROR_CLASS_SERVER_SHUTDOWN, 0, 1001, false},
-		{"client going away closes 1001 and is expected", wsfleetv1.ErrorClass_ERROR_CLASS_CLIENT_GOING_AWAY, 0, 1001, false},
-		{"normal closes 1000 and is expected", wsfleetv1.ErrorClass_ERROR_CLASS_NORMAL, 0, 1000, false},
+		{"origin rejected answers 403", wsfleetv1.ErrorClass_ERROR_CLASS_ORIGIN_REJECTED, 403, false, 0, 0, true},
+		{"unauthorized answers 401", wsfleetv1.ErrorClass_ERROR_CLASS_UNAUTHORIZED, 401, false, 0, 0, true},
+		{"bad handshake answers 400", wsfleetv1.ErrorClass_ERROR_CLASS_BAD_HANDSHAKE, 400, false, 0, 0, true},
+		{"rate limited answers 429 with Retry-After", wsfleetv1.ErrorClass_ERROR_CLASS_RATE_LIMITED, 429, true, 0, 0, true},
+		{"capacity answers 503 with Retry-After", wsfleetv1.ErrorClass_ERROR_CLASS_CAPACITY, 503, true, 0, 0, true},
+		{"breaker open answers 503 with Retry-After", wsfleetv1.ErrorClass_ERROR_CLASS_BREAKER_OPEN, 503, true, 0, 0, true},
+		{"a draining node answers 503 with Retry-After and it is expected", wsfleetv1.ErrorClass_ERROR_CLASS_NODE_DRAINING, 503, true, 0, 0, false},
+		{"heartbeat timeout sends no close frame and is seen as 1006", wsfleetv1.ErrorClass_ERROR_CLASS_HEARTBEAT_TIMEOUT, 0, false, 1006, 0, true},
+		{"connection reset is seen as 1006", wsfleetv1.ErrorClass_ERROR_CLASS_CONN_RESET, 0, false, 1006, 0, true},
+		{"message too big closes 1009", wsfleetv1.ErrorClass_ERROR_CLASS_MESSAGE_TOO_BIG, 0, false, 1009, 1009, true},
+		{"policy violation closes 1008", wsfleetv1.ErrorClass_ERROR_CLASS_POLICY_VIOLATION, 0, false, 1008, 1008, true},
+		{"slow consumer closes 1008", wsfleetv1.ErrorClass_ERROR_CLASS_SLOW_CONSUMER, 0, false, 1008, 1008, true},
+		{"protocol error closes 1002", wsfleetv1.ErrorClass_ERROR_CLASS_PROTOCOL_ERROR, 0, false, 1002, 1002, true},
+		{"internal error closes 1011", wsfleetv1.ErrorClass_ERROR_CLASS_INTERNAL_ERROR, 0, false, 1011, 1011, true},
+		{"server shutdown closes 1001 and is expected", wsfleetv1.ErrorClass_ERROR_CLASS_SERVER_SHUTDOWN, 0, false, 1001, 1001, false},
+		{"client going away is the client's 1001 and is expected", wsfleetv1.ErrorClass_ERROR_CLASS_CLIENT_GOING_AWAY, 0, false, 1001, 0, false},
+		{"normal is the client's 1000 and is expected", wsfleetv1.ErrorClass_ERROR_CLASS_NORMAL, 0, false, 1000, 0, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			info := errclass.Lookup(tt.class)
-			if info.HTTPStatus != tt.status || info.CloseCode != tt.code || info.Error != tt.error {
-				t.Errorf("Lookup(%v) = status %d, close %d, error %t; want %d, %d, %t",
-					tt.class, info.HTTPStatus, info.CloseCode, info.Error, tt.status, tt.code, tt.error)
+			if info.HTTPStatus != tt.status || info.RetryAfter != tt.retryAfter || info.CloseCode != tt.seen ||
+				info.SentCloseCode != tt.sent || info.Error != tt.error {
+				t.Errorf("Lookup(%v) = status %d, Retry-After %t, seen %d, sent %d, error %t; want %d, %t, %d, %d, %t",
+					tt.class, info.HTTPStatus, info.RetryAfter, info.CloseCode, info.SentCloseCode, info.Error,
+					tt.status, tt.retryAfter, tt.seen, tt.sent, tt.error)
 			}
 		})
+	}
+}
+
+// TestSignalAgreesWithTheWireFields keeps the text wsctl prints from
+// drifting away from what the node puts on the wire: the signal is spelled
+// from the status, close code and Retry-After fields.
+func TestSignalAgreesWithTheWireFields(t *testing.T) {
+	for _, info := range errclass.All() {
+		t.Run(info.Name, func(t *testing.T) {
+			switch {
+			case info.Kind == wsfleetv1.EventKind_EVENT_KIND_HANDSHAKE_REJECTED:
+				want := fmt.Sprintf("HTTP %d", info.HTTPStatus)
+				if info.AltHTTPStatus != 0 {
+					want += fmt.Sprintf("/%d", info.AltHTTPStatus)
+				}
+				if info.RetryAfter {
+					want += " + Retry-After"
+				}
+				if info.Signal != want {
+					t.Errorf("Signal %q, want %q", info.Signal, want)
+				}
+			case info.SentCloseCode != 0:
+				want := fmt.Sprintf("close %d", info.SentCloseCode)
+				if info.AltCloseCode != 0 {
+					want += fmt.Sprintf("/%d", info.AltCloseCode)
+				}
+				if info.Signal != want {
+					t.Errorf("Signal %q, want %q", info.Signal, want)
+				}
+			case info.CloseCode == 1006:
+				// No close frame reaches the client: the signal names the
+				// code the client reports instead.
+				if !strings.Contains(info.Signal, "1006") {
+					t.Errorf("Signal %q does not name 1006", info.Signal)
+				}
+			default:
+				// A code only the client sends.
+				if want := fmt.Sprintf("close %d", info.CloseCode); !strings.HasPrefix(info.Signal, want) {
+					t.Errorf("Signal %q does not start with %q", info.Signal, want)
+				}
+			}
+		})
+	}
+}
+
+func TestWireFieldsFitTheKind(t *testing.T) {
+	for _, info := range errclass.All() {
+		t.Run(info.Name, func(t *testing.T) {
+			if info.Kind == wsfleetv1.EventKind_EVENT_KIND_HANDSHAKE_REJECTED {
+				if info.CloseCode != 0 || info.AltCloseCode != 0 || info.SentCloseCode != 0 {
+					t.Errorf("a handshake class carries close codes: %+v", info)
+				}
+				return
+			}
+			if info.HTTPStatus != 0 || info.AltHTTPStatus != 0 || info.RetryAfter {
+				t.Errorf("a close class carries HTTP fields: %+v", info)
+			}
+			// What the node sends is what the client sees; 1006 is never
+			// sent.
+			if info.SentCloseCode != 0 && info.SentCloseCode != info.CloseCode {
+				t.Errorf("sends %d but the client is said to see %d", info.SentCloseCode, info.CloseCode)
+			}
+			if info.SentCloseCode == 1006 || info.AltCloseCode == 1006 {
+				t.Errorf("1006 is on the wire: %+v", info)
+			}
+		})
+	}
+}
+
+func TestFromCloseCode(t *testing.T) {
+	tests := []struct {
+		name     string
+		code     uint16
+		byClient bool
+		want     wsfleetv1.ErrorClass
+	}{
+		{"a client's 1000 is normal", 1000, true, wsfleetv1.ErrorClass_ERROR_CLASS_NORMAL},
+		{"a client's 1001 is the page going away", 1001, true, wsfleetv1.ErrorClass_ERROR_CLASS_CLIENT_GOING_AWAY},
+		{"the node's 1001 is its shutdown", 1001, false, wsfleetv1.ErrorClass_ERROR_CLASS_SERVER_SHUTDOWN},
+		{"a client's 1002 is a protocol error", 1002, true, wsfleetv1.ErrorClass_ERROR_CLASS_PROTOCOL_ERROR},
+		{"a client's 1003 is a protocol error", 1003, true, wsfleetv1.ErrorClass_ERROR_CLASS_PROTOCOL_ERROR},
+		{"the node's 1007 is a protocol error", 1007, false, wsfleetv1.ErrorClass_ERROR_CLASS_PROTOCOL_ERROR},
+		{"a client's 1008 is a policy violation", 1008, true, wsfleetv1.ErrorClass_ERROR_CLASS_POLICY_VIOLATION},
+		{"the node's 1009 is a message too big", 1009, false, wsfleetv1.ErrorClass_ERROR_CLASS_MESSAGE_TOO_BIG},
+		{"a client's 1011 is an internal error", 1011, true, wsfleetv1.ErrorClass_ERROR_CLASS_INTERNAL_ERROR},
+		{"a client's 1005 (no status) is normal", 1005, true, wsfleetv1.ErrorClass_ERROR_CLASS_NORMAL},
+		{"a client's application code is normal", 4000, true, wsfleetv1.ErrorClass_ERROR_CLASS_NORMAL},
+		{"an unknown code from the node's side is a protocol error", 1015, false, wsfleetv1.ErrorClass_ERROR_CLASS_PROTOCOL_ERROR},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := errclass.FromCloseCode(tt.code, tt.byClient); got != tt.want {
+				t.Errorf("FromCloseCode(%d, %t) = %v, want %v", tt.code, tt.byClient, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestFromCloseCodeRoundTrips: every code the table says the node sends
+// reads back as a class sending that code, and every code only a client
+// sends reads back as its class.
+func TestFromCloseCodeRoundTrips(t *testing.T) {
+	for _, info := range errclass.All() {
+		if info.SentCloseCode != 0 {
+			if got := errclass.Lookup(errclass.FromCloseCode(info.SentCloseCode, false)); got.SentCloseCode != info.SentCloseCode {
+				t.Errorf("%s sends %d, which reads back as %s sending %d", info.Name, info.SentCloseCode, got.Name, got.SentCloseCode)
+			}
+		}
+		if info.Kind == wsfleetv1.EventKind_EVENT_KIND_CONNECTION_CLOSED && info.SentCloseCode == 0 && info.CloseCode != 1006 {
+			if got := errclass.FromCloseCode(info.CloseCode, true); got != info.Class {
+				t.Errorf("a client's %d reads back as %v, want %s", info.CloseCode, got, info.Name)
+			}
+		}
 	}
 }
 
@@ -110,7 +228,7 @@ func TestUnknownClassesAreUnspecified(t *testing.T) {
 			if info.Class != tt.class {
 				t.Errorf("Lookup(%d).Class = %d, want the class asked for", tt.class, info.Class)
 			}
-			if info.HTTPStatus != 0 || info.CloseCode != 0 {
+			if info.HTTPStatus != 0 || info.CloseCode != 0 || info.SentCloseCode != 0 || info.RetryAfter {
 				t.Errorf("Lookup(%d) carries a wire signal: %+v", tt.class, info)
 			}
 		})
