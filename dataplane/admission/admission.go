@@ -282,14 +282,14 @@ func (a *Admitter) Admit(ctx context.Context, r *http.Request, traceID string) (
 	// free slot.
 	if n := a.active.Add(1); n > s.maxConns {
 		a.active.Add(-1)
-		rej := reject(wsfleetv1.ErrorClass_ERROR_CLASS_CAPACITY,
+		rej := NewRejection(wsfleetv1.ErrorClass_ERROR_CLASS_CAPACITY,
 			fmt.Sprintf("node at max_connections %d", s.maxConns))
 		rej.RetryAfter = a.cfg.CapacityRetryAfter
 		return nil, rej
 	}
 	if !a.ips.acquire(addr, s.maxConnsIP) {
 		a.active.Add(-1)
-		rej := reject(wsfleetv1.ErrorClass_ERROR_CLASS_CAPACITY,
+		rej := NewRejection(wsfleetv1.ErrorClass_ERROR_CLASS_CAPACITY,
 			fmt.Sprintf("client %s at max_connections_per_ip %d", clientIPText(addr, r.RemoteAddr), s.maxConnsIP))
 		rej.RetryAfter = a.cfg.CapacityRetryAfter
 		return nil, rej
@@ -316,9 +316,9 @@ func (a *Admitter) Admit(ctx context.Context, r *http.Request, traceID string) (
 func originRejection(origin string) *Rejection {
 	reason := "no Origin header and origins.allow_missing is false"
 	if origin != "" {
-		reason = fmt.Sprintf("origin %q is not in the allowlist", clip(origin))
+		reason = fmt.Sprintf("origin %q is not in the allowlist", clipQuoted(origin))
 	}
-	return reject(wsfleetv1.ErrorClass_ERROR_CLASS_ORIGIN_REJECTED, reason)
+	return NewRejection(wsfleetv1.ErrorClass_ERROR_CLASS_ORIGIN_REJECTED, reason)
 }
 
 // checkRate takes a handshake token, or says how long until one is free.
@@ -337,7 +337,7 @@ func (a *Admitter) checkRate(s *snapshot) *Rejection {
 		return nil
 	}
 	res.CancelAt(now)
-	rej := reject(wsfleetv1.ErrorClass_ERROR_CLASS_RATE_LIMITED, "handshake rate over "+s.rateSummary)
+	rej := NewRejection(wsfleetv1.ErrorClass_ERROR_CLASS_RATE_LIMITED, "handshake rate over "+s.rateSummary)
 	rej.RetryAfter = roundRetryAfter(delay)
 	return rej
 }

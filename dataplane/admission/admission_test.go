@@ -10,7 +10,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
+	"github.com/wsfleet/wsfleet/api/clip"
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 )
 
@@ -78,6 +80,21 @@ func TestAdmitOriginReasonIsBounded(t *testing.T) {
 	wantRejection(t, rej, classOrigin, 403)
 	if len(rej.Reason) > 400 {
 		t.Fatalf("Reason is %d bytes; a client-sent origin must be clipped", len(rej.Reason))
+	}
+}
+
+func TestAdmitOriginReasonIsCutOnARuneBoundary(t *testing.T) {
+	a := mustNew(t, Config{}, testPolicy())
+	// 3-byte runes: a cut at a fixed byte count lands inside one and the
+	// quoted Reason shows it as \x escapes.
+	long := "https://" + strings.Repeat("€", 300) + ".example"
+	_, rej := a.Admit(context.Background(), handshake(long, "192.0.2.1:1"), "t")
+	wantRejection(t, rej, classOrigin, 403)
+	if strings.Contains(rej.Reason, `\x`) || !utf8.ValidString(rej.Reason) {
+		t.Fatalf("Reason splits a character: %q", rej.Reason)
+	}
+	if !strings.Contains(rej.Reason, clip.Mark) {
+		t.Fatalf("Reason does not say the origin was cut: %q", rej.Reason)
 	}
 }
 

@@ -77,20 +77,20 @@ func (a *Admitter) authorize(ctx context.Context, r *http.Request, traceID, orig
 	)
 	switch {
 	case err == nil && (status == http.StatusUnauthorized || status == http.StatusForbidden):
-		return reject(unauthorized, fmt.Sprintf("connect authorization denied: endpoint answered %d", status))
+		return NewRejection(unauthorized, fmt.Sprintf("connect authorization denied: endpoint answered %d", status))
 	case err == nil:
 		return nil
 	case errors.Is(err, gobreaker.ErrOpenState):
-		rej := reject(breakerOpen, "breaker open after connect authorization failures; endpoint not called")
+		rej := NewRejection(breakerOpen, "breaker open after connect authorization failures; endpoint not called")
 		rej.RetryAfter = b.retryAfter()
 		return rej
 	case errors.Is(err, gobreaker.ErrTooManyRequests):
-		rej := reject(breakerOpen, "breaker half-open with every probe in flight; endpoint not called")
+		rej := NewRejection(breakerOpen, "breaker half-open with every probe in flight; endpoint not called")
 		rej.RetryAfter = roundRetryAfter(0)
 		return rej
 	default:
 		// Fail closed: a node that cannot ask must not let everyone in.
-		rej := reject(breakerOpen, "connect authorization failed: "+err.Error())
+		rej := NewRejection(breakerOpen, "connect authorization failed: "+err.Error())
 		rej.RetryAfter = authFailureRetryAfter
 		rej.Err = err
 		return rej
@@ -122,7 +122,7 @@ func (a *Admitter) callAuth(parent context.Context, r *http.Request, traceID, or
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 	if traceID != "" {
-		req.Header.Set("X-Trace-Id", traceID)
+		req.Header[TraceHeader] = []string{traceID}
 	}
 	resp, err := a.client.Do(req)
 	if err != nil {

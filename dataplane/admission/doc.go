@@ -10,8 +10,10 @@
 //	defer t.Release()                         // when the connection ends or the upgrade fails
 //
 // Every refusal is a *Rejection carrying its error class; the HTTP status
-// always comes from api/errclass (426 for a wrong Sec-WebSocket-Version is
-// the one exception the table allows).
+// and whether Retry-After is sent always come from api/errclass (426 for a
+// wrong Sec-WebSocket-Version is the class's alternative status in the
+// table). The trace id goes out as X-Trace-ID (TraceHeader), spelled so on
+// the wire.
 //
 // # State and policy changes
 //

@@ -7,16 +7,31 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/wsfleet/wsfleet/api/clip"
 	"github.com/wsfleet/wsfleet/api/errclass"
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 )
 
-// Rejection is a refused handshake.
+// TraceHeader is the trace id header as it is spelled on the wire, in every
+// response (rejections here, the 101 the node writes) and in the request to
+// the connect-authorization endpoint (DESIGN.md's spelling). net/http would
+// canonicalise it to X-Trace-Id through Header.Set, so it is set by key.
+// Reading it from a request needs no care: HTTP headers are
+// case-insensitive and net/http canonicalises what it parses.
+const TraceHeader = "X-Trace-ID"
+
+// Rejection is a refused handshake. Build it with NewRejection.
 type Rejection struct {
-	Class      wsfleetv1.ErrorClass
-	Status     int           // HTTP status (from api/errclass; 426 for a wrong Sec-WebSocket-Version)
-	RetryAfter time.Duration // 0: no Retry-After header
-	Reason     string        // human text for logs/events, e.g. `origin "https://evil.example" is not in the allowlist`
+	Class wsfleetv1.ErrorClass
+	// Status is the HTTP status the rejection is answered with: the class's
+	// status from api/errclass, or the class's alternative (426 for a wrong
+	// Sec-WebSocket-Version). HTTPStatus says what is actually sent.
+	Status int
+	// RetryAfter is what Retry-After says when the class carries one (see
+	// errclass.Info.RetryAfter), in whole seconds rounded up, at least 1;
+	// ignored for the other classes.
+	RetryAfter time.Duration
+	Reason     string // human text for logs/events, e.g. `origin "https://evil.example" is not in the allowlist`
 	// Err is the underlying cause when there is one (a failed connect
 	// authorization wraps ErrAuthStatus, ErrAuthTimeout, ErrAuthUnavailable
 	// or ErrClientGone); nil otherwise. Unwrap returns it.
@@ -27,15 +42,30 @@ var _ error = (*Rejection)(nil)
 
 // Error reads `admission: origin_rejected (403): origin "..." is not in the allowlist`.
 func (r *Rejection) Error() string {
-	return fmt.Sprintf("admission: %s (%d): %s", errclass.Name(r.Class), r.Status, r.Reason)
+	return fmt.Sprintf("admission: %s (%d): %s", errclass.Name(r.Class), r.HTTPStatus(), r.Reason)
+}
+
+// HTTPStatus is the status the rejection is answered with, decided by the
+// error-class table: the class's status, or its alternative when Status
+// asks for it; 500 for a class that has no status (a close class is not a
+// handshake rejection: a bug, answered as one).
+func (r *Rejection) HTTPStatus() int {
+	info := errclass.Lookup(r.Class)
+	switch {
+	case info.AltHTTPStatus != 0 && r.Status == info.AltHTTPStatus:
+		return info.AltHTTPStatus
+	case info.HTTPStatus != 0:
+		return info.HTTPStatus
+	}
+	return http.StatusInternalServerError
 }
 
 // Unwrap returns the underlying cause, if any.
 func (r *Rejection) Unwrap() error { return r.Err }
 
-// reject builds a Rejection with the class's status from the one error-class
-// table, so a status never drifts from what DESIGN.md documents.
-func reject(class wsfleetv1.ErrorClass, reason string) *Rejection {
+// NewRejection builds a Rejection with the class's status from the one
+// error-class table, so a status never drifts from what DESIGN.md documents.
+func NewRejection(class wsfleetv1.ErrorClass, reason string) *Rejection {
 	return &Rejection{Class: class, Status: errclass.Lookup(class).HTTPStatus, Reason: reason}
 }
 
@@ -59,23 +89,17 @@ func roundRetryAfter(d time.Duration) time.Duration {
 	return time.Duration(retryAfterSeconds(d)) * time.Second
 }
 
-// WriteRejection answers a rejected handshake: the status, X-Trace-ID,
-// Retry-After in whole seconds rounded up (min 1) when RetryAfter > 0,
-// Content-Type application/json, Cache-Control no-store, Connection close, and
-// the body {"error":"<class name from errclass>","trace_id":"<id>"}. For 426
-// also "Sec-WebSocket-Version: 13".
+// WriteRejection answers a rejected handshake: the status (HTTPStatus),
+// X-Trace-ID spelled as TraceHeader, Retry-After in whole seconds rounded up
+// (min 1) when the class carries one, Content-Type application/json,
+// Cache-Control no-store, Connection close, and the body
+// {"error":"<class name from errclass>","trace_id":"<id>"}. For 426 also
+// "Sec-WebSocket-Version: 13".
 //
 // The body is exactly that JSON object, without a trailing newline. X-Trace-ID
-// is left out when traceID is empty. A Rejection without a Status gets its
-// class's status, and 500 if the class has none. rej must not be nil.
+// is left out when traceID is empty. rej must not be nil.
 func WriteRejection(w http.ResponseWriter, traceID string, rej *Rejection) {
-	status := rej.Status
-	if status == 0 {
-		status = errclass.Lookup(rej.Class).HTTPStatus
-	}
-	if status == 0 {
-		status = http.StatusInternalServerError
-	}
+	status := rej.HTTPStatus()
 	body := make([]byte, 0, 64+len(traceID))
 	body = append(body, `{"error":`...)
 	body = appendJSONString(body, errclass.Name(rej.Class))
@@ -85,9 +109,9 @@ func WriteRejection(w http.ResponseWriter, traceID string, rej *Rejection) {
 
 	h := w.Header()
 	if traceID != "" {
-		h.Set("X-Trace-Id", traceID)
+		h[TraceHeader] = []string{traceID}
 	}
-	if rej.RetryAfter > 0 {
+	if errclass.Lookup(rej.Class).RetryAfter {
 		h.Set("Retry-After", strconv.FormatInt(retryAfterSeconds(rej.RetryAfter), 10))
 	}
 	if status == http.StatusUpgradeRequired {
@@ -125,12 +149,11 @@ func plainJSON(s string) bool {
 	return true
 }
 
-// clip bounds client-controlled text quoted in a Reason, so a 1 MiB header
-// does not become a 1 MiB log line.
-func clip(s string) string {
-	const maxQuoted = 256
-	if len(s) <= maxQuoted {
-		return s
-	}
-	return s[:maxQuoted] + "..."
-}
+// maxQuoted bounds client-controlled text quoted in a Reason, so a 1 MiB
+// header does not become a 1 MiB log line.
+const maxQuoted = 256
+
+// clipQuoted cuts client-controlled text to maxQuoted bytes on a rune
+// boundary, marked as cut: a cut inside a multi-byte character would show
+// as \x escapes in the quoted Reason.
+func clipQuoted(s string) string { return clip.Marked(s, maxQuoted) }

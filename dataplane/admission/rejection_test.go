@@ -1,12 +1,18 @@
 package admission
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/wsfleet/wsfleet/api/errclass"
 
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 )
@@ -23,7 +29,7 @@ func TestWriteRejection(t *testing.T) {
 		{
 			name:    "origin rejection answers 403 with the trace id and no Retry-After",
 			traceID: "abc-123",
-			rej:     reject(classOrigin, "x"),
+			rej:     NewRejection(classOrigin, "x"),
 			status:  403,
 			headers: map[string]string{
 				"X-Trace-ID": "abc-123", "Retry-After": "", "Content-Type": "application/json",
@@ -64,6 +70,37 @@ func TestWriteRejection(t *testing.T) {
 			body:    `{"error":"bad_handshake","trace_id":"t"}`,
 		},
 		{
+			name:    "a class whose table entry has no Retry-After never carries one",
+			traceID: "t",
+			rej:     &Rejection{Class: classOrigin, Status: 403, RetryAfter: 5 * time.Second},
+			status:  403,
+			headers: map[string]string{"Retry-After": ""},
+			body:    `{"error":"origin_rejected","trace_id":"t"}`,
+		},
+		{
+			name:    "a class whose table entry has Retry-After carries one even without a duration",
+			traceID: "t",
+			rej:     NewRejection(classCapacity, "x"),
+			status:  503,
+			headers: map[string]string{"Retry-After": "1"},
+			body:    `{"error":"capacity","trace_id":"t"}`,
+		},
+		{
+			name:    "a draining node answers 503 with Retry-After",
+			traceID: "t",
+			rej:     &Rejection{Class: wsfleetv1.ErrorClass_ERROR_CLASS_NODE_DRAINING, RetryAfter: 5 * time.Second},
+			status:  503,
+			headers: map[string]string{"Retry-After": "5"},
+			body:    `{"error":"node_draining","trace_id":"t"}`,
+		},
+		{
+			name:    "a status the class does not have gives way to the table's",
+			traceID: "t",
+			rej:     &Rejection{Class: classOrigin, Status: http.StatusTeapot},
+			status:  403,
+			body:    `{"error":"origin_rejected","trace_id":"t"}`,
+		},
+		{
 			name:    "a missing status is taken from the class table",
 			traceID: "t",
 			rej:     &Rejection{Class: classUnauth},
@@ -72,7 +109,7 @@ func TestWriteRejection(t *testing.T) {
 		},
 		{
 			name:    "an empty trace id leaves the header out",
-			rej:     reject(classBad, "x"),
+			rej:     NewRejection(classBad, "x"),
 			status:  400,
 			headers: map[string]string{"X-Trace-ID": ""},
 			body:    `{"error":"bad_handshake","trace_id":""}`,
@@ -80,7 +117,7 @@ func TestWriteRejection(t *testing.T) {
 		{
 			name:    "a trace id that needs escaping is valid JSON",
 			traceID: "a\"b<c>\\",
-			rej:     reject(classBad, "x"),
+			rej:     NewRejection(classBad, "x"),
 			status:  400,
 			body:    `{"error":"bad_handshake","trace_id":"a\"b\u003cc\u003e\\"}`,
 		},
@@ -102,7 +139,13 @@ func TestWriteRejection(t *testing.T) {
 				t.Fatalf("status %d, want %d", res.StatusCode, tt.status)
 			}
 			for k, want := range tt.headers {
-				if got := res.Header.Get(k); got != want {
+				got := res.Header.Get(k)
+				if k == TraceHeader {
+					// Set by key, in DESIGN's spelling: Get would
+					// canonicalise the name and miss it.
+					got = strings.Join(res.Header[TraceHeader], ",")
+				}
+				if got != want {
 					t.Errorf("%s = %q, want %q", k, got, want)
 				}
 			}
@@ -147,6 +190,60 @@ func TestWriteRejectionOverRealHTTP(t *testing.T) {
 	}
 	if !res.Close {
 		t.Fatal("the server kept the connection open after a rejection")
+	}
+}
+
+// TestRejectionSpellsTheTraceHeaderOnTheWire reads the response bytes off
+// a raw TCP connection: a client library would canonicalise the name and
+// hide the spelling.
+func TestRejectionSpellsTheTraceHeaderOnTheWire(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		WriteRejection(w, "raw-trace-1", NewRejection(classOrigin, "x"))
+	}))
+	defer srv.Close()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	raw, err := io.ReadAll(conn) // Connection: close ends the response
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, _, _ := strings.Cut(string(raw), "\r\n\r\n")
+	if !strings.Contains(head, "\r\nX-Trace-ID: raw-trace-1\r\n") {
+		t.Fatalf("response head does not spell X-Trace-ID:\n%s", head)
+	}
+	if res, err := http.ReadResponse(bufio.NewReader(strings.NewReader(string(raw))), nil); err != nil || res.StatusCode != 403 {
+		t.Fatalf("response %v, %v", res, err)
+	}
+}
+
+// TestEveryHandshakeClassIsAnsweredAsTheTableSays: status and Retry-After
+// of every handshake class come from api/errclass.
+func TestEveryHandshakeClassIsAnsweredAsTheTableSays(t *testing.T) {
+	for _, info := range errclass.All() {
+		if info.Kind != wsfleetv1.EventKind_EVENT_KIND_HANDSHAKE_REJECTED {
+			continue
+		}
+		t.Run(info.Name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			rej := NewRejection(info.Class, "x")
+			rej.RetryAfter = 2 * time.Second
+			WriteRejection(rec, "t", rej)
+			res := rec.Result()
+			defer res.Body.Close()
+			if res.StatusCode != info.HTTPStatus {
+				t.Errorf("status %d, want %d", res.StatusCode, info.HTTPStatus)
+			}
+			if got := res.Header.Get("Retry-After") != ""; got != info.RetryAfter {
+				t.Errorf("Retry-After sent %t, the table says %t", got, info.RetryAfter)
+			}
+		})
 	}
 }
 

@@ -27,26 +27,26 @@ const websocketKeyLen = 24
 func ValidateUpgrade(r *http.Request) *Rejection {
 	const class = wsfleetv1.ErrorClass_ERROR_CLASS_BAD_HANDSHAKE
 	if r.Method != http.MethodGet {
-		return reject(class, fmt.Sprintf("method %s is not GET", clip(r.Method)))
+		return NewRejection(class, fmt.Sprintf("method %s is not GET", clipQuoted(r.Method)))
 	}
 	if !r.ProtoAtLeast(1, 1) {
-		return reject(class, fmt.Sprintf("protocol %s is older than HTTP/1.1", clip(r.Proto)))
+		return NewRejection(class, fmt.Sprintf("protocol %s is older than HTTP/1.1", clipQuoted(r.Proto)))
 	}
 	if !headerHasToken(r.Header["Connection"], "upgrade") {
-		return reject(class, fmt.Sprintf(`Connection header %q has no "upgrade" token (a proxy may have stripped it)`,
-			clip(strings.Join(r.Header["Connection"], ", "))))
+		return NewRejection(class, fmt.Sprintf(`Connection header %q has no "upgrade" token (a proxy may have stripped it)`,
+			clipQuoted(strings.Join(r.Header["Connection"], ", "))))
 	}
 	if !headerHasToken(r.Header["Upgrade"], "websocket") {
-		return reject(class, fmt.Sprintf(`Upgrade header %q has no "websocket" token (a proxy may have stripped it)`,
-			clip(strings.Join(r.Header["Upgrade"], ", "))))
+		return NewRejection(class, fmt.Sprintf(`Upgrade header %q has no "websocket" token (a proxy may have stripped it)`,
+			clipQuoted(strings.Join(r.Header["Upgrade"], ", "))))
 	}
 	if vs := r.Header["Sec-Websocket-Version"]; len(vs) != 1 || strings.TrimSpace(vs[0]) != websocketVersion {
-		rej := reject(class, fmt.Sprintf("Sec-WebSocket-Version %q is not %s", clip(strings.Join(vs, ", ")), websocketVersion))
+		rej := NewRejection(class, fmt.Sprintf("Sec-WebSocket-Version %q is not %s", clipQuoted(strings.Join(vs, ", ")), websocketVersion))
 		rej.Status = http.StatusUpgradeRequired
 		return rej
 	}
 	if vs := r.Header["Sec-Websocket-Key"]; len(vs) != 1 || !validKey(vs[0]) {
-		return reject(class, fmt.Sprintf("Sec-WebSocket-Key %q is not base64 of 16 bytes", clip(strings.Join(vs, ", "))))
+		return NewRejection(class, fmt.Sprintf("Sec-WebSocket-Key %q is not base64 of 16 bytes", clipQuoted(strings.Join(vs, ", "))))
 	}
 	return nil
 }
