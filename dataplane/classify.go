@@ -6,22 +6,14 @@ import (
 
 	"github.com/lxzan/gws"
 
+	"github.com/wsfleet/wsfleet/api/errclass"
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 )
 
-// Close codes of RFC 6455 §7.4.1 the node uses.
-const (
-	closeNormal          = 1000
-	closeGoingAway       = 1001
-	closeProtocolError   = 1002
-	closeUnsupported     = 1003
-	closeNoStatus        = 1005
-	closeAbnormal        = 1006
-	closeInvalidPayload  = 1007
-	closePolicyViolation = 1008
-	closeTooBig          = 1009
-	closeInternal        = 1011
-)
+// closeNoStatus is recorded for a close frame without a code (RFC 6455
+// §7.1.5: the connection's close code is then 1005). Every other code the
+// node sends or records comes from api/errclass.
+const closeNoStatus = 1005
 
 // classify explains why gws ended a connection the node did not close
 // itself. It runs in OnClose with the error gws stored:
@@ -34,66 +26,41 @@ const (
 //     deadline (slow consumer), told apart by the operation;
 //   - io.EOF or any other network error: the peer went away without a
 //     close frame.
+//
+// The class of a code, and the code recorded for a class, are the error
+// class table's (errclass.FromCloseCode, errclass.Info.CloseCode).
 func classify(err error) (class wsfleetv1.ErrorClass, code int32) {
 	var ce *gws.CloseError
 	if errors.As(err, &ce) {
 		if ce.Code == 0 {
 			return wsfleetv1.ErrorClass_ERROR_CLASS_NORMAL, closeNoStatus
 		}
-		return classifyClientCode(ce.Code), int32(ce.Code)
+		return errclass.FromCloseCode(ce.Code, true), int32(ce.Code)
 	}
 	if errors.Is(err, gws.ErrTextEncoding) {
-		return wsfleetv1.ErrorClass_ERROR_CLASS_PROTOCOL_ERROR, closeInvalidPayload
+		info := errclass.Lookup(wsfleetv1.ErrorClass_ERROR_CLASS_PROTOCOL_ERROR)
+		return info.Class, int32(info.AltCloseCode)
 	}
 	var coded interface{ Uint16() uint16 }
 	if errors.As(err, &coded) {
 		c := coded.Uint16()
-		switch c {
-		case closeTooBig:
-			return wsfleetv1.ErrorClass_ERROR_CLASS_MESSAGE_TOO_BIG, closeTooBig
-		case closeProtocolError, closeInvalidPayload, closeUnsupported:
-			return wsfleetv1.ErrorClass_ERROR_CLASS_PROTOCOL_ERROR, int32(c)
-		case closeInternal:
-			return wsfleetv1.ErrorClass_ERROR_CLASS_INTERNAL_ERROR, closeInternal
-		case closePolicyViolation:
-			return wsfleetv1.ErrorClass_ERROR_CLASS_POLICY_VIOLATION, closePolicyViolation
-		case closeGoingAway:
-			return wsfleetv1.ErrorClass_ERROR_CLASS_SERVER_SHUTDOWN, closeGoingAway
-		case closeNormal:
-			return wsfleetv1.ErrorClass_ERROR_CLASS_NORMAL, closeNormal
-		}
-		return wsfleetv1.ErrorClass_ERROR_CLASS_PROTOCOL_ERROR, int32(c)
+		return errclass.FromCloseCode(c, false), int32(c)
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		var op *net.OpError
 		if errors.As(err, &op) && op.Op == "write" {
-			return wsfleetv1.ErrorClass_ERROR_CLASS_SLOW_CONSUMER, closePolicyViolation
+			return seen(wsfleetv1.ErrorClass_ERROR_CLASS_SLOW_CONSUMER)
 		}
-		return wsfleetv1.ErrorClass_ERROR_CLASS_HEARTBEAT_TIMEOUT, closeAbnormal
+		return seen(wsfleetv1.ErrorClass_ERROR_CLASS_HEARTBEAT_TIMEOUT)
 	}
 	// io.EOF (FIN without a close frame), a reset (*net.OpError) or anything
 	// else from the network: the peer vanished.
-	return wsfleetv1.ErrorClass_ERROR_CLASS_CONN_RESET, closeAbnormal
+	return seen(wsfleetv1.ErrorClass_ERROR_CLASS_CONN_RESET)
 }
 
-// classifyClientCode explains a close frame the client sent.
-func classifyClientCode(code uint16) wsfleetv1.ErrorClass {
-	switch code {
-	case closeNormal:
-		return wsfleetv1.ErrorClass_ERROR_CLASS_NORMAL
-	case closeGoingAway:
-		return wsfleetv1.ErrorClass_ERROR_CLASS_CLIENT_GOING_AWAY
-	case closeProtocolError, closeUnsupported, closeInvalidPayload:
-		return wsfleetv1.ErrorClass_ERROR_CLASS_PROTOCOL_ERROR
-	case closeTooBig:
-		return wsfleetv1.ErrorClass_ERROR_CLASS_MESSAGE_TOO_BIG
-	case closePolicyViolation:
-		return wsfleetv1.ErrorClass_ERROR_CLASS_POLICY_VIOLATION
-	case closeInternal:
-		return wsfleetv1.ErrorClass_ERROR_CLASS_INTERNAL_ERROR
-	}
-	// 1005 (no status), application codes 3000-4999 and the rest: the
-	// client chose to close; nothing for the platform to fix.
-	return wsfleetv1.ErrorClass_ERROR_CLASS_NORMAL
+// seen is the class with the close code its table entry says the client
+// sees.
+func seen(class wsfleetv1.ErrorClass) (wsfleetv1.ErrorClass, int32) {
+	return class, int32(errclass.Lookup(class).CloseCode)
 }

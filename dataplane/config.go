@@ -30,6 +30,7 @@ const (
 	DefaultAbuseWindow       = 10 * time.Second
 	DefaultCloseConcurrency  = 256
 	DefaultShutdownRetry     = 5 * time.Second
+	DefaultFlushTimeout      = 2 * time.Second
 )
 
 // Config configures a Node. Zero values take the defaults above.
@@ -86,6 +87,16 @@ type Config struct {
 	// CloseConcurrency bounds how many connections Shutdown closes at once.
 	// Default 256.
 	CloseConcurrency int
+	// ShutdownRetry is the Retry-After of a handshake refused while the
+	// node drains (node_draining): other nodes take the client meanwhile.
+	// Default 5s.
+	ShutdownRetry time.Duration
+	// FlushTimeout bounds the telemetry flush at the end of Shutdown, after
+	// the last connection closed (on top of DrainTimeout). A sink that
+	// cannot deliver at all (its control plane is unreachable) does not
+	// wait for it; what is not delivered within it is logged as a count and
+	// dropped: the node still exits cleanly. Default 2s.
+	FlushTimeout time.Duration
 
 	// AuthURL, if set, is called before each upgrade (see package admission).
 	AuthURL string
@@ -109,8 +120,8 @@ type Config struct {
 
 	// Log is the logger; default logrus's standard logger.
 	Log *logrus.Logger
-	// Registerer receives the node's metrics; default a new registry,
-	// served on MetricsAddr.
+	// Registry receives the node's metrics and is served on MetricsAddr;
+	// default a new registry.
 	Registry *prometheus.Registry
 }
 
@@ -148,6 +159,8 @@ func (c *Config) setDefaults() {
 	def(&c.AbuseWindow, DefaultAbuseWindow)
 	def(&c.DrainTimeout, DefaultDrainTimeout)
 	defInt(&c.CloseConcurrency, DefaultCloseConcurrency)
+	def(&c.ShutdownRetry, DefaultShutdownRetry)
+	def(&c.FlushTimeout, DefaultFlushTimeout)
 	if c.Log == nil {
 		c.Log = logrus.StandardLogger()
 	}

@@ -8,24 +8,20 @@ import (
 
 	"github.com/lxzan/gws"
 
-	"github.com/wsfleet/wsfleet/api/errclass"
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 	"github.com/wsfleet/wsfleet/dataplane/admission"
 )
 
-// drainRetryAfter is what a client refused during shutdown is told: other
-// nodes take it in the meantime.
-const drainRetryAfter = 5 * time.Second
-
 // ServeHTTP is the handshake path, in the order of DESIGN.md: trace id,
 // origin, capacity, handshake rate, connect authorization (breaker), then
-// the upgrade. Every rejection answers its class's status with a JSON body
-// and X-Trace-ID, and is recorded as an event.
+// the upgrade. Every rejection answers its class's status (and Retry-After
+// when the class carries one) from api/errclass with a JSON body and
+// X-Trace-ID, and is recorded as an event.
 func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	open := time.Now()
 	traceID, _ := admission.TraceID(r)
 	if n.draining.Load() {
-		n.reject(w, r, traceID, open, drainRejection())
+		n.reject(w, r, traceID, open, n.drainRejection())
 		return
 	}
 	ticket, rej := n.admitter.Admit(r.Context(), r, traceID)
@@ -41,23 +37,21 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		ticket.Release()
-		n.reject(w, r, traceID, open, &admission.Rejection{
-			Class:  wsfleetv1.ErrorClass_ERROR_CLASS_BAD_HANDSHAKE,
-			Status: http.StatusBadRequest,
-			Reason: "connection cannot be upgraded (HTTP/2 or a non-hijackable server)",
-		})
+		n.reject(w, r, traceID, open, admission.NewRejection(wsfleetv1.ErrorClass_ERROR_CLASS_BAD_HANDSHAKE,
+			"connection cannot be upgraded (HTTP/2 or a non-hijackable server)"))
 		return
 	}
 	if !n.enter() {
 		ticket.Release()
-		n.reject(w, r, traceID, open, drainRejection())
+		n.reject(w, r, traceID, open, n.drainRejection())
 		return
 	}
 	s, socket, err := n.upgrade(hj, r, traceID, ticket, open)
 	if err != nil {
 		n.loops.Done()
 		ticket.Release()
-		n.recordRejection(r, traceID, open, http.StatusBadRequest, wsfleetv1.ErrorClass_ERROR_CLASS_BAD_HANDSHAKE, err.Error())
+		// gws has answered (400) or the client is gone.
+		n.recordRejection(r, traceID, open, admission.NewRejection(wsfleetv1.ErrorClass_ERROR_CLASS_BAD_HANDSHAKE, err.Error()))
 		return
 	}
 	n.metrics.handshakes.WithLabelValues("accepted").Inc()
@@ -66,7 +60,7 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Shutdown sets draining before it walks the sessions: either it saw
 	// this one, or this sees draining. Closing twice is harmless.
 	if n.draining.Load() {
-		s.closeWith(wsfleetv1.ErrorClass_ERROR_CLASS_SERVER_SHUTDOWN, closeGoingAway, "server shutdown")
+		s.closeWith(wsfleetv1.ErrorClass_ERROR_CLASS_SERVER_SHUTDOWN, "server shutdown")
 	}
 	// The read loop gets its own goroutine so this handler returns and
 	// net/http drops its per-connection buffers and state.
@@ -88,13 +82,13 @@ func (n *Node) enter() bool {
 	return true
 }
 
-func drainRejection() *admission.Rejection {
-	return &admission.Rejection{
-		Class:      wsfleetv1.ErrorClass_ERROR_CLASS_SERVER_SHUTDOWN,
-		Status:     http.StatusServiceUnavailable,
-		RetryAfter: drainRetryAfter,
-		Reason:     "node is draining",
-	}
+// drainRejection refuses a handshake that arrives while the node drains:
+// node_draining, a handshake class (server_shutdown is what the connections
+// already open get), with Retry-After: other nodes take the client meanwhile.
+func (n *Node) drainRejection() *admission.Rejection {
+	rej := admission.NewRejection(wsfleetv1.ErrorClass_ERROR_CLASS_NODE_DRAINING, "node is draining")
+	rej.RetryAfter = n.cfg.ShutdownRetry
+	return rej
 }
 
 // upgrade hijacks the connection and lets gws answer 101 (with our
@@ -104,7 +98,7 @@ func (n *Node) upgrade(hj http.Hijacker, r *http.Request, traceID string, ticket
 	if err != nil {
 		return nil, nil, fmt.Errorf("hijack: %w", err)
 	}
-	conn := &traceConn{Conn: netConn, header: []byte("X-Trace-ID: " + traceID + "\r\n")}
+	conn := &traceConn{Conn: netConn, header: []byte(admission.TraceHeader + ": " + traceID + "\r\n")}
 	br := brw.Reader
 	if br.Buffered() == 0 {
 		// Read the socket directly rather than through net/http's
@@ -134,22 +128,21 @@ func (n *Node) upgrade(hj http.Hijacker, r *http.Request, traceID string, ticket
 
 func (n *Node) reject(w http.ResponseWriter, r *http.Request, traceID string, open time.Time, rej *admission.Rejection) {
 	admission.WriteRejection(w, traceID, rej)
-	n.recordRejection(r, traceID, open, rej.Status, rej.Class, rej.Reason)
+	n.recordRejection(r, traceID, open, rej)
 }
 
-func (n *Node) recordRejection(r *http.Request, traceID string, open time.Time, status int, class wsfleetv1.ErrorClass, reason string) {
-	ev := newEvent(wsfleetv1.EventKind_EVENT_KIND_HANDSHAKE_REJECTED, class, open, time.Now())
-	ev.HttpStatus = int32(status)
+// recordRejection records the status WriteRejection answers, so the event
+// and the wire agree.
+func (n *Node) recordRejection(r *http.Request, traceID string, open time.Time, rej *admission.Rejection) {
+	ev := newEvent(wsfleetv1.EventKind_EVENT_KIND_HANDSHAKE_REJECTED, rej.Class, open, time.Now())
+	ev.HttpStatus = int32(rej.HTTPStatus())
 	ev.TraceId = traceID
 	ev.NodeId = n.cfg.NodeID
 	ev.Pool = n.cfg.Pool
 	ev.Origin = r.Header.Get("Origin")
 	ev.RemoteAddr = r.RemoteAddr
 	ev.UserAgent = r.Header.Get("User-Agent")
-	ev.Error = reason
+	ev.Error = rej.Reason
 	ev.PolicyRevision = n.snapshot().rev.GetRevision()
-	if ev.HttpStatus == 0 {
-		ev.HttpStatus = int32(errclass.Lookup(class).HTTPStatus)
-	}
 	n.record(ev)
 }

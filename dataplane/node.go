@@ -355,7 +355,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		closers.Add(1)
 		go func() {
 			defer func() { <-sem; closers.Done() }()
-			s.closeWith(wsfleetv1.ErrorClass_ERROR_CLASS_SERVER_SHUTDOWN, closeGoingAway, "server shutdown")
+			s.closeWith(wsfleetv1.ErrorClass_ERROR_CLASS_SERVER_SHUTDOWN, "server shutdown")
 		}()
 	})
 	closers.Wait()

@@ -11,6 +11,8 @@ import (
 	"github.com/sirupsen/logrus"
 	"go.uber.org/ratelimit"
 
+	"github.com/wsfleet/wsfleet/api/clip"
+	"github.com/wsfleet/wsfleet/api/errclass"
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 	"github.com/wsfleet/wsfleet/dataplane/admission"
 	"github.com/wsfleet/wsfleet/dataplane/broker"
@@ -135,7 +137,7 @@ func (h *eventHandler) OnMessage(socket *gws.Conn, msg *gws.Message) {
 	// gws enforces the limit in force when the connection opened; a lower
 	// one applied since is enforced here.
 	if n > snap.maxMessageBytes {
-		s.closeWith(wsfleetv1.ErrorClass_ERROR_CLASS_MESSAGE_TOO_BIG, closeTooBig,
+		s.closeWith(wsfleetv1.ErrorClass_ERROR_CLASS_MESSAGE_TOO_BIG,
 			fmt.Sprintf("message of %d bytes over max_message_bytes %d", n, snap.maxMessageBytes))
 		return
 	}
@@ -143,7 +145,8 @@ func (h *eventHandler) OnMessage(socket *gws.Conn, msg *gws.Message) {
 		return
 	}
 	if msg.Opcode != gws.OpcodeText {
-		s.sendError(protocol.CodeBinaryNotSupported, "only JSON text frames are accepted")
+		fe := protocol.BinaryFrameError()
+		s.sendError(fe.Code, fe.Message)
 		return
 	}
 	f, ferr := protocol.DecodeClientFrame(msg.Bytes(), protocol.Limits{MaxChannelLength: h.node.cfg.MaxChannelLength})
@@ -208,7 +211,7 @@ func (s *session) heartbeat(snap *snapshot, now time.Time) {
 	}
 	idle := now.Sub(time.Unix(0, s.lastSeen.Load()))
 	if idle > snap.timeout {
-		s.closeWith(wsfleetv1.ErrorClass_ERROR_CLASS_HEARTBEAT_TIMEOUT, closeAbnormal,
+		s.closeWith(wsfleetv1.ErrorClass_ERROR_CLASS_HEARTBEAT_TIMEOUT,
 			fmt.Sprintf("no frame from the client for %s (heartbeat timeout %s)", idle.Round(time.Millisecond), snap.timeout))
 		return
 	}
@@ -244,7 +247,7 @@ func (s *session) pace(snap *snapshot, now time.Time) bool {
 		return true
 	}
 	if over := after.Sub(p.throttledSince); over >= s.node.cfg.AbuseWindow {
-		s.closeWith(wsfleetv1.ErrorClass_ERROR_CLASS_POLICY_VIOLATION, closePolicyViolation,
+		s.closeWith(wsfleetv1.ErrorClass_ERROR_CLASS_POLICY_VIOLATION,
 			fmt.Sprintf("message rate over messages_per_second %d for %s", snap.msgRate, over.Round(time.Millisecond)))
 		return false
 	}
@@ -257,17 +260,17 @@ func (s *session) subscribe(ch string) {
 		return
 	}
 	if len(s.subs) >= s.node.cfg.MaxSubscriptions {
-		s.sendError("too_many_subscriptions", "at most "+strconv.Itoa(s.node.cfg.MaxSubscriptions)+" channels per connection")
+		s.sendError(protocol.CodeTooManySubscriptions, "at most "+strconv.Itoa(s.node.cfg.MaxSubscriptions)+" channels per connection")
 		return
 	}
 	if hook := s.node.cfg.Hooks.OnSubscribe; hook != nil {
 		if err := hook(s.node.ctx, s.info(), ch); err != nil {
-			s.sendError("forbidden", err.Error())
+			s.sendError(protocol.CodeForbidden, err.Error())
 			return
 		}
 	}
 	if _, err := s.node.broker.Subscribe(ch, s); err != nil {
-		s.sendError("unavailable", "subscribe failed: "+err.Error())
+		s.sendError(protocol.CodeUnavailable, "subscribe failed: "+err.Error())
 		return
 	}
 	if s.subs == nil {
@@ -288,14 +291,14 @@ func (s *session) unsubscribe(ch string) {
 func (s *session) publish(ch string, data []byte) {
 	if hook := s.node.cfg.Hooks.OnPublish; hook != nil {
 		if err := hook(s.node.ctx, s.info(), ch, data); err != nil {
-			s.sendError("forbidden", err.Error())
+			s.sendError(protocol.CodeForbidden, err.Error())
 			return
 		}
 	}
 	// Encoded once; every subscriber's queue shares these bytes.
 	frame := protocol.AppendMessageFrame(make([]byte, 0, len(ch)+len(data)+40), ch, data)
 	if _, err := s.node.broker.Publish(s.node.ctx, ch, frame); err != nil {
-		s.sendError("unavailable", "publish failed: "+err.Error())
+		s.sendError(protocol.CodeUnavailable, "publish failed: "+err.Error())
 	}
 }
 
@@ -318,7 +321,7 @@ func (s *session) send(it outItem) {
 	case pushStartWriter:
 		go s.writeLoop()
 	case pushOverflow:
-		s.closeWith(wsfleetv1.ErrorClass_ERROR_CLASS_SLOW_CONSUMER, closePolicyViolation,
+		s.closeWith(wsfleetv1.ErrorClass_ERROR_CLASS_SLOW_CONSUMER,
 			fmt.Sprintf("outgoing queue full (%d messages or %d bytes): the client is not reading", s.node.cfg.MaxQueueMessages, s.node.cfg.MaxQueueBytes))
 	}
 }
@@ -348,12 +351,17 @@ func (s *session) writeLoop() {
 	}
 }
 
-// closeWith closes the connection for a reason the node decided. Only the
-// first call has an effect. It never blocks for long: writes of the close
-// frame are bounded by closeGrace, and a slow consumer is closed from a
-// goroutine because Deliver runs on another connection's read loop.
-func (s *session) closeWith(class wsfleetv1.ErrorClass, code int32, reason string) {
-	if !s.closing.CompareAndSwap(nil, &closeInfo{class: class, code: code, reason: reason}) {
+// closeWith closes the connection for a reason the node decided, with the
+// close code the error-class table gives the class (none for
+// heartbeat_timeout). Only the first call has an effect. It never blocks for
+// long: writes of the close frame are bounded by closeGrace, and a slow
+// consumer is closed from a goroutine because Deliver runs on another
+// connection's read loop.
+func (s *session) closeWith(class wsfleetv1.ErrorClass, reason string) {
+	info := errclass.Lookup(class)
+	// The event records the code the client sees (1006 when no frame is
+	// sent); the frame carries the code the node sends.
+	if !s.closing.CompareAndSwap(nil, &closeInfo{class: class, code: int32(info.CloseCode), reason: reason}) {
 		return
 	}
 	switch class {
@@ -363,20 +371,23 @@ func (s *session) closeWith(class wsfleetv1.ErrorClass, code int32, reason strin
 		_ = s.conn.SetReadDeadline(time.Now())
 	case wsfleetv1.ErrorClass_ERROR_CLASS_SLOW_CONSUMER:
 		s.q.close() // free what it did not read now
-		go s.writeClose(code, reason)
+		go s.writeClose(info.SentCloseCode, reason)
 	default:
-		s.writeClose(code, reason)
+		s.writeClose(info.SentCloseCode, reason)
 	}
 }
 
-func (s *session) writeClose(code int32, reason string) {
+// maxCloseReason is the most a close frame's reason may take: a control
+// frame carries at most 125 bytes (RFC 6455 §5.5), two of them the code.
+const maxCloseReason = 123
+
+func (s *session) writeClose(code uint16, reason string) {
 	// The deadline also cuts a write in flight on the writer goroutine,
 	// which holds gws's write lock.
 	_ = s.conn.SetWriteDeadline(time.Now().Add(closeGrace))
-	if len(reason) > 120 { // a close frame's reason must fit in 123 bytes
-		reason = reason[:120]
-	}
-	_ = s.conn.WriteClose(uint16(code), []byte(reason))
+	// The reason must be valid UTF-8 (RFC 6455 §5.5.1; browsers fail the
+	// connection otherwise): cut on a rune boundary, never inside one.
+	_ = s.conn.WriteClose(code, []byte(clip.ValidString(reason, maxCloseReason)))
 }
 
 // recoverPanic turns a panic in message handling into a 1011 close of this
@@ -387,5 +398,5 @@ func (s *session) recoverPanic() {
 		return
 	}
 	s.log().WithFields(logrus.Fields{"panic": fmt.Sprint(p), "stack": string(debug.Stack())}).Error("message handler panicked")
-	s.closeWith(wsfleetv1.ErrorClass_ERROR_CLASS_INTERNAL_ERROR, closeInternal, "internal error")
+	s.closeWith(wsfleetv1.ErrorClass_ERROR_CLASS_INTERNAL_ERROR, "internal error")
 }

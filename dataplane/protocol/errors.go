@@ -5,9 +5,10 @@ import "errors"
 // ErrBadFrame is what every *FrameError wraps, for errors.Is.
 var ErrBadFrame = errors.New("protocol: bad client frame")
 
-// Codes of the error frames the node sends for a bad client frame. They are
-// part of the wire contract: clients switch on them, so they never change
-// meaning.
+// Codes of the error frames the node sends: for a bad client frame, and
+// for a valid one it cannot carry out. They are part of the wire contract:
+// clients switch on them, so they never change meaning. After any error
+// frame the connection stays open.
 const (
 	// CodeBadJSON: the frame is not a JSON object, or its data is not valid
 	// UTF-8.
@@ -26,6 +27,15 @@ const (
 	// is JSON text only. The decoder never returns it (it only sees text);
 	// the session answers binary frames with BinaryFrameError.
 	CodeBinaryNotSupported = "binary_not_supported"
+	// CodeTooManySubscriptions: a subscribe over the node's per-connection
+	// limit of channels; the client must unsubscribe from one first.
+	CodeTooManySubscriptions = "too_many_subscriptions"
+	// CodeForbidden: the embedding service's hook refused a subscribe or a
+	// publish; the message is the hook's error text.
+	CodeForbidden = "forbidden"
+	// CodeUnavailable: the broker failed a subscribe or a publish; the
+	// client may retry.
+	CodeUnavailable = "unavailable"
 )
 
 // FrameError is a bad client frame. It is answered with an error frame
