@@ -20,6 +20,8 @@ type metrics struct {
 	breaker    prometheus.Gauge
 	revision   prometheus.Gauge
 	draining   prometheus.Gauge
+	// undelivered is set once, at the end of Shutdown.
+	undelivered prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer, nodeID, pool string) *metrics {
@@ -40,8 +42,10 @@ func newMetrics(reg prometheus.Registerer, nodeID, pool string) *metrics {
 		breaker:    prometheus.NewGauge(prometheus.GaugeOpts(opts("breaker_state", "Connect-authorization breaker: 0 closed, 1 half-open, 2 open."))),
 		revision:   prometheus.NewGauge(prometheus.GaugeOpts(opts("policy_revision", "Applied policy revision."))),
 		draining:   prometheus.NewGauge(prometheus.GaugeOpts(opts("draining", "1 while the node shuts down."))),
+		undelivered: prometheus.NewGauge(prometheus.GaugeOpts(opts("telemetry_undelivered",
+			"Error events the sink could not deliver when the node shut down (set at the end of the drain)."))),
 	}
-	reg.MustRegister(m.active, m.handshakes, m.closes, messages, bytes, m.breaker, m.revision, m.draining)
+	reg.MustRegister(m.active, m.handshakes, m.closes, messages, bytes, m.breaker, m.revision, m.draining, m.undelivered)
 	// Zero series for every class so dashboards and alerts see them before
 	// the first occurrence.
 	m.handshakes.WithLabelValues("accepted")

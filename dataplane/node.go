@@ -330,10 +330,13 @@ func serve(s *http.Server, l net.Listener) error {
 	return nil
 }
 
-// Shutdown drains the node: /readyz fails and new handshakes get 503;
-// listeners close; every connection gets close 1001 (server_shutdown), at
-// most CloseConcurrency at a time; Shutdown waits for their read loops,
-// then flushes the sink. Connections still open when ctx ends are cut.
+// Shutdown drains the node: /readyz fails and new handshakes get 503
+// (node_draining); listeners close; every connection gets close 1001
+// (server_shutdown), at most CloseConcurrency at a time; Shutdown waits for
+// their read loops, then flushes the sink within FlushTimeout (a sink that
+// cannot deliver is not waited for; what it could not deliver is counted in
+// the last log line, not returned as an error). Connections still open
+// when ctx ends are cut, and that is the error returned.
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.drainMu.Lock()
 	already := n.draining.Swap(true)
@@ -372,13 +375,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	}
 	n.cancel()
 	<-n.heartbeatDone
-	if f, ok := n.cfg.Sink.(Flusher); ok {
-		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if ferr := f.Flush(fctx); ferr != nil && err == nil {
-			err = fmt.Errorf("dataplane: flushing telemetry: %w", ferr)
-		}
-		cancel()
-	}
+	undelivered := n.flushSink()
 	if n.metricsServer != nil {
 		_ = n.metricsServer.Shutdown(ctx)
 	}
@@ -386,6 +383,28 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		_ = n.broker.Close()
 	}
 	n.admitter.Close()
-	n.log.WithField("node_id", n.cfg.NodeID).Info("drained")
+	// The last line: a drain that could not hand every event over still
+	// ends cleanly, and says how many were lost.
+	n.log.WithFields(logrus.Fields{"node_id": n.cfg.NodeID, "undelivered_events": undelivered}).Info("drained")
 	return err
+}
+
+// flushSink hands the sink's buffered events over within FlushTimeout and
+// returns how many it could not deliver. A flush that falls short is not a
+// failed shutdown: the connections are drained, and a control plane that
+// is down must not make the node wait or exit with an error.
+func (n *Node) flushSink() (undelivered int) {
+	f, ok := n.cfg.Sink.(Flusher)
+	if !ok {
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.FlushTimeout)
+	defer cancel()
+	undelivered, err := f.FinalFlush(ctx)
+	n.metrics.undelivered.Set(float64(undelivered))
+	if err != nil {
+		n.log.WithError(err).WithFields(logrus.Fields{"node_id": n.cfg.NodeID, "undelivered_events": undelivered}).
+			Warn("telemetry not flushed: the events still buffered are dropped")
+	}
+	return undelivered
 }

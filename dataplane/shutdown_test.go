@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,10 +18,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
+	"github.com/wsfleet/wsfleet/sdk/admin"
 	"github.com/wsfleet/wsfleet/sdk/policyfile"
+	"github.com/wsfleet/wsfleet/sdk/telemetry"
 )
 
 func TestShutdownClosesEveryConnectionWith1001(t *testing.T) {
@@ -76,6 +82,155 @@ func TestNewHandshakesAreRefusedWhileDraining(t *testing.T) {
 	n.draining.Store(false)
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("status %d", resp.StatusCode)
+	}
+}
+
+// unreachableAddr is a loopback address nothing listens on.
+func unreachableAddr(t testing.TB) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	_ = lis.Close()
+	return addr
+}
+
+// gaugeValue reads one gauge of the node from reg.
+func gaugeValue(t testing.TB, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name && len(f.GetMetric()) == 1 {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no gauge %s", name)
+	return 0
+}
+
+// rejectedHandshakes makes n handshakes the node refuses (plain GETs: no
+// upgrade), each recorded as one event.
+func rejectedHandshakes(t testing.TB, addr string, n int) {
+	t.Helper()
+	for range n {
+		resp, err := http.Get("http://" + addr + "/ws")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			t.Fatal("a plain GET was upgraded")
+		}
+	}
+}
+
+// A node stopped while its control plane is down must not wait for it:
+// the drain ends, the telemetry it could not deliver is counted, and the
+// stop is clean.
+func TestShutdownWithTheControlPlaneDownEndsCleanlyAndCountsWhatWasLost(t *testing.T) {
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	conn, err := grpc.NewClient(unreachableAddr(t), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	reporter, err := telemetry.New(telemetry.Config{Conn: conn, NodeID: "down", MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	repCtx, stopReporter := context.WithCancel(context.Background())
+	repDone := make(chan struct{})
+	go func() { defer close(repDone); _ = reporter.Run(repCtx) }()
+	defer func() { stopReporter(); <-repDone }()
+
+	reg := prometheus.NewRegistry()
+	n, err := New(Config{
+		NodeID: "down", ListenAddr: "127.0.0.1:0", MetricsAddr: "-", Log: log, Sink: reporter, Registry: reg,
+		// Far longer than the test waits: a node that waited for the bound
+		// with nothing to wait for fails below.
+		FlushTimeout: 10 * time.Minute,
+		Policy:       &wsfleetv1.PolicyRevision{Revision: 1, Policy: testPolicy()},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	rejectedHandshakes(t, n.Addr().String(), 3)
+	eventually(t, 5*time.Second, "a failed telemetry stream", func() bool { return reporter.Stats().LastError != "" })
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run = %v, want nil: the drain was clean", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return: the flush waited for a control plane that is down")
+	}
+	if got := gaugeValue(t, reg, "wsfleet_node_telemetry_undelivered"); got != 3 {
+		t.Fatalf("wsfleet_node_telemetry_undelivered = %v, want 3", got)
+	}
+}
+
+func TestRunWithControlPlaneDownStopsCleanly(t *testing.T) {
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	reg := prometheus.NewRegistry()
+	addr := unreachableAddr(t)
+	cfg := Config{NodeID: "cp-down", ListenAddr: addr, MetricsAddr: "-", Log: log, Registry: reg, FlushTimeout: 10 * time.Minute}
+	cp := ControlPlane{
+		Dial:       admin.Config{Addr: unreachableAddr(t)},
+		CacheFile:  filepath.Join(t.TempDir(), "policy.json"),
+		MinBackoff: 10 * time.Millisecond,
+		MaxBackoff: 50 * time.Millisecond,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- RunWithControlPlane(ctx, cfg, cp) }()
+	eventually(t, 10*time.Second, "the node listening", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			_ = c.Close()
+		}
+		return err == nil
+	})
+	rejectedHandshakes(t, addr, 3)
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("RunWithControlPlane = %v, want nil: the drain was clean", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("RunWithControlPlane did not return: the flush waited for a control plane that is down")
+	}
+	if got := gaugeValue(t, reg, "wsfleet_node_telemetry_undelivered"); got != 3 {
+		t.Fatalf("wsfleet_node_telemetry_undelivered = %v, want 3", got)
+	}
+}
+
+// eventually polls cond every 10ms until it holds, failing after within.
+func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", within, what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -217,6 +372,32 @@ func TestSIGTERMClosesClientsWith1001AndExitsZero(t *testing.T) {
 	}
 	if !strings.Contains(p.logText(), `"class":"server_shutdown"`) {
 		t.Fatalf("no server_shutdown log lines:\n%s", p.logText())
+	}
+}
+
+func TestSIGTERMWithTheControlPlaneDownExitsZero(t *testing.T) {
+	p := startNodeProc(t, "--control", unreachableAddr(t), "--cache-file", filepath.Join(t.TempDir(), "policy.json"),
+		"--control-backoff-min", "10ms", "--control-backoff-max", "50ms", "--flush-timeout", "10m")
+	rejectedHandshakes(t, p.addr, 3)
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("node did not exit after SIGTERM:\n%s", p.logText())
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit code %d\n%s", code, p.logText())
+	}
+	lines := strings.Split(strings.TrimSpace(p.logText()), "\n")
+	var last struct {
+		Msg         string `json:"msg"`
+		Undelivered *int   `json:"undelivered_events"`
+	}
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil || last.Msg != "drained" ||
+		last.Undelivered == nil || *last.Undelivered != 3 {
+		t.Fatalf("last log line %q; want drained with undelivered_events 3", lines[len(lines)-1])
 	}
 }
 

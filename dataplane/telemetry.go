@@ -20,9 +20,13 @@ type EventSink interface {
 	Record(ev *wsfleetv1.ErrorEvent)
 }
 
-// Flusher is implemented by sinks that buffer; Shutdown calls Flush.
+// Flusher is implemented by sinks that buffer events for delivery
+// elsewhere (sdk/telemetry's Reporter). Shutdown calls FinalFlush once,
+// after the last event, bounded by Config.FlushTimeout. It must not wait
+// for a destination it is not connected to, and returns how many events it
+// could not deliver; Shutdown logs that count in its last line.
 type Flusher interface {
-	Flush(ctx context.Context) error
+	FinalFlush(ctx context.Context) (undelivered int, err error)
 }
 
 // EventSinkFunc adapts a function to EventSink.

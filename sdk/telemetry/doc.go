@@ -15,7 +15,10 @@
 //     receives acknowledgements. Both stop before the next stream opens and
 //     before Run returns.
 //   - Flush blocks its caller until the control plane has acknowledged what
-//     was recorded before the call, or its context ends.
+//     was recorded before the call, or its context ends. FinalFlush, for a
+//     node that is stopping, blocks the same way only while a stream is
+//     open: with the control plane unreachable it returns at once with the
+//     count of events it could not deliver.
 //   - Stats takes the mutex briefly; safe to call from a metrics scrape.
 //
 // Delivery and accounting. Each batch carries the reporter's random id, a

@@ -14,6 +14,9 @@ var (
 	// ErrFlush: Flush's context ended before the control plane acknowledged
 	// every event recorded before the call.
 	ErrFlush = errors.New("telemetry: flush incomplete")
+	// ErrNotConnected: FinalFlush found events to deliver and no stream to
+	// the control plane open to deliver them on.
+	ErrNotConnected = errors.New("telemetry: not connected to the control plane")
 	// ErrStreamEnded: the control plane closed the telemetry stream without
 	// an error status; the reporter reconnects as after any other failure.
 	ErrStreamEnded = errors.New("telemetry: control plane ended the stream")

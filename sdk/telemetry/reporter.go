@@ -18,7 +18,9 @@ import (
 // dataplane.
 var (
 	_ interface{ Record(*wsfleetv1.ErrorEvent) } = (*Reporter)(nil)
-	_ interface{ Flush(context.Context) error }  = (*Reporter)(nil)
+	_ interface {
+		FinalFlush(context.Context) (int, error)
+	} = (*Reporter)(nil)
 )
 
 // Reporter buffers error events and streams them to the control plane's
@@ -252,6 +254,33 @@ func (r *Reporter) Flush(ctx context.Context) error {
 			return fmt.Errorf("%w: %d events buffered: %w", ErrFlush, left, ctx.Err())
 		}
 	}
+}
+
+// FinalFlush is Flush for a process about to stop, which must not hang on
+// a control plane that is down. With no stream to the control plane open
+// it does not wait for one: it returns at once, with ErrNotConnected if
+// anything is left to deliver. With a stream open it waits as Flush does,
+// until the control plane has acknowledged every event recorded before the
+// call or ctx ends (ErrFlush). It returns how many of the events the
+// Reporter holds were not delivered: 0 with a nil error.
+func (r *Reporter) FinalFlush(ctx context.Context) (undelivered int, err error) {
+	r.mu.Lock()
+	connected := r.connected
+	left, unreported := r.pending.n+r.flightEvents, r.unreported
+	r.mu.Unlock()
+	if left == 0 && unreported == 0 {
+		return 0, nil
+	}
+	if !connected {
+		return left, fmt.Errorf("%w: %d events buffered", ErrNotConnected, left)
+	}
+	if err := r.Flush(ctx); err != nil {
+		r.mu.Lock()
+		left = r.pending.n + r.flightEvents
+		r.mu.Unlock()
+		return left, err
+	}
+	return 0, nil
 }
 
 // nextLocked returns the batch the sending loop should send next on a

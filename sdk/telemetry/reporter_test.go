@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -233,6 +234,84 @@ func TestFlush(t *testing.T) {
 // flows. Record must keep returning, the buffer must stay within its
 // bounds, drops must be counted, and after recovery the control plane's
 // count must equal recorded − dropped.
+func TestFinalFlush(t *testing.T) {
+	t.Run("with the control plane down it returns at once with what it could not deliver", func(t *testing.T) {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := lis.Addr().String()
+		_ = lis.Close() // nothing listens there any more
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		r := newReporter(t, conn, nil)
+		run(t, r)
+		for i := range 3 {
+			r.Record(event(i, 10))
+		}
+		eventually(t, 5*time.Second, "a failed stream", func() bool { return r.Stats().LastError != "" })
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		left, err := r.FinalFlush(ctx)
+		if !errors.Is(err, telemetry.ErrNotConnected) || left != 3 {
+			t.Fatalf("FinalFlush = %d, %v; want 3 undelivered and ErrNotConnected", left, err)
+		}
+		if ctx.Err() != nil {
+			t.Fatal("FinalFlush waited for its context with no control plane to wait for")
+		}
+	})
+
+	t.Run("with a stream open it delivers everything", func(t *testing.T) {
+		f, conn := startFake(t)
+		r := newReporter(t, conn, func(c *telemetry.Config) { c.FlushInterval = time.Hour })
+		run(t, r)
+		eventually(t, 5*time.Second, "connected", func() bool { return r.Stats().Connected })
+		for i := range 3 {
+			r.Record(event(i, 10))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if left, err := r.FinalFlush(ctx); left != 0 || err != nil {
+			t.Fatalf("FinalFlush = %d, %v; want everything delivered", left, err)
+		}
+		if got := f.totals().events; got != 3 {
+			t.Fatalf("the control plane holds %d events, want 3", got)
+		}
+	})
+
+	t.Run("with a control plane that does not acknowledge it gives up when its context ends", func(t *testing.T) {
+		f, conn := startFake(t)
+		f.setHold(true)
+		t.Cleanup(func() { f.setHold(false) })
+		r := newReporter(t, conn, nil)
+		run(t, r)
+		eventually(t, 5*time.Second, "connected", func() bool { return r.Stats().Connected })
+		for i := range 3 {
+			r.Record(event(i, 10))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		if left, err := r.FinalFlush(ctx); left != 3 || !errors.Is(err, telemetry.ErrFlush) {
+			t.Fatalf("FinalFlush = %d, %v; want 3 undelivered and ErrFlush", left, err)
+		}
+	})
+
+	t.Run("with nothing buffered it succeeds without a control plane", func(t *testing.T) {
+		conn, err := grpc.NewClient("127.0.0.1:1", grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		r := newReporter(t, conn, nil)
+		if left, err := r.FinalFlush(context.Background()); left != 0 || err != nil {
+			t.Fatalf("FinalFlush = %d, %v; want 0, nil", left, err)
+		}
+	})
+}
+
 func TestStalledControlPlane(t *testing.T) {
 	f, conn := startFake(t)
 	const maxEvents, maxBytes = 2000, 1 << 20

@@ -56,6 +56,7 @@ func run() int {
 	fs.IntVar(&cp.TelemetryBuffer, "telemetry-buffer", 0, "error events buffered for the control plane before the oldest are dropped (default 10000)")
 	fs.IntVar(&cfg.MaxMessageBytesCap, "max-message-bytes", 0, "this node's ceiling on the policy's max_message_bytes; a policy above it is refused (0: no ceiling of its own)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", dataplane.DefaultDrainTimeout, "how long shutdown may take to close every connection")
+	fs.DurationVar(&cfg.FlushTimeout, "flush-timeout", dataplane.DefaultFlushTimeout, "how long shutdown may then take to hand buffered error events to the control plane (not waited for when it is unreachable; the rest is counted in the last log line)")
 	fs.StringVar(&cfg.AuthURL, "auth-url", "", "optional connect-authorization endpoint called before each upgrade")
 	fs.DurationVar(&cfg.AuthTimeout, "auth-timeout", 0, "timeout of one --auth-url call (default 2s)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
