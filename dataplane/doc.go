@@ -20,22 +20,30 @@
 //     is non-empty; every write has a deadline. A queue that overflows or a
 //     write that times out closes the connection as slow_consumer, so a
 //     client that stops reading costs at most its queue bound.
-//   - Heartbeats are runtime timers (time.AfterFunc), not goroutines: an
-//     idle connection holds one goroutine (its read loop) and no more.
+//   - Heartbeats come from one wheel goroutine per node (heartbeat.go) that
+//     walks the session shards over each interval: an idle connection holds
+//     one goroutine (its read loop) and no timer.
 //   - Policy is one immutable snapshot behind an atomic.Pointer; Apply builds
 //     a new one and swaps it. The per-message path never takes a lock to read
 //     it.
 //   - Telemetry sinks are called synchronously on close and rejection and
 //     must not block (see EventSink).
 //
-// Policy sources: RunWithPolicyFile (standalone, a hot-reloaded file) and
-// RunWithControlPlane (sdk/policyclient watching the control plane, with a
-// disk cache of the last good policy, and sdk/telemetry streaming every
-// event to it). Both only call Node.Apply; a service embedding the node can
-// feed Apply from anywhere else.
+// Every status, Retry-After and close code the node sends, and the class
+// of every close frame it receives, come from the error-class table
+// (api/errclass).
+//
+// Policy sources: RunWithPolicyFile (standalone, a hot-reloaded file,
+// re-read on each receive from a reload channel: the binary forwards SIGHUP,
+// the library owns no signals) and RunWithControlPlane (sdk/policyclient
+// watching the control plane, with a disk cache of the last good policy,
+// and sdk/telemetry streaming every event to it). Both load the initial
+// policy, build the node with it, then feed Node.Apply; a service embedding
+// the node can feed Apply from anywhere else.
 //
 // Shutdown (Node.Shutdown) stops accepting, fails /readyz, refuses new
-// handshakes with 503, closes every connection with 1001 with bounded
-// concurrency, waits for their read loops within the drain timeout, then
-// flushes sinks.
+// handshakes with 503 (node_draining, Retry-After), closes every connection
+// with 1001 with bounded concurrency, waits for their read loops within the
+// drain timeout, then flushes the sink within FlushTimeout, never waiting
+// for a control plane it is not connected to.
 package dataplane

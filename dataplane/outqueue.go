@@ -92,9 +92,3 @@ func (q *outQueue) reset() {
 	q.head = 0
 	q.bytes = 0
 }
-
-func (q *outQueue) len() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.items) - q.head
-}

@@ -450,6 +450,36 @@ func TestPolicyFileChangeAppliesWithoutDroppingConnections(t *testing.T) {
 	})
 }
 
+func TestSIGHUPReReadsThePolicyFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "policy.yaml")
+	writePolicyFile(t, file, testPolicy(), 1)
+	old := time.Now().Add(-time.Hour).Truncate(time.Second)
+	if err := os.Chtimes(file, old, old); err != nil {
+		t.Fatal(err)
+	}
+	p := startNodeProc(t, "--policy-file", file)
+
+	// Rewritten in place with the same size and mtime: the poll trusts the
+	// unchanged stat, so only the SIGHUP re-reads it.
+	b, err := policyfile.EncodeYAML(&wsfleetv1.PolicyRevision{Pool: "default", Revision: 2, Policy: testPolicy()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(file, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	metrics := "http://" + p.metrics + "/metrics"
+	eventually(t, 10*time.Second, "revision 2 applied after SIGHUP", func() bool {
+		return strings.Contains(httpBody(t, metrics), `wsfleet_node_policy_revision{node_id="proc",pool="default"} 2`)
+	})
+}
+
 func httpBody(t *testing.T, url string) string {
 	t.Helper()
 	resp, err := http.Get(url)

@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,65 +23,40 @@ import (
 )
 
 // RunWithPolicyFile runs a standalone node whose policy comes from a file
-// (see package policysource): loaded before the node starts (an invalid
-// file is an error), re-read when it changes and on SIGHUP. An empty path
-// runs the node on cfg.Policy or the built-in defaults.
-func RunWithPolicyFile(ctx context.Context, cfg Config, path string) error {
+// (see package policysource): loaded before the node is built (an invalid
+// file is an error), then re-read when it changes and on every receive
+// from reload (the binary forwards SIGHUP there; a library owns no process
+// signals; nil: no reloads). An empty path runs the node on cfg.Policy or
+// the built-in defaults.
+func RunWithPolicyFile(ctx context.Context, cfg Config, path string, reload <-chan struct{}) error {
 	cfg.setDefaults()
 	if path == "" {
 		return runNode(ctx, cfg)
 	}
-	var (
-		mu   sync.Mutex
-		node *Node
-	)
-	source, err := policysource.NewFile(policysource.FileConfig{
-		Path: path,
-		Pool: cfg.Pool,
-		Log:  cfg.Log,
-		Apply: func(rev *wsfleetv1.PolicyRevision) error {
-			mu.Lock()
-			n := node
-			mu.Unlock()
-			if n == nil { // the initial load, before the node exists
-				cfg.Policy = rev
-				return nil
-			}
-			return n.Apply(rev)
-		},
-	})
+	// No Apply yet: the first revision is what the node is built with.
+	source, err := policysource.NewFile(policysource.FileConfig{Path: path, Pool: cfg.Pool, Log: cfg.Log})
 	if err != nil {
 		return err
 	}
+	cfg.Policy = source.Current()
 	n, err := New(cfg)
 	if err != nil {
 		return err
 	}
-	mu.Lock()
-	node = n
-	mu.Unlock()
 	if err := n.Listen(); err != nil {
 		_ = n.Shutdown(context.Background())
 		return err
 	}
 	srcCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	go source.Run(srcCtx)
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	watched := make(chan struct{})
 	go func() {
-		for {
-			select {
-			case <-hup:
-				// policysource logs a refused file itself, once per content.
-				_ = source.Reload()
-			case <-srcCtx.Done():
-				return
-			}
-		}
+		defer close(watched)
+		source.Watch(srcCtx, n.Apply, reload)
 	}()
-	return n.Run(ctx)
+	err = n.Run(ctx)
+	stop()
+	<-watched
+	return err
 }
 
 func runNode(ctx context.Context, cfg Config) error {
@@ -157,10 +130,11 @@ func RunWithControlPlane(ctx context.Context, cfg Config, cp ControlPlane) error
 	}
 	defer conn.Close()
 
-	var (
-		mu   sync.Mutex
-		node *Node
-	)
+	// The client calls Apply only from the goroutines Run starts, and Run
+	// starts after node is set: the go statement orders the two, no lock
+	// needed. The client exists first because its cache is the node's
+	// initial policy.
+	var node *Node
 	client, err := policyclient.New(policyclient.Config{
 		Conn:       conn.Conn(),
 		NodeID:     cfg.NodeID,
@@ -172,15 +146,7 @@ func RunWithControlPlane(ctx context.Context, cfg Config, cp ControlPlane) error
 		MinBackoff: cp.MinBackoff,
 		MaxBackoff: cp.MaxBackoff,
 		Log:        log,
-		Apply: func(rev *wsfleetv1.PolicyRevision) error {
-			mu.Lock()
-			n := node
-			mu.Unlock()
-			if n == nil {
-				return errors.New("node not started yet")
-			}
-			return n.Apply(rev)
-		},
+		Apply:      func(rev *wsfleetv1.PolicyRevision) error { return node.Apply(rev) },
 	})
 	if err != nil {
 		return err
@@ -220,9 +186,7 @@ func RunWithControlPlane(ctx context.Context, cfg Config, cp ControlPlane) error
 	if err != nil {
 		return err
 	}
-	mu.Lock()
 	node = n
-	mu.Unlock()
 	if err := n.Listen(); err != nil {
 		_ = n.Shutdown(context.Background())
 		return err

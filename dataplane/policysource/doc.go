@@ -1,7 +1,8 @@
 // Package policysource gives the node its policy. In standalone mode (the
 // node's --policy-file flag) that is File: a local YAML or JSON file in the
 // format `wsctl policy get -o yaml|json` prints (a whole PolicyRevision
-// document) or a bare Policy, re-read when it changes and on SIGHUP.
+// document) or a bare Policy, re-read when it changes and on request (the
+// node's binary forwards SIGHUP; the package owns no signals).
 //
 // A file that fails to decode or validate, or that the node refuses, never
 // replaces the running policy: it is logged once per distinct content (one
@@ -24,9 +25,10 @@
 //
 // # Concurrency
 //
-// Run polls on the caller's goroutine until its context is done. Reload may
-// be called from any goroutine (a SIGHUP handler); Run and Reload are
-// serialised, so Apply is never called concurrently with itself. Apply runs
+// Run and Watch poll on the caller's goroutine until their context is done;
+// Watch also serves reload requests there. Reload may be called from any
+// goroutine; polls and reloads are serialised, so Apply is never called
+// concurrently with itself. Apply runs
 // with that serialisation held: it must not call Reload, and it should
 // return promptly, since a slow Apply delays the next poll. Current may be
 // called from any goroutine and never blocks.

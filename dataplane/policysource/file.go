@@ -133,11 +133,11 @@ func (f *File) Current() *wsfleetv1.PolicyRevision {
 	return f.current.Load()
 }
 
-// Reload re-reads the file now (the node calls it on SIGHUP). It returns nil
-// when the content is the running policy's or was applied; otherwise an
-// error naming every problem, and the running policy stays. A refusal is
-// logged here as in Run (once per distinct content), so the caller need not
-// log it again.
+// Reload re-reads the file now, even when its stat looks unchanged (Watch
+// calls it for each reload request). It returns nil when the content is
+// the running policy's or was applied; otherwise an error naming every
+// problem, and the running policy stays. A refusal is logged here as in
+// Run (once per distinct content), so the caller need not log it again.
 func (f *File) Reload() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -149,7 +149,22 @@ func (f *File) Reload() error {
 }
 
 // Run checks the file every PollInterval until ctx is done.
-func (f *File) Run(ctx context.Context) {
+func (f *File) Run(ctx context.Context) { f.watch(ctx, nil) }
+
+// Watch is Run for a caller that builds what applies the policy from the
+// first revision (Current), and so could not give it to NewFile as
+// FileConfig.Apply: from the call on, every new valid revision goes to
+// apply. A receive on reload re-reads the file at once, as Reload does (a
+// binary sends one on SIGHUP; the library owns no signals); a nil reload
+// never fires. Watch returns when ctx is done.
+func (f *File) Watch(ctx context.Context, apply func(*wsfleetv1.PolicyRevision) error, reload <-chan struct{}) {
+	f.mu.Lock()
+	f.cfg.Apply = apply
+	f.mu.Unlock()
+	f.watch(ctx, reload)
+}
+
+func (f *File) watch(ctx context.Context, reload <-chan struct{}) {
 	t := time.NewTicker(f.cfg.PollInterval)
 	defer t.Stop()
 	for {
@@ -158,6 +173,9 @@ func (f *File) Run(ctx context.Context) {
 			return
 		case <-t.C:
 			f.poll()
+		case <-reload:
+			// A refusal is logged by Reload, once per content.
+			_ = f.Reload()
 		}
 	}
 }

@@ -537,6 +537,44 @@ func TestInPlaceRewriteWithTheSameStat(t *testing.T) {
 	})
 }
 
+func TestWatchAppliesWithTheConsumerItIsGivenAndReloadsOnRequest(t *testing.T) {
+	old := time.Now().Add(-time.Hour).Truncate(time.Second)
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	write(t, path, yamlOf(t, heartbeat(30*time.Second)))
+	setMtime(t, path, old)
+	log, _ := logtest.NewNullLogger()
+	// No Apply at NewFile: the consumer is built from Current.
+	f, err := policysource.NewFile(policysource.FileConfig{Path: path, Pool: "edge", PollInterval: 10 * time.Millisecond, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRunning(t, f, 1, 30*time.Second)
+
+	rec := newRecorder()
+	reload := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); f.Watch(ctx, rec.apply, reload) }()
+	defer func() { cancel(); <-done }()
+
+	// The same size and an old mtime: polls trust the stat and skip it,
+	// so only the reload request reads it.
+	write(t, path, yamlOf(t, heartbeat(40*time.Second)))
+	setMtime(t, path, old)
+	reload <- struct{}{}
+	select {
+	case rev := <-rec.ch:
+		if interval(rev) != 40*time.Second {
+			t.Fatalf("applied interval %s, want 40s", interval(rev))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the reload request did not apply the new content")
+	}
+	if n := rec.calls(); n != 1 {
+		t.Fatalf("apply called %d times, want 1 (the first revision was not the watcher's)", n)
+	}
+}
+
 func TestTouchWithoutAChangeIsNotApplied(t *testing.T) {
 	data := yamlOf(t, heartbeat(30*time.Second))
 	fx := load(t, data, time.Time{})
