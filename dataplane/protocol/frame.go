@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/wsfleet/wsfleet/api/clip"
 )
 
 // FrameType is the type of a client frame. The zero value is no type.
@@ -112,11 +114,13 @@ func describeByte(c byte) string {
 // repeats: enough to recognise it, not enough to echo a payload.
 const maxQuoted = 32
 
+// quoteShort quotes s, cut to maxQuoted bytes on a rune boundary: a cut
+// inside a character would be quoted as \x escapes of half of it.
 func quoteShort(s string) string {
 	if len(s) <= maxQuoted {
 		return strconv.Quote(s)
 	}
-	return strconv.Quote(s[:maxQuoted]) + "..."
+	return strconv.Quote(clip.String(s, maxQuoted)) + "..."
 }
 
 // DecodeClientFrame parses one text frame. Unknown extra fields are ignored,

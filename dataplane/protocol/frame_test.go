@@ -102,6 +102,8 @@ func TestDecodeClientFrameRefuses(t *testing.T) {
 		{"a null type is an unknown type", `{"type":null,"channel":"c"}`, protocol.Limits{}, protocol.CodeUnknownType, "must be a string"},
 		{"a long unknown type is quoted only in part", `{"type":"` + strings.Repeat("y", 500) + `","channel":"c"}`,
 			protocol.Limits{}, protocol.CodeUnknownType, `"` + strings.Repeat("y", 32) + `"...`},
+		{"a long multi-byte unknown type is cut between characters", `{"type":"` + strings.Repeat("€", 20) + `","channel":"c"}`,
+			protocol.Limits{}, protocol.CodeUnknownType, `"` + strings.Repeat("€", 10) + `"...`},
 		{"the type is reported before the channel whatever the key order", `{"channel":"a b","type":"nope"}`,
 			protocol.Limits{}, protocol.CodeUnknownType, `"nope"`},
 		{"a missing channel is reported", `{"type":"subscribe"}`, protocol.Limits{}, protocol.CodeMissingChannel, "missing"},
