@@ -156,10 +156,12 @@ func RunWithControlPlane(ctx context.Context, cfg Config, cp ControlPlane) error
 		cfg.Policy = client.Cached()
 		log.WithFields(logrus.Fields{"revision": cfg.Policy.GetRevision(), "cache_file": cp.CacheFile}).Info("starting with the cached policy")
 	case cp.BootstrapFile != "":
-		if _, err := policysource.NewFile(policysource.FileConfig{Path: cp.BootstrapFile, Pool: cfg.Pool, Log: log,
-			Apply: func(rev *wsfleetv1.PolicyRevision) error { cfg.Policy = rev; return nil }}); err != nil {
+		// Read once, not watched: the control plane's policy replaces it.
+		boot, err := policysource.NewFile(policysource.FileConfig{Path: cp.BootstrapFile, Pool: cfg.Pool, Log: log})
+		if err != nil {
 			return err
 		}
+		cfg.Policy = boot.Current()
 		log.WithField("policy_file", cp.BootstrapFile).Info("starting with the bootstrap policy file until the control plane answers")
 	default:
 		log.Info("no cached policy: starting with the built-in defaults until the control plane answers")
