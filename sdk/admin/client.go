@@ -100,6 +100,7 @@ func Dial(cfg Config) (*Client, error) {
 	opts := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(transport),
 		grpc.WithPerRPCCredentials(callCredentials{token: cfg.Token, user: user, secure: useTLS}),
+		grpc.WithChainUnaryInterceptor(classify),
 	}, cfg.DialOptions...)
 	conn, err := grpc.NewClient(cfg.Addr, opts...)
 	if err != nil {
