@@ -2,6 +2,9 @@ package admin
 
 import (
 	"context"
+	"errors"
+	"io"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -45,12 +48,56 @@ func (e *CallError) GRPCStatus() *status.Status { return status.Convert(e.Err) }
 // drop between READY and the send) in which a call that was never sent would
 // be reported as of unknown outcome; the peer has no such window.
 func classify(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if !adminMethod(method) {
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
 	var p peer.Peer
 	err := invoker(ctx, method, req, reply, cc, append(opts, grpc.Peer(&p))...)
 	if err == nil {
 		return nil
 	}
 	return classifyError(method, req, err, p.Addr != nil)
+}
+
+// classifyStream does for the admin API's streams (TailEvents) what
+// classify does for unary calls. A stream that could not be opened was
+// never sent; a stream that breaks after opening lost its connection. Every
+// admin stream is a read. The streams of a node (Watch, telemetry), which
+// share a connection made by Dial, are left untouched.
+func classifyStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	s, err := streamer(ctx, desc, cc, method, opts...)
+	if !adminMethod(method) {
+		return s, err
+	}
+	if err != nil {
+		return nil, classifyError(method, nil, err, false)
+	}
+	return &classifiedStream{ClientStream: s, method: method}, nil
+}
+
+type classifiedStream struct {
+	grpc.ClientStream
+	method string
+}
+
+func (s *classifiedStream) RecvMsg(m any) error {
+	err := s.ClientStream.RecvMsg(m)
+	if err == nil || errors.Is(err, io.EOF) {
+		// io.EOF is the stream's clean end and must stay itself.
+		return err
+	}
+	return classifyError(s.method, nil, err, true)
+}
+
+// adminMethod reports whether method belongs to the admin API this package
+// is the client of.
+func adminMethod(method string) bool {
+	for _, svc := range []string{wsfleetv1.PolicyService_ServiceDesc.ServiceName, wsfleetv1.FleetService_ServiceDesc.ServiceName} {
+		if strings.HasPrefix(method, "/"+svc+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 func classifyError(method string, req any, err error, sent bool) error {

@@ -3,6 +3,7 @@ package admin_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -334,4 +335,95 @@ func TestClassificationKeepsStructuredErrors(t *testing.T) {
 	if cur, ok := admin.Conflict(err); !ok || cur != 3 {
 		t.Errorf("Conflict = %d, %v; want 3, true", cur, ok)
 	}
+}
+
+// tailCutter is a FleetService whose TailEvents sends one event, then cuts
+// the connection (cut) or ends the stream cleanly.
+type tailCutter struct {
+	wsfleetv1.UnimplementedFleetServiceServer
+	lis *cuttingListener
+	cut bool
+}
+
+func (c *tailCutter) TailEvents(_ *wsfleetv1.TailEventsRequest, stream wsfleetv1.FleetService_TailEventsServer) error {
+	if err := stream.Send(&wsfleetv1.TailEventsResponse{Event: &wsfleetv1.ErrorEvent{TraceId: "t1"}}); err != nil {
+		return err
+	}
+	if !c.cut {
+		return nil
+	}
+	c.lis.cut()
+	<-stream.Context().Done()
+	return stream.Context().Err()
+}
+
+func serveTail(t *testing.T, cut bool) string {
+	t.Helper()
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis := &cuttingListener{Listener: inner}
+	s := grpc.NewServer()
+	wsfleetv1.RegisterFleetServiceServer(s, &tailCutter{lis: lis, cut: cut})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = s.Serve(lis)
+	}()
+	t.Cleanup(func() {
+		s.Stop()
+		<-done
+	})
+	return inner.Addr().String()
+}
+
+func TestAdminStreamsAreClassified(t *testing.T) {
+	// recvAll reads the stream to its end and returns how it ended.
+	recvAll := func(t *testing.T, addr string) error {
+		t.Helper()
+		c := dialT(t, addr)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		stream, err := c.Fleet().TailEvents(ctx, &wsfleetv1.TailEventsRequest{})
+		if err != nil {
+			return err
+		}
+		for {
+			if _, err := stream.Recv(); err != nil {
+				return err
+			}
+		}
+	}
+	t.Run("a stream to a port nobody serves is unreachable", func(t *testing.T) {
+		err := recvAll(t, closedAddr(t))
+		if !errors.Is(err, admin.ErrUnreachable) || status.Code(err) != codes.Unavailable {
+			t.Errorf("got %v, want Unavailable classified as unreachable", err)
+		}
+	})
+	t.Run("a stream cut after its first event lost its connection", func(t *testing.T) {
+		err := recvAll(t, serveTail(t, true))
+		if !errors.Is(err, admin.ErrConnectionLost) || errors.Is(err, admin.ErrUnreachable) {
+			t.Errorf("got %v, want ErrConnectionLost", err)
+		}
+	})
+	t.Run("a stream the server ends cleanly ends with io.EOF", func(t *testing.T) {
+		if err := recvAll(t, serveTail(t, false)); err != io.EOF {
+			t.Errorf("got %#v, want io.EOF itself", err)
+		}
+	})
+	t.Run("a node's stream on the same connection is left alone", func(t *testing.T) {
+		c := dialT(t, closedAddr(t))
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var err error
+		stream, err := wsfleetv1.NewNodeServiceClient(c.Conn()).Watch(ctx)
+		if err == nil {
+			_, err = stream.Recv()
+		}
+		var ce *admin.CallError
+		if errors.As(err, &ce) || status.Code(err) != codes.Unavailable {
+			t.Errorf("got %#v, want the plain Unavailable status", err)
+		}
+	})
 }

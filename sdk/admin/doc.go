@@ -13,8 +13,9 @@
 // failed store (the server answered: nothing was stored) from a transport
 // failure.
 //
-// Every unary call of a Client is classified by what is known of its effect,
-// as a *CallError wrapping the status (which status.FromError still reads):
+// Every failed call of the admin API (PolicyService, FleetService) made
+// through a Client is classified by what is known of its effect, as a
+// *CallError wrapping the status (which status.FromError still reads):
 //
 //   - ErrUnreachable: no connection could be made; the call was never sent.
 //   - ErrStoreUnavailable: the server's store failed; nothing was stored.
@@ -27,5 +28,8 @@
 // "Sent" means gRPC opened a stream for the call on an established
 // connection (grpc.Peer is filled in); a call that fails before that, e.g.
 // while the connection is refused or the TLS handshake fails, never left the
-// process. Any other failure is returned as the status error it is.
+// process. A server stream (TailEvents) that could not be opened is
+// unreachable, one that breaks later lost its connection. Any other failure
+// is returned as the status error it is, and the streams of a node (Watch,
+// telemetry) on a Client's connection are not touched.
 package admin
