@@ -50,9 +50,13 @@ func TestAssignChangesOnlyTheNamedFields(t *testing.T) {
 		{"a duration is read as in a file", []string{"heartbeat.interval=10s"},
 			func(p *wsfleetv1.Policy) { p.Heartbeat.Interval = durationpb.New(10 * time.Second) }},
 		{"a list is read from comma-separated values", []string{"origins.allow=https://a.example.com, https://*.b.example.com"},
-			func(p *wsfleetv1.Policy) { p.Origins.Allow = []string{"https://a.example.com", "https://*.b.example.com"} }},
+			func(p *wsfleetv1.Policy) {
+				p.Origins.Allow = []string{"https://a.example.com", "https://*.b.example.com"}
+			}},
 		{"a list is read from a JSON list", []string{`origins.allow=["https://a.example.com","https://b.example.com"]`},
-			func(p *wsfleetv1.Policy) { p.Origins.Allow = []string{"https://a.example.com", "https://b.example.com"} }},
+			func(p *wsfleetv1.Policy) {
+				p.Origins.Allow = []string{"https://a.example.com", "https://b.example.com"}
+			}},
 		{"[] is an empty list", []string{"origins.allow=[]"},
 			func(p *wsfleetv1.Policy) { p.Origins.Allow = nil }},
 		{"a star alone is the allow-everything origin, not a YAML alias", []string{"origins.allow=*"},
