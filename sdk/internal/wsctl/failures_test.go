@@ -235,3 +235,13 @@ func TestAnUnreachableControlPlaneSaysNothingWasSent(t *testing.T) {
 		})
 	}
 }
+
+func TestAFailedTLSHandshakeSaysNothingWasSent(t *testing.T) {
+	h := newHarness(t) // a plaintext control plane
+	r := h.run("--tls", "policy", "apply", "-f", writeFile(t, stagingYAML))
+	r.want(t, exitUnreachable)
+	assertContains(t, "stderr", r.stderr, "error: the control plane at "+h.addr+" is unreachable: ", "tls", "; nothing was sent (check --addr or WSFLEET_ADDR)\n")
+	if md, applies := h.fake.recorded(); len(md) != 0 || len(applies) != 0 {
+		t.Errorf("%d calls reached the control plane", len(md)+len(applies))
+	}
+}
