@@ -15,10 +15,10 @@ import (
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 )
 
-// CallError is a failed unary call, classified by what is known about its
-// effect on the control plane (see the package doc). It keeps the call's
-// gRPC status: status.FromError, status.Code, FieldViolations and Conflict
-// see it unchanged.
+// CallError is a failed call of the admin API, classified by what is known
+// about its effect on the control plane (see the package doc). It keeps the
+// call's gRPC status: status.FromError, status.Code, FieldViolations and
+// Conflict see it unchanged.
 type CallError struct {
 	// Kind is ErrUnreachable, ErrStoreUnavailable, ErrOutcomeUnknown or
 	// ErrConnectionLost; errors.Is matches it.
