@@ -1,8 +1,8 @@
 package policy
 
-// The google.rpc.ErrorInfo the control plane attaches to a write refused for
-// a stale expected revision (FailedPrecondition). Part of the API contract:
-// the server sets these and clients (sdk/admin) match on them.
+// The google.rpc.ErrorInfo values the control plane attaches to refusals
+// clients must tell apart. Part of the API contract: the server sets these
+// and clients (sdk/admin) match on them.
 const (
 	ErrorDomain            = "wsfleet.v1"
 	ReasonRevisionConflict = "REVISION_CONFLICT"
@@ -10,4 +10,12 @@ const (
 	ConflictPoolKey     = "pool"
 	ConflictCurrentKey  = "current_revision"
 	ConflictExpectedKey = "expected_revision"
+
+	// ReasonStoreUnavailable comes with Unavailable when the control plane's
+	// policy store failed (disk full, I/O error, store closed): the server
+	// answered, and nothing was stored. Retrying later is safe.
+	ReasonStoreUnavailable = "STORE_UNAVAILABLE"
+	// StoreOperationKey names, in the store ErrorInfo's metadata, what the
+	// server was doing ("append", "read head"...).
+	StoreOperationKey = "operation"
 )

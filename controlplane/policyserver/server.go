@@ -360,7 +360,10 @@ func (s *Server) get(ctx context.Context, pool string, revision int64) (*wsfleet
 
 // storeError turns a store failure into a status: context errors keep their
 // meaning, anything else is logged and reported as Unavailable without the
-// internal detail.
+// internal detail. The STORE_UNAVAILABLE ErrorInfo is what lets a client
+// tell "the server answered: its store failed, nothing was stored" from a
+// transport Unavailable (the server was never reached, or the connection
+// broke mid-call and the outcome is unknown), which share the code.
 func (s *Server) storeError(ctx context.Context, err error, what string) error {
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return status.FromContextError(ctxErr).Err()
@@ -369,7 +372,16 @@ func (s *Server) storeError(ctx context.Context, err error, what string) error {
 		return status.FromContextError(err).Err()
 	}
 	s.cfg.Log.WithError(err).WithField("op", what).Error("policy store failed")
-	return status.Errorf(codes.Unavailable, "policy store: %s failed", what)
+	msg := fmt.Sprintf("the control plane's policy store failed (%s); nothing was stored, retry later", what)
+	st, detailErr := status.New(codes.Unavailable, msg).WithDetails(&errdetails.ErrorInfo{
+		Reason:   policy.ReasonStoreUnavailable,
+		Domain:   policy.ErrorDomain,
+		Metadata: map[string]string{policy.StoreOperationKey: what},
+	})
+	if detailErr != nil {
+		return status.Error(codes.Unavailable, msg)
+	}
+	return st.Err()
 }
 
 func authorOf(ctx context.Context) string {

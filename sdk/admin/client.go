@@ -100,6 +100,8 @@ func Dial(cfg Config) (*Client, error) {
 	opts := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(transport),
 		grpc.WithPerRPCCredentials(callCredentials{token: cfg.Token, user: user, secure: useTLS}),
+		grpc.WithChainUnaryInterceptor(classify),
+		grpc.WithChainStreamInterceptor(classifyStream),
 	}, cfg.DialOptions...)
 	conn, err := grpc.NewClient(cfg.Addr, opts...)
 	if err != nil {

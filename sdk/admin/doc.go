@@ -7,7 +7,29 @@
 // bound each call (wsctl uses --timeout). A Client is safe for concurrent use;
 // Close it when done, which stops gRPC's background goroutines.
 //
-// FieldViolations and Conflict decode the structured errors the control plane
-// returns, so callers can show every invalid field of a refused policy and
-// tell a stale write from any other refusal.
+// FieldViolations, Conflict and StoreUnavailable decode the structured errors
+// the control plane returns, so callers can show every invalid field of a
+// refused policy, tell a stale write from any other refusal, and tell a
+// failed store (the server answered: nothing was stored) from a transport
+// failure.
+//
+// Every failed call of the admin API (PolicyService, FleetService) made
+// through a Client is classified by what is known of its effect, as a
+// *CallError wrapping the status (which status.FromError still reads):
+//
+//   - ErrUnreachable: no connection could be made; the call was never sent.
+//   - ErrStoreUnavailable: the server's store failed; nothing was stored.
+//   - ErrOutcomeUnknown: a write (apply, rollback, recover; not a dry run)
+//     was sent, and the connection broke, the deadline passed or the call was
+//     cancelled before the answer: it may or may not have been stored.
+//   - ErrConnectionLost: a call that changes nothing was sent and the
+//     connection broke before the answer.
+//
+// "Sent" means gRPC opened a stream for the call on an established
+// connection (grpc.Peer is filled in); a call that fails before that, e.g.
+// while the connection is refused or the TLS handshake fails, never left the
+// process. A server stream (TailEvents) that could not be opened is
+// unreachable, one that breaks later lost its connection. Any other failure
+// is returned as the status error it is, and the streams of a node (Watch,
+// telemetry) on a Client's connection are not touched.
 package admin

@@ -11,4 +11,24 @@ var (
 	ErrInsecureToken = errors.New("admin: refusing to send a token in plaintext")
 	// ErrTLS: the CA bundle or the client certificate could not be loaded.
 	ErrTLS = errors.New("admin: cannot load TLS material")
+
+	// How a call failed, as far as its effect is known (see CallError).
+
+	// ErrUnreachable: no connection to the control plane could be made
+	// (refused, no route, unknown name, TLS handshake failed, or none
+	// before the call's deadline). The call was never sent: nothing
+	// changed.
+	ErrUnreachable = errors.New("admin: control plane unreachable")
+	// ErrStoreUnavailable: the control plane answered that its policy store
+	// failed; nothing was stored. Retrying later is safe.
+	ErrStoreUnavailable = errors.New("admin: the control plane's policy store failed")
+	// ErrOutcomeUnknown: a write (apply, rollback, recover) was sent, and
+	// the connection broke, the deadline passed or the call was cancelled
+	// before the answer came. The control plane may or may not have stored
+	// it: read the pool's history before retrying.
+	ErrOutcomeUnknown = errors.New("admin: the outcome of the write is unknown")
+	// ErrConnectionLost: a call that changes nothing (a read, a dry run)
+	// was sent and the connection broke before the answer. Retrying is
+	// safe.
+	ErrConnectionLost = errors.New("admin: the connection broke during the call")
 )

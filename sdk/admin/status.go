@@ -11,11 +11,15 @@ import (
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 )
 
-// The ErrorInfo the control plane attaches to a stale write; the strings
-// are defined once, in the API contract (api/policy).
+// The ErrorInfo values the control plane attaches to a stale write and to a
+// store failure; the strings are defined once, in the API contract
+// (api/policy).
 const (
 	ErrorDomain            = policy.ErrorDomain
 	ReasonRevisionConflict = policy.ReasonRevisionConflict
+	ReasonStoreUnavailable = policy.ReasonStoreUnavailable
+	// StoreOperationKey: what the server was doing when its store failed.
+	StoreOperationKey = policy.StoreOperationKey
 	// Metadata keys of the conflict ErrorInfo.
 	ConflictPoolKey     = policy.ConflictPoolKey
 	ConflictCurrentKey  = policy.ConflictCurrentKey
@@ -63,4 +67,22 @@ func Conflict(err error) (current int64, ok bool) {
 		return n, true
 	}
 	return 0, false
+}
+
+// StoreUnavailable reports whether err is the control plane saying its
+// policy store failed (Unavailable with the STORE_UNAVAILABLE ErrorInfo),
+// so nothing was stored, and if so what it was doing ("append",
+// "read head"...).
+func StoreUnavailable(err error) (operation string, ok bool) {
+	st, isStatus := status.FromError(err)
+	if !isStatus || err == nil || st.Code() != codes.Unavailable {
+		return "", false
+	}
+	for _, d := range st.Details() {
+		info, isInfo := d.(*errdetails.ErrorInfo)
+		if isInfo && info.GetReason() == ReasonStoreUnavailable && info.GetDomain() == ErrorDomain {
+			return info.GetMetadata()[StoreOperationKey], true
+		}
+	}
+	return "", false
 }

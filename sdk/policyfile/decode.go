@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"sigs.k8s.io/yaml"
 
+	"github.com/wsfleet/wsfleet/api/policy"
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 )
 
@@ -38,7 +39,10 @@ type Document struct {
 const revisionKey = "policy"
 
 // Decode parses YAML or JSON (JSON is YAML) holding either a bare Policy or a
-// PolicyRevision document (detected by a top-level "policy" key). Field names
+// PolicyRevision document (detected by a top-level "policy" key). A field the
+// document leaves out (or sets to null) takes its documented default
+// (api/policy.Default); one it sets, even to an empty list or false, keeps
+// that value. Field names
 // may be proto (snake_case) or JSON (lowerCamelCase) names. Durations take Go
 // syntax (time.ParseDuration: "10s", "1m30s", "500ms") or protojson's
 // ("1.500s"). Every unknown field, wrong type and bad value is reported as a
@@ -102,10 +106,43 @@ func Decode(data []byte) (*Document, error) {
 		// is left (invalid UTF-8, bad base64) is reported as protojson says.
 		return nil, fmt.Errorf("%w: %v", ErrInvalidValue, err)
 	}
+	// The walk returns a mapping whenever it reports no error.
+	tree, _ := normal.(map[string]any)
 	if !isRevision {
+		fillDefaults(pol.ProtoReflect(), policy.Default().ProtoReflect(), tree)
 		return &Document{Policy: pol}, nil
 	}
+	if rev.Policy == nil {
+		rev.Policy = &wsfleetv1.Policy{}
+	}
+	polTree, _ := tree[revisionKey].(map[string]any)
+	fillDefaults(rev.Policy.ProtoReflect(), policy.Default().ProtoReflect(), polTree)
 	return &Document{Policy: rev.GetPolicy(), Pool: rev.GetPool(), Revision: rev.GetRevision()}, nil
+}
+
+// fillDefaults sets every field of m that the document does not mention to
+// def's value, recursing into the groups it does mention: a file that sets
+// only origins.allow gets every other field at its documented default, not
+// at zero. What the document says wins, an explicit empty list or false
+// included; a null counts as not said. tree is the normalised document for
+// m (nil: nothing said). A duration is one value, never merged field by
+// field.
+func fillDefaults(m, def protoreflect.Message, tree map[string]any) {
+	fields := m.Descriptor().Fields()
+	for i := 0; i < fields.Len(); i++ {
+		fd := fields.Get(i)
+		v, said := tree[string(fd.Name())]
+		if !said {
+			if def.Has(fd) {
+				m.Set(fd, def.Get(fd))
+			}
+			continue
+		}
+		sub, isGroup := v.(map[string]any)
+		if isGroup && fd.Message() != nil && !fd.IsList() && !fd.IsMap() && def.Has(fd) {
+			fillDefaults(m.Mutable(fd).Message(), def.Get(fd).Message(), sub)
+		}
+	}
 }
 
 // walker checks a generic JSON tree against a message descriptor and builds

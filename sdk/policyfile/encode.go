@@ -33,19 +33,44 @@ var completeMessage = (&wsfleetv1.Policy{}).ProtoReflect().Descriptor().FullName
 // Policy even when zero. Outside a Policy, zero scalars are left out as
 // protojson does. For a Policy or a PolicyRevision, Decode reads the result
 // back to an equal policy, pool and revision.
-func EncodeYAML(m proto.Message) ([]byte, error) {
-	tree, err := encodeTree(m)
+func EncodeYAML(m proto.Message) ([]byte, error) { return Encoder{}.YAML(m) }
+
+// EncodeJSON renders m like EncodeYAML, as JSON with a two-space indent and a
+// trailing newline. Unlike protojson the output is stable (no randomised
+// spacing) and int64 values are numbers, so it diffs and greps well.
+func EncodeJSON(m proto.Message) ([]byte, error) { return Encoder{}.JSON(m) }
+
+// Encoder writes messages as EncodeYAML and EncodeJSON do, letting the
+// caller write chosen fields its own way (wsctl writes error classes by
+// their short names, each with what to do about it). The zero Encoder is
+// EncodeYAML and EncodeJSON.
+type Encoder struct {
+	// Field, if set, is asked about every field written, message fields
+	// included. When it answers ok, members are written in the field's
+	// place, in order; each value is a string, bool, number, nil or a
+	// []any of those. Decode does not read such output back unless the
+	// members are the field itself in a form it accepts.
+	Field func(fd protoreflect.FieldDescriptor, v protoreflect.Value) (members []Member, ok bool)
+}
+
+// Member is one key and value an Encoder.Field hook writes.
+type Member struct {
+	Key   string
+	Value any
+}
+
+// YAML renders m like EncodeYAML.
+func (e Encoder) YAML(m proto.Message) ([]byte, error) {
+	tree, err := e.encodeTree(m)
 	if err != nil {
 		return nil, err
 	}
 	return yaml.Marshal(toYAML(tree))
 }
 
-// EncodeJSON renders m like EncodeYAML, as JSON with a two-space indent and a
-// trailing newline. Unlike protojson the output is stable (no randomised
-// spacing) and int64 values are numbers, so it diffs and greps well.
-func EncodeJSON(m proto.Message) ([]byte, error) {
-	tree, err := encodeTree(m)
+// JSON renders m like EncodeJSON.
+func (e Encoder) JSON(m proto.Message) ([]byte, error) {
+	tree, err := e.encodeTree(m)
 	if err != nil {
 		return nil, err
 	}
@@ -148,14 +173,14 @@ func toYAML(v any) any {
 	}
 }
 
-func encodeTree(m proto.Message) (any, error) {
+func (e Encoder) encodeTree(m proto.Message) (any, error) {
 	if m == nil || !m.ProtoReflect().IsValid() {
 		return object{}, nil
 	}
-	return encodeMessage(m.ProtoReflect(), false)
+	return e.encodeMessage(m.ProtoReflect(), false)
 }
 
-func encodeMessage(m protoreflect.Message, complete bool) (any, error) {
+func (e Encoder) encodeMessage(m protoreflect.Message, complete bool) (any, error) {
 	md := m.Descriptor()
 	switch {
 	case md.FullName() == "google.protobuf.Duration":
@@ -176,7 +201,15 @@ func encodeMessage(m protoreflect.Message, complete bool) (any, error) {
 		if !m.Has(fd) && (!complete || fd.HasPresence()) {
 			continue
 		}
-		v, err := encodeField(fd, m.Get(fd), complete)
+		if e.Field != nil {
+			if members, ok := e.Field(fd, m.Get(fd)); ok {
+				for _, mb := range members {
+					out = append(out, member{mb.Key, hookValue(mb.Value)})
+				}
+				continue
+			}
+		}
+		v, err := e.encodeField(fd, m.Get(fd), complete)
 		if err != nil {
 			return nil, err
 		}
@@ -185,13 +218,29 @@ func encodeMessage(m protoreflect.Message, complete bool) (any, error) {
 	return out, nil
 }
 
-func encodeField(fd protoreflect.FieldDescriptor, v protoreflect.Value, complete bool) (any, error) {
+// hookValue makes a hook's strings JSON-quoted like every other string.
+func hookValue(v any) any {
+	switch x := v.(type) {
+	case string:
+		return text(x)
+	case []any:
+		out := make([]any, len(x))
+		for i, el := range x {
+			out[i] = hookValue(el)
+		}
+		return out
+	default:
+		return v
+	}
+}
+
+func (e Encoder) encodeField(fd protoreflect.FieldDescriptor, v protoreflect.Value, complete bool) (any, error) {
 	switch {
 	case fd.IsList():
 		list := v.List()
 		out := make([]any, list.Len())
 		for i := range out {
-			el, err := encodeSingle(fd, list.Get(i), complete)
+			el, err := e.encodeSingle(fd, list.Get(i), complete)
 			if err != nil {
 				return nil, err
 			}
@@ -210,23 +259,23 @@ func encodeField(fd protoreflect.FieldDescriptor, v protoreflect.Value, complete
 		})
 		slices.SortFunc(entries, func(a, b kv) int { return strings.Compare(a.key, b.key) })
 		out := make(object, 0, len(entries))
-		for _, e := range entries {
-			val, err := encodeSingle(fd.MapValue(), e.val, complete)
+		for _, entry := range entries {
+			val, err := e.encodeSingle(fd.MapValue(), entry.val, complete)
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, member{e.key, val})
+			out = append(out, member{entry.key, val})
 		}
 		return out, nil
 	default:
-		return encodeSingle(fd, v, complete)
+		return e.encodeSingle(fd, v, complete)
 	}
 }
 
-func encodeSingle(fd protoreflect.FieldDescriptor, v protoreflect.Value, complete bool) (any, error) {
+func (e Encoder) encodeSingle(fd protoreflect.FieldDescriptor, v protoreflect.Value, complete bool) (any, error) {
 	switch fd.Kind() {
 	case protoreflect.MessageKind, protoreflect.GroupKind:
-		return encodeMessage(v.Message(), complete)
+		return e.encodeMessage(v.Message(), complete)
 	case protoreflect.BoolKind:
 		return v.Bool(), nil
 	case protoreflect.StringKind:

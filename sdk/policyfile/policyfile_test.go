@@ -83,8 +83,7 @@ func TestRoundTrip(t *testing.T) {
 	}{
 		{"the default policy", policy.Default()},
 		{"a policy with every field set", richPolicy()},
-		{"a policy with an allow-everything origin", &wsfleetv1.Policy{Origins: &wsfleetv1.OriginPolicy{Allow: []string{"*"}}}},
-		{"an empty policy", &wsfleetv1.Policy{}},
+		{"a policy with an allow-everything origin and no origin-less clients", allowEverything()},
 	}
 	for _, e := range encoders {
 		for _, p := range policies {
@@ -123,6 +122,12 @@ func TestRoundTrip(t *testing.T) {
 			}
 		})
 	}
+}
+
+func allowEverything() *wsfleetv1.Policy {
+	p := policy.Default()
+	p.Origins = &wsfleetv1.OriginPolicy{Allow: []string{"*"}}
+	return p
 }
 
 func TestEncodeYAMLWritesACompletePolicyFile(t *testing.T) {
@@ -331,11 +336,10 @@ breaker:
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &wsfleetv1.Policy{
-		Origins: &wsfleetv1.OriginPolicy{Allow: []string{"https://a.example.com"}, AllowMissing: true},
-		Limits:  &wsfleetv1.LimitsPolicy{MaxConnectionsPerIp: 5},
-		Breaker: &wsfleetv1.BreakerPolicy{OpenDuration: durationpb.New(3 * time.Second)},
-	}
+	want := policy.Default()
+	want.Origins.Allow = []string{"https://a.example.com"}
+	want.Limits.MaxConnectionsPerIp = 5
+	want.Breaker.OpenDuration = durationpb.New(3 * time.Second)
 	if !proto.Equal(a.Policy, want) {
 		t.Errorf("snake_case: got %v, want %v", a.Policy, want)
 	}
@@ -346,9 +350,10 @@ breaker:
 
 func TestDecodeReadsProtojsonOutput(t *testing.T) {
 	// Another tool may hand us protojson: camelCase names, int64 as strings,
-	// durations as "1.500s".
+	// durations as "1.500s". It must write zero values (EmitUnpopulated,
+	// grpcurl -emit-defaults): a field left out takes its default.
 	rev := richRevision()
-	data, err := protojson.Marshal(rev)
+	data, err := protojson.MarshalOptions{EmitUnpopulated: true}.Marshal(rev)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,7 +384,7 @@ policy:
 	if doc.Pool != "staging" || doc.Revision != 7 {
 		t.Errorf("got pool %q revision %d, want staging 7", doc.Pool, doc.Revision)
 	}
-	if want := (&wsfleetv1.Policy{Origins: &wsfleetv1.OriginPolicy{}}); !proto.Equal(want, doc.Policy) {
+	if want := policy.Default(); !proto.Equal(want, doc.Policy) {
 		t.Errorf("got %v, want %v", doc.Policy, want)
 	}
 }
@@ -389,7 +394,8 @@ func TestDecodeIntegersWrittenAsFloats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &wsfleetv1.LimitsPolicy{MaxConnections: 1000, MessageBurst: 20, MaxMessageBytes: 4096}
+	want := policy.Default().GetLimits()
+	want.MaxConnections, want.MessageBurst, want.MaxMessageBytes = 1000, 20, 4096
 	if got := doc.Policy.GetLimits(); !proto.Equal(got, want) {
 		t.Errorf("got %v, want %v", got, want)
 	}
@@ -489,11 +495,9 @@ func TestAwkwardStringsSurvive(t *testing.T) {
 		"\"quoted\"", "'single'", `back\slash`, "\x7f", "\u2028", "\u0085", "\ufeffbom", "emoji 🚀", long,
 		"2026-01-02T03:04:05Z", "1:30", "<<",
 	} {
-		rev := &wsfleetv1.PolicyRevision{
-			Pool:    s,
-			Message: s,
-			Policy:  &wsfleetv1.Policy{Origins: &wsfleetv1.OriginPolicy{Allow: []string{s, "x" + s}}},
-		}
+		p := policy.Default()
+		p.Origins.Allow = []string{s, "x" + s}
+		rev := &wsfleetv1.PolicyRevision{Pool: s, Message: s, Policy: p}
 		for _, e := range encoders {
 			t.Run(e.name+" keeps "+strconv.Quote(s), func(t *testing.T) {
 				data, err := e.enc(rev)

@@ -40,7 +40,7 @@ func TestExitStatus(t *testing.T) {
 		stderr string
 	}{
 		{"help exits 0", []string{"--help"}, 0, ""},
-		{"an unreachable control plane exits 1", []string{"--addr", closed, "policy", "get"}, 1, "unreachable"},
+		{"an unreachable control plane exits 3", []string{"--addr", closed, "policy", "get"}, 3, "unreachable"},
 		{"an unknown command exits 2", []string{"policy", "nope"}, 2, `unknown command "nope"`},
 	}
 	for _, tt := range tests {

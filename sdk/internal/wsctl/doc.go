@@ -8,8 +8,12 @@
 // trace) is a new file with a constructor added in root.go.
 //
 // Exit codes: 0 success, 1 an operation failed (the control plane refused,
-// could not be reached, a file did not decode, a policy is invalid), 2 the
-// command line itself was wrong. Every RPC gets its own --timeout deadline,
+// a file did not decode, a policy is invalid), 2 the command line itself was
+// wrong, 3 the control plane could not be reached (nothing was sent), 4 its
+// policy store failed (nothing was stored), 5 a write was sent and no answer
+// came back (the outcome is unknown: check the history before retrying).
+// sdk/admin classifies the failures; errors.go words them. Every RPC gets
+// its own --timeout deadline,
 // except the stream of `errors tail --follow`, which runs until the context
 // of Main (Ctrl-C) or MainContext ends and then exits 0. One invocation uses
 // one connection, closed before Main returns. Commands run on the caller's

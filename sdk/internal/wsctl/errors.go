@@ -87,6 +87,14 @@ func (a *app) report(cmd *cobra.Command, err error) int {
 	for _, line := range a.explain(err) {
 		fmt.Fprintln(a.stderr, line)
 	}
+	switch {
+	case errors.Is(err, admin.ErrUnreachable):
+		return exitUnreachable
+	case errors.Is(err, admin.ErrStoreUnavailable):
+		return exitStoreFailed
+	case errors.Is(err, admin.ErrOutcomeUnknown):
+		return exitOutcomeUnknown
+	}
 	return exitError
 }
 
@@ -96,6 +104,10 @@ func (a *app) explain(err error) []string {
 	var fe *fileError
 	if errors.As(err, &fe) {
 		return explainFile(fe)
+	}
+	var ce *admin.CallError
+	if errors.As(err, &ce) {
+		return a.explainCall(ce)
 	}
 	if errors.Is(err, context.Canceled) {
 		return []string{"error: interrupted"}
@@ -162,6 +174,40 @@ func (a *app) explainStatus(st *status.Status, err error) []string {
 		return []string{"error: " + msg}
 	default:
 		return []string{fmt.Sprintf("error: %s (%s)", msg, st.Code())}
+	}
+}
+
+// explainCall says what is known of a call that failed without the control
+// plane refusing it: nothing sent, nothing stored, or the outcome unknown.
+func (a *app) explainCall(ce *admin.CallError) []string {
+	st := status.Convert(ce.Err)
+	switch {
+	case errors.Is(ce, admin.ErrUnreachable):
+		detail := dialDetail(st.Message())
+		if st.Code() == codes.DeadlineExceeded {
+			detail = "no connection within " + a.timeout.String()
+		}
+		return []string{fmt.Sprintf("error: the control plane at %s is unreachable: %s; nothing was sent (check --addr or %s)",
+			a.addr, detail, envAddr)}
+	case errors.Is(ce, admin.ErrStoreUnavailable):
+		op, _ := admin.StoreUnavailable(ce.Err)
+		return []string{fmt.Sprintf("error: the control plane at %s could not use its policy store (%s failed); nothing was stored: retry later (its log says why)",
+			a.addr, op)}
+	case errors.Is(ce, admin.ErrOutcomeUnknown):
+		var what string
+		switch st.Code() {
+		case codes.DeadlineExceeded:
+			what = fmt.Sprintf("no answer from the control plane at %s within %s", a.addr, a.timeout)
+		case codes.Canceled:
+			what = "interrupted before the control plane at " + a.addr + " answered"
+		default:
+			what = fmt.Sprintf("the connection to the control plane at %s broke before it answered (%s)", a.addr, dialDetail(st.Message()))
+		}
+		return []string{fmt.Sprintf("error: %s; the outcome is unknown: check 'wsctl policy history --pool %s' before retrying",
+			what, ce.Pool)}
+	default: // admin.ErrConnectionLost
+		return []string{fmt.Sprintf("error: the connection to the control plane at %s broke before it answered (%s); nothing was changed: retry",
+			a.addr, dialDetail(st.Message()))}
 	}
 }
 

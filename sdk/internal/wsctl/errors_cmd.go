@@ -15,7 +15,6 @@ import (
 
 	"github.com/wsfleet/wsfleet/api/errclass"
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
-	"github.com/wsfleet/wsfleet/sdk/policyfile"
 )
 
 // Defaults of the errors commands.
@@ -321,7 +320,7 @@ func (a *app) writeStreamed(resp *wsfleetv1.TailEventsResponse) error {
 		}
 		out = b
 	case formatYAML:
-		b, err := policyfile.EncodeYAML(resp)
+		b, err := output.YAML(resp)
 		if err != nil {
 			return err
 		}
@@ -333,9 +332,9 @@ func (a *app) writeStreamed(resp *wsfleetv1.TailEventsResponse) error {
 	return err
 }
 
-// compactJSON is policyfile's JSON on one line, for NDJSON.
+// compactJSON is the -o json form on one line, for NDJSON.
 func compactJSON(m proto.Message) ([]byte, error) {
-	b, err := policyfile.EncodeJSON(m)
+	b, err := output.JSON(m)
 	if err != nil {
 		return nil, err
 	}

@@ -346,7 +346,7 @@ func TestErrorsTailFollow(t *testing.T) {
 		addr := closedAddr(t)
 		h := &harness{t: t, env: map[string]string{envAddr: addr}}
 		r := h.run("errors", "tail", "--follow")
-		r.want(t, 1)
+		r.want(t, exitUnreachable)
 		assertContains(t, "stderr", r.stderr, "error: the control plane at "+addr+" is unreachable")
 	})
 }

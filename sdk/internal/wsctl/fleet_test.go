@@ -112,7 +112,8 @@ func lines(s string) []string {
 
 // parseJSON reads wsctl's JSON output back into m. wsctl writes durations
 // as policy files do ("1m2.5s"), which protojson does not read ("62.5s"),
-// so the "duration" fields are converted first.
+// and error classes by their short names with an explanation, so those are
+// converted first.
 func parseJSON(t *testing.T, data string, m proto.Message) {
 	t.Helper()
 	var tree any
@@ -120,6 +121,9 @@ func parseJSON(t *testing.T, data string, m proto.Message) {
 		t.Fatalf("output is not JSON: %v\n%s", err, data)
 	}
 	if err := protoDurations(tree); err != nil {
+		t.Fatalf("%v\n%s", err, data)
+	}
+	if err := protoClasses(tree); err != nil {
 		t.Fatalf("%v\n%s", err, data)
 	}
 	b, err := json.Marshal(tree)

@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/wsfleet/wsfleet/api/errclass"
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 	"github.com/wsfleet/wsfleet/sdk/policyfile"
 )
@@ -31,9 +33,9 @@ func (a *app) emit(m proto.Message, table func(w io.Writer) error) error {
 	)
 	switch a.output {
 	case formatJSON:
-		out, err = policyfile.EncodeJSON(m)
+		out, err = output.JSON(m)
 	case formatYAML:
-		out, err = policyfile.EncodeYAML(m)
+		out, err = output.YAML(m)
 	default:
 		return table(a.stdout)
 	}
@@ -42,6 +44,36 @@ func (a *app) emit(m proto.Message, table func(w io.Writer) error) error {
 	}
 	_, err = a.stdout.Write(out)
 	return err
+}
+
+// output is how -o json|yaml write messages: as policy files do, except
+// that an error class is written by its short name, the one spelling of
+// api/errclass, the tables, logs and metric labels ("conn_reset", not
+// "ERROR_CLASS_CONN_RESET"), followed by what the client saw (signal) and
+// what to do (what_to_do), as the tables show them.
+var output = policyfile.Encoder{Field: explainClass}
+
+var errorClassEnum = wsfleetv1.ErrorClass(0).Descriptor().FullName()
+
+func explainClass(fd protoreflect.FieldDescriptor, v protoreflect.Value) ([]policyfile.Member, bool) {
+	if fd.Enum() == nil || fd.Enum().FullName() != errorClassEnum {
+		return nil, false
+	}
+	name := string(fd.Name())
+	if fd.IsList() {
+		list := v.List()
+		names := make([]any, list.Len())
+		for i := range names {
+			names[i] = errclass.Name(wsfleetv1.ErrorClass(list.Get(i).Enum()))
+		}
+		return []policyfile.Member{{Key: name, Value: names}}, true
+	}
+	info := errclass.Lookup(wsfleetv1.ErrorClass(v.Enum()))
+	return []policyfile.Member{
+		{Key: name, Value: info.Name},
+		{Key: "signal", Value: info.Signal},
+		{Key: "what_to_do", Value: info.Action},
+	}, true
 }
 
 // newTable aligns columns with two spaces between them.

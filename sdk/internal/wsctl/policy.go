@@ -19,7 +19,8 @@ const (
 )
 
 // policyCommand is the `wsctl policy` group. The reading commands live here,
-// the writing ones (apply, validate, rollback) in policy_write.go.
+// the writing ones (apply, validate, rollback) in policy_write.go, set in
+// policy_set.go.
 func (a *app) policyCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "policy",
@@ -30,6 +31,7 @@ func (a *app) policyCommand() *cobra.Command {
 	cmd.AddCommand(
 		a.policyGetCommand(),
 		a.policyApplyCommand(),
+		a.policySetCommand(),
 		a.policyValidateCommand(),
 		a.policyHistoryCommand(),
 		a.policyDiffCommand(),

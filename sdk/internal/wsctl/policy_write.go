@@ -64,10 +64,14 @@ func (a *app) policyApplyCommand() *cobra.Command {
 		Long: `Store a policy file as a pool's next revision.
 
 The file is a bare policy or a revision document as printed by
-'wsctl policy get -o yaml|json'. The pool is --pool if given, else the
-document's pool, else "default". The document's revision number is not an
-expectation; pass --expect-revision to refuse the change if someone else
-changed the pool since you read it.`,
+'wsctl policy get -o yaml|json'. It need not be complete: a field it leaves
+out takes its documented default (not the pool's current value), and the
+changes printed show exactly what differs from the current revision. To
+change a few fields and keep the rest, use 'wsctl policy set'.
+
+The pool is --pool if given, else the document's pool, else "default". The
+document's revision number is not an expectation; pass --expect-revision to
+refuse the change if someone else changed the pool since you read it.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			doc, _, err := a.readDocument(file)

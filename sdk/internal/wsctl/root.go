@@ -21,11 +21,18 @@ const (
 	envUser  = "USER"
 )
 
-// Exit codes.
+// Exit codes. 3 to 5 tell a script whether retrying is safe: after 3 and 4
+// nothing changed; after 5 a write may or may not have been stored.
 const (
 	exitOK    = 0
 	exitError = 1
 	exitUsage = 2
+	// exitUnreachable: no connection to the control plane; nothing was sent.
+	exitUnreachable = 3
+	// exitStoreFailed: the control plane's store failed; nothing was stored.
+	exitStoreFailed = 4
+	// exitOutcomeUnknown: a write was sent and no answer came back.
+	exitOutcomeUnknown = 5
 )
 
 // Main runs wsctl with args (without the program name) and returns the

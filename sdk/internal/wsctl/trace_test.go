@@ -129,7 +129,7 @@ func TestTraceAgainstAnUnreachableControlPlane(t *testing.T) {
 	addr := closedAddr(t)
 	h := &harness{t: t, env: map[string]string{envAddr: addr}}
 	r := h.run("trace", "abc")
-	r.want(t, 1)
+	r.want(t, exitUnreachable)
 	assertContains(t, "stderr", r.stderr, "is unreachable")
 	if strings.Count(r.stderr, "\n") != 1 {
 		t.Errorf("want one line:\n%s", r.stderr)

@@ -661,7 +661,7 @@ func TestControlPlaneProblems(t *testing.T) {
 		addr := closedAddr(t)
 		h := &harness{t: t, env: map[string]string{}}
 		r := h.run("--addr", addr, "policy", "get")
-		r.want(t, 1)
+		r.want(t, exitUnreachable)
 		assertContains(t, "stderr", r.stderr, "error: the control plane at "+addr+" is unreachable", "connection refused")
 		if strings.Count(r.stderr, "\n") != 1 {
 			t.Errorf("want one line:\n%s", r.stderr)
