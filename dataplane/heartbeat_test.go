@@ -13,22 +13,18 @@ import (
 )
 
 // pongClient is a small client for holding many connections: it answers
-// every ping with its payload (as browsers do) and notes how its
+// every ping with its payload (as browsers do) and notes that its
 // connection ended. The test helper client buffers messages, which would
 // cost tens of MiB over hundreds of connections.
 type pongClient struct {
 	gws.BuiltinEventHandler
 	conn   *gws.Conn
 	closed chan struct{}
-	err    error // set before closed is closed
 }
 
 func (c *pongClient) OnPing(socket *gws.Conn, payload []byte) { _ = socket.WritePong(payload) }
 
-func (c *pongClient) OnClose(_ *gws.Conn, err error) {
-	c.err = err
-	close(c.closed)
-}
+func (c *pongClient) OnClose(*gws.Conn, error) { close(c.closed) }
 
 // dialPongClients opens count connections that answer pings, a few at a
 // time, and closes them (waiting for their read loops) when the test ends.
