@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/lxzan/gws"
@@ -26,8 +27,7 @@ import (
 // pinged under, which closed healthy clients whenever a push shortened the
 // heartbeat (issue 7). The life of one ping:
 //
-//   - the wheel queues a ping when none is queued or outstanding (an
-//     answered ping is no longer outstanding);
+//   - the wheel queues a ping when none is queued or unanswered;
 //   - the writer writes it and arms a one-shot timer for it (pingSent): the
 //     timer exists only while the ping is unanswered, so an idle connection
 //     holds none between pings;
@@ -85,9 +85,17 @@ type pingWait struct {
 	timer  *time.Timer
 }
 
-// pingEnded takes session.ping's place when the connection ends, so a ping
-// whose write completed just before cannot arm a timer afterwards.
-var pingEnded = &pingWait{}
+// Markers in session.ping besides nil (no ping) and an unanswered ping.
+// No frame count exceeds theirs, so no frame "answers" them.
+var (
+	// pingQueued: a ping waits in the outgoing queue. One at a time: a
+	// writer stuck behind a slow consumer is the write deadline's business,
+	// not a reason to pile up pings.
+	pingQueued = &pingWait{frames: math.MaxUint64}
+	// pingEnded: the connection ended, so a ping whose write completed
+	// just before cannot arm a timer afterwards.
+	pingEnded = &pingWait{frames: math.MaxUint64}
+)
 
 // heartbeat is the wheel's visit, once per interval: it queues a ping
 // unless one is queued or unanswered. An unanswered one is left to its
@@ -97,21 +105,16 @@ func (s *session) heartbeat(snap *snapshot, now time.Time) {
 	if s.closing.Load() != nil {
 		return
 	}
-	if pw := s.ping.Load(); pw != nil {
-		switch {
-		case pw == pingEnded:
-		case s.frames.Load() > pw.frames:
-			s.dropPing(pw) // answered; the read loop is about to drop it
-		case now.Sub(pw.sent) >= snap.timeout:
-			s.expire(pw, snap.timeout)
+	switch pw := s.ping.Load(); {
+	case pw == nil:
+		if s.ping.CompareAndSwap(nil, pingQueued) {
+			s.send(outItem{op: gws.OpcodePing})
 		}
-		return
-	}
-	// One ping in the queue at a time: a writer stuck behind a slow
-	// consumer is the write deadline's business, not a reason to pile up
-	// pings.
-	if s.pingQueued.CompareAndSwap(false, true) {
-		s.send(outItem{op: gws.OpcodePing})
+	case pw == pingQueued || pw == pingEnded:
+	case s.frames.Load() > pw.frames:
+		s.dropPing(pw) // answered; the read loop is about to drop it
+	case now.Sub(pw.sent) >= snap.timeout:
+		s.expire(pw, snap.timeout)
 	}
 }
 
@@ -127,10 +130,9 @@ func (s *session) sawFrame() {
 // pingSent runs on the writer once a ping is on the wire; seen is
 // s.frames read just before the write.
 func (s *session) pingSent(seen uint64) {
-	s.pingQueued.Store(false)
 	pw := &pingWait{frames: seen, sent: time.Now()}
 	pw.timer = time.AfterFunc(s.node.snapshot().timeout, func() { s.pingDeadline(pw) })
-	if !s.ping.CompareAndSwap(nil, pw) {
+	if !s.ping.CompareAndSwap(pingQueued, pw) {
 		// The connection ended (pingEnded) while the ping was being written.
 		pw.timer.Stop()
 		return
@@ -164,7 +166,7 @@ func (s *session) pingDeadline(pw *pingWait) {
 
 // dropPing retires an answered ping and its timer.
 func (s *session) dropPing(pw *pingWait) {
-	if pw != pingEnded && s.ping.CompareAndSwap(pw, nil) {
+	if pw != pingQueued && pw != pingEnded && s.ping.CompareAndSwap(pw, nil) {
 		pw.timer.Stop()
 	}
 }
@@ -183,7 +185,7 @@ func (s *session) expire(pw *pingWait, timeout time.Duration) {
 
 // endHeartbeat stops the heartbeat of a connection that has ended.
 func (s *session) endHeartbeat() {
-	if pw := s.ping.Swap(pingEnded); pw != nil && pw != pingEnded {
+	if pw := s.ping.Swap(pingEnded); pw != nil && pw != pingQueued && pw != pingEnded {
 		pw.timer.Stop()
 	}
 }

@@ -51,9 +51,8 @@ type session struct {
 	q        outQueue
 
 	// heartbeat (see heartbeat.go)
-	frames     atomic.Uint64            // frames received from the client, pongs included
-	ping       atomic.Pointer[pingWait] // the unanswered ping, if any
-	pingQueued atomic.Bool              // a ping waits in q
+	frames atomic.Uint64            // frames received from the client, pongs included
+	ping   atomic.Pointer[pingWait] // the unanswered ping, pingQueued, pingEnded or nil
 
 	// read goroutine
 	msgsIn, bytesIn int64
