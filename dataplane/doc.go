@@ -21,8 +21,10 @@
 //     write that times out closes the connection as slow_consumer, so a
 //     client that stops reading costs at most its queue bound.
 //   - Heartbeats come from one wheel goroutine per node (heartbeat.go) that
-//     walks the session shards over each interval: an idle connection holds
-//     one goroutine (its read loop) and no timer.
+//     walks the session shards over each interval and queues a ping where
+//     none is unanswered. A one-shot time.AfterFunc exists only while a
+//     written ping is unanswered (any frame from the client answers it), so
+//     an idle connection holds its read loop and nothing else between pings.
 //   - Policy is one immutable snapshot behind an atomic.Pointer; Apply builds
 //     a new one and swaps it. The per-message path never takes a lock to read
 //     it.

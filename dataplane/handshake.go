@@ -122,7 +122,6 @@ func (n *Node) upgrade(hj http.Hijacker, r *http.Request, traceID string, ticket
 	s.remote = r.RemoteAddr
 	s.userAgent = unique.Make(r.Header.Get("User-Agent")).Value()
 	s.openNanos = open.UnixNano()
-	s.lastSeen.Store(time.Now().UnixNano())
 	return s, socket, nil
 }
 

@@ -161,12 +161,34 @@ func (n *Node) buildSnapshot(rev *wsfleetv1.PolicyRevision, prev *snapshot) *sna
 }
 
 // Apply swaps in a new policy for every connection without reconnecting
-// any: allowlist and caps apply to the next handshake; the heartbeat wheel
-// takes the new interval at once; message limits apply from each connection's next
-// message (a limiter whose rate and burst did not change keeps its state);
-// a lower max_message_bytes applies to every connection at once, a higher
-// one to connections opened after it. An invalid policy is refused whole
-// with every violation named, and the running one stays.
+// any. A change never closes a connection that behaves under the new policy
+// (DESIGN.md, "Invariants of runtime change"); field by field:
+//
+//   - origins (allow, allow_missing): the next handshake. Open connections
+//     stay, including those from an origin no longer allowed; operators
+//     drain or restart a node to evict them.
+//   - max_connections, max_connections_per_ip: the next handshake. Nobody is
+//     cut when the count is above a lowered cap; new handshakes get 503
+//     until enough connections end.
+//   - handshakes_per_second, handshake_burst: the next handshake. The bucket
+//     keeps its tokens (at most the new burst); a change that keeps both
+//     leaves it untouched.
+//   - breaker: the next handshake. Changed thresholds rebuild it closed with
+//     empty counts; unchanged ones keep it and its state.
+//   - heartbeat: the wheel takes a new interval at once. A peer is closed
+//     only after a ping actually written to it went unanswered for the
+//     timeout in force: a longer timeout extends a pending wait, a shorter
+//     one closes a peer whose ping has already been unanswered that long.
+//   - messages_per_second, message_burst: each connection's next message.
+//     A changed rate or burst starts a new limiter and a new abuse window;
+//     a change that keeps both keeps the limiter's state.
+//   - max_message_bytes: a lower limit applies to every connection's next
+//     message (a larger frame closes it with 1009); a higher one only to
+//     connections opened after it, because gws bounds (and buffers) a frame
+//     per connection at the upgrade.
+//
+// An invalid policy is refused whole with every violation named, and the
+// running one stays.
 func (n *Node) Apply(rev *wsfleetv1.PolicyRevision) error {
 	if err := n.cfg.check(rev.GetPolicy()); err != nil {
 		return err

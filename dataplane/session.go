@@ -47,11 +47,14 @@ type session struct {
 	openNanos                          int64
 	shard                              uint8 // in Node.sessions
 
-	lastSeen atomic.Int64 // unix nanos of the last frame from the client
 	closing  atomic.Pointer[closeInfo]
 	msgsOut  atomic.Int64
 	bytesOut atomic.Int64
 	q        outQueue
+
+	// heartbeat (see heartbeat.go)
+	frames atomic.Uint64            // frames received from the client, pongs included
+	ping   atomic.Pointer[pingWait] // the unanswered ping, pingQueued, pingEnded or nil
 
 	// read goroutine
 	msgsIn, bytesIn int64
@@ -107,12 +110,12 @@ func (h *eventHandler) OnOpen(*gws.Conn) {}
 
 func (h *eventHandler) OnPing(socket *gws.Conn, payload []byte) {
 	s := sessionOf(socket)
-	s.lastSeen.Store(time.Now().UnixNano())
+	s.sawFrame()
 	s.send(outItem{op: gws.OpcodePong, data: append([]byte(nil), payload...)})
 }
 
 func (h *eventHandler) OnPong(socket *gws.Conn, _ []byte) {
-	sessionOf(socket).lastSeen.Store(time.Now().UnixNano())
+	sessionOf(socket).sawFrame()
 }
 
 func (h *eventHandler) OnMessage(socket *gws.Conn, msg *gws.Message) {
@@ -124,8 +127,8 @@ func (h *eventHandler) OnMessage(socket *gws.Conn, msg *gws.Message) {
 		return
 	}
 	defer s.recoverPanic()
+	s.sawFrame()
 	now := time.Now()
-	s.lastSeen.Store(now.UnixNano())
 	n := msg.Data.Len()
 	s.msgsIn++
 	s.bytesIn += int64(n)
@@ -168,6 +171,7 @@ func (h *eventHandler) OnClose(socket *gws.Conn, err error) {
 	s := sessionOf(socket)
 	now := time.Now()
 	s.q.close()
+	s.endHeartbeat()
 	for ch := range s.subs {
 		h.node.broker.Unsubscribe(ch, s)
 	}
@@ -200,22 +204,6 @@ func (h *eventHandler) OnClose(socket *gws.Conn, err error) {
 	ev.Error = text
 	ev.PolicyRevision = h.node.snapshot().rev.GetRevision()
 	h.node.record(ev)
-}
-
-// heartbeat runs once per interval for every session (see heartbeats): it
-// closes a peer silent past the timeout (so a dead peer goes within
-// timeout + one interval) and pings the others.
-func (s *session) heartbeat(snap *snapshot, now time.Time) {
-	if s.closing.Load() != nil {
-		return
-	}
-	idle := now.Sub(time.Unix(0, s.lastSeen.Load()))
-	if idle > snap.timeout {
-		s.closeWith(wsfleetv1.ErrorClass_ERROR_CLASS_HEARTBEAT_TIMEOUT,
-			fmt.Sprintf("no frame from the client for %s (heartbeat timeout %s)", idle.Round(time.Millisecond), snap.timeout))
-		return
-	}
-	s.send(outItem{op: gws.OpcodePing})
 }
 
 // id renders the connection id, unique per node process.
@@ -335,12 +323,19 @@ func (s *session) writeLoop() {
 		if !ok {
 			return
 		}
+		var seen uint64
+		if it.op == gws.OpcodePing {
+			seen = s.frames.Load() // a frame counted after this answers the ping
+		}
 		_ = s.conn.SetWriteDeadline(time.Now().Add(s.node.cfg.WriteTimeout))
 		if err := s.conn.WriteMessage(it.op, it.data); err != nil {
 			// gws has closed the connection; OnClose explains why (a write
 			// timeout is a slow consumer).
 			s.q.close()
 			return
+		}
+		if it.op == gws.OpcodePing {
+			s.pingSent(seen)
 		}
 		if it.op == gws.OpcodeText {
 			s.msgsOut.Add(1)
@@ -366,9 +361,10 @@ func (s *session) closeWith(class wsfleetv1.ErrorClass, reason string) {
 	}
 	switch class {
 	case wsfleetv1.ErrorClass_ERROR_CLASS_HEARTBEAT_TIMEOUT:
-		// The peer is gone or stuck: no close frame, just end the read loop
-		// (the client sees 1006).
-		_ = s.conn.SetReadDeadline(time.Now())
+		// The peer is gone or stuck: no close frame (the client sees 1006).
+		// Closing the socket ends the read loop; a read deadline would make
+		// gws write close 1000 "i/o timeout" first.
+		_ = s.conn.NetConn().Close()
 	case wsfleetv1.ErrorClass_ERROR_CLASS_SLOW_CONSUMER:
 		s.q.close() // free what it did not read now
 		go s.writeClose(info.SentCloseCode, reason)
