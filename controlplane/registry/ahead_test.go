@@ -179,8 +179,15 @@ func TestRunningLeavesOutForgottenNodes(t *testing.T) {
 	r, c := fixture(t, Config{Heads: []*wsfleetv1.PolicyRevision{rev("default", 1)}, Now: clock.get, ForgetAfter: time.Hour})
 	n := connect(t, c, &wsfleetv1.NodeHello{NodeId: "n1", Running: rev("default", 1)})
 	eventually(t, "reported", func() bool { return len(r.Running()) == 1 })
+	// A node that runs nothing from a control plane is listed without a
+	// revision, so that recovering from it can say so.
+	connect(t, c, &wsfleetv1.NodeHello{NodeId: "n2"})
+	eventually(t, "n2 listed", func() bool { got := r.Running(); return len(got) == 2 && got[1].Running == nil })
 	n.cancel()
 	eventually(t, "disconnected", func() bool { return !r.Running()[0].Connected })
+	status1(t, r, "n2") // n2 stays connected: only n1 is forgotten below
+	r.Shutdown()
+	eventually(t, "n2 disconnected", func() bool { return !r.Running()[1].Connected })
 	if got := r.Running(); got[0].LastSeen.IsZero() {
 		t.Fatalf("Running() = %+v", got)
 	}

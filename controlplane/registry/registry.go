@@ -544,18 +544,15 @@ func (r *Registry) forget(now time.Time) {
 }
 
 // Running returns the revision every known node reports running (connected
-// or seen within ForgetAfter), by node id; nodes that report none are left
-// out. The revisions are shared and must not be modified. RecoverPolicy
-// reads the fleet through it.
+// or seen within ForgetAfter), by node id; Running is nil for a node that
+// reports none. The revisions are shared and must not be modified.
+// RecoverPolicy reads the fleet through it.
 func (r *Registry) Running() []Reported {
 	now := r.cfg.Now()
 	r.mu.Lock()
 	r.forget(now)
 	out := make([]Reported, 0, len(r.nodes))
 	for id, nd := range r.nodes {
-		if nd.running == nil {
-			continue
-		}
 		rep := Reported{NodeID: id, Pool: nd.status.GetPool(), Connected: nd.status.GetConnected(), Running: nd.running}
 		if ts := nd.status.GetLastSeenTime(); ts != nil {
 			rep.LastSeen = ts.AsTime()
