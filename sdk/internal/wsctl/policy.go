@@ -34,6 +34,7 @@ func (a *app) policyCommand() *cobra.Command {
 		a.policyHistoryCommand(),
 		a.policyDiffCommand(),
 		a.policyRollbackCommand(),
+		a.policyRecoverCommand(),
 	)
 	return cmd
 }
