@@ -136,7 +136,10 @@ func TestARevisionThatGoesBackwardsIsRefused(t *testing.T) {
 				if !strings.Contains(text, tt.wantNack) || !strings.HasPrefix(text, ErrBackwards.Error()) {
 					t.Fatalf("NACK text %q, want it to start with %q and contain %q", text, ErrBackwards, tt.wantNack)
 				}
-				if st := c.Status(); st.LastError != text || st.Nacks != 1 {
+				// Counted once the NACK is sent, which may be just after
+				// the server read it.
+				eventually(t, "NACK counted", func() bool { return c.Status().Nacks == 1 })
+				if st := c.Status(); st.LastError != text {
 					t.Fatalf("status %+v", st)
 				}
 			} else {
