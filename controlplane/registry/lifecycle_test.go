@@ -155,3 +155,27 @@ func TestWatchEndsWithAStatusCodeWhenTheNodeGoesAway(t *testing.T) {
 		}
 	}
 }
+
+func TestAStreamClosedBeforeItsHelloEndsWithAStatus(t *testing.T) {
+	f := newServed(t, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := f.nodes.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Recv(); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("err = %v, want InvalidArgument", err)
+	}
+	select {
+	case err := <-f.watchEnds:
+		if _, isStatus := status.FromError(err); !isStatus {
+			t.Fatalf("Watch returned %v (%T), not a status", err, err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Watch did not return")
+	}
+}

@@ -315,6 +315,10 @@ func (r *Registry) awaitHello(ctx context.Context, msgs <-chan *wsfleetv1.WatchR
 		}
 		return h, nil
 	case err := <-recvErr:
+		if errors.Is(err, io.EOF) {
+			// A bare io.EOF would reach the client as Unknown.
+			return nil, status.Error(codes.InvalidArgument, "the watch stream ended before a hello")
+		}
 		return nil, err
 	case <-t.C:
 		return nil, status.Errorf(codes.DeadlineExceeded, "no hello within %s", r.cfg.HelloTimeout)
