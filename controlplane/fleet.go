@@ -4,6 +4,7 @@ import (
 	"context"
 
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
+	"github.com/wsfleet/wsfleet/controlplane/policyserver"
 	"github.com/wsfleet/wsfleet/controlplane/registry"
 	"github.com/wsfleet/wsfleet/controlplane/telemetry"
 )
@@ -50,4 +51,16 @@ func (s *fleetService) TopErrors(ctx context.Context, req *wsfleetv1.TopErrorsRe
 
 func (s *fleetService) TailEvents(req *wsfleetv1.TailEventsRequest, stream wsfleetv1.FleetService_TailEventsServer) error {
 	return s.telemetry.TailEvents(req, stream)
+}
+
+// fleetRunning is what every known node runs, as RecoverPolicy reads it:
+// the registry's view handed over without policyserver knowing the
+// registry.
+func (s *Server) fleetRunning() []policyserver.NodeRevision {
+	reported := s.fleet.Running()
+	out := make([]policyserver.NodeRevision, len(reported))
+	for i, n := range reported {
+		out[i] = policyserver.NodeRevision{NodeID: n.NodeID, Pool: n.Pool, Connected: n.Connected, LastSeen: n.LastSeen, Running: n.Running}
+	}
+	return out
 }

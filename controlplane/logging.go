@@ -33,6 +33,21 @@ func interceptorLogger(l logrus.FieldLogger) logging.Logger {
 	})
 }
 
+// streamCodeToLevel is codeToLevel for streaming calls (node watch and
+// telemetry streams, event tails). Such a stream ends when either side goes
+// away: a node that stops or reconnects (Canceled) and a stream this
+// control plane ends as it shuts down (Unavailable) are the normal end of
+// a long-lived stream, logged at info like a node disconnect, not as a
+// fault.
+func streamCodeToLevel(code codes.Code) logging.Level {
+	switch code {
+	case codes.Canceled, codes.Unavailable:
+		return logging.LevelInfo
+	default:
+		return codeToLevel(code)
+	}
+}
+
 // codeToLevel keeps successful calls (reads polled by dashboards, node
 // streams) out of the info log, shows refusals at info so denied and invalid
 // requests are visible, and server faults at error.

@@ -111,6 +111,7 @@ func New(cfg Config) (_ *Server, err error) {
 			s.metrics.policyCommitted(rev)
 			s.fleet.Committed(rev)
 		},
+		Fleet: s.fleetRunning,
 	}); err != nil {
 		return nil, err
 	}
@@ -175,6 +176,10 @@ func (s *Server) buildGRPC() error {
 		logging.WithLogOnEvents(logging.FinishCall),
 		logging.WithLevels(codeToLevel),
 	}
+	streamLogOpts := []logging.Option{
+		logging.WithLogOnEvents(logging.FinishCall),
+		logging.WithLevels(streamCodeToLevel),
+	}
 	recoveryOpts := []recovery.Option{
 		recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 			method, _ := grpc.Method(ctx)
@@ -198,7 +203,7 @@ func (s *Server) buildGRPC() error {
 		),
 		grpc.ChainStreamInterceptor(
 			srvMetrics.StreamServerInterceptor(),
-			logging.StreamServerInterceptor(logger, logOpts...),
+			logging.StreamServerInterceptor(logger, streamLogOpts...),
 			selector.StreamServerInterceptor(grpcauth.StreamServerInterceptor(s.auth.AuthFunc), needsAuth),
 			recovery.StreamServerInterceptor(recoveryOpts...),
 		),

@@ -124,6 +124,14 @@ func TestAuthOverTheWire(t *testing.T) {
 			_, err := pc.ListPolicyRevisions(withToken(nodeToken), &wsfleetv1.ListPolicyRevisionsRequest{})
 			return err
 		}, codes.PermissionDenied},
+		{"viewer cannot recover the fleet's policy", func() error {
+			_, err := pc.RecoverPolicy(withToken(viewerToken), &wsfleetv1.RecoverPolicyRequest{})
+			return err
+		}, codes.PermissionDenied},
+		{"node token cannot recover the fleet's policy", func() error {
+			_, err := pc.RecoverPolicy(withToken(nodeToken), &wsfleetv1.RecoverPolicyRequest{})
+			return err
+		}, codes.PermissionDenied},
 		{"admin can apply", func() error {
 			_, err := pc.ApplyPolicy(withToken(adminToken), apply)
 			return err

@@ -46,3 +46,9 @@ const (
 	// MaxOriginLength bounds the length in bytes of one origins.allow entry.
 	MaxOriginLength = 512
 )
+
+// MaxCommitMessageBytes bounds the message of a revision (the "why" given
+// with apply, rollback and recover) in bytes: 1 KiB. A message is shown in
+// every history listing and audit line; a longer one is refused with
+// InvalidArgument naming the field `message`, never cut silently.
+const MaxCommitMessageBytes = 1 << 10

@@ -11,4 +11,14 @@
 // After a commit the server calls Config.OnCommit synchronously, in commit
 // order per pool. The hook must not block (the fleet registry uses it to
 // push to watching nodes through latest-wins channels).
+//
+// Commit messages are bounded (policy.MaxCommitMessageBytes) and refused,
+// never cut, above it.
+//
+// RecoverPolicy reads what the fleet runs through Config.Fleet (the fleet
+// registry's view, called once per request, never blocking) and stores the
+// newest policy a node reports for the pool as its next revision, numbered
+// above every reported revision and above the head, so that nodes which
+// refuse a revision older than theirs accept it. The write is the same
+// compare-and-set append as every other, and is pushed the same way.
 package policyserver

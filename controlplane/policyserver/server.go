@@ -46,6 +46,22 @@ type Config struct {
 	// OnCommit, if set, is called after every stored revision, in commit
 	// order per pool. It must not block.
 	OnCommit func(*wsfleetv1.PolicyRevision)
+	// Fleet reports what every known node runs (the fleet registry's view),
+	// for RecoverPolicy; without it RecoverPolicy is Unimplemented. It is
+	// called once per RecoverPolicy and must not block.
+	Fleet func() []NodeRevision
+}
+
+// NodeRevision is the revision one node reports running.
+type NodeRevision struct {
+	NodeID string
+	// Pool is the node's own pool; Running.Pool is the pool whose policy
+	// it runs (its own, or default's).
+	Pool      string
+	Connected bool
+	LastSeen  time.Time
+	// Running is nil when the node runs no revision from a control plane.
+	Running *wsfleetv1.PolicyRevision
 }
 
 // Server implements wsfleetv1.PolicyServiceServer.
@@ -125,6 +141,9 @@ func (s *Server) ApplyPolicy(ctx context.Context, req *wsfleetv1.ApplyPolicyRequ
 	if err != nil {
 		return nil, err
 	}
+	if err := checkMessage(req.GetMessage()); err != nil {
+		return nil, err
+	}
 	if v := policy.Validate(req.GetPolicy()); len(v) > 0 {
 		return nil, invalidPolicy(policyViolationsMessage(len(v)), v)
 	}
@@ -136,7 +155,7 @@ func (s *Server) ApplyPolicy(ctx context.Context, req *wsfleetv1.ApplyPolicyRequ
 		}
 		expected = &e
 	}
-	res, err := s.write(ctx, pool, req.GetPolicy(), expected, req.GetMessage(), 0, req.GetDryRun())
+	res, err := s.write(ctx, change{pool: pool, policy: req.GetPolicy(), expected: expected, message: req.GetMessage(), dryRun: req.GetDryRun()})
 	if err != nil {
 		return nil, err
 	}
@@ -157,6 +176,9 @@ func (s *Server) RollbackPolicy(ctx context.Context, req *wsfleetv1.RollbackPoli
 	if req.GetToRevision() <= 0 {
 		return nil, badRequest(&wsfleetv1.FieldViolation{Field: "to_revision", Description: "must be positive"})
 	}
+	if err := checkMessage(req.GetMessage()); err != nil {
+		return nil, err
+	}
 	var expected *int64
 	if req.ExpectedRevision != nil {
 		e := req.GetExpectedRevision()
@@ -175,7 +197,7 @@ func (s *Server) RollbackPolicy(ctx context.Context, req *wsfleetv1.RollbackPoli
 	if msg == "" {
 		msg = fmt.Sprintf("rollback to revision %d", target.GetRevision())
 	}
-	res, err := s.write(ctx, pool, target.GetPolicy(), expected, msg, target.GetRevision(), false)
+	res, err := s.write(ctx, change{pool: pool, policy: target.GetPolicy(), expected: expected, message: msg, rollbackOf: target.GetRevision()})
 	if err != nil {
 		return nil, err
 	}
@@ -194,10 +216,29 @@ type writeResult struct {
 	changes   []*wsfleetv1.FieldChange
 }
 
-// write appends p as the pool's next revision. With expected set the store's
-// compare-and-set decides; without, a lost race is retried against the new
-// head so the changes reported are relative to what was really replaced.
-func (s *Server) write(ctx context.Context, pool string, p *wsfleetv1.Policy, expected *int64, msg string, rollbackOf int64, dryRun bool) (*writeResult, error) {
+// change is one write: the policy and what is kept with it.
+type change struct {
+	pool     string
+	policy   *wsfleetv1.Policy
+	expected *int64
+	message  string
+	// rollbackOf and recoveredFrom are kept with the revision.
+	rollbackOf    int64
+	recoveredFrom string
+	// above: the new revision is numbered above this one as well as above
+	// the head (recovery: above every revision the fleet reports), and is
+	// stored even when its content equals the head's, because the number
+	// is what makes every node accept it.
+	above  int64
+	dryRun bool
+}
+
+// write appends c.policy as the pool's next revision. With expected set the
+// store's compare-and-set decides; without, a lost race is retried against
+// the new head so the changes reported are relative to what was really
+// replaced.
+func (s *Server) write(ctx context.Context, c change) (*writeResult, error) {
+	pool, p, expected := c.pool, c.policy, c.expected
 	author := authorOf(ctx)
 	for attempt := 0; ; attempt++ {
 		head, err := s.cfg.Store.Head(ctx, pool)
@@ -212,7 +253,7 @@ func (s *Server) write(ctx context.Context, pool string, p *wsfleetv1.Policy, ex
 		if expected != nil && *expected != headRev {
 			return nil, conflict(pool, headRev, *expected)
 		}
-		if head != nil && proto.Equal(headPolicy, p) {
+		if head != nil && c.above == 0 && proto.Equal(headPolicy, p) {
 			return &writeResult{rev: head, previous: headRev, unchanged: true}, nil
 		}
 		var changes []*wsfleetv1.FieldChange
@@ -222,15 +263,17 @@ func (s *Server) write(ctx context.Context, pool string, p *wsfleetv1.Policy, ex
 			changes = policy.Diff(&wsfleetv1.Policy{}, p)
 		}
 		rev := &wsfleetv1.PolicyRevision{
-			Pool:       pool,
-			Revision:   headRev + 1,
-			Author:     author,
-			CreateTime: timestamppb.New(s.cfg.Now()),
-			Message:    msg,
-			Policy:     p,
-			RollbackOf: rollbackOf,
+			Pool:              pool,
+			Revision:          max(headRev, c.above) + 1,
+			Author:            author,
+			CreateTime:        timestamppb.New(s.cfg.Now()),
+			Message:           c.message,
+			Policy:            p,
+			RollbackOf:        c.rollbackOf,
+			RecoveredFromNode: c.recoveredFrom,
 		}
-		if dryRun {
+		if c.dryRun {
+			rev.StoreId = s.cfg.Store.ID()
 			return &writeResult{rev: rev, previous: headRev, changes: changes}, nil
 		}
 		stored, err := s.cfg.Store.Append(ctx, rev, headRev)
@@ -256,14 +299,16 @@ func (s *Server) write(ctx context.Context, pool string, p *wsfleetv1.Policy, ex
 // the number of changed fields, -1 for the bootstrap revision.
 func (s *Server) committed(rev *wsfleetv1.PolicyRevision, previous int64, changes int) {
 	s.cfg.Log.WithFields(logrus.Fields{
-		"audit":        true,
-		"author":       rev.GetAuthor(),
-		"pool":         rev.GetPool(),
-		"old_revision": previous,
-		"new_revision": rev.GetRevision(),
-		"message":      rev.GetMessage(),
-		"rollback_of":  rev.GetRollbackOf(),
-		"changes":      changes,
+		"audit":               true,
+		"author":              rev.GetAuthor(),
+		"pool":                rev.GetPool(),
+		"old_revision":        previous,
+		"new_revision":        rev.GetRevision(),
+		"message":             rev.GetMessage(),
+		"rollback_of":         rev.GetRollbackOf(),
+		"recovered_from_node": rev.GetRecoveredFromNode(),
+		"store_id":            rev.GetStoreId(),
+		"changes":             changes,
 	}).Info("policy changed")
 	if s.cfg.OnCommit != nil {
 		s.cfg.OnCommit(rev)
@@ -382,6 +427,20 @@ func (s *Server) storeError(ctx context.Context, err error, what string) error {
 		return status.Error(codes.Unavailable, msg)
 	}
 	return st.Err()
+}
+
+// checkMessage refuses a commit message over policy.MaxCommitMessageBytes:
+// it is kept with the revision and printed in every history listing, so it
+// is bounded like every other string a client supplies, and refused rather
+// than cut so the author sees what was kept.
+func checkMessage(msg string) error {
+	if len(msg) <= policy.MaxCommitMessageBytes {
+		return nil
+	}
+	return badRequest(&wsfleetv1.FieldViolation{
+		Field:       "message",
+		Description: fmt.Sprintf("%d bytes; at most %d", len(msg), policy.MaxCommitMessageBytes),
+	})
 }
 
 func authorOf(ctx context.Context) string {

@@ -10,6 +10,18 @@
 // NACKed revision is never pushed to that node again (while this process
 // lives); the next newer one is.
 //
+// What a node runs: the hello carries the node's running revision whole
+// (pool, number, store identity, content); each ACK replaces it with the
+// revision acknowledged. A node is up to date only with the head of the
+// same store: a node on the same number from another store is pushed the
+// head. ListNodes marks a node ahead when it runs a revision this control
+// plane does not have (a higher number than the head of that pool, a pool
+// with no head, or the head's number from another store): the store was
+// reset or replaced while the node kept running, and the node NACKs the
+// older head it is offered, keeping its status. Running hands what the
+// fleet runs to RecoverPolicy, which stores it as the pool's next revision
+// above every reported number; the normal push then reaches every node.
+//
 // Goroutines and blocking: each Watch call runs in its gRPC stream
 // goroutine plus one receive goroutine; nothing else. Commits reach streams
 // through a one-slot channel per stream (latest wins: a stream that is busy

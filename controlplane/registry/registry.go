@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/wsfleet/wsfleet/api/clip"
 	"github.com/wsfleet/wsfleet/api/policy"
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 )
@@ -32,6 +33,12 @@ const (
 	DefaultForgetAfter  = 24 * time.Hour
 	maxNodeIDLength     = 128
 	maxLabels           = 64
+	// maxStoreIDLength bounds the store identity a node reports; stores
+	// make short ones ("bolt-" and 16 hex digits).
+	maxStoreIDLength = 128
+	// MaxNackBytes bounds the NACK text kept per node and shown in
+	// ListNodes; longer texts are cut on a UTF-8 boundary and marked.
+	MaxNackBytes = 1024
 )
 
 // Config configures a Registry.
@@ -74,6 +81,23 @@ type node struct {
 	stop   chan struct{} // closed when a newer stream replaces this one
 	// nacked is the highest revision per pool the node refused.
 	nacked map[string]int64
+	// running is the revision the node runs, whole: from its hello, then
+	// each revision it ACKs. Nil when it reported none (a node without a
+	// policy from a control plane, or an SDK older than the field).
+	running *wsfleetv1.PolicyRevision
+}
+
+// Reported is the revision one node reports running, as RecoverPolicy
+// reads the fleet.
+type Reported struct {
+	NodeID string
+	// Pool is the node's own pool; Running.Pool is the pool whose policy
+	// it runs (its own, or default's).
+	Pool      string
+	Connected bool
+	// LastSeen is when the node last said anything.
+	LastSeen time.Time
+	Running  *wsfleetv1.PolicyRevision
 }
 
 // New returns a Registry.
@@ -166,14 +190,14 @@ func (r *Registry) Watch(stream wsfleetv1.NodeService_WatchServer) error {
 	if err != nil {
 		return err
 	}
-	if r.isClosed() {
-		return status.Error(codes.Unavailable, "control plane shutting down")
-	}
 	addr := ""
 	if p, ok := peer.FromContext(stream.Context()); ok && p.Addr != nil {
 		addr = p.Addr.String()
 	}
-	pool, gen, notify, stop := r.attach(hello, addr)
+	pool, gen, notify, stop, ok := r.attach(hello, addr)
+	if !ok {
+		return errShuttingDown
+	}
 	defer r.detach(hello.GetNodeId(), gen)
 	// Headers tell the node the stream is accepted even when there is
 	// nothing to push (it already runs the head).
@@ -181,19 +205,19 @@ func (r *Registry) Watch(stream wsfleetv1.NodeService_WatchServer) error {
 		return err
 	}
 	log := r.log.WithFields(logrus.Fields{"node_id": hello.GetNodeId(), "pool": pool, "peer": addr})
-	log.WithFields(logrus.Fields{"applied_pool": hello.GetAppliedPool(), "applied_revision": hello.GetAppliedRevision()}).Info("node connected")
+	applied := helloKey(hello)
+	log.WithFields(logrus.Fields{"applied_pool": applied.pool, "applied_revision": applied.rev, "applied_store_id": applied.store}).Info("node connected")
 
 	var (
 		sentNonce string
 		sent      *head
-		applied   = revKey{hello.GetAppliedPool(), hello.GetAppliedRevision()}
 	)
 	for {
 		r.mu.Lock()
 		eff := r.effective(pool)
 		var push bool
 		if eff != nil {
-			key := revKey{eff.rev.GetPool(), eff.rev.GetRevision()}
+			key := keyOf(eff.rev)
 			node := r.nodes[hello.GetNodeId()]
 			nacked := node != nil && node.gen == gen && node.nacked[eff.rev.GetPool()] >= eff.rev.GetRevision()
 			push = key != applied && sent != eff && !nacked
@@ -212,12 +236,16 @@ func (r *Registry) Watch(stream wsfleetv1.NodeService_WatchServer) error {
 		case <-notify:
 		case <-stop:
 			if r.isClosed() {
-				return status.Error(codes.Unavailable, "control plane shutting down")
+				return errShuttingDown
 			}
 			log.Info("watch stream replaced by a newer one for the same node id")
 			return status.Error(codes.Aborted, "replaced by a newer watch stream for this node id")
 		case <-ctx.Done():
-			return ctx.Err()
+			// The node went away (or the server is stopping): a status code
+			// (Canceled, DeadlineExceeded), never a bare context error,
+			// which gRPC would report as Unknown and log as a server fault.
+			log.Info("node disconnected")
+			return status.FromContextError(ctx.Err()).Err()
 		case err := <-recvErr:
 			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
 				log.Info("node disconnected")
@@ -234,11 +262,12 @@ func (r *Registry) Watch(stream wsfleetv1.NodeService_WatchServer) error {
 					r.update(hello.GetNodeId(), gen, func(s *wsfleetv1.NodeStatus, _ *node) { s.LastSeenTime = timestamppb.New(now) })
 					continue
 				}
-				applied = revKey{sent.rev.GetPool(), sent.rev.GetRevision()}
+				applied = keyOf(sent.rev)
 				r.metrics.acks.Inc()
 				r.metrics.propagation.Observe(now.Sub(sent.committed).Seconds())
-				r.update(hello.GetNodeId(), gen, func(s *wsfleetv1.NodeStatus, _ *node) {
-					s.AppliedPool, s.AppliedRevision = sent.rev.GetPool(), sent.rev.GetRevision()
+				r.update(hello.GetNodeId(), gen, func(s *wsfleetv1.NodeStatus, nd *node) {
+					nd.running = sent.rev
+					s.AppliedPool, s.AppliedRevision, s.AppliedStoreId = sent.rev.GetPool(), sent.rev.GetRevision(), sent.rev.GetStoreId()
 					s.LastAckTime = timestamppb.New(now)
 					s.LastSeenTime = timestamppb.New(now)
 				})
@@ -252,7 +281,10 @@ func (r *Registry) Watch(stream wsfleetv1.NodeService_WatchServer) error {
 					continue
 				}
 				r.metrics.nacks.Inc()
-				errText := truncate(k.Nack.GetError(), 1024)
+				// Valid UTF-8 (a node may send anything), cut on a rune
+				// boundary: one bad text must not make ListNodes
+				// unmarshalable for the whole fleet.
+				errText := clip.ValidString(k.Nack.GetError(), MaxNackBytes)
 				r.update(hello.GetNodeId(), gen, func(s *wsfleetv1.NodeStatus, nd *node) {
 					s.LastNackRevision = sent.rev.GetRevision()
 					s.LastNackError = errText
@@ -283,11 +315,15 @@ func (r *Registry) awaitHello(ctx context.Context, msgs <-chan *wsfleetv1.WatchR
 		}
 		return h, nil
 	case err := <-recvErr:
+		if errors.Is(err, io.EOF) {
+			// A bare io.EOF would reach the client as Unknown.
+			return nil, status.Error(codes.InvalidArgument, "the watch stream ended before a hello")
+		}
 		return nil, err
 	case <-t.C:
 		return nil, status.Errorf(codes.DeadlineExceeded, "no hello within %s", r.cfg.HelloTimeout)
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, status.FromContextError(ctx.Err()).Err()
 	}
 }
 
@@ -315,6 +351,24 @@ func validateHello(h *wsfleetv1.NodeHello) error {
 	if len(h.GetLabels()) > maxLabels {
 		bad = append(bad, fmt.Sprintf("labels: more than %d", maxLabels))
 	}
+	if run := h.GetRunning(); run != nil {
+		pool := h.GetPool()
+		if pool == "" {
+			pool = policy.DefaultPool
+		}
+		// A node runs its own pool's policy or default's; what it reports
+		// here may become a pool's policy (RecoverPolicy), so it may not
+		// speak for any other pool.
+		switch rp := run.GetPool(); {
+		case rp != pool && rp != policy.DefaultPool:
+			bad = append(bad, fmt.Sprintf("running.pool: %q is neither the node's pool %q nor %q", rp, pool, policy.DefaultPool))
+		case run.GetRevision() <= 0:
+			bad = append(bad, "running.revision: must be positive")
+		}
+		if id := run.GetStoreId(); len(id) > maxStoreIDLength {
+			bad = append(bad, fmt.Sprintf("running.store_id: longer than %d", maxStoreIDLength))
+		}
+	}
 	if len(bad) > 0 {
 		return status.Errorf(codes.InvalidArgument, "invalid hello: %v", bad)
 	}
@@ -322,8 +376,10 @@ func validateHello(h *wsfleetv1.NodeHello) error {
 }
 
 // attach registers a stream for a node, replacing any previous stream for
-// the same node id (the newest wins: it is the node that reconnected).
-func (r *Registry) attach(h *wsfleetv1.NodeHello, addr string) (pool string, gen uint64, notify, stop chan struct{}) {
+// the same node id (the newest wins: it is the node that reconnected). It
+// returns ok false, having changed nothing, once Shutdown has begun; every
+// stream it attaches is counted in the connected gauge until its detach.
+func (r *Registry) attach(h *wsfleetv1.NodeHello, addr string) (pool string, gen uint64, notify, stop chan struct{}, ok bool) {
 	now := timestamppb.New(r.cfg.Now())
 	pool = h.GetPool()
 	if pool == "" {
@@ -331,6 +387,12 @@ func (r *Registry) attach(h *wsfleetv1.NodeHello, addr string) (pool string, gen
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.closed {
+		// Checked under the lock that Shutdown takes: a stream attached
+		// after Shutdown would never be stopped, and one refused here must
+		// not be counted (its caller does not detach it).
+		return pool, 0, nil, nil, false
+	}
 	nd := r.nodes[h.GetNodeId()]
 	if nd == nil {
 		nd = &node{status: &wsfleetv1.NodeStatus{NodeId: h.GetNodeId()}, nacked: map[string]int64{}}
@@ -344,11 +406,6 @@ func (r *Registry) attach(h *wsfleetv1.NodeHello, addr string) (pool string, gen
 	nd.gen++
 	nd.notify = make(chan struct{}, 1)
 	nd.stop = make(chan struct{})
-	if r.closed { // shutting down: the stream ends at once
-		close(nd.stop)
-		stop, nd.stop = nd.stop, nil
-		return pool, nd.gen, nd.notify, stop
-	}
 	s := nd.status
 	s.Pool = pool
 	s.Labels = h.GetLabels()
@@ -358,18 +415,36 @@ func (r *Registry) attach(h *wsfleetv1.NodeHello, addr string) (pool string, gen
 	}
 	s.Build = h.GetBuild()
 	s.Connected = true
-	s.AppliedPool = h.GetAppliedPool()
-	s.AppliedRevision = h.GetAppliedRevision()
+	nd.running = h.GetRunning()
+	applied := helloKey(h)
+	s.AppliedPool, s.AppliedRevision, s.AppliedStoreId = applied.pool, applied.rev, applied.store
 	s.LastSeenTime = now
 	s.ConnectTime = now
 	r.metrics.connected.Inc()
-	return pool, nd.gen, nd.notify, nd.stop
+	return pool, nd.gen, nd.notify, nd.stop, true
 }
 
-// revKey names a revision: the pool it belongs to and its number.
+// revKey names a revision: the pool it belongs to, its number and the
+// store that issued it. Two stores may issue the same number (one was
+// reset): a node running the other store's is pushed this one's, and
+// refuses it if the content differs.
 type revKey struct {
-	pool string
-	rev  int64
+	pool  string
+	rev   int64
+	store string
+}
+
+func keyOf(rev *wsfleetv1.PolicyRevision) revKey {
+	return revKey{rev.GetPool(), rev.GetRevision(), rev.GetStoreId()}
+}
+
+// helloKey is the revision a hello says the node runs: running when set,
+// else the applied pool and number of an SDK that predates it.
+func helloKey(h *wsfleetv1.NodeHello) revKey {
+	if run := h.GetRunning(); run != nil {
+		return keyOf(run)
+	}
+	return revKey{pool: h.GetAppliedPool(), rev: h.GetAppliedRevision()}
 }
 
 // detach marks the node disconnected unless a newer stream took over.
@@ -423,29 +498,78 @@ func (r *Registry) TelemetryBatch(nodeID string, events int, dropped uint64) {
 func (r *Registry) ListNodes(_ context.Context, req *wsfleetv1.ListNodesRequest) (*wsfleetv1.ListNodesResponse, error) {
 	now := r.cfg.Now()
 	r.mu.Lock()
+	r.forget(now)
 	out := make([]*wsfleetv1.NodeStatus, 0, len(r.nodes))
-	for id, nd := range r.nodes {
-		s := nd.status
-		if !s.GetConnected() && s.GetLastSeenTime() != nil && now.Sub(s.GetLastSeenTime().AsTime()) > r.cfg.ForgetAfter {
-			delete(r.nodes, id)
+	for _, nd := range r.nodes {
+		if req.GetPool() != "" && nd.status.GetPool() != req.GetPool() {
 			continue
 		}
-		if req.GetPool() != "" && s.GetPool() != req.GetPool() {
-			continue
+		s := proto.Clone(nd.status).(*wsfleetv1.NodeStatus)
+		if eff := r.effective(s.GetPool()); eff != nil {
+			s.HeadRevision = eff.rev.GetRevision()
 		}
-		out = append(out, proto.Clone(s).(*wsfleetv1.NodeStatus))
+		s.Ahead = r.ahead(nd)
+		out = append(out, s)
 	}
 	r.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].GetNodeId() < out[j].GetNodeId() })
 	return &wsfleetv1.ListNodesResponse{Nodes: out}, nil
 }
 
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
+// ahead reports whether a node runs a revision this control plane does not
+// have: a higher number than the head of the pool it runs, a pool with no
+// head here at all, or the head's number from another store. That is what
+// a node looks like after the store was reset or replaced while it kept
+// running; RecoverPolicy brings the control plane back above it. r.mu must
+// be held.
+func (r *Registry) ahead(nd *node) bool {
+	run := nd.running
+	if run == nil {
+		return false
 	}
-	return s[:n]
+	h := r.heads[run.GetPool()]
+	if h == nil {
+		return true
+	}
+	head := h.rev
+	return run.GetRevision() > head.GetRevision() ||
+		run.GetRevision() == head.GetRevision() && run.GetStoreId() != head.GetStoreId()
 }
+
+// forget drops the nodes disconnected for longer than ForgetAfter. r.mu
+// must be held.
+func (r *Registry) forget(now time.Time) {
+	for id, nd := range r.nodes {
+		s := nd.status
+		if !s.GetConnected() && s.GetLastSeenTime() != nil && now.Sub(s.GetLastSeenTime().AsTime()) > r.cfg.ForgetAfter {
+			delete(r.nodes, id)
+		}
+	}
+}
+
+// Running returns the revision every known node reports running (connected
+// or seen within ForgetAfter), by node id; Running is nil for a node that
+// reports none. The revisions are shared and must not be modified.
+// RecoverPolicy reads the fleet through it.
+func (r *Registry) Running() []Reported {
+	now := r.cfg.Now()
+	r.mu.Lock()
+	r.forget(now)
+	out := make([]Reported, 0, len(r.nodes))
+	for id, nd := range r.nodes {
+		rep := Reported{NodeID: id, Pool: nd.status.GetPool(), Connected: nd.status.GetConnected(), Running: nd.running}
+		if ts := nd.status.GetLastSeenTime(); ts != nil {
+			rep.LastSeen = ts.AsTime()
+		}
+		out = append(out, rep)
+	}
+	r.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].NodeID < out[j].NodeID })
+	return out
+}
+
+// errShuttingDown ends the watch streams of a control plane that stops.
+var errShuttingDown = status.Error(codes.Unavailable, "control plane shutting down")
 
 // Shutdown ends every watch stream with Unavailable, so nodes reconnect
 // (to another replica, or to this one when it is back) instead of holding

@@ -27,6 +27,15 @@ type watchOnly struct {
 
 func (w watchOnly) Watch(s wsfleetv1.NodeService_WatchServer) error { return w.r.Watch(s) }
 
+type listOnly struct {
+	wsfleetv1.UnimplementedFleetServiceServer
+	r *Registry
+}
+
+func (l listOnly) ListNodes(ctx context.Context, req *wsfleetv1.ListNodesRequest) (*wsfleetv1.ListNodesResponse, error) {
+	return l.r.ListNodes(ctx, req)
+}
+
 func rev(pool string, n int64) *wsfleetv1.PolicyRevision {
 	p := policy.Default()
 	p.Limits.MaxConnections = int32(1000 + n)
@@ -36,9 +45,26 @@ func rev(pool string, n int64) *wsfleetv1.PolicyRevision {
 // fixture runs a registry behind a real gRPC server on loopback.
 func fixture(t *testing.T, cfg Config) (*Registry, wsfleetv1.NodeServiceClient) {
 	t.Helper()
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	cfg.Log = log
+	f := newServed(t, cfg)
+	return f.r, f.nodes
+}
+
+// served is a registry behind a real gRPC server on loopback, serving
+// Watch and ListNodes; watchEnds receives what every Watch handler returned.
+type served struct {
+	r         *Registry
+	nodes     wsfleetv1.NodeServiceClient
+	fleet     wsfleetv1.FleetServiceClient
+	watchEnds chan error
+}
+
+func newServed(t *testing.T, cfg Config) *served {
+	t.Helper()
+	if cfg.Log == nil {
+		log := logrus.New()
+		log.SetOutput(io.Discard)
+		cfg.Log = log
+	}
 	r, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -47,8 +73,17 @@ func fixture(t *testing.T, cfg Config) (*Registry, wsfleetv1.NodeServiceClient) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	f := &served{r: r, watchEnds: make(chan error, 256)}
+	srv := grpc.NewServer(grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		err := handler(srv, ss)
+		select {
+		case f.watchEnds <- err:
+		default:
+		}
+		return err
+	}))
 	wsfleetv1.RegisterNodeServiceServer(srv, watchOnly{r: r})
+	wsfleetv1.RegisterFleetServiceServer(srv, listOnly{r: r})
 	go func() { _ = srv.Serve(lis) }()
 	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -59,7 +94,9 @@ func fixture(t *testing.T, cfg Config) (*Registry, wsfleetv1.NodeServiceClient) 
 		r.Shutdown()
 		srv.Stop()
 	})
-	return r, wsfleetv1.NewNodeServiceClient(cc)
+	f.nodes = wsfleetv1.NewNodeServiceClient(cc)
+	f.fleet = wsfleetv1.NewFleetServiceClient(cc)
+	return f
 }
 
 type fakeNode struct {

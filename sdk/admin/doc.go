@@ -7,6 +7,10 @@
 // bound each call (wsctl uses --timeout). A Client is safe for concurrent use;
 // Close it when done, which stops gRPC's background goroutines.
 //
+// Policy and Fleet are the generated clients; Recover wraps RecoverPolicy,
+// the call that restores a pool's policy from what the fleet runs after the
+// control plane lost its store.
+//
 // FieldViolations, Conflict and StoreUnavailable decode the structured errors
 // the control plane returns, so callers can show every invalid field of a
 // refused policy, tell a stale write from any other refusal, and tell a

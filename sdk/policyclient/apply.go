@@ -4,11 +4,12 @@ import (
 	"context"
 	"fmt"
 	"time"
-	"unicode/utf8"
 
 	"github.com/sirupsen/logrus"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/wsfleet/wsfleet/api/clip"
+	"github.com/wsfleet/wsfleet/api/policy"
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 )
 
@@ -38,7 +39,22 @@ func (c *Client) handle(p push) {
 		c.nack(p, log, fmt.Errorf("%w: %w", ErrInvalidPush, err))
 		return
 	}
-	if cur := c.applied.Load(); sameRevision(cur, rev) {
+	cur := c.applied.Load()
+	if err := backwards(cur, rev); err != nil {
+		// Never applied, whatever Apply would say: a control plane whose
+		// store was reset must not roll the fleet back silently. The node
+		// keeps serving what it runs; the control plane shows it as ahead.
+		c.nack(p, log, err)
+		return
+	}
+	if sameRevision(cur, rev) {
+		if cur.GetStoreId() != rev.GetStoreId() {
+			// The same revision re-issued by another store (a restored
+			// backup, a store rebuilt with the same content): nothing to
+			// apply, but the node now runs it as that store's, so later
+			// hellos and comparisons name the store that issued it.
+			c.adopt(rev, log)
+		}
 		// Pushed again (a stream that broke while it was being applied, a
 		// control plane that forgot the hello): the node runs it already.
 		log.Debug("policy already applied; acknowledging")
@@ -49,30 +65,87 @@ func (c *Client) handle(p push) {
 		c.nack(p, log, err)
 		return
 	}
+	c.mu.Lock()
+	c.status.LastApplyTime = time.Now()
+	c.mu.Unlock()
+	c.adopt(rev, log)
+	log.Info("policy applied")
+	c.ack(p, log)
+}
+
+// adopt makes rev the last good revision and caches it. The cache is
+// written before the ACK: once the control plane records the node on this
+// revision, a restart of the node resumes from it, store identity included.
+func (c *Client) adopt(rev *wsfleetv1.PolicyRevision, log logrus.FieldLogger) {
 	c.applied.Store(rev)
 	c.mu.Lock()
 	c.status.Revision = rev.GetRevision()
 	c.status.Pool = rev.GetPool()
-	c.status.LastApplyTime = time.Now()
+	c.status.StoreID = rev.GetStoreId()
 	c.mu.Unlock()
-	log.Info("policy applied")
-	// The cache is written before the ACK: once the control plane records
-	// the node on this revision, a restart of the node resumes from it.
 	if c.cfg.CacheFile != "" {
 		if err := writeCache(c.cfg.CacheFile, rev); err != nil {
 			c.setError(err)
 			log.WithError(err).Warn("policy applied but not cached; a restart before the next change starts without it")
 		}
 	}
-	c.ack(p, log)
 }
 
 // sameRevision: b is a, by pool, number and content. Content is compared
-// too because a control plane whose store was wiped numbers again from 1.
+// too: two stores may issue the same number with different content, and
+// backwards refuses that case before this is asked.
 func sameRevision(a, b *wsfleetv1.PolicyRevision) bool {
 	return a != nil && b != nil &&
 		a.GetPool() == b.GetPool() && a.GetRevision() == b.GetRevision() &&
 		proto.Equal(a.GetPolicy(), b.GetPolicy())
+}
+
+// backwards returns an error wrapping ErrBackwards when rev would take the
+// node back from cur, the revision it runs: for the same pool, a lower
+// number, or the same number with other content from another store (a
+// store that was reset and has been written to since). Revision numbers
+// only ever grow within a store, and a recovered revision is numbered
+// above every revision the fleet reports, so a genuine change is never
+// refused.
+//
+// Pools: a node runs its own pool's policy, or default's while its pool
+// has none. Default's revision followed by the first one of the node's own
+// pool is progress. The reverse, default's offered to a node that runs its
+// own pool's, is refused: pools are never deleted, so the control plane
+// offering default's means it lost the pool's policy.
+func backwards(cur, rev *wsfleetv1.PolicyRevision) error {
+	if cur == nil {
+		return nil
+	}
+	var why string
+	switch {
+	case rev.GetPool() != cur.GetPool():
+		if cur.GetPool() == policy.DefaultPool || rev.GetPool() != policy.DefaultPool {
+			return nil
+		}
+		why = "the control plane has no policy for pool " + cur.GetPool()
+	case rev.GetRevision() < cur.GetRevision():
+	case rev.GetRevision() == cur.GetRevision() && rev.GetStoreId() != cur.GetStoreId() &&
+		!proto.Equal(rev.GetPolicy(), cur.GetPolicy()):
+		why = "same number, other content"
+	default:
+		return nil
+	}
+	err := fmt.Errorf("%w: running %s, offered %s", ErrBackwards, describe(cur), describe(rev))
+	if why != "" {
+		err = fmt.Errorf("%w (%s)", err, why)
+	}
+	return fmt.Errorf("%w; keeping %s@%d until the control plane recovers the pool's policy from the fleet (wsctl policy recover --pool %s)",
+		err, cur.GetPool(), cur.GetRevision(), cur.GetPool())
+}
+
+// describe names a revision for a NACK text: "default@81 from store bolt-1a2b...".
+func describe(rev *wsfleetv1.PolicyRevision) string {
+	s := fmt.Sprintf("%s@%d", rev.GetPool(), rev.GetRevision())
+	if id := rev.GetStoreId(); id != "" {
+		return s + " from store " + id
+	}
+	return s + " from a store without identity"
 }
 
 func (c *Client) ack(p push, log logrus.FieldLogger) {
@@ -89,7 +162,9 @@ func (c *Client) ack(p push, log logrus.FieldLogger) {
 }
 
 func (c *Client) nack(p push, log logrus.FieldLogger, cause error) {
-	text := truncate(cause.Error(), MaxNackBytes)
+	// Valid UTF-8 whatever Apply put in its error (a quoted invalid
+	// byte would make the NACK unmarshalable), cut on a rune boundary.
+	text := clip.ValidString(cause.Error(), MaxNackBytes)
 	c.mu.Lock()
 	c.status.LastError = text
 	c.status.LastErrorTime = time.Now()
@@ -104,19 +179,4 @@ func (c *Client) nack(p push, log logrus.FieldLogger, cause error) {
 	c.mu.Lock()
 	c.status.Nacks++
 	c.mu.Unlock()
-}
-
-// truncatedMark ends a NACK text that was cut.
-const truncatedMark = " ... (truncated)"
-
-// truncate cuts s to at most n bytes on a rune boundary, marking the cut.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := max(n-len(truncatedMark), 0)
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + truncatedMark
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/wsfleet/wsfleet/sdk/internal/backoff"
 	"io"
 	"maps"
 	"sync"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/wsfleet/wsfleet/api/policy"
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
+	"github.com/wsfleet/wsfleet/sdk/internal/backoff"
 )
 
 // Status is a snapshot of a Client for metrics, logs and health checks.
@@ -27,6 +27,9 @@ type Status struct {
 	Pool string
 	// Revision is the applied (last good) revision, 0 if none.
 	Revision int64
+	// StoreID is the identity of the store that issued Revision; empty
+	// when none (or a cache written before stores had identities).
+	StoreID string
 	// LastError is the last stream or dial error, NACK text or cache write
 	// error; it is not cleared by a later success (LastErrorTime says when).
 	LastError     string
@@ -123,7 +126,8 @@ func (c *Client) loadCache() {
 	c.applied.Store(rev)
 	c.status.Revision = rev.GetRevision()
 	c.status.Pool = rev.GetPool()
-	log.WithFields(logrus.Fields{"revision": rev.GetRevision(), "policy_pool": rev.GetPool()}).Info("loaded cached policy")
+	c.status.StoreID = rev.GetStoreId()
+	log.WithFields(logrus.Fields{"revision": rev.GetRevision(), "policy_pool": rev.GetPool(), "store_id": rev.GetStoreId()}).Info("loaded cached policy")
 }
 
 // Cached returns the revision loaded from the cache file at New, nil if
@@ -298,7 +302,9 @@ func (c *Client) setError(err error) {
 }
 
 // hello is the first message of every stream. It carries the revision the
-// node runs, so the control plane resends nothing it already has.
+// node runs, whole: the control plane resends nothing the node already
+// has, shows a node that runs a revision it does not know (its store was
+// reset) as ahead, and can recover the pool's policy from it.
 func (c *Client) hello() *wsfleetv1.WatchRequest {
 	h := &wsfleetv1.NodeHello{
 		NodeId:  c.cfg.NodeID,
@@ -310,6 +316,7 @@ func (c *Client) hello() *wsfleetv1.WatchRequest {
 	if cur := c.applied.Load(); cur != nil {
 		h.AppliedRevision = cur.GetRevision()
 		h.AppliedPool = cur.GetPool()
+		h.Running = cur
 	}
 	return &wsfleetv1.WatchRequest{Kind: &wsfleetv1.WatchRequest_Hello{Hello: h}}
 }

@@ -284,7 +284,8 @@ func TestPushOfTheAppliedRevisionIsAckedWithoutApply(t *testing.T) {
 	if got := rec.got(); !slices.Equal(got, []int64{5}) {
 		t.Fatalf("applied %v, want [5] once", got)
 	}
-	// Same number, other content (a control plane whose store was wiped):
+	// Same number, other content from the same store (no store refuses
+	// that; only another store's is refused, see backwards_test.go):
 	// applied again.
 	changed := revision("edge", 5)
 	changed.Policy.Limits.MaxConnections = 42

@@ -22,6 +22,22 @@
 // the one already applied (same pool, number and policy) is ACKed without
 // calling Apply again.
 //
+// # Revisions never go backwards
+//
+// Every revision carries the identity of the store that issued it
+// (store_id), and the hello carries the revision the node runs, whole
+// (NodeHello.running). A push of the pool the node runs with a lower
+// number, or with the same number and other content from another store, is
+// NACKed with ErrBackwards ("revision went backwards: running default@81
+// from store A, offered default@1 from store B") without reaching Apply,
+// and the node keeps serving what it runs: a control plane whose store was
+// reset must not roll the fleet back. So is default's revision offered to a
+// node that runs its own pool's (pools are never deleted; the control plane
+// lost that pool). The control plane shows such a node as ahead and can
+// make what the fleet runs its next revision (RecoverPolicy), numbered
+// above every revision the fleet reports, which every node then applies. A
+// node's first revision of its own pool after default's is not backwards.
+//
 // # Reconnecting
 //
 // Run retries for ever, until its context ends: after every stream that
@@ -40,8 +56,8 @@
 //
 // # Cache
 //
-// With Config.CacheFile set, the last good revision is written after each
-// successful Apply and before its ACK, as protojson (indented, proto field
+// With Config.CacheFile set, the last good revision (store_id included) is
+// written after each successful Apply and before its ACK, as protojson (indented, proto field
 // names; readable with cat or jq), atomically: a temporary file in the same
 // directory, fsync, rename over the cache file, fsync of the directory. New
 // reads it back; Cached returns it and the client counts it as applied

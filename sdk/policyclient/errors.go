@@ -13,6 +13,13 @@ var (
 	// valid policy for this node; it is NACKed with this error's text and
 	// never reaches Apply.
 	ErrInvalidPush = errors.New("policyclient: refused pushed revision")
+	// ErrBackwards: the control plane pushed a revision older than the one
+	// the node runs for the same pool (a lower number, or the same number
+	// with other content from another store): its store was reset or
+	// replaced. The push is NACKed with this error's text and never
+	// reaches Apply; the node keeps serving its revision until the control
+	// plane recovers the pool's policy from the fleet (RecoverPolicy).
+	ErrBackwards = errors.New("policyclient: revision went backwards")
 	// ErrCache: the cache file could not be read, decoded, validated or
 	// written.
 	ErrCache = errors.New("policyclient: policy cache")

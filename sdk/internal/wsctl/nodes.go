@@ -38,7 +38,14 @@ func (a *app) nodesListCommand() *cobra.Command {
 
 REVISION is the pool and revision the node last acknowledged (a node of a
 pool without its own policy runs default's). LAST NACK is the last revision
-the node refused and why; the node keeps running its previous revision.`,
+the node refused and why; the node keeps running its previous revision.
+
+A node marked AHEAD of the control plane runs a revision the control plane
+does not have (a higher number than its head, shown in parentheses, or the
+same number from another store): the control plane's store was reset or
+replaced while the node kept running, and the node refuses the older
+revisions it is offered. 'wsctl policy recover --pool POOL' makes what the
+fleet runs the pool's next revision.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fc, err := a.fleet()
@@ -75,11 +82,44 @@ func writeNodes(w io.Writer, nodes []*wsfleetv1.NodeStatus, pool string, now tim
 	}
 	tw := newTable(w)
 	fmt.Fprintln(tw, "NODE\tPOOL\tADDRESS\tREVISION\tSTATE\tLAST NACK")
+	var aheadPools []string
 	for _, n := range nodes {
+		rev := appliedRevision(n)
+		if n.GetAhead() {
+			rev += " AHEAD of control plane (" + headRevision(n) + ")"
+			if p := appliedPool(n); !slices.Contains(aheadPools, p) {
+				aheadPools = append(aheadPools, p)
+			}
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n",
-			n.GetNodeId(), dash(n.GetPool()), dash(n.GetAddress()), appliedRevision(n), nodeState(n, now), lastNack(n))
+			n.GetNodeId(), dash(n.GetPool()), dash(n.GetAddress()), rev, nodeState(n, now), lastNack(n))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	// Said once below the table, so it is not missed in a long listing.
+	for _, p := range aheadPools {
+		if _, err := fmt.Fprintf(w, "\nnodes run a revision of pool %s that the control plane does not have (its store was reset or replaced?);\n"+
+			"they keep it and refuse older ones. To make it the pool's next revision: wsctl policy recover --pool %s\n", p, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// headRevision is the control plane's head of the pool the node should run.
+func headRevision(n *wsfleetv1.NodeStatus) string {
+	if n.GetHeadRevision() == 0 {
+		return "no revision"
+	}
+	return "@" + strconv.FormatInt(n.GetHeadRevision(), 10)
+}
+
+func appliedPool(n *wsfleetv1.NodeStatus) string {
+	if p := n.GetAppliedPool(); p != "" {
+		return p
+	}
+	return n.GetPool()
 }
 
 // appliedRevision reads "default@7": the pool matters because a node of a
@@ -88,11 +128,7 @@ func appliedRevision(n *wsfleetv1.NodeStatus) string {
 	if n.GetAppliedRevision() == 0 {
 		return "-"
 	}
-	pool := n.GetAppliedPool()
-	if pool == "" {
-		pool = n.GetPool()
-	}
-	return pool + "@" + strconv.FormatInt(n.GetAppliedRevision(), 10)
+	return appliedPool(n) + "@" + strconv.FormatInt(n.GetAppliedRevision(), 10)
 }
 
 func nodeState(n *wsfleetv1.NodeStatus, now time.Time) string {

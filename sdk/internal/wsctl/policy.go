@@ -36,6 +36,7 @@ func (a *app) policyCommand() *cobra.Command {
 		a.policyHistoryCommand(),
 		a.policyDiffCommand(),
 		a.policyRollbackCommand(),
+		a.policyRecoverCommand(),
 	)
 	return cmd
 }
