@@ -150,14 +150,21 @@ func describe(rev *wsfleetv1.PolicyRevision) string {
 
 func (c *Client) ack(p push, log logrus.FieldLogger) {
 	req := &wsfleetv1.WatchRequest{Kind: &wsfleetv1.WatchRequest_Ack{Ack: &wsfleetv1.PolicyAck{Nonce: p.resp.GetNonce()}}}
+	// Counted before Send and taken back if it fails, so that a Status read
+	// by anyone who has seen the ACK arrive already counts it.
+	c.count(&c.status.Acks, 1)
 	if err := p.stream.stream.Send(req); err != nil {
+		c.count(&c.status.Acks, -1)
 		// The stream broke; the receive loop sees it and reconnects, and
 		// the hello carries the revision this ACK was for.
 		log.WithError(err).Debug("ACK not sent")
-		return
 	}
+}
+
+// count adds delta to one of the status counters.
+func (c *Client) count(counter *uint64, delta int) {
 	c.mu.Lock()
-	c.status.Acks++
+	*counter += uint64(delta) // -1 wraps back: the counter was incremented first
 	c.mu.Unlock()
 }
 
@@ -172,11 +179,9 @@ func (c *Client) nack(p push, log logrus.FieldLogger, cause error) {
 	c.mu.Unlock()
 	log.WithError(cause).WithField("running_revision", running).Warn("policy refused (NACK); keeping the last good one")
 	req := &wsfleetv1.WatchRequest{Kind: &wsfleetv1.WatchRequest_Nack{Nack: &wsfleetv1.PolicyNack{Nonce: p.resp.GetNonce(), Error: text}}}
+	c.count(&c.status.Nacks, 1)
 	if err := p.stream.stream.Send(req); err != nil {
+		c.count(&c.status.Nacks, -1)
 		log.WithError(err).Debug("NACK not sent")
-		return
 	}
-	c.mu.Lock()
-	c.status.Nacks++
-	c.mu.Unlock()
 }
