@@ -129,18 +129,13 @@ func verifyFile(f io.ReaderAt, path string, size int64) error {
 // damage: falling back would silently drop the newest commit, which is the
 // rollback a store must never do on its own. So either invalid is refused.
 func (v *verifier) readMetas() error {
-	var (
-		metas    [2]meta
-		errs     [2]error
-		magic    bool
-		pageSize uint64
-	)
+	var pageSize uint64
 	buf := make([]byte, 4096)
 	n, _ := v.f.ReadAt(buf, 0)
-	metas[0], errs[0] = parseMeta(buf[:n])
-	magic = magic || !errors.Is(errs[0], errNoMagic) && !errors.Is(errs[0], errShortMeta)
-	if errs[0] == nil {
-		pageSize = metas[0].pageSize
+	m0, err0 := parseMeta(buf[:n])
+	magic := !errors.Is(err0, errNoMagic) && !errors.Is(err0, errShortMeta)
+	if err0 == nil {
+		pageSize = m0.pageSize
 	} else {
 		for ps := uint64(minPageSize); ps <= maxPageSize && ps+pageHeaderSize+metaChecksumAt+8 <= v.size; ps *= 2 {
 			n, _ := v.f.ReadAt(buf, int64(ps))
@@ -156,7 +151,7 @@ func (v *verifier) readMetas() error {
 		if !magic && !v.hasBoltPages() {
 			return fmt.Errorf("%w: %s is not a bbolt database (no meta page)", ErrNotPolicyDB, v.path)
 		}
-		return v.corrupt("both bbolt meta pages are damaged (page 0: %v)", errs[0])
+		return v.corrupt("both bbolt meta pages are damaged (page 0: %v)", err0)
 	}
 	if pageSize < minPageSize || pageSize > maxPageSize || pageSize&(pageSize-1) != 0 {
 		return v.corrupt("the meta page gives page size %d", pageSize)
@@ -165,6 +160,7 @@ func (v *verifier) readMetas() error {
 		return v.corrupt("the file is %d bytes, shorter than its two meta pages of %d bytes: it was truncated", v.size, pageSize)
 	}
 
+	var metas [2]meta
 	for i := range uint64(2) {
 		page := make([]byte, pageHeaderSize+metaChecksumAt+8)
 		if _, err := v.f.ReadAt(page, int64(i*pageSize)); err != nil {
