@@ -28,16 +28,40 @@ $(BUF):
 build: ## build wsfleet-control, wsfleet-node, wsctl and wsfleet-bench into ./.bin
 	$(GO) build -o $(BIN)/ ./controlplane/cmd/wsfleet-control ./dataplane/cmd/wsfleet-node ./sdk/cmd/wsctl ./dataplane/cmd/wsfleet-bench
 
+# run: the node starts once the control plane's gRPC port accepts connections
+# (bash's /dev/tcp; bounded by RUN_WAIT seconds). Either process ending ends
+# both. Ctrl-C or SIGTERM stops both gracefully; the recipe exits 0 when both
+# stopped cleanly, 1 (saying which did not) otherwise. GNU make itself, when
+# the terminal's Ctrl-C reaches it too, re-raises SIGINT once the recipe is
+# done (shells show nothing; $$? is 130), but reports no error.
+RUN_WAIT ?= 30
 run: build ## control plane (embedded store, --dev) and one node registered to it, on loopback; Ctrl-C stops both
 	@echo ">> control plane: gRPC 127.0.0.1:7400, metrics 127.0.0.1:7401 (store in $(DATA_DIR)/control)"
 	@echo ">> node local-1:  WebSocket ws://127.0.0.1:8080/ws, metrics 127.0.0.1:8081"
-	@echo ">> in another shell: export PATH=$$PWD/.bin:$$PATH; wsctl nodes list"
-	@trap 'kill -TERM $$cp $$node 2>/dev/null; wait' INT TERM; \
+	@echo '>> in another shell: export PATH=$$PWD/.bin:$$PATH; wsctl nodes list'
+	@listening() { (exec 3<>/dev/tcp/127.0.0.1/7400) 2>/dev/null; }; \
+	if listening; then echo ">> 127.0.0.1:7400 is already in use (another make run?)" >&2; exit 1; fi; \
+	cp= node= stopping= failed=; \
+	stop() { [ -n "$$stopping" ] || { stopping=1; kill -TERM $$cp $$node 2>/dev/null || true; }; }; \
+	trap stop INT TERM; \
 	$(BIN)/wsfleet-control --dev --grpc-addr 127.0.0.1:7400 --http-addr 127.0.0.1:7401 \
 		--data-dir $(DATA_DIR)/control --log-format text & cp=$$!; \
-	$(BIN)/wsfleet-node --control 127.0.0.1:7400 --node-id local-1 --listen 127.0.0.1:8080 \
-		--metrics-addr 127.0.0.1:8081 --cache-file $(DATA_DIR)/node/policy-default.json --log-format text & node=$$!; \
-	wait $$cp $$node
+	for _ in $$(seq $$(( $(RUN_WAIT) * 10 ))); do \
+		if listening || [ -n "$$stopping" ] || ! kill -0 $$cp 2>/dev/null; then break; fi; \
+		sleep 0.1 || true; \
+	done; \
+	if [ -z "$$stopping" ] && kill -0 $$cp 2>/dev/null && listening; then \
+		$(BIN)/wsfleet-node --control 127.0.0.1:7400 --node-id local-1 --listen 127.0.0.1:8080 \
+			--metrics-addr 127.0.0.1:8081 --cache-file $(DATA_DIR)/node/policy-default.json --log-format text & node=$$!; \
+		while kill -0 $$cp 2>/dev/null && kill -0 $$node 2>/dev/null; do sleep 0.2 || true; done; \
+	elif [ -z "$$stopping" ] && kill -0 $$cp 2>/dev/null; then \
+		echo ">> wsfleet-control is not listening on 127.0.0.1:7400 after $(RUN_WAIT)s; stopping it" >&2; failed=1; \
+	fi; \
+	stop; \
+	cs=0; wait $$cp || cs=$$?; ns=0; [ -z "$$node" ] || wait $$node || ns=$$?; \
+	if [ $$cs -ne 0 ] || [ $$ns -ne 0 ] || [ -n "$$failed" ]; then \
+		echo ">> stopped: wsfleet-control exited $$cs$${node:+, wsfleet-node $$ns}" >&2; exit 1; \
+	fi
 
 test: verify-mod verify-fmt vet lint verify-generated gotest ## everything CI checks
 

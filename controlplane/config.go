@@ -27,6 +27,10 @@ type Config struct {
 	// HTTPAddr serves /metrics and /healthz. Default 127.0.0.1:7401.
 	HTTPAddr string
 	// DataDir holds the embedded store (policy.db). Default ./.wsfleet/control.
+	// A missing policy.db is created (a new store, logged with its
+	// identity); an existing one that is empty, damaged, not a wsfleet
+	// store or locked by another process makes New fail: it is never
+	// initialised over. InitStore creates one explicitly.
 	DataDir string
 
 	// Dev turns authentication off. Allowed only when every listen address

@@ -1,14 +1,24 @@
 // Package controlplane is the wsfleet control plane: a gRPC server for the
-// policy API (and, as the fleet loop lands, node watch and telemetry), with
-// an embedded bbolt store, token auth, Prometheus metrics, gRPC health
+// policy API, the node watch (registry) and telemetry ingest and queries,
+// with an embedded bbolt store, token auth, Prometheus metrics, gRPC health
 // checking and server reflection.
 //
 // Lifecycle: New validates the Config, opens the store and binds both
 // listeners (so a port in use fails at once and tests may bind port 0);
 // Run serves until its context is cancelled, then stops gracefully within
 // Config.ShutdownTimeout and closes the store. Run owns every goroutine it
-// starts and returns only after they have ended.
+// starts and returns only after they have ended. New starts no goroutine;
+// when it fails it has released whatever it had built (Close is safe on a
+// partly built Server) and its error is the cause, with what to do when
+// the store is the problem.
+//
+// The store: a missing policy.db is created as a new store (logged with
+// its identity); an existing file is checked and, if it is empty, damaged,
+// not a wsfleet store or locked by another process, New fails instead of
+// starting: a lost store never silently becomes a fresh one at revision 1.
+// InitStore creates a store explicitly (wsfleet-control --init).
 //
 // A request on the policy path: interceptors (metrics → logging → auth →
-// recovery) → policyserver → store.
+// recovery) → policyserver → store. A node's watch: NodeService.Watch →
+// registry; its telemetry: NodeService.ReportTelemetry → telemetry.
 package controlplane

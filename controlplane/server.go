@@ -37,7 +37,6 @@ import (
 	"github.com/wsfleet/wsfleet/controlplane/policyserver"
 	"github.com/wsfleet/wsfleet/controlplane/registry"
 	"github.com/wsfleet/wsfleet/controlplane/store"
-	"github.com/wsfleet/wsfleet/controlplane/store/boltstore"
 	"github.com/wsfleet/wsfleet/controlplane/telemetry"
 )
 
@@ -86,9 +85,11 @@ func New(cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 
-	if s.store, err = boltstore.Open(boltstore.Config{Path: cfg.storePath()}); err != nil {
+	st, err := openStore(&cfg, s.log)
+	if err != nil {
 		return nil, err
 	}
+	s.store = st
 
 	s.metrics = newMetrics(s.prom)
 	if s.fleet, err = registry.New(registry.Config{Registerer: s.prom, Log: s.log}); err != nil {
@@ -118,13 +119,15 @@ func New(cfg Config) (_ *Server, err error) {
 	bootCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := s.policy.Bootstrap(bootCtx); err != nil {
-		return nil, fmt.Errorf("controlplane: bootstrap default pool: %w", err)
+		return nil, fmt.Errorf("controlplane: bootstrap default pool: %w", withStoreAdvice(err))
 	}
-	if pools, err := s.store.Pools(bootCtx); err == nil {
-		for _, p := range pools {
-			s.metrics.observeRevision(p)
-			s.fleet.Committed(p)
-		}
+	pools, err := s.store.Pools(bootCtx)
+	if err != nil {
+		return nil, fmt.Errorf("controlplane: read the pools' head revisions: %w", withStoreAdvice(err))
+	}
+	for _, p := range pools {
+		s.metrics.observeRevision(p)
+		s.fleet.Committed(p)
 	}
 
 	if err := s.buildGRPC(); err != nil {
@@ -146,9 +149,6 @@ func (s *Server) GRPCAddr() net.Addr { return s.grpcLis.Addr() }
 
 // HTTPAddr is the bound metrics/health address.
 func (s *Server) HTTPAddr() net.Addr { return s.httpLis.Addr() }
-
-// Registry is the server's Prometheus registry.
-func (s *Server) Registry() *prometheus.Registry { return s.prom }
 
 // ReloadTokens re-reads the tokens file; the running token set is kept if
 // the file is invalid.
@@ -297,6 +297,7 @@ func (s *Server) Run(ctx context.Context) error {
 		"grpc_addr": s.GRPCAddr().String(),
 		"http_addr": s.HTTPAddr().String(),
 		"data_dir":  s.cfg.DataDir,
+		"store_id":  s.store.ID(),
 		"dev":       s.cfg.Dev,
 		"tls":       s.cfg.TLSCert != "",
 		"mtls":      s.cfg.ClientCA != "",

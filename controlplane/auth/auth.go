@@ -75,9 +75,6 @@ func (a *Authenticator) Reload(tokens *Tokens) error {
 	return nil
 }
 
-// Dev reports whether authentication is off.
-func (a *Authenticator) Dev() bool { return a.dev }
-
 type identityKey struct{}
 
 // FromContext returns the caller's identity stored by the interceptors.

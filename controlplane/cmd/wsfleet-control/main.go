@@ -27,7 +27,8 @@ func run() int {
 	var cfg controlplane.Config
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", controlplane.DefaultGRPCAddr, "gRPC listen address")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", controlplane.DefaultHTTPAddr, "listen address for /metrics and /healthz")
-	fs.StringVar(&cfg.DataDir, "data-dir", controlplane.DefaultDataDir, "directory of the embedded store")
+	fs.StringVar(&cfg.DataDir, "data-dir", controlplane.DefaultDataDir, "directory of the embedded store (policy.db, created if missing)")
+	initStore := fs.Bool("init", false, "create a new, empty store in --data-dir, print its id and exit; refused if a store file is there")
 	fs.BoolVar(&cfg.Dev, "dev", false, "turn authentication off (allowed only on loopback addresses)")
 	fs.StringVar(&cfg.TokensFile, "tokens-file", "", "YAML file of bearer tokens with names and roles (admin, viewer, node); re-read on SIGHUP")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate file (PEM)")
@@ -69,6 +70,16 @@ func run() int {
 		return 2
 	}
 	cfg.Log = log
+
+	if *initStore {
+		id, path, err := controlplane.InitStore(cfg)
+		if err != nil {
+			log.WithError(err).Error("cannot create a store")
+			return 1
+		}
+		fmt.Printf("created a new store %s in %s\n", id, path)
+		return 0
+	}
 
 	srv, err := controlplane.New(cfg)
 	if err != nil {

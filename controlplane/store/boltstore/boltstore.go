@@ -7,9 +7,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -39,7 +43,7 @@ var (
 	marshalOptions = proto.MarshalOptions{Deterministic: true}
 )
 
-// Config configures Open.
+// Config configures Open and Create.
 type Config struct {
 	// Path is the database file, e.g. <data-dir>/policy.db. Its parent
 	// directory is created with mode 0700 if missing; the file gets 0600.
@@ -66,38 +70,282 @@ func (c Config) withDefaults() (Config, error) {
 
 // Store is a store.Store on one bbolt file. It is safe for concurrent use.
 type Store struct {
-	db     *bolt.DB
-	id     string
-	closed atomic.Bool
+	db      *bolt.DB
+	id      string
+	created bool
+	closed  atomic.Bool
 }
 
 var _ store.Store = (*Store)(nil)
 
-// Open opens (creating if needed) the database at cfg.Path.
+// errLockTimeout is lockFile's timeout, reported as ErrLocked.
+var errLockTimeout = errors.New("timed out waiting for the file lock")
+
+// Open opens the store at cfg.Path. A missing file is created as a new
+// store (Created then reports true). An existing file is checked before
+// use and never initialised, whatever its size: an empty file fails with
+// ErrEmpty, a damaged one with ErrCorrupt, one that is not ours with
+// ErrNotPolicyDB, a file another process holds with ErrLocked.
 func Open(cfg Config) (*Store, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o700); err != nil {
-		return nil, fmt.Errorf("boltstore: create data directory: %w", err)
+	if err := makeParent(cfg.Path); err != nil {
+		return nil, err
 	}
-	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{Timeout: cfg.Timeout})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("%w: %s (waited %s): %w", ErrLocked, cfg.Path, cfg.Timeout, err)
+	created := false
+	switch _, err := os.Lstat(cfg.Path); {
+	case errors.Is(err, fs.ErrNotExist):
+		switch err := create(cfg); {
+		case err == nil:
+			created = true
+		case errors.Is(err, ErrExists):
+			// Another process created it in the meantime: open theirs,
+			// which also says ErrLocked while they hold it.
+		default:
+			return nil, err
+		}
+	case err != nil:
+		return nil, fmt.Errorf("boltstore: %w", err)
+	}
+	s, err := openExisting(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.created = created
+	return s, nil
+}
+
+// Create makes a new store at cfg.Path and opens it. It fails with
+// ErrExists if anything is at the path: a store is never overwritten.
+func Create(cfg Config) (*Store, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := makeParent(cfg.Path); err != nil {
+		return nil, err
+	}
+	if fi, err := os.Stat(cfg.Path); err == nil && fi.IsDir() {
+		return nil, fmt.Errorf("%w: %s is a directory, not a database file", ErrBadPath, cfg.Path)
+	}
+	if _, err := os.Lstat(cfg.Path); err == nil {
+		return nil, fmt.Errorf("%w: %s", ErrExists, cfg.Path)
+	}
+	if err := create(cfg); err != nil {
+		return nil, err
+	}
+	s, err := openExisting(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.created = true
+	return s, nil
+}
+
+// Created reports whether this Open or Create made the file: a new store,
+// with a new identity.
+func (s *Store) Created() bool { return s.created }
+
+// makeParent creates the directory of path (mode 0700) if it is missing.
+func makeParent(path string) error {
+	dir := filepath.Dir(path)
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+		return fmt.Errorf("%w: %s is not a directory", ErrBadPath, dir)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		if errors.Is(err, syscall.ENOTDIR) {
+			return fmt.Errorf("%w: %w", ErrBadPath, err)
+		}
+		return fmt.Errorf("boltstore: create data directory: %w", err)
+	}
+	return nil
+}
+
+// create writes a new store to cfg.Path, all or nothing: it is built in a
+// temporary file next to it and hard-linked into place, so a crash leaves
+// either no file (a later start creates one again) or a whole store, never
+// an empty or half-initialised file that could pass for a lost store. The
+// link fails if a file appeared at the path meanwhile (ErrExists).
+func create(cfg Config) (err error) {
+	dir := filepath.Dir(cfg.Path)
+	tmp, err := os.CreateTemp(dir, filepath.Base(cfg.Path)+".new-*")
+	if err != nil {
+		return fmt.Errorf("boltstore: create %s: %w", cfg.Path, err)
+	}
+	tmpPath := tmp.Name()
+	defer func() {
+		if rerr := os.Remove(tmpPath); rerr != nil && err == nil {
+			err = fmt.Errorf("boltstore: remove %s: %w", tmpPath, rerr)
+		}
+	}()
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("boltstore: create %s: %w", cfg.Path, err)
+	}
+	// bbolt initialises an empty file: meta pages, freelist, root, fsync.
+	db, err := bolt.Open(tmpPath, 0o600, &bolt.Options{Timeout: cfg.Timeout})
+	if err != nil {
+		return fmt.Errorf("boltstore: create %s: %w", cfg.Path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error { return createSchema(tx, newStoreID()) })
+	if cerr := db.Close(); err == nil && cerr != nil {
+		err = cerr
 	}
 	if err != nil {
-		return nil, fmt.Errorf("boltstore: open %s: %w", cfg.Path, err)
+		return fmt.Errorf("boltstore: create %s: %w", cfg.Path, err)
 	}
-	var id string
-	if err := db.Update(func(tx *bolt.Tx) (err error) {
-		id, err = initSchema(tx)
+	if err := os.Link(tmpPath, cfg.Path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("%w: %s", ErrExists, cfg.Path)
+		}
+		return fmt.Errorf("boltstore: create %s: %w", cfg.Path, err)
+	}
+	return syncDir(dir)
+}
+
+// syncDir makes a new directory entry durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("boltstore: sync %s: %w", dir, err)
+	}
+	defer d.Close()
+	// Directories cannot be synced on Windows; elsewhere EINVAL means the
+	// filesystem has nothing to sync.
+	if err := d.Sync(); err != nil && runtime.GOOS != "windows" && !errors.Is(err, syscall.EINVAL) {
+		return fmt.Errorf("boltstore: sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// openExisting locks and checks the existing file at cfg.Path, then opens
+// it with bbolt, runs bbolt's consistency check and checks our layout.
+func openExisting(cfg Config) (*Store, error) {
+	path := cfg.Path
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return nil, fmt.Errorf("%w: %s is a directory, not a database file", ErrBadPath, path)
+	}
+	// No O_CREATE: a file removed since it was seen is not made again here.
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
+	}
+	// f is closed here until bbolt has taken it over. bbolt closes it on
+	// its own error paths too; closing an *os.File twice is harmless.
+	owned := true
+	defer func() {
+		if owned {
+			_ = f.Close() // also drops the lock
+		}
+	}()
+	size, err := fileSize(f, path)
+	if err != nil {
+		return nil, err
+	}
+	if err := lockFile(f, cfg.Timeout); err != nil {
+		if errors.Is(err, errLockTimeout) {
+			return nil, fmt.Errorf("%w: %s (waited %s)", ErrLocked, path, cfg.Timeout)
+		}
+		return nil, fmt.Errorf("boltstore: lock %s: %w", path, err)
+	}
+	// Re-read the size under the lock: a writer may have grown the file.
+	if size, err = fileSize(f, path); err != nil {
+		return nil, err
+	}
+	if err := verifyFile(f, path, size); err != nil {
+		return nil, err
+	}
+
+	var db *bolt.DB
+	err = guard(path, func() (err error) {
+		db, err = bolt.Open(path, 0o600, &bolt.Options{
+			Timeout: cfg.Timeout,
+			// bbolt opens (and later closes) the file checked above.
+			OpenFile: func(string, int, os.FileMode) (*os.File, error) { return f, nil },
+		})
 		return err
+	})
+	if db != nil {
+		owned = false
+	}
+	switch {
+	case errors.Is(err, bolterrors.ErrTimeout):
+		return nil, fmt.Errorf("%w: %s (waited %s): %w", ErrLocked, path, cfg.Timeout, err)
+	case errors.Is(err, ErrCorrupt):
+		return nil, err
+	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum), errors.Is(err, bolterrors.ErrVersionMismatch):
+		return nil, fmt.Errorf("%w: %s: bbolt cannot open it: %w", ErrCorrupt, path, err)
+	case err != nil:
+		// The file passed verifyFile: this is the system (memory, I/O).
+		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
+	}
+
+	var id string
+	if err := guard(path, func() error {
+		if err := consistencyCheck(db, path); err != nil {
+			return err
+		}
+		return db.Update(func(tx *bolt.Tx) (err error) {
+			id, err = checkSchema(tx)
+			return err
+		})
 	}); err != nil {
 		_ = db.Close()
-		return nil, fmt.Errorf("%w (file %s)", err, cfg.Path)
+		if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrNotPolicyDB) || errors.Is(err, ErrSchemaTooNew) {
+			return nil, fmt.Errorf("%w (file %s)", err, path)
+		}
+		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
 	return &Store{db: db, id: id}, nil
+}
+
+// guard runs fn with memory faults turned into panics (bbolt reads the
+// file through a memory map, where a damaged file can fault) and any panic
+// (a fault, or one of bbolt's assertions about the file) into ErrCorrupt.
+// bbolt's check was given a file whose every page lies within it, so a
+// panic here is damage that slipped past verifyFile, not a bug to crash on.
+func guard(path string, fn func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		// A fault's panic value says "nil pointer dereference"; say what it is.
+		if f, ok := r.(interface{ Addr() uintptr }); ok {
+			err = fmt.Errorf("%w: %s: bbolt's memory map of it faulted at %#x: it references data outside the file", ErrCorrupt, path, f.Addr())
+			return
+		}
+		err = fmt.Errorf("%w: %s: bbolt failed reading it: %v", ErrCorrupt, path, r)
+	}()
+	return fn()
+}
+
+// consistencyCheck runs bbolt's own check of the whole file (every page
+// reachable once, none both reachable and free, keys in order). It reads
+// every page, which at a policy store's size takes milliseconds.
+func consistencyCheck(db *bolt.DB, path string) error {
+	return db.View(func(tx *bolt.Tx) error {
+		var (
+			first error
+			n     int
+		)
+		// Check's goroutine sends until it is done: drain it all.
+		for err := range tx.Check() {
+			if first == nil {
+				first = err
+			}
+			n++
+		}
+		switch {
+		case n == 1:
+			return fmt.Errorf("%w: %s: bbolt's consistency check: %v", ErrCorrupt, path, first)
+		case n > 1:
+			return fmt.Errorf("%w: %s: bbolt's consistency check: %v (and %d more problems)", ErrCorrupt, path, first, n-1)
+		}
+		return nil
+	})
 }
 
 // newStoreID is a store identity: "bolt-" and 16 random hex digits.
@@ -110,33 +358,37 @@ func newStoreID() string {
 // ID implements store.Store.
 func (s *Store) ID() string { return s.id }
 
-// initSchema creates the buckets and the identity of a new file, or checks
-// that an existing file has a layout this build understands. It returns the
-// store's identity. A file of schema 1 written before identities existed
-// gets one now, once.
-func initSchema(tx *bolt.Tx) (string, error) {
+// createSchema lays out a new file: the meta bucket with the schema version
+// and the identity id, and the empty pools bucket.
+func createSchema(tx *bolt.Tx, id string) error {
+	meta, err := tx.CreateBucket(metaBucket)
+	if err != nil {
+		return fmt.Errorf("boltstore: create meta bucket: %w", err)
+	}
+	if err := meta.Put(schemaVersionKey, binary.BigEndian.AppendUint64(nil, SchemaVersion)); err != nil {
+		return fmt.Errorf("boltstore: write schema version: %w", err)
+	}
+	if _, err := tx.CreateBucket(poolsBucket); err != nil {
+		return fmt.Errorf("boltstore: create pools bucket: %w", err)
+	}
+	if err := meta.Put(storeIDKey, []byte(id)); err != nil {
+		return fmt.Errorf("boltstore: write store id: %w", err)
+	}
+	return nil
+}
+
+// checkSchema checks that an existing file has a layout this build
+// understands and returns the store's identity. A file of schema 1
+// written before identities existed gets one now, once. A file without our
+// meta bucket is refused even when it holds nothing: only create lays out
+// a new store, so an existing file is never adopted or initialised.
+func checkSchema(tx *bolt.Tx) (string, error) {
 	meta := tx.Bucket(metaBucket)
 	if meta == nil {
-		// Only a brand-new file may be initialised: adopting some other
-		// program's bbolt file would mix our buckets into its data.
 		if foreign, _ := tx.Cursor().First(); foreign != nil {
 			return "", fmt.Errorf("%w: it has bucket %q but no %q bucket", ErrNotPolicyDB, foreign, metaBucket)
 		}
-		meta, err := tx.CreateBucket(metaBucket)
-		if err != nil {
-			return "", fmt.Errorf("boltstore: create meta bucket: %w", err)
-		}
-		if err := meta.Put(schemaVersionKey, binary.BigEndian.AppendUint64(nil, SchemaVersion)); err != nil {
-			return "", fmt.Errorf("boltstore: write schema version: %w", err)
-		}
-		if _, err := tx.CreateBucket(poolsBucket); err != nil {
-			return "", fmt.Errorf("boltstore: create pools bucket: %w", err)
-		}
-		id := newStoreID()
-		if err := meta.Put(storeIDKey, []byte(id)); err != nil {
-			return "", fmt.Errorf("boltstore: write store id: %w", err)
-		}
-		return id, nil
+		return "", fmt.Errorf("%w: it is a bbolt database with no buckets", ErrNotPolicyDB)
 	}
 
 	raw := meta.Get(schemaVersionKey)

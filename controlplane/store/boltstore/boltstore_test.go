@@ -12,7 +12,6 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
 	"google.golang.org/protobuf/proto"
 
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
@@ -186,7 +185,8 @@ func TestOpenRefusesFilesItCannotRead(t *testing.T) {
 				}
 				return path
 			},
-			wantErr: bolterrors.ErrInvalid,
+			wantErr: boltstore.ErrNotPolicyDB,
+			wantMsg: []string{"not a bbolt database"},
 			notBolt: true,
 		},
 	}

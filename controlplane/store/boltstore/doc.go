@@ -4,6 +4,7 @@
 // # Layout
 //
 //	meta/schema_version        8-byte big-endian schema version (currently 1)
+//	meta/store_id              the store's identity, "bolt-" and 16 hex digits
 //	pools/<pool>/<revision>    proto.Marshal(PolicyRevision), deterministic
 //
 // Revision keys are the 8-byte big-endian revision number, so bbolt's byte
@@ -28,4 +29,27 @@
 //
 // The file is locked with flock while open: a second process (or a second
 // Open in this one) waits Config.Timeout and then fails with ErrLocked.
+//
+// # Opening, creating, refusing
+//
+// A store file is created only when none exists: Open creates a missing
+// file (Store.Created reports it) and Create makes one or fails with
+// ErrExists. A new file is built under a temporary name and hard-linked
+// into place, so a crash leaves no file or a whole store; a leftover
+// policy.db.new-* file after a crash is safe to delete.
+//
+// An existing file is never initialised, whatever its size: losing the
+// store and starting over at revision 1 without a word would roll the whole
+// fleet back. Before use, Open takes the lock (so no writer is mid-commit),
+// then checks the file with plain reads: not empty (ErrEmpty), both bbolt
+// meta pages intact, the file as long as they say, and every page and
+// element the tree and freelist reference inside the file (ErrCorrupt), a
+// bbolt file at all (ErrNotPolicyDB). Only then does bbolt map it; bbolt's
+// consistency check (tx.Check) and our layout check (ErrNotPolicyDB,
+// ErrSchemaTooNew) follow. bbolt reads the file through a memory map and
+// asserts with panics; Open runs bbolt with debug.SetPanicOnFault on its
+// goroutine and recovers, so damage that slips past the checks is still
+// ErrCorrupt, not a crash. tx.Check runs on a goroutine of bbolt's own,
+// where neither reaches: that is why the page bounds are checked first.
+// Every error names the file and fits on one line.
 package boltstore
