@@ -270,6 +270,11 @@ func (r *Registry) Watch(stream wsfleetv1.NodeService_WatchServer) error {
 					s.AppliedPool, s.AppliedRevision, s.AppliedStoreId = sent.rev.GetPool(), sent.rev.GetRevision(), sent.rev.GetStoreId()
 					s.LastAckTime = timestamppb.New(now)
 					s.LastSeenTime = timestamppb.New(now)
+					// A NACK is about a push the node refused; once it
+					// applies a later one, the refusal is history (the log
+					// and the nacks metric keep it) and "LAST NACK" would
+					// only point operators at a problem that is gone.
+					s.LastNackRevision, s.LastNackError = 0, ""
 				})
 				// Debug: one apply reaches every node of a pool, and a line per
 				// node would bury the audit line; the metrics and ListNodes

@@ -255,9 +255,21 @@ func TestANackedRevisionIsNotPushedAgain(t *testing.T) {
 		t.Fatalf("pushes = %d, want 2 (rev 1 and rev 2 once)", p)
 	}
 	r.Committed(rev("default", 3))
-	if m := n2.next(time.Second); m.GetRevision().GetRevision() != 3 {
+	m = n2.next(time.Second)
+	if m.GetRevision().GetRevision() != 3 {
 		t.Fatalf("push %v", m)
 	}
+
+	t.Run("a later revision the node applies clears the NACK", func(t *testing.T) {
+		if s := status1(t, r, "n1"); s.GetLastNackRevision() != 2 {
+			t.Fatalf("before the ACK: last NACK %d, want 2 still shown", s.GetLastNackRevision())
+		}
+		n2.ack(m)
+		eventually(t, "ack of 3", func() bool { return status1(t, r, "n1").GetAppliedRevision() == 3 })
+		if s := status1(t, r, "n1"); s.GetLastNackRevision() != 0 || s.GetLastNackError() != "" {
+			t.Fatalf("after applying revision 3 the NACK of 2 is still shown: %v", s)
+		}
+	})
 }
 
 func TestStaleNoncesAreIgnored(t *testing.T) {
