@@ -392,7 +392,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		err = fmt.Errorf("dataplane: drain timed out with %d connections open; cutting them", n.Active())
-		n.sessions.each(func(s *session) { _ = s.conn.NetConn().Close() })
+		n.sessions.each(func(s *session) { s.abort() })
 		<-done
 	}
 	n.cancel()

@@ -204,6 +204,19 @@ func (h *eventHandler) OnClose(socket *gws.Conn, err error) {
 	ev.Error = text
 	ev.PolicyRevision = h.node.snapshot().rev.GetRevision()
 	h.node.record(ev)
+	// Last: it may read what the client still sends for up to closeLinger.
+	if tc, ok := socket.NetConn().(*traceConn); ok {
+		tc.finish()
+	}
+}
+
+// abort closes the connection's socket at once, without a close frame.
+func (s *session) abort() {
+	if tc, ok := s.conn.NetConn().(*traceConn); ok {
+		tc.abort()
+		return
+	}
+	_ = s.conn.NetConn().Close()
 }
 
 // id renders the connection id, unique per node process.
@@ -364,7 +377,7 @@ func (s *session) closeWith(class wsfleetv1.ErrorClass, reason string) {
 		// The peer is gone or stuck: no close frame (the client sees 1006).
 		// Closing the socket ends the read loop; a read deadline would make
 		// gws write close 1000 "i/o timeout" first.
-		_ = s.conn.NetConn().Close()
+		s.abort()
 	case wsfleetv1.ErrorClass_ERROR_CLASS_SLOW_CONSUMER:
 		s.q.close() // free what it did not read now
 		go s.writeClose(info.SentCloseCode, reason)
