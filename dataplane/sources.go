@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -130,30 +131,13 @@ func RunWithControlPlane(ctx context.Context, cfg Config, cp ControlPlane) error
 	}
 	defer conn.Close()
 
-	// The client calls Apply only from the goroutines Run starts, and Run
-	// starts after node is set: the go statement orders the two, no lock
-	// needed. The client exists first because its cache is the node's
-	// initial policy.
-	var node *Node
-	client, err := policyclient.New(policyclient.Config{
-		Conn:       conn.Conn(),
-		NodeID:     cfg.NodeID,
-		Pool:       cfg.Pool,
-		Labels:     cp.Labels,
-		Build:      cp.Build,
-		Address:    cfg.ListenAddr,
-		CacheFile:  cp.CacheFile,
-		MinBackoff: cp.MinBackoff,
-		MaxBackoff: cp.MaxBackoff,
-		Log:        log,
-		Apply:      func(rev *wsfleetv1.PolicyRevision) error { return node.Apply(rev) },
-	})
-	if err != nil {
-		return err
-	}
+	// The cache is the node's initial policy; the node is built with it,
+	// and only then the client that applies pushes to it.
+	// A cache that cannot be used is ignored (policyclient.New logs why).
+	cached, _ := policyclient.ReadCache(cp.CacheFile, cfg.Pool)
 	switch {
-	case client.Cached() != nil:
-		cfg.Policy = client.Cached()
+	case cached != nil:
+		cfg.Policy = cached
 		log.WithFields(logrus.Fields{"revision": cfg.Policy.GetRevision(), "cache_file": cp.CacheFile}).Info("starting with the cached policy")
 	case cp.BootstrapFile != "":
 		// Read once, not watched: the control plane's policy replaces it.
@@ -176,19 +160,45 @@ func RunWithControlPlane(ctx context.Context, cfg Config, cp ControlPlane) error
 		return err
 	}
 	cfg.Sink = reporter
+	// Ready when the node started with a policy (cache or bootstrap file),
+	// or once a push is applied: the built-in defaults alone are not a
+	// policy anyone chose.
+	var pushed atomic.Bool
 	cfg.ReadyCheck = func() error {
-		if !startedWithPolicy && !client.Ready() {
+		if !startedWithPolicy && !pushed.Load() {
 			return errors.New("no policy from the control plane yet")
 		}
 		return nil
 	}
-	registerControlMetrics(cfg.Registry, cfg.NodeID, client, reporter)
 
 	n, err := New(cfg)
 	if err != nil {
 		return err
 	}
-	node = n
+	client, err := policyclient.New(policyclient.Config{
+		Conn:       conn.Conn(),
+		NodeID:     cfg.NodeID,
+		Pool:       cfg.Pool,
+		Labels:     cp.Labels,
+		Build:      cp.Build,
+		Address:    cfg.ListenAddr,
+		CacheFile:  cp.CacheFile,
+		MinBackoff: cp.MinBackoff,
+		MaxBackoff: cp.MaxBackoff,
+		Log:        log,
+		Apply: func(rev *wsfleetv1.PolicyRevision) error {
+			if err := n.Apply(rev); err != nil {
+				return err
+			}
+			pushed.Store(true)
+			return nil
+		},
+	})
+	if err != nil {
+		_ = n.Shutdown(context.Background())
+		return err
+	}
+	registerControlMetrics(cfg.Registry, cfg.NodeID, client, reporter)
 	if err := n.Listen(); err != nil {
 		_ = n.Shutdown(context.Background())
 		return err

@@ -22,6 +22,23 @@ var cacheMarshal = protojson.MarshalOptions{Multiline: true, Indent: "  ", UsePr
 // are dropped rather than costing the node its cached policy.
 var cacheUnmarshal = protojson.UnmarshalOptions{DiscardUnknown: true}
 
+// ReadCache returns the revision a Client of pool would start with from
+// the cache file at path: (nil, nil) when there is no file, an error
+// wrapping ErrCache when there is one that cannot be used (unreadable,
+// corrupt, invalid, another pool's). New reads it the same way; an
+// embedding service reads it first to build what the client will Apply to
+// (the node starts serving with it).
+func ReadCache(path, pool string) (*wsfleetv1.PolicyRevision, error) {
+	rev, err := loadCache(path)
+	if err != nil || rev == nil {
+		return nil, err
+	}
+	if err := checkRevision(rev, pool); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrCache, path, err)
+	}
+	return rev, nil
+}
+
 // loadCache reads the revision in path: (nil, nil) when there is no file,
 // an error wrapping ErrCache when there is one that cannot be used.
 func loadCache(path string) (*wsfleetv1.PolicyRevision, error) {

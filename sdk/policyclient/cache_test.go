@@ -2,11 +2,15 @@ package policyclient
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
+
+	"github.com/wsfleet/wsfleet/api/policy"
+	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 )
 
 func TestCacheWriteLeavesOnlyTheFile(t *testing.T) {
@@ -54,5 +58,46 @@ func TestMissingCacheIsNotAnError(t *testing.T) {
 	rev, err := loadCache(filepath.Join(t.TempDir(), "absent.json"))
 	if rev != nil || err != nil {
 		t.Fatalf("loadCache = %v, %v; want nil, nil", rev, err)
+	}
+}
+
+func TestReadCacheGivesWhatAClientOfThePoolStartsWith(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, rev *wsfleetv1.PolicyRevision) string {
+		path := filepath.Join(dir, name)
+		if err := writeCache(path, rev); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	edge := write("edge.json", revision("edge", 4))
+	def := write("default.json", revision(policy.DefaultPool, 2))
+	garbage := filepath.Join(dir, "garbage.json")
+	if err := os.WriteFile(garbage, []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		path    string
+		pool    string
+		want    *wsfleetv1.PolicyRevision
+		wantErr bool
+	}{
+		{"the pool's own revision is taken", edge, "edge", revision("edge", 4), false},
+		{"a revision of default is taken by any pool", def, "edge", revision(policy.DefaultPool, 2), false},
+		{"another pool's revision is refused", edge, "eu", nil, true},
+		{"a corrupt file is refused", garbage, "edge", nil, true},
+		{"no file is no cache, not an error", filepath.Join(dir, "absent.json"), "edge", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ReadCache(tt.path, tt.pool)
+			if (err != nil) != tt.wantErr || (err != nil && !errors.Is(err, ErrCache)) {
+				t.Fatalf("ReadCache error = %v, want error %v wrapping ErrCache", err, tt.wantErr)
+			}
+			if !proto.Equal(got, tt.want) {
+				t.Fatalf("ReadCache = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }

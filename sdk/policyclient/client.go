@@ -108,12 +108,7 @@ func New(cfg Config) (*Client, error) {
 
 func (c *Client) loadCache() {
 	log := c.log.WithField("cache_file", c.cfg.CacheFile)
-	rev, err := loadCache(c.cfg.CacheFile)
-	if err == nil && rev != nil {
-		if verr := c.check(rev); verr != nil {
-			err = fmt.Errorf("%w: %s: %w", ErrCache, c.cfg.CacheFile, verr)
-		}
-	}
+	rev, err := ReadCache(c.cfg.CacheFile, c.cfg.Pool)
 	if err != nil {
 		log.WithError(err).Warn("policy cache ignored; waiting for the control plane")
 		return
@@ -325,14 +320,16 @@ func (c *Client) hello() *wsfleetv1.WatchRequest {
 // from the cache: a positive revision of this node's pool or of the default
 // pool, whose policy is valid as a whole. Callers wrap its error with
 // ErrInvalidPush or ErrCache.
-func (c *Client) check(rev *wsfleetv1.PolicyRevision) error {
+func (c *Client) check(rev *wsfleetv1.PolicyRevision) error { return checkRevision(rev, c.cfg.Pool) }
+
+func checkRevision(rev *wsfleetv1.PolicyRevision, pool string) error {
 	switch {
 	case rev == nil:
 		return errors.New("no revision")
 	case rev.GetRevision() <= 0:
 		return fmt.Errorf("revision %d is not positive", rev.GetRevision())
-	case rev.GetPool() != c.cfg.Pool && rev.GetPool() != policy.DefaultPool:
-		return fmt.Errorf("revision %d is of pool %q, but this node is in pool %q", rev.GetRevision(), rev.GetPool(), c.cfg.Pool)
+	case rev.GetPool() != pool && rev.GetPool() != policy.DefaultPool:
+		return fmt.Errorf("revision %d is of pool %q, but this node is in pool %q", rev.GetRevision(), rev.GetPool(), pool)
 	}
 	if err := policy.Check(rev.GetPolicy()); err != nil {
 		return fmt.Errorf("revision %d of pool %q: %w", rev.GetRevision(), rev.GetPool(), err)
