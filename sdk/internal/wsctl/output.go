@@ -106,6 +106,18 @@ type outcome struct {
 	changes    []*wsfleetv1.FieldChange
 }
 
+// appliedOutcome is what an ApplyPolicy answer reports (apply and set).
+func appliedOutcome(resp *wsfleetv1.ApplyPolicyResponse, pool string, dryRun bool) outcome {
+	return outcome{
+		pool:      poolOf(resp.GetRevision(), pool),
+		dryRun:    dryRun,
+		revision:  resp.GetRevision().GetRevision(),
+		previous:  resp.GetPreviousRevision(),
+		unchanged: resp.GetUnchanged(),
+		changes:   resp.GetChanges(),
+	}
+}
+
 func (o outcome) write(w io.Writer) error {
 	var head string
 	switch {

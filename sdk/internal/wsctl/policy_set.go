@@ -104,14 +104,7 @@ Paths: ` + wrap(strings.Join(policyfile.Paths(), ", "), 72),
 			if err != nil {
 				return err
 			}
-			return a.emit(resp, outcome{
-				pool:      poolOf(resp.GetRevision(), pool),
-				dryRun:    dryRun,
-				revision:  resp.GetRevision().GetRevision(),
-				previous:  resp.GetPreviousRevision(),
-				unchanged: resp.GetUnchanged(),
-				changes:   resp.GetChanges(),
-			}.write)
+			return a.emit(resp, appliedOutcome(resp, pool, dryRun).write)
 		},
 	}
 	poolFlag(cmd, &pool)

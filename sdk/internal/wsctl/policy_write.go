@@ -98,14 +98,7 @@ refuse the change if someone else changed the pool since you read it.`,
 			if err != nil {
 				return err
 			}
-			return a.emit(resp, outcome{
-				pool:      poolOf(resp.GetRevision(), pool),
-				dryRun:    dryRun,
-				revision:  resp.GetRevision().GetRevision(),
-				previous:  resp.GetPreviousRevision(),
-				unchanged: resp.GetUnchanged(),
-				changes:   resp.GetChanges(),
-			}.write)
+			return a.emit(resp, appliedOutcome(resp, pool, dryRun).write)
 		},
 	}
 	fileFlag(cmd, &file)
