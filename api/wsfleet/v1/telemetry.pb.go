@@ -239,8 +239,17 @@ type ErrorEvent struct {
 	Error string `protobuf:"bytes,19,opt,name=error,proto3" json:"error,omitempty"`
 	// Policy revision the node ran when the event happened.
 	PolicyRevision int64 `protobuf:"varint,20,opt,name=policy_revision,json=policyRevision,proto3" json:"policy_revision,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// How many rejected handshakes this event stands for: the node folds
+	// repeated rejections (same class, origin and client network within a
+	// short window) into one event with a count, so a flood of bad
+	// handshakes costs bounded work. 0 means 1. Counts in queries are exact:
+	// an event counts `repeat` times.
+	Repeat uint32 `protobuf:"varint,21,opt,name=repeat,proto3" json:"repeat,omitempty"`
+	// The first and last time of the folded rejections when repeat > 1
+	// (`time` is the last one).
+	FirstTime     *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=first_time,json=firstTime,proto3" json:"first_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ErrorEvent) Reset() {
@@ -413,12 +422,26 @@ func (x *ErrorEvent) GetPolicyRevision() int64 {
 	return 0
 }
 
+func (x *ErrorEvent) GetRepeat() uint32 {
+	if x != nil {
+		return x.Repeat
+	}
+	return 0
+}
+
+func (x *ErrorEvent) GetFirstTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstTime
+	}
+	return nil
+}
+
 var File_wsfleet_v1_telemetry_proto protoreflect.FileDescriptor
 
 const file_wsfleet_v1_telemetry_proto_rawDesc = "" +
 	"\n" +
 	"\x1awsfleet/v1/telemetry.proto\x12\n" +
-	"wsfleet.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb9\x05\n" +
+	"wsfleet.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8c\x06\n" +
 	"\n" +
 	"ErrorEvent\x12)\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x15.wsfleet.v1.EventKindR\x04kind\x12,\n" +
@@ -446,7 +469,10 @@ const file_wsfleet_v1_telemetry_proto_rawDesc = "" +
 	"\bbytes_in\x18\x11 \x01(\x03R\abytesIn\x12\x1b\n" +
 	"\tbytes_out\x18\x12 \x01(\x03R\bbytesOut\x12\x14\n" +
 	"\x05error\x18\x13 \x01(\tR\x05error\x12'\n" +
-	"\x0fpolicy_revision\x18\x14 \x01(\x03R\x0epolicyRevision*\xb9\x04\n" +
+	"\x0fpolicy_revision\x18\x14 \x01(\x03R\x0epolicyRevision\x12\x16\n" +
+	"\x06repeat\x18\x15 \x01(\rR\x06repeat\x129\n" +
+	"\n" +
+	"first_time\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\tfirstTime*\xb9\x04\n" +
 	"\n" +
 	"ErrorClass\x12\x1b\n" +
 	"\x17ERROR_CLASS_UNSPECIFIED\x10\x00\x12\x1f\n" +
@@ -500,11 +526,12 @@ var file_wsfleet_v1_telemetry_proto_depIdxs = []int32{
 	3, // 2: wsfleet.v1.ErrorEvent.open_time:type_name -> google.protobuf.Timestamp
 	3, // 3: wsfleet.v1.ErrorEvent.time:type_name -> google.protobuf.Timestamp
 	4, // 4: wsfleet.v1.ErrorEvent.duration:type_name -> google.protobuf.Duration
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	3, // 5: wsfleet.v1.ErrorEvent.first_time:type_name -> google.protobuf.Timestamp
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_wsfleet_v1_telemetry_proto_init() }
