@@ -31,6 +31,14 @@ const (
 	DefaultCloseConcurrency  = 256
 	DefaultShutdownRetry     = 5 * time.Second
 	DefaultFlushTimeout      = 2 * time.Second
+	DefaultMaxOriginBytes    = 512
+	DefaultMaxUserAgentBytes = 512
+	DefaultMaxErrorBytes     = 1024
+	DefaultMaxRemoteBytes    = 128
+	DefaultFoldWindow        = 10 * time.Second
+	DefaultFoldMaxKeys       = 4096
+	DefaultFoldIPv4Prefix    = 24
+	DefaultFoldIPv6Prefix    = 64
 )
 
 // Config configures a Node. Zero values take the defaults above.
@@ -98,6 +106,39 @@ type Config struct {
 	// dropped: the node still exits cleanly. Default 2s.
 	FlushTimeout time.Duration
 
+	// MaxOriginBytes, MaxUserAgentBytes, MaxErrorBytes and MaxRemoteBytes
+	// cap what a client supplies and the node keeps: a connection's origin,
+	// user agent and remote address, and the same fields and the error text
+	// of every event and its log line. A longer value is cut on a rune
+	// boundary and ends with clip.Mark; invalid UTF-8 (a raw header may hold
+	// any byte, and protobuf refuses to marshal it) is replaced with U+FFFD.
+	// Each cut and each repair is counted in
+	// wsfleet_node_event_fields_truncated_total{field} and
+	// wsfleet_node_event_fields_invalid_utf8_total{field}. Defaults 512,
+	// 512, 1024 and 128 bytes: no real origin (a DNS name is at most 253
+	// bytes) or address is cut. The trace id needs no cap of its own:
+	// admission.TraceID takes at most 128 bytes from the client.
+	MaxOriginBytes    int
+	MaxUserAgentBytes int
+	MaxErrorBytes     int
+	MaxRemoteBytes    int
+
+	// FoldWindow: rejected handshakes of one class and HTTP status, from one
+	// origin and client network, fold into one event with a count within
+	// this window (see package dataplane/internal/fold): the first is
+	// recorded at once, the rest as one event with repeat = their number
+	// when the window ends. Metrics stay exact per rejection. Default 10s;
+	// negative: every rejection is its own event.
+	FoldWindow time.Duration
+	// FoldMaxKeys bounds the keys (class, status, origin, network) folding
+	// at once; when it is full, a new key's rejections fold into its class's
+	// overflow key (origin "(other)"). Default 4096.
+	FoldMaxKeys int
+	// FoldIPv4Prefix and FoldIPv6Prefix are the client network of a remote
+	// address: its IPv4 /24 and IPv6 /64 by default.
+	FoldIPv4Prefix int
+	FoldIPv6Prefix int
+
 	// AuthURL, if set, is called before each upgrade (see package admission).
 	AuthURL string
 	// AuthTimeout bounds one AuthURL call. Default 2s.
@@ -161,6 +202,16 @@ func (c *Config) setDefaults() {
 	defInt(&c.CloseConcurrency, DefaultCloseConcurrency)
 	def(&c.ShutdownRetry, DefaultShutdownRetry)
 	def(&c.FlushTimeout, DefaultFlushTimeout)
+	defInt(&c.MaxOriginBytes, DefaultMaxOriginBytes)
+	defInt(&c.MaxUserAgentBytes, DefaultMaxUserAgentBytes)
+	defInt(&c.MaxErrorBytes, DefaultMaxErrorBytes)
+	defInt(&c.MaxRemoteBytes, DefaultMaxRemoteBytes)
+	if c.FoldWindow == 0 {
+		c.FoldWindow = DefaultFoldWindow
+	}
+	defInt(&c.FoldMaxKeys, DefaultFoldMaxKeys)
+	defInt(&c.FoldIPv4Prefix, DefaultFoldIPv4Prefix)
+	defInt(&c.FoldIPv6Prefix, DefaultFoldIPv6Prefix)
 	if c.Log == nil {
 		c.Log = logrus.StandardLogger()
 	}
@@ -175,6 +226,9 @@ func (c *Config) validate() error {
 	}
 	if len(c.Path) == 0 || c.Path[0] != '/' {
 		return fmt.Errorf("%w: Path %q must start with /", ErrConfig, c.Path)
+	}
+	if c.FoldIPv4Prefix > 32 || c.FoldIPv6Prefix > 128 {
+		return fmt.Errorf("%w: FoldIPv4Prefix %d / FoldIPv6Prefix %d: at most 32 / 128 bits", ErrConfig, c.FoldIPv4Prefix, c.FoldIPv6Prefix)
 	}
 	for _, a := range []string{c.ListenAddr, c.MetricsAddr} {
 		if a == "-" {

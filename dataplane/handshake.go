@@ -8,8 +8,10 @@ import (
 
 	"github.com/lxzan/gws"
 
+	"github.com/wsfleet/wsfleet/api/errclass"
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 	"github.com/wsfleet/wsfleet/dataplane/admission"
+	"github.com/wsfleet/wsfleet/dataplane/internal/fold"
 )
 
 // ServeHTTP is the handshake path, in the order of DESIGN.md: trace id,
@@ -117,10 +119,12 @@ func (n *Node) upgrade(hj http.Hijacker, r *http.Request, traceID string, ticket
 	s.connNum = n.nextConn.Add(1)
 	s.traceID = traceID
 	// Few distinct origins and user agents serve many connections: share
-	// one copy of each.
-	s.origin = unique.Make(r.Header.Get("Origin")).Value()
-	s.remote = r.RemoteAddr
-	s.userAgent = unique.Make(r.Header.Get("User-Agent")).Value()
+	// one copy of each. Capped like an event's fields: the connection's
+	// log lines, events and hooks see these, and a client must not make
+	// the node hold a 16 KiB header for the connection's life.
+	s.origin = unique.Make(n.capField(fieldOrigin, r.Header.Get("Origin"))).Value()
+	s.remote = n.capField(fieldRemote, r.RemoteAddr)
+	s.userAgent = unique.Make(n.capField(fieldUserAgent, r.Header.Get("User-Agent"))).Value()
 	s.openNanos = open.UnixNano()
 	return s, socket, nil
 }
@@ -131,17 +135,41 @@ func (n *Node) reject(w http.ResponseWriter, r *http.Request, traceID string, op
 }
 
 // recordRejection records the status WriteRejection answers, so the event
-// and the wire agree.
+// and the wire agree. The metric counts every rejection; the event and its
+// log line go through the fold table, which records the first rejection of
+// a class, status, origin and client network at once and counts the rest
+// of its window into one event (Config.FoldWindow).
 func (n *Node) recordRejection(r *http.Request, traceID string, open time.Time, rej *admission.Rejection) {
-	ev := newEvent(wsfleetv1.EventKind_EVENT_KIND_HANDSHAKE_REJECTED, rej.Class, open, time.Now())
+	now := time.Now()
+	name := errclass.Name(rej.Class)
+	n.metrics.handshakes.WithLabelValues(name).Inc()
+	ev := newEvent(wsfleetv1.EventKind_EVENT_KIND_HANDSHAKE_REJECTED, rej.Class, open, now)
 	ev.HttpStatus = int32(rej.HTTPStatus())
 	ev.TraceId = traceID
 	ev.NodeId = n.cfg.NodeID
 	ev.Pool = n.cfg.Pool
-	ev.Origin = r.Header.Get("Origin")
-	ev.RemoteAddr = r.RemoteAddr
-	ev.UserAgent = r.Header.Get("User-Agent")
-	ev.Error = rej.Reason
+	ev.Origin = n.capField(fieldOrigin, r.Header.Get("Origin"))
+	ev.RemoteAddr = n.capField(fieldRemote, r.RemoteAddr)
+	ev.UserAgent = n.capField(fieldUserAgent, r.Header.Get("User-Agent"))
+	ev.Error = n.capField(fieldError, rej.Reason)
 	ev.PolicyRevision = n.snapshot().rev.GetRevision()
-	n.record(ev)
+	key := fold.Key{
+		Class:   rej.Class,
+		Status:  ev.HttpStatus,
+		Origin:  ev.Origin,
+		Network: fold.NetworkOf(ev.RemoteAddr, n.cfg.FoldIPv4Prefix, n.cfg.FoldIPv6Prefix),
+	}
+	out := n.folds.Add(key, ev, now)
+	if out.Now == nil {
+		n.metrics.folded.WithLabelValues(name).Inc()
+	}
+	if out.Overflow {
+		n.metrics.foldOverflow.Inc()
+	}
+	if out.Ended != nil {
+		n.emit(out.Ended)
+	}
+	if out.Now != nil {
+		n.emit(out.Now)
+	}
 }

@@ -117,6 +117,9 @@ type testNode struct {
 	*Node
 	sink *sink
 	addr string
+	// stop drains the node as Run does when its context ends and waits for
+	// Run to return; also called when the test ends.
+	stop func()
 }
 
 // startNode runs a node on loopback and drains it when the test ends.
@@ -146,18 +149,22 @@ func startNode(t testing.TB, p *wsfleetv1.Policy, mutate func(*Config)) *testNod
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Errorf("node did not stop")
 			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("node did not stop")
-		}
-	})
-	return &testNode{Node: n, sink: sk, addr: n.Addr().String()}
+		})
+	}
+	t.Cleanup(stop)
+	return &testNode{Node: n, sink: sk, addr: n.Addr().String(), stop: stop}
 }
 
 // client is a gws client that records what it receives.

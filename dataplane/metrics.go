@@ -22,6 +22,14 @@ type metrics struct {
 	draining   prometheus.Gauge
 	// undelivered is set once, at the end of Shutdown.
 	undelivered prometheus.Gauge
+	// truncated and invalidUTF8 count client-supplied fields cut to their
+	// cap or repaired, per field (indexed by field).
+	truncated   [numFields]prometheus.Counter
+	invalidUTF8 [numFields]prometheus.Counter
+	// folded counts rejections counted into a fold instead of recorded at
+	// once, by class; foldOverflow those that went to an overflow key.
+	folded       *prometheus.CounterVec
+	foldOverflow prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, nodeID, pool string) *metrics {
@@ -45,18 +53,41 @@ func newMetrics(reg prometheus.Registerer, nodeID, pool string) *metrics {
 		undelivered: prometheus.NewGauge(prometheus.GaugeOpts(opts("telemetry_undelivered",
 			"Error events the sink could not deliver when the node shut down (set at the end of the drain)."))),
 	}
-	reg.MustRegister(m.active, m.handshakes, m.closes, messages, bytes, m.breaker, m.revision, m.draining, m.undelivered)
+	truncated := prometheus.NewCounterVec(prometheus.CounterOpts(opts("event_fields_truncated_total",
+		"Client-supplied strings (origin, user agent, error text, remote address) cut to their cap in an event, a log line or a connection, by field.")), []string{"field"})
+	invalidUTF8 := prometheus.NewCounterVec(prometheus.CounterOpts(opts("event_fields_invalid_utf8_total",
+		"Client-supplied strings whose invalid UTF-8 was replaced with U+FFFD, by field.")), []string{"field"})
+	for f := range numFields {
+		m.truncated[f] = truncated.WithLabelValues(f.String())
+		m.invalidUTF8[f] = invalidUTF8.WithLabelValues(f.String())
+	}
+	m.folded = prometheus.NewCounterVec(prometheus.CounterOpts(opts("handshake_rejections_folded_total",
+		"Rejected handshakes counted into a folded event (repeat) instead of recorded as their own, by class; wsfleet_node_handshakes_total counts every rejection.")), []string{"class"})
+	m.foldOverflow = prometheus.NewCounter(prometheus.CounterOpts(opts("handshake_rejections_fold_overflow_total",
+		"Rejected handshakes that went to their class's overflow fold key because the fold table was full (--fold-max-keys).")))
+	reg.MustRegister(m.active, m.handshakes, m.closes, messages, bytes, m.breaker, m.revision, m.draining, m.undelivered,
+		truncated, invalidUTF8, m.folded, m.foldOverflow)
 	// Zero series for every class so dashboards and alerts see them before
 	// the first occurrence.
 	m.handshakes.WithLabelValues("accepted")
 	for _, c := range errclass.All() {
 		if c.HTTPStatus != 0 {
 			m.handshakes.WithLabelValues(c.Name)
+			m.folded.WithLabelValues(c.Name)
 		} else {
 			m.closes.WithLabelValues(c.Name)
 		}
 	}
 	return m
+}
+
+// registerFoldKeys exports the fold table's size, read at each scrape.
+func (m *metrics) registerFoldKeys(reg prometheus.Registerer, nodeID, pool string, keys func() int) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "wsfleet", Subsystem: "node", Name: "handshake_fold_keys",
+		Help:        "Keys (class, status, origin, client network) whose rejections are folding now; at most --fold-max-keys plus one overflow key per class and status.",
+		ConstLabels: prometheus.Labels{"node_id": nodeID, "pool": pool},
+	}, func() float64 { return float64(keys()) }))
 }
 
 func registerRuntimeCollectors(reg prometheus.Registerer) {

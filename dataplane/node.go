@@ -21,6 +21,7 @@ import (
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 	"github.com/wsfleet/wsfleet/dataplane/admission"
 	"github.com/wsfleet/wsfleet/dataplane/broker"
+	"github.com/wsfleet/wsfleet/dataplane/internal/fold"
 )
 
 // snapshot is everything the data path reads from the policy, derived once
@@ -46,6 +47,9 @@ type Node struct {
 	admitter *admission.Admitter
 	broker   broker.Broker
 	events   *eventHandler
+	folds    *fold.Table
+	// foldDone is closed when the fold sweeper has stopped.
+	foldDone chan struct{}
 
 	applyMu sync.Mutex // serializes Apply; never taken on the data path
 	snap    atomic.Pointer[snapshot]
@@ -87,6 +91,8 @@ func New(cfg Config) (*Node, error) {
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.events = &eventHandler{node: n}
 	n.metrics = newMetrics(cfg.Registry, cfg.NodeID, cfg.Pool)
+	n.folds = fold.New(fold.Config{Window: cfg.FoldWindow, MaxKeys: cfg.FoldMaxKeys})
+	n.metrics.registerFoldKeys(cfg.Registry, cfg.NodeID, cfg.Pool, n.folds.Len)
 	if n.broker == nil {
 		n.broker = broker.NewInProcess()
 	}
@@ -108,7 +114,31 @@ func New(cfg Config) (*Node, error) {
 	n.heartbeatNudge = make(chan struct{}, 1)
 	n.heartbeatDone = make(chan struct{})
 	go n.runHeartbeats()
+	n.foldDone = make(chan struct{})
+	go n.sweepFolds()
 	return n, nil
+}
+
+// sweepFolds hands out every fold whose window has ended, a few times per
+// window, until the node stops; Shutdown then closes the table and hands
+// out the rest.
+func (n *Node) sweepFolds() {
+	defer close(n.foldDone)
+	if n.cfg.FoldWindow <= 0 {
+		return
+	}
+	tick := time.NewTicker(max(n.cfg.FoldWindow/4, 10*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case now := <-tick.C:
+			for _, ev := range n.folds.Sweep(now) {
+				n.emit(ev)
+			}
+		}
+	}
 }
 
 func (n *Node) snapshot() *snapshot { return n.snap.Load() }
@@ -397,6 +427,13 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	}
 	n.cancel()
 	<-n.heartbeatDone
+	<-n.foldDone
+	// Every count still folding goes out before the sink's last flush;
+	// a rejection after this (a node mounted on another server still
+	// answers) is recorded on its own.
+	for _, ev := range n.folds.Close() {
+		n.emit(ev)
+	}
 	undelivered := n.flushSink()
 	if n.metricsServer != nil {
 		_ = n.metricsServer.Shutdown(ctx)

@@ -201,7 +201,8 @@ func (h *eventHandler) OnClose(socket *gws.Conn, err error) {
 	ev.BytesIn = s.bytesIn
 	ev.MessagesOut = s.msgsOut.Load()
 	ev.BytesOut = s.bytesOut.Load()
-	ev.Error = text
+	// A close reason is the client's text (gws quotes it in its error).
+	ev.Error = h.node.capField(fieldError, text)
 	ev.PolicyRevision = h.node.snapshot().rev.GetRevision()
 	h.node.record(ev)
 	// Last: it may read what the client still sends for up to closeLinger.

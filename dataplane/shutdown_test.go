@@ -114,11 +114,17 @@ func gaugeValue(t testing.TB, reg *prometheus.Registry, name string) float64 {
 }
 
 // rejectedHandshakes makes n handshakes the node refuses (plain GETs: no
-// upgrade), each recorded as one event.
+// upgrade), each recorded as one event: each comes from its own origin, so
+// none is folded into another's count.
 func rejectedHandshakes(t testing.TB, addr string, n int) {
 	t.Helper()
-	for range n {
-		resp, err := http.Get("http://" + addr + "/ws")
+	for i := range n {
+		req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/ws", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Origin", fmt.Sprintf("https://rejected-%d.example", i))
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,11 +3,13 @@ package dataplane
 import (
 	"context"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sirupsen/logrus"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/wsfleet/wsfleet/api/clip"
 	"github.com/wsfleet/wsfleet/api/errclass"
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 )
@@ -35,18 +37,64 @@ type EventSinkFunc func(*wsfleetv1.ErrorEvent)
 // Record calls f.
 func (f EventSinkFunc) Record(ev *wsfleetv1.ErrorEvent) { f(ev) }
 
-// record explains one event three ways: a metric, a log line and the sink.
+// record explains a closed connection three ways: a metric, a log line and
+// the sink. Rejected handshakes go through recordRejection, which counts
+// every one but may fold them into fewer events.
 func (n *Node) record(ev *wsfleetv1.ErrorEvent) {
-	info := errclass.Lookup(ev.GetClass())
-	if ev.GetKind() == wsfleetv1.EventKind_EVENT_KIND_HANDSHAKE_REJECTED {
-		n.metrics.handshakes.WithLabelValues(info.Name).Inc()
-	} else {
-		n.metrics.closes.WithLabelValues(info.Name).Inc()
-	}
-	n.logEvent(ev, info)
+	n.metrics.closes.WithLabelValues(errclass.Name(ev.GetClass())).Inc()
+	n.emit(ev)
+}
+
+// emit logs an event and hands it to the sink.
+func (n *Node) emit(ev *wsfleetv1.ErrorEvent) {
+	n.logEvent(ev, errclass.Lookup(ev.GetClass()))
 	if n.cfg.Sink != nil {
 		n.cfg.Sink.Record(ev)
 	}
+}
+
+// field names a client-supplied string the node caps.
+type field uint8
+
+const (
+	fieldOrigin field = iota
+	fieldUserAgent
+	fieldError
+	fieldRemote
+	numFields
+)
+
+func (f field) String() string {
+	return [numFields]string{"origin", "user_agent", "error", "remote"}[f]
+}
+
+// capField returns s as the node may keep it: valid UTF-8 (invalid bytes
+// replaced with U+FFFD) of at most the field's cap, cut on a rune boundary
+// and marked (clip.ValidString). It counts what it changed. A value that
+// fits is returned as it is, without allocating.
+func (n *Node) capField(f field, s string) string {
+	limit := [numFields]int{n.cfg.MaxOriginBytes, n.cfg.MaxUserAgentBytes, n.cfg.MaxErrorBytes, n.cfg.MaxRemoteBytes}[f]
+	valid := utf8.ValidString(s)
+	if valid && len(s) <= limit {
+		return s
+	}
+	size := len(s)
+	if !valid {
+		n.metrics.invalidUTF8[f].Inc()
+		// The repaired length, as clip.ValidString repairs: each invalid
+		// byte becomes a 3-byte U+FFFD. Only whether it exceeds limit
+		// matters, so stop there.
+		size = 0
+		for _, r := range s {
+			if size += utf8.RuneLen(r); size > limit {
+				break
+			}
+		}
+	}
+	if size > limit {
+		n.metrics.truncated[f].Inc()
+	}
+	return clip.ValidString(s, limit)
 }
 
 func (n *Node) logEvent(ev *wsfleetv1.ErrorEvent, info errclass.Info) {
@@ -66,6 +114,15 @@ func (n *Node) logEvent(ev *wsfleetv1.ErrorEvent, info errclass.Info) {
 	msg := "handshake rejected"
 	if ev.GetKind() == wsfleetv1.EventKind_EVENT_KIND_HANDSHAKE_REJECTED {
 		fields["http_status"] = ev.GetHttpStatus()
+		if r := ev.GetRepeat(); r > 1 {
+			// One line for a fold: how many rejections it stands for and
+			// since when (the trace id and the rest are the first counted
+			// one's; its time is the last one's).
+			msg = "handshake rejections folded"
+			fields["repeat"] = r
+			fields["first_time"] = ev.GetFirstTime().AsTime().Format(time.RFC3339Nano)
+			fields["last_time"] = ev.GetTime().AsTime().Format(time.RFC3339Nano)
+		}
 	} else {
 		msg = "connection closed"
 		fields["conn_id"] = ev.GetConnId()
