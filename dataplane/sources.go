@@ -86,8 +86,11 @@ type ControlPlane struct {
 	// MinBackoff and MaxBackoff bound redials (defaults 500ms and 30s).
 	MinBackoff, MaxBackoff time.Duration
 	// TelemetryBuffer bounds the events buffered for the control plane
-	// (default 10,000).
-	TelemetryBuffer int
+	// (default 10,000), TelemetryBufferBytes their bytes (default 8 MiB):
+	// over either, the oldest are dropped, counted and reported
+	// (sdk/telemetry Config.MaxEvents, Config.MaxBytes).
+	TelemetryBuffer      int
+	TelemetryBufferBytes int
 	// Labels and Build are reported in the node's hello.
 	Labels map[string]string
 	Build  string
@@ -153,7 +156,7 @@ func RunWithControlPlane(ctx context.Context, cfg Config, cp ControlPlane) error
 	startedWithPolicy := cfg.Policy != nil
 
 	reporter, err := telemetry.New(telemetry.Config{
-		Conn: conn.Conn(), NodeID: cfg.NodeID, Pool: cfg.Pool, MaxEvents: cp.TelemetryBuffer,
+		Conn: conn.Conn(), NodeID: cfg.NodeID, Pool: cfg.Pool, MaxEvents: cp.TelemetryBuffer, MaxBytes: cp.TelemetryBufferBytes,
 		MinBackoff: cp.MinBackoff, MaxBackoff: cp.MaxBackoff, Log: log,
 	})
 	if err != nil {
@@ -240,5 +243,7 @@ func registerControlMetrics(reg *prometheus.Registry, nodeID string, c *policycl
 			func() float64 { return float64(r.Stats().Dropped) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("telemetry_buffered", "Error events waiting to be sent or acknowledged.")),
 			func() float64 { return float64(r.Stats().Buffered) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("telemetry_buffered_bytes", "Bytes of the error events waiting to be sent or acknowledged (proto size).")),
+			func() float64 { return float64(r.Stats().BufferedBytes) }),
 	)
 }

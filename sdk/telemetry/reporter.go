@@ -5,8 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -62,7 +64,7 @@ type Reporter struct {
 	// Run stops, waking Flush callers.
 	ackNotify chan struct{}
 
-	recorded, sent, acked, dropped, resent, streams uint64
+	recorded, sent, acked, dropped, resent, streams, repaired uint64
 	connected                                       bool
 	failing                                         bool // a stream failed and none has been acknowledged since
 	lastErr                                         string
@@ -98,6 +100,9 @@ type Stats struct {
 	Dropped uint64
 	// Resent counts batches handed to a stream again (after a reconnect).
 	Resent uint64
+	// Repaired counts events whose strings held invalid UTF-8, replaced
+	// with U+FFFD in Record.
+	Repaired uint64
 	// Streams counts telemetry streams opened (1 + reconnects).
 	Streams uint64
 	// Buffered and BufferedBytes are what the Reporter holds now: events
@@ -143,9 +148,10 @@ func (r *Reporter) ReporterID() string { return r.id }
 
 // Record buffers ev for sending and returns at once; it never blocks on the
 // network. The event becomes the Reporter's: the caller must not touch it
-// afterwards. An empty NodeId or Pool is filled from the Config. When the
-// buffer would go over a bound, the oldest events not yet in a batch are
-// dropped and counted; the count travels in the next batch.
+// afterwards. An empty NodeId or Pool is filled from the Config, and
+// invalid UTF-8 in any string is replaced with U+FFFD (Stats.Repaired).
+// When the buffer would go over a bound, the oldest events not yet in a
+// batch are dropped and counted; the count travels in the next batch.
 func (r *Reporter) Record(ev *wsfleetv1.ErrorEvent) {
 	if ev == nil {
 		return
@@ -156,10 +162,14 @@ func (r *Reporter) Record(ev *wsfleetv1.ErrorEvent) {
 	if ev.Pool == "" {
 		ev.Pool = r.cfg.Pool
 	}
+	repaired := repairUTF8(ev)
 	size := proto.Size(ev) // outside the lock: the costliest step
 
 	r.mu.Lock()
 	r.recorded++
+	if repaired {
+		r.repaired++
+	}
 	if size > r.maxEvent {
 		r.dropLocked()
 		r.mu.Unlock()
@@ -185,6 +195,22 @@ func (r *Reporter) Record(ev *wsfleetv1.ErrorEvent) {
 	if full {
 		r.nudge()
 	}
+}
+
+// repairUTF8 replaces invalid UTF-8 in ev's strings with U+FFFD and reports
+// whether there was any. Protobuf refuses to marshal a string field that is
+// not valid UTF-8, and a batch is resent unchanged until acknowledged: one
+// such event (a raw Origin header holds any byte) would fail every stream
+// from then on and stop the reporter for good.
+func repairUTF8(ev *wsfleetv1.ErrorEvent) bool {
+	repaired := false
+	for _, s := range [...]*string{&ev.TraceId, &ev.ConnId, &ev.NodeId, &ev.Pool, &ev.Origin, &ev.RemoteAddr, &ev.UserAgent, &ev.Error} {
+		if !utf8.ValidString(*s) {
+			*s = strings.ToValidUTF8(*s, "\uFFFD")
+			repaired = true
+		}
+	}
+	return repaired
 }
 
 func (r *Reporter) overLocked(size int) bool {
@@ -214,6 +240,7 @@ func (r *Reporter) Stats() Stats {
 		Acked:         r.acked,
 		Dropped:       r.dropped,
 		Resent:        r.resent,
+		Repaired:      r.repaired,
 		Streams:       r.streams,
 		Buffered:      r.pending.n + r.flightEvents,
 		BufferedBytes: r.pendingBytes + r.flightBytes,

@@ -15,7 +15,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
+	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 	"github.com/wsfleet/wsfleet/sdk/telemetry"
 )
 
@@ -525,4 +527,72 @@ func TestRun(t *testing.T) {
 		}
 		checkAccounting(t, f, r)
 	})
+}
+
+func TestTheByteBoundDropsTheOldestFirst(t *testing.T) {
+	f, conn := startFake(t)
+	const maxBytes = 16 << 10
+	r := newReporter(t, conn, func(c *telemetry.Config) { c.MaxEvents, c.MaxBytes = 10_000, maxBytes })
+	one := event(0, 1000)
+	one.NodeId, one.Pool = "node-1", "edge" // as Record fills them
+	size := proto.Size(one)
+	fit := maxBytes / size
+	const recorded = 100
+	for i := range recorded {
+		r.Record(event(i, 1000))
+		if s := r.Stats(); s.BufferedBytes > maxBytes {
+			t.Fatalf("after %d events: %d bytes buffered, over the %d-byte bound", i+1, s.BufferedBytes, maxBytes)
+		}
+	}
+	if s := r.Stats(); s.Buffered != fit || s.BufferedBytes != fit*size || s.Dropped != uint64(recorded-fit) {
+		t.Fatalf("stats %+v; want %d events of %d bytes held (the byte bound, far below the count bound) and %d dropped", s, fit, size, recorded-fit)
+	}
+	run(t, r)
+	flush(t, r, 5*time.Second)
+	bs := f.batches()
+	if want := fmt.Sprintf("t%06d", recorded-fit); bs[0].dropped != uint64(recorded-fit) || bs[0].traceIDs[0] != want {
+		t.Fatalf("first batch %+v; want the %d drops and the newest events from %s on (oldest dropped)", bs[0], recorded-fit, want)
+	}
+	checkAccounting(t, f, r)
+}
+
+// A raw header may hold any byte, and protobuf refuses to marshal a string
+// field that is not valid UTF-8: the batch would fail on every stream, for
+// good. Record repairs every string field, whatever its name.
+func TestInvalidUTF8IsRepairedSoTheStreamKeepsFlowing(t *testing.T) {
+	t.Run("an event with an invalid Origin and the next one are delivered", func(t *testing.T) {
+		f, conn := startFake(t)
+		r := newReporter(t, conn, nil)
+		run(t, r)
+		bad := event(0, 0)
+		bad.Origin = "https://a\xff.example"
+		r.Record(bad)
+		r.Record(event(1, 0))
+		flush(t, r, 10*time.Second)
+		if s := r.Stats(); s.Repaired != 1 || s.Acked != 2 || s.LastError != "" {
+			t.Fatalf("stats %+v; want one repaired event and both acknowledged without a stream failure", s)
+		}
+		checkAccounting(t, f, r)
+	})
+
+	fields := (&wsfleetv1.ErrorEvent{}).ProtoReflect().Descriptor().Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		if fd.Kind() != protoreflect.StringKind {
+			continue
+		}
+		t.Run("field "+string(fd.Name())+" is repaired", func(t *testing.T) {
+			_, conn := startFake(t)
+			r := newReporter(t, conn, nil) // not running: the event stays put
+			ev := event(0, 0)
+			ev.ProtoReflect().Set(fd, protoreflect.ValueOfString("x\xffy"))
+			r.Record(ev)
+			if _, err := proto.Marshal(ev); err != nil {
+				t.Fatalf("after Record the event does not marshal: %v", err)
+			}
+			if got := ev.ProtoReflect().Get(fd).String(); got != "x\uFFFDy" {
+				t.Fatalf("%s = %q; want the invalid byte replaced with U+FFFD", fd.Name(), got)
+			}
+		})
+	}
 }
