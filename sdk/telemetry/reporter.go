@@ -65,9 +65,9 @@ type Reporter struct {
 	ackNotify chan struct{}
 
 	recorded, sent, acked, dropped, resent, streams, repaired uint64
-	connected                                       bool
-	failing                                         bool // a stream failed and none has been acknowledged since
-	lastErr                                         string
+	connected                                                 bool
+	failing                                                   bool // a stream failed and none has been acknowledged since
+	lastErr                                                   string
 }
 
 // batch is one ReportTelemetryRequest kept until acknowledged. req is
