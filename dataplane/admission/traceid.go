@@ -123,7 +123,10 @@ func traceIDFromQuery(raw string) (string, bool) {
 		if !validTraceID(v) {
 			return "", false
 		}
-		return v, true
+		// v may be a slice of the request URI (up to MaxHeaderBytes): the
+		// id outlives the request in the connection and its events, and
+		// must not keep the whole URI alive.
+		return strings.Clone(v), true
 	}
 	return "", false
 }
@@ -152,7 +155,9 @@ func traceIDFromTraceparent(v string) (string, bool) {
 	if allZero(traceID) || allZero(parentID) {
 		return "", false
 	}
-	return traceID, true
+	// A later version may carry more fields: do not keep the whole header
+	// alive through the 32 bytes used.
+	return strings.Clone(traceID), true
 }
 
 func isLowerHex(s string) bool {

@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 const (
@@ -100,4 +101,37 @@ func TestNewTraceIDIsW3CCompatibleAndDistinct(t *testing.T) {
 // isGeneratedID reports whether s looks like NewTraceID's output.
 func isGeneratedID(s string) bool {
 	return len(s) == 32 && isLowerHex(s) && !allZero(s)
+}
+
+// A trace id lives as long as its connection and its events; taken from a
+// slice of a long request URI or header, it would keep all of it alive.
+func TestATraceIDKeepsNoLongRequestTextAlive(t *testing.T) {
+	padding := strings.Repeat("p", 8<<10)
+	tests := []struct {
+		name, query, traceparent string
+		source                   func(r *http.Request) string
+	}{
+		{name: "an id from a long query", query: "pad=" + padding + "&trace_id=q-1",
+			source: func(r *http.Request) string { return r.URL.RawQuery }},
+		{name: "an id from a long traceparent of a later version", traceparent: "01" + validTraceparent[2:] + "-" + padding,
+			source: func(r *http.Request) string { return r.Header.Get("Traceparent") }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "/ws", nil)
+			r.URL.RawQuery = tt.query
+			if tt.traceparent != "" {
+				r.Header.Set("Traceparent", tt.traceparent)
+			}
+			id, generated := TraceID(r)
+			if generated {
+				t.Fatal("the client's id was not used")
+			}
+			src := tt.source(r)
+			p, lo := uintptr(unsafe.Pointer(unsafe.StringData(id))), uintptr(unsafe.Pointer(unsafe.StringData(src)))
+			if p >= lo && p < lo+uintptr(len(src)) {
+				t.Fatalf("the %d-byte id points into the %d-byte request text, keeping it alive", len(id), len(src))
+			}
+		})
+	}
 }
