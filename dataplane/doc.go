@@ -30,6 +30,17 @@
 //     it.
 //   - Telemetry sinks are called synchronously on close and rejection and
 //     must not block (see EventSink).
+//   - Rejected handshakes go through a fold table (package
+//     dataplane/internal/fold, one short mutex): the first of a class,
+//     status, origin and client network is recorded at once, the rest of
+//     its window (Config.FoldWindow) counted. One sweeper goroutine per node
+//     records the folds whose window ended, a few times per window; Shutdown
+//     stops it, then records every fold still open before the sink's last
+//     flush. Metrics count every rejection, folded or not.
+//   - Everything a client supplies that the node keeps (origin, user agent,
+//     remote address, error text) is capped in bytes and made valid UTF-8
+//     where it is taken (Config.MaxOriginBytes and the rest), so no event,
+//     log line or connection holds more.
 //
 // Every status, Retry-After and close code the node sends, and the class
 // of every close frame it receives, come from the error-class table

@@ -5,8 +5,10 @@
 //
 // Goroutines and blocking:
 //
-//   - Record runs on the caller's goroutine (the data path). It computes the
-//     event's size, then appends under a short mutex; it never waits for the
+//   - Record runs on the caller's goroutine (the data path). It replaces
+//     invalid UTF-8 in the event's strings (protobuf would refuse the whole
+//     batch, for good), computes the event's size, then appends under a
+//     short mutex; it never waits for the
 //     network, and in steady state allocates nothing. When the buffer is over
 //     a bound it drops the oldest events not yet in a batch and counts them.
 //   - Run owns the sending loop, on the caller's goroutine. Per stream it

@@ -58,6 +58,7 @@ func run() int {
 	fs.DurationVar(&cp.MaxBackoff, "control-backoff-max", policyclient.DefaultMaxBackoff, "longest redial delay")
 	fs.IntVar(&cp.TelemetryBuffer, "telemetry-buffer", 0, "error events buffered for the control plane before the oldest are dropped (default 10000)")
 	fs.IntVar(&cp.TelemetryBufferBytes, "telemetry-buffer-bytes", 0, "bytes of error events buffered for the control plane before the oldest are dropped (default 8 MiB)")
+	fs.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", dataplane.DefaultMaxHeaderBytes, "bound on a handshake's request line and headers")
 	fs.IntVar(&cfg.MaxOriginBytes, "max-origin-bytes", dataplane.DefaultMaxOriginBytes, "cap on a client's Origin as the node keeps it (events, log lines, connections); longer is cut and marked")
 	fs.IntVar(&cfg.MaxUserAgentBytes, "max-user-agent-bytes", dataplane.DefaultMaxUserAgentBytes, "cap on a client's User-Agent as the node keeps it")
 	fs.IntVar(&cfg.MaxErrorBytes, "max-error-bytes", dataplane.DefaultMaxErrorBytes, "cap on an event's error text (a close reason is the client's)")
