@@ -132,7 +132,9 @@ type Config struct {
 	FoldWindow time.Duration
 	// FoldMaxKeys bounds the keys (class, status, origin, network) folding
 	// at once; when it is full, a new key's rejections fold into its class's
-	// overflow key (origin "(other)"). Default 4096.
+	// overflow key (origin "(other)"). Each key holds at most one event
+	// (its capped fields: about 2.5 KiB with the default caps), so the
+	// table stays within ~10 MiB. Default 4096.
 	FoldMaxKeys int
 	// FoldIPv4Prefix and FoldIPv6Prefix are the client network of a remote
 	// address: its IPv4 /24 and IPv6 /64 by default.

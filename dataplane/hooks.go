@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 )
 
-// ConnInfo describes a connection to Hooks.
+// ConnInfo describes a connection to Hooks. Origin, RemoteAddr and
+// UserAgent are as the node keeps them: capped (Config.MaxOriginBytes and
+// the rest; a longer value ends with clip.Mark) and valid UTF-8.
 type ConnInfo struct {
 	ConnID     string
 	TraceID    string
