@@ -106,11 +106,13 @@ func TestAnAnonymousFloodReachesTheControlPlaneAsAHandfulOfSmallEvents(t *testin
 	for err := range errs {
 		t.Fatal(err)
 	}
-	page := httpBody(t, "http://"+p.metrics+"/metrics")
-	if got := metricValue(t, page, "wsfleet_node_handshakes_total", `result="origin_rejected"`); got != rejected {
-		t.Fatalf("wsfleet_node_handshakes_total{origin_rejected} = %v; want %d", got, rejected)
-	}
-	if got := metricValue(t, page, "wsfleet_node_event_fields_truncated_total", `field="origin"`); got < rejected {
+	// A rejection is recorded just after its answer is written: poll.
+	var page string
+	eventually(t, 10*time.Second, "every rejection counted", func() bool {
+		page = httpBody(t, "http://"+p.metrics+"/metrics")
+		return metricValue(t, page, "wsfleet_node_handshakes_total", `result="origin_rejected"`) == rejected
+	})
+	if got := metricValue(t, page, "wsfleet_node_event_fields_truncated_total", `field="origin"`); got != rejected {
 		t.Fatalf("truncated{origin} = %v; want every one of the %d cut", got, rejected)
 	}
 
@@ -161,10 +163,15 @@ func TestTheTelemetryBufferIsBoundedInBytes(t *testing.T) {
 			t.Fatalf("handshake %d: %d, %v", i, s, err)
 		}
 	}
-	page := httpBody(t, "http://"+p.metrics+"/metrics")
-	bytes := metricValue(t, page, "wsfleet_node_telemetry_buffered_bytes")
-	buffered := metricValue(t, page, "wsfleet_node_telemetry_buffered")
-	dropped := metricValue(t, page, "wsfleet_node_telemetry_dropped_total")
+	// A rejection is recorded just after its answer is written: poll.
+	var bytes, buffered, dropped float64
+	eventually(t, 10*time.Second, "all 40 events recorded", func() bool {
+		page := httpBody(t, "http://"+p.metrics+"/metrics")
+		bytes = metricValue(t, page, "wsfleet_node_telemetry_buffered_bytes")
+		buffered = metricValue(t, page, "wsfleet_node_telemetry_buffered")
+		dropped = metricValue(t, page, "wsfleet_node_telemetry_dropped_total")
+		return metricValue(t, page, "wsfleet_node_telemetry_recorded_total") == 40
+	})
 	if bytes > 4096 || bytes == 0 || dropped == 0 || buffered+dropped != 40 {
 		t.Fatalf("buffered %v events in %v bytes, %v dropped; want at most 4096 bytes, the rest of the 40 dropped", buffered, bytes, dropped)
 	}
