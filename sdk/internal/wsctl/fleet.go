@@ -167,6 +167,9 @@ func eventLine(ev *wsfleetv1.ErrorEvent) string {
 		classWidth, errclass.Name(ev.GetClass()),
 		statusWidth, wireStatus(ev),
 		dash(ev.GetNodeId()), dash(ev.GetOrigin()), dash(ev.GetRemoteAddr()), dash(ev.GetTraceId()))
+	if r := ev.GetRepeat(); r > 1 {
+		line += fmt.Sprintf(" repeat=%d", r)
+	}
 	if msg := oneLine(ev.GetError()); msg != "" {
 		line += "  " + msg
 	}

@@ -117,6 +117,11 @@ func writeEventBlock(b *strings.Builder, ev *wsfleetv1.ErrorEvent) {
 	field("cause", info.Cause)
 	field("what to do", info.Action)
 	field("status", wireStatus(ev))
+	if r := ev.GetRepeat(); r > 1 {
+		// The node folded repeated rejections of one origin and client
+		// network into this event; its trace id is the first folded one's.
+		field("repeated", fmt.Sprintf("%d rejections like this one from %s to %s", r, eventTime(ev.GetFirstTime()), eventTime(ev.GetTime())))
+	}
 	field("node", dash(ev.GetNodeId()))
 	field("pool", dash(ev.GetPool()))
 	if ev.GetPolicyRevision() != 0 {

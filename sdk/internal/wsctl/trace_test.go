@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 )
 
@@ -133,5 +135,32 @@ func TestTraceAgainstAnUnreachableControlPlane(t *testing.T) {
 	assertContains(t, "stderr", r.stderr, "is unreachable")
 	if strings.Count(r.stderr, "\n") != 1 {
 		t.Errorf("want one line:\n%s", r.stderr)
+	}
+}
+
+func TestAFoldedEventSaysHowManyRejectionsItStandsFor(t *testing.T) {
+	first := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
+	ev := &wsfleetv1.ErrorEvent{
+		Kind:       wsfleetv1.EventKind_EVENT_KIND_HANDSHAKE_REJECTED,
+		Class:      wsfleetv1.ErrorClass_ERROR_CLASS_ORIGIN_REJECTED,
+		HttpStatus: 403,
+		TraceId:    "flood-1",
+		NodeId:     "node-a",
+		Origin:     "https://evil.example",
+		Repeat:     2999,
+		FirstTime:  timestamppb.New(first),
+		Time:       timestamppb.New(first.Add(9 * time.Second)),
+	}
+	var b strings.Builder
+	writeEventBlock(&b, ev)
+	want := "  repeated:    2999 rejections like this one from " + localTime(ev.GetFirstTime()) + " to " + localTime(ev.GetTime()) + "\n"
+	assertContains(t, "trace block", b.String(), want)
+	assertContains(t, "tail line", eventLine(ev), " repeat=2999")
+
+	ev.Repeat = 0
+	b.Reset()
+	writeEventBlock(&b, ev)
+	if strings.Contains(b.String(), "repeated:") || strings.Contains(eventLine(ev), "repeat=") {
+		t.Errorf("a single rejection mentions repeats:\n%s\n%s", b.String(), eventLine(ev))
 	}
 }
