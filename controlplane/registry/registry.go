@@ -337,6 +337,9 @@ func (r *Registry) awaitHello(ctx context.Context, msgs <-chan *wsfleetv1.WatchR
 			return nil, status.Error(codes.InvalidArgument, "the first message of a watch stream must be a hello")
 		}
 		if err := validateHello(h); err != nil {
+			// Nodes are ours: a hello we refuse is a misconfiguration that
+			// must be seen here too, not only on the node.
+			r.log.WithField("node_id", clipForError(h.GetNodeId())).WithError(err).Warn("hello refused")
 			return nil, err
 		}
 		return h, nil
