@@ -400,3 +400,24 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func TestQueryEventsAnswersFitInAMessage(t *testing.T) {
+	s := newStore(t, Config{Now: newClock(t0.Add(time.Hour)).Now})
+	const n = 3000 // about 2.5 KB each once capped: 7 MB in all
+	events := bigEvents(n)
+	for i := 0; i < n; i += 500 {
+		s.Ingest(&wsfleetv1.ReportTelemetryRequest{NodeId: "n", ReporterId: "r", Sequence: uint64(i/500 + 1), Events: events[i : i+500]})
+	}
+	f := serve(t, s)
+	// The fixture's client takes gRPC's default 4 MiB at most.
+	resp, err := f.fleet.QueryEvents(testContext(t), &wsfleetv1.QueryEventsRequest{Limit: MaxQueryLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if size := proto.Size(resp); size > MaxQueryBytes || len(resp.GetEvents()) < 500 || !resp.GetTruncated() {
+		t.Fatalf("%d events in %d bytes, truncated %v", len(resp.GetEvents()), size, resp.GetTruncated())
+	}
+	if got := resp.GetEvents()[0].GetConnId(); got != fmt.Sprintf("c%d", n-1) {
+		t.Fatalf("the newest event is %s", got)
+	}
+}

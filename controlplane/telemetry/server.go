@@ -24,9 +24,13 @@ const (
 	// control plane's gRPC message limit (4 MiB by default) bounds it in
 	// bytes.
 	MaxBatchEvents = 10_000
-	// DefaultQueryLimit and MaxQueryLimit bound QueryEvents answers.
+	// DefaultQueryLimit and MaxQueryLimit bound QueryEvents answers in
+	// events, MaxQueryBytes in encoded bytes (well under gRPC's default
+	// 4 MiB receive limit): an answer that would be larger holds the newest
+	// events that fit and says truncated.
 	DefaultQueryLimit = 100
 	MaxQueryLimit     = 10_000
+	MaxQueryBytes     = 2 << 20
 	// DefaultTopLimit is TopErrors' group count when none is asked for;
 	// larger requests are capped at MaxTopLimit.
 	DefaultTopLimit = 20
@@ -177,7 +181,8 @@ func validateBatch(req *wsfleetv1.ReportTelemetryRequest, streamNode string) err
 	return badRequest(vs)
 }
 
-// QueryEvents implements FleetService.QueryEvents.
+// QueryEvents implements FleetService.QueryEvents. An answer is at most
+// MaxQueryBytes: the newest events that fit, marked truncated.
 func (srv *Server) QueryEvents(_ context.Context, req *wsfleetv1.QueryEventsRequest) (*wsfleetv1.QueryEventsResponse, error) {
 	vs := validateFilter(req.GetFilter(), true)
 	limit, vs := limitOf(vs, "limit", req.GetLimit(), DefaultQueryLimit, MaxQueryLimit)
@@ -185,6 +190,15 @@ func (srv *Server) QueryEvents(_ context.Context, req *wsfleetv1.QueryEventsRequ
 		return nil, err
 	}
 	events, truncated := srv.store.Query(req.GetFilter(), limit)
+	// The newest events that fit in MaxQueryBytes: 10,000 events with
+	// every string at its cap would not fit in a client's message limit.
+	size := 0
+	for i, ev := range events {
+		if size += proto.Size(ev) + 8; size > MaxQueryBytes {
+			events, truncated = events[:i], true
+			break
+		}
+	}
 	return &wsfleetv1.QueryEventsResponse{Events: events, Truncated: truncated}, nil
 }
 
