@@ -152,7 +152,7 @@ func (r *Registry) admit(id string, size int) error {
 	for count > r.cfg.MaxNodes || bytes > r.cfg.MaxNodesBytes {
 		victim := r.oldestDisconnected(id)
 		if victim == nil {
-			r.metrics.refused.Inc()
+			r.metrics.nodesRefused.Inc()
 			return status.Errorf(codes.ResourceExhausted,
 				"the control plane knows %d nodes (%d bytes), at most %d (%d bytes), all connected: node %q not admitted",
 				len(r.nodes), r.bytes, r.cfg.MaxNodes, r.cfg.MaxNodesBytes, clipForError(id))
@@ -160,7 +160,7 @@ func (r *Registry) admit(id string, size int) error {
 		bytes -= victim.bytes
 		count--
 		r.remove(victim.status.GetNodeId())
-		r.metrics.evicted.Inc()
+		r.metrics.nodesEvicted.Inc()
 	}
 	if known {
 		r.bytes += size - old.bytes
@@ -196,7 +196,7 @@ func (r *Registry) insert(id string, nd *node, size int) {
 	r.nodes[id] = nd
 	i, _ := slices.BinarySearch(r.ids, id)
 	r.ids = slices.Insert(r.ids, i, id)
-	r.metrics.known.Set(float64(len(r.nodes)))
+	r.metrics.nodesKnown.Set(float64(len(r.nodes)))
 }
 
 // remove forgets a node: map, index and bytes. r.mu must be held.
@@ -210,7 +210,7 @@ func (r *Registry) remove(id string) {
 	if i, found := slices.BinarySearch(r.ids, id); found {
 		r.ids = slices.Delete(r.ids, i, i+1)
 	}
-	r.metrics.known.Set(float64(len(r.nodes)))
+	r.metrics.nodesKnown.Set(float64(len(r.nodes)))
 }
 
 // pageTokenEncoding makes a page token of a node id: opaque to clients, and

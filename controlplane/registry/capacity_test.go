@@ -132,10 +132,16 @@ func newRegistry(t *testing.T, cfg Config) *Registry {
 	return r
 }
 
+// attachHello attaches a node's stream as Watch does after its hello.
+func attachHello(r *Registry, h *wsfleetv1.NodeHello) (gen uint64, err error) {
+	_, gen, _, _, err = r.attach(h, "")
+	return gen, err
+}
+
 // join attaches a node as a hello would; it fails the test on a refusal.
 func join(t *testing.T, r *Registry, h *wsfleetv1.NodeHello) uint64 {
 	t.Helper()
-	_, gen, _, _, err := r.attach(h, "")
+	gen, err := attachHello(r, h)
 	if err != nil {
 		t.Fatalf("attach %s: %v", h.GetNodeId(), err)
 	}
@@ -187,7 +193,7 @@ func TestTheRegistryForgetsTheOldestDisconnectedNodeWhenFull(t *testing.T) {
 	// A known node coming back needs no room.
 	join(t, r, &wsfleetv1.NodeHello{NodeId: "a"})
 	// Every known node connected: a new one is refused, loudly.
-	_, _, _, _, err := r.attach(&wsfleetv1.NodeHello{NodeId: "e"}, "")
+	_, err := attachHello(r, &wsfleetv1.NodeHello{NodeId: "e"})
 	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), `node "e" not admitted`) {
 		t.Fatalf("err = %v", err)
 	}
@@ -208,7 +214,7 @@ func TestTheRegistryIsBoundedInBytes(t *testing.T) {
 		gens = append(gens, join(t, r, &wsfleetv1.NodeHello{NodeId: fmt.Sprintf("n%02d", i), Labels: big}))
 		clk.advance(time.Second)
 	}
-	if _, _, _, _, err := r.attach(&wsfleetv1.NodeHello{NodeId: "n03", Labels: big}, ""); status.Code(err) != codes.ResourceExhausted {
+	if _, err := attachHello(r, &wsfleetv1.NodeHello{NodeId: "n03", Labels: big}); status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("fourth node: %v", err)
 	}
 	r.detach("n01", gens[1])
