@@ -367,3 +367,65 @@ func traceEvent(t *testing.T, addr, trace string) traceJSON {
 	}
 	return resp.Events[0]
 }
+
+func TestTheBoundFlagsReachTheControlPlane(t *testing.T) {
+	cp := startControl(t, t.TempDir(), "--dev", "--max-tails", "1", "--max-nodes", "1")
+	cc, err := grpc.NewClient(cp.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	t.Run("a tail beyond --max-tails is refused", func(t *testing.T) {
+		// An event for the first tail's backlog: once it has it, the tail
+		// holds the one slot.
+		report, err := wsfleetv1.NewNodeServiceClient(cc).ReportTelemetry(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := &wsfleetv1.ErrorEvent{Class: wsfleetv1.ErrorClass_ERROR_CLASS_CAPACITY, TraceId: "t1"}
+		if err := report.Send(&wsfleetv1.ReportTelemetryRequest{NodeId: "n0", ReporterId: "r", Sequence: 1, Events: []*wsfleetv1.ErrorEvent{ev}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := report.Recv(); err != nil {
+			t.Fatal(err)
+		}
+		fleet := wsfleetv1.NewFleetServiceClient(cc)
+		first, err := fleet.TailEvents(ctx, &wsfleetv1.TailEventsRequest{Backlog: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := first.Recv(); err != nil {
+			t.Fatal(err)
+		}
+		second, err := fleet.TailEvents(ctx, &wsfleetv1.TailEventsRequest{})
+		if err == nil {
+			_, err = second.Recv()
+		}
+		if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "at most 1") {
+			t.Fatalf("second tail: %v", err)
+		}
+	})
+	t.Run("a node beyond --max-nodes is refused while the first is connected", func(t *testing.T) {
+		nodes := wsfleetv1.NewNodeServiceClient(cc)
+		watch := func(id string) (wsfleetv1.NodeService_WatchClient, error) {
+			st, err := nodes.Watch(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if err := st.Send(&wsfleetv1.WatchRequest{Kind: &wsfleetv1.WatchRequest_Hello{Hello: &wsfleetv1.NodeHello{NodeId: id}}}); err != nil {
+				return nil, err
+			}
+			_, err = st.Recv()
+			return st, err
+		}
+		if _, err := watch("n1"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := watch("n2"); status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), `node "n2" not admitted`) {
+			t.Fatalf("second node: %v", err)
+		}
+	})
+}
