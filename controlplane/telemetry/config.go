@@ -66,10 +66,11 @@ type Config struct {
 	MaxOriginsPerMinute int
 	// MaxKeysPerMinute bounds the distinct (pool, node, class, origin)
 	// combinations counted per minute; the rest go to OtherKey. A key
-	// costs about 120 bytes, so the aggregates' worst case is about
+	// costs about 120 bytes, so this bound alone would allow about
 	// Retention/1m × MaxKeysPerMinute × 120 B (1.7 GB at the defaults);
-	// 16 nodes × 8 classes × 40 origins busy every minute of a day take
-	// about 0.6 GB. Default 10,000.
+	// MaxAggregateBytes bounds the whole. 16 nodes × 8 classes × 40
+	// origins busy every minute of a day take about 0.6 GB. Default
+	// 10,000.
 	MaxKeysPerMinute int
 	// MaxReporters bounds the reporter_ids whose sequence numbers are
 	// remembered for duplicate detection; the least recently seen is
