@@ -82,7 +82,7 @@ type Config struct {
 	TelemetryMaxOriginsPerMinute int
 	TelemetryMaxKeysPerMinute    int
 	// TelemetryMaxAggregateBytes bounds all per-minute counts together in
-	// estimated bytes. Default 512 MiB.
+	// estimated bytes. Default 1 GiB.
 	TelemetryMaxAggregateBytes int
 	// TelemetryMaxReporters and TelemetryMaxReporterBytes bound the table
 	// of telemetry reporters remembered to drop resent batches. Defaults

@@ -17,7 +17,7 @@ const (
 	DefaultTailBuffer          = 1024
 	DefaultMaxRawBytes         = 64 << 20
 	DefaultMaxReporterBytes    = 32 << 20
-	DefaultMaxAggregateBytes   = 512 << 20
+	DefaultMaxAggregateBytes   = 1 << 30
 	DefaultMaxTails            = 64
 
 	// MinMaxRawBytes is the smallest ring byte bound: room for a few
@@ -86,7 +86,7 @@ type Config struct {
 	// origins count as OtherOrigin and new combinations under the OtherKey
 	// catch-all of their minute (one per class and minute) until pruning
 	// frees room: totals stay exact, only the grouping coarsens. Default
-	// 512 MiB.
+	// 1 GiB: a busy fleet's day of counts fits (see MaxKeysPerMinute).
 	MaxAggregateBytes int
 	// MaxTails bounds the concurrent live tails (TailEvents streams);
 	// Subscribe beyond it fails with ErrTooManyTails. A tail holds its slot
