@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/wsfleet/wsfleet/controlplane/registry"
+	"github.com/wsfleet/wsfleet/controlplane/telemetry"
 )
 
 // Defaults of Config.
@@ -18,6 +21,20 @@ const (
 	// DefaultMaxRecvMsgSize bounds one request; a policy is a few KiB, a
 	// telemetry batch at most a few hundred KiB.
 	DefaultMaxRecvMsgSize = 4 << 20
+
+	// The defaults of the memory bounds, from the packages that apply them.
+	DefaultTelemetryRetention           = telemetry.DefaultRetention
+	DefaultTelemetryMaxEvents           = telemetry.DefaultMaxRaw
+	DefaultTelemetryMaxBytes            = telemetry.DefaultMaxRawBytes
+	DefaultTelemetryMaxOriginsPerMinute = telemetry.DefaultMaxOriginsPerMinute
+	DefaultTelemetryMaxKeysPerMinute    = telemetry.DefaultMaxKeysPerMinute
+	DefaultTelemetryMaxAggregateBytes   = telemetry.DefaultMaxAggregateBytes
+	DefaultTelemetryMaxReporters        = telemetry.DefaultMaxReporters
+	DefaultTelemetryMaxReporterBytes    = telemetry.DefaultMaxReporterBytes
+	DefaultMaxTails                     = telemetry.DefaultMaxTails
+	DefaultTailBuffer                   = telemetry.DefaultTailBuffer
+	DefaultMaxNodes                     = registry.DefaultMaxNodes
+	DefaultMaxNodesBytes                = registry.DefaultMaxNodesBytes
 )
 
 // Config configures a control plane.
@@ -46,12 +63,45 @@ type Config struct {
 	// it (mutual TLS). Requires TLSCert.
 	ClientCA string
 
+	// Memory the outside can fill is bounded in count and in bytes; zero
+	// values mean the defaults. See the README's Limits for how the bounds
+	// play together.
+
 	// TelemetryRetention is how long per-minute error counts are kept.
 	// Default 24h.
 	TelemetryRetention time.Duration
 	// TelemetryMaxEvents bounds the recent raw events kept for queries and
 	// trace lookups. Default 100,000.
 	TelemetryMaxEvents int
+	// TelemetryMaxBytes bounds the same events in estimated bytes; the
+	// oldest go first. Default 64 MiB.
+	TelemetryMaxBytes int
+	// TelemetryMaxOriginsPerMinute and TelemetryMaxKeysPerMinute bound the
+	// distinct origins and (pool, node, class, origin) combinations counted
+	// per minute; the rest count as "(other)". Defaults 1000 and 10,000.
+	TelemetryMaxOriginsPerMinute int
+	TelemetryMaxKeysPerMinute    int
+	// TelemetryMaxAggregateBytes bounds all per-minute counts together in
+	// estimated bytes. Default 1 GiB.
+	TelemetryMaxAggregateBytes int
+	// TelemetryMaxReporters and TelemetryMaxReporterBytes bound the table
+	// of telemetry reporters remembered to drop resent batches. Defaults
+	// 100,000 and 32 MiB.
+	TelemetryMaxReporters     int
+	TelemetryMaxReporterBytes int
+	// MaxTails bounds the concurrent TailEvents streams; more get
+	// ResourceExhausted. Default 64.
+	MaxTails int
+	// TailBuffer is how many events a tail may have waiting before it is
+	// dropped for reading too slowly. Default 1024.
+	TailBuffer int
+	// MaxNodes bounds the nodes the registry knows, connected or not;
+	// MaxNodesBytes their estimated memory. Beyond either the disconnected
+	// node seen longest ago is forgotten, and a new node is refused with
+	// ResourceExhausted when all are connected. Defaults 50,000 and
+	// 256 MiB.
+	MaxNodes      int
+	MaxNodesBytes int
 
 	// ShutdownTimeout bounds the graceful stop. Default 10s.
 	ShutdownTimeout time.Duration
@@ -75,7 +125,7 @@ func (c *Config) setDefaults() {
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
-	if c.MaxRecvMsgSize <= 0 {
+	if c.MaxRecvMsgSize == 0 {
 		c.MaxRecvMsgSize = DefaultMaxRecvMsgSize
 	}
 	if c.Log == nil {
@@ -84,6 +134,30 @@ func (c *Config) setDefaults() {
 }
 
 func (c *Config) validate() error {
+	for _, l := range []struct {
+		flag string
+		v    int
+	}{
+		{"--telemetry-max-events", c.TelemetryMaxEvents},
+		{"--telemetry-max-bytes", c.TelemetryMaxBytes},
+		{"--telemetry-max-origins-per-minute", c.TelemetryMaxOriginsPerMinute},
+		{"--telemetry-max-keys-per-minute", c.TelemetryMaxKeysPerMinute},
+		{"--telemetry-max-aggregate-bytes", c.TelemetryMaxAggregateBytes},
+		{"--telemetry-max-reporters", c.TelemetryMaxReporters},
+		{"--telemetry-max-reporter-bytes", c.TelemetryMaxReporterBytes},
+		{"--max-tails", c.MaxTails},
+		{"--tail-buffer", c.TailBuffer},
+		{"--max-nodes", c.MaxNodes},
+		{"--max-nodes-bytes", c.MaxNodesBytes},
+		{"--max-recv-msg-size", c.MaxRecvMsgSize},
+	} {
+		if l.v < 0 {
+			return fmt.Errorf("%w: %s must not be negative, got %d", ErrConfig, l.flag, l.v)
+		}
+	}
+	if c.TelemetryMaxBytes != 0 && c.TelemetryMaxBytes < telemetry.MinMaxRawBytes {
+		return fmt.Errorf("%w: --telemetry-max-bytes must be at least %d, got %d", ErrConfig, telemetry.MinMaxRawBytes, c.TelemetryMaxBytes)
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return fmt.Errorf("%w: --tls-cert and --tls-key go together", ErrConfig)
 	}

@@ -21,4 +21,11 @@
 // A request on the policy path: interceptors (metrics → logging → auth →
 // recovery) → policyserver → store. A node's watch: NodeService.Watch →
 // registry; its telemetry: NodeService.ReportTelemetry → telemetry.
+//
+// Memory: everything nodes and clients can fill is bounded in count and in
+// bytes, each bound a Config field (and a wsfleet-control flag): gRPC
+// requests (MaxRecvMsgSize), the telemetry store's strings, raw events,
+// per-minute counts, duplicate table and tails (Telemetry*, MaxTails,
+// TailBuffer), the registry's hellos and nodes (MaxNodes, MaxNodesBytes),
+// and every answer (ListNodes pages, QueryEvents) fits in a message.
 package controlplane

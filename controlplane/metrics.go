@@ -51,12 +51,29 @@ func registerTelemetryMetrics(reg prometheus.Registerer, s *telemetry.Store) {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "wsfleet", Subsystem: "control", Name: name, Help: help},
 			func() float64 { return float64(f(s.Stats())) })
 	}
+	gauge := func(name, help string, f func(telemetry.Stats) int) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "wsfleet", Subsystem: "control", Name: name, Help: help},
+			func() float64 { return float64(f(s.Stats())) })
+	}
 	reg.MustRegister(
 		counter("telemetry_events_total", "Error events ingested from nodes.", func(st telemetry.Stats) uint64 { return st.Events }),
 		counter("telemetry_batches_total", "Telemetry batches ingested.", func(st telemetry.Stats) uint64 { return st.Batches }),
 		counter("telemetry_duplicate_batches_total", "Resent telemetry batches recognised and not counted again.", func(st telemetry.Stats) uint64 { return st.DuplicateBatches }),
 		counter("telemetry_node_dropped_total", "Error events nodes reported dropped before sending.", func(st telemetry.Stats) uint64 { return st.DroppedByNodes }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "wsfleet", Subsystem: "control", Name: "telemetry_raw_events",
-			Help: "Raw error events held for queries."}, func() float64 { return float64(s.Stats().RawEvents) }),
+		gauge("telemetry_raw_events", "Raw error events held for queries.", func(st telemetry.Stats) int { return st.RawEvents }),
+		gauge("telemetry_raw_bytes", "Estimated bytes of the raw error events held (bounded by --telemetry-max-bytes).", func(st telemetry.Stats) int { return st.RawBytes }),
+		gauge("telemetry_aggregate_bytes", "Estimated bytes of the per-minute error counts (bounded by --telemetry-max-aggregate-bytes).", func(st telemetry.Stats) int { return st.AggregateBytes }),
+		gauge("telemetry_tails", "Open TailEvents streams (bounded by --max-tails).", func(st telemetry.Stats) int { return st.TailSubscribers }),
+		counter("telemetry_tails_dropped_total", "TailEvents streams ended because the client read too slowly.", func(st telemetry.Stats) uint64 { return st.TailsDropped }),
+		counter("telemetry_over_budget_total", `Events counted as "(other)" because the per-minute counts reached --telemetry-max-aggregate-bytes.`, func(st telemetry.Stats) uint64 { return st.OverBudget }),
 	)
+	// One series per capped field, so a dashboard sees which field nodes
+	// (or the clients behind them) overfill.
+	for _, field := range telemetry.FieldNames() {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "wsfleet", Subsystem: "control", Name: "telemetry_truncated_total",
+			Help:        "Event strings cut to their cap on ingest, by field.",
+			ConstLabels: prometheus.Labels{"field": field},
+		}, func() float64 { return float64(s.Stats().Truncated[field]) }))
+	}
 }

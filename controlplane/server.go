@@ -92,16 +92,29 @@ func New(cfg Config) (_ *Server, err error) {
 	s.store = st
 
 	s.metrics = newMetrics(s.prom)
-	if s.fleet, err = registry.New(registry.Config{Registerer: s.prom, Log: s.log}); err != nil {
+	if s.fleet, err = registry.New(registry.Config{
+		MaxNodes:      cfg.MaxNodes,
+		MaxNodesBytes: cfg.MaxNodesBytes,
+		Registerer:    s.prom,
+		Log:           s.log,
+	}); err != nil {
 		return nil, err
 	}
 	if s.events, err = telemetry.New(telemetry.Config{
-		Retention: cfg.TelemetryRetention,
-		MaxRaw:    cfg.TelemetryMaxEvents,
-		OnBatch:   s.fleet.TelemetryBatch,
-		Log:       s.log,
+		Retention:           cfg.TelemetryRetention,
+		MaxRaw:              cfg.TelemetryMaxEvents,
+		MaxRawBytes:         cfg.TelemetryMaxBytes,
+		MaxOriginsPerMinute: cfg.TelemetryMaxOriginsPerMinute,
+		MaxKeysPerMinute:    cfg.TelemetryMaxKeysPerMinute,
+		MaxAggregateBytes:   cfg.TelemetryMaxAggregateBytes,
+		MaxReporters:        cfg.TelemetryMaxReporters,
+		MaxReporterBytes:    cfg.TelemetryMaxReporterBytes,
+		MaxTails:            cfg.MaxTails,
+		TailBuffer:          cfg.TailBuffer,
+		OnBatch:             s.fleet.TelemetryBatch,
+		Log:                 s.log,
 	}); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	s.telemetry = telemetry.NewServer(s.events, s.log)
 	registerTelemetryMetrics(s.prom, s.events)

@@ -204,6 +204,10 @@ func TestMetricsAndHealthz(t *testing.T) {
 	for _, want := range []string{
 		`wsfleet_control_policy_revision{pool="default"} 1`,
 		`grpc_server_handled_total{grpc_code="OK",grpc_method="GetPolicy",grpc_service="wsfleet.v1.PolicyService",grpc_type="unary"} 1`,
+		`wsfleet_control_telemetry_truncated_total{field="origin"} 0`,
+		`wsfleet_control_telemetry_raw_bytes 0`,
+		`wsfleet_control_telemetry_tails 0`,
+		`wsfleet_control_nodes_known 0`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
@@ -240,6 +244,10 @@ func TestConfigIsChecked(t *testing.T) {
 		{"no tokens and no dev is refused", Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DataDir: dir}, ErrConfig},
 		{"a TLS cert without key is refused", Config{Dev: true, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", TLSCert: "c.pem", DataDir: dir}, ErrConfig},
 		{"a client CA without TLS is refused", Config{Dev: true, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", ClientCA: "ca.pem", DataDir: dir}, ErrConfig},
+		{"a negative node bound is refused", Config{Dev: true, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DataDir: dir, MaxNodes: -1}, ErrConfig},
+		{"a negative tail bound is refused", Config{Dev: true, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DataDir: dir, MaxTails: -1}, ErrConfig},
+		{"a negative message size is refused", Config{Dev: true, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DataDir: dir, MaxRecvMsgSize: -1}, ErrConfig},
+		{"a raw-event byte bound under a MiB is refused", Config{Dev: true, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DataDir: dir, TelemetryMaxBytes: 1000}, ErrConfig},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

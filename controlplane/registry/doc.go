@@ -22,6 +22,21 @@
 // fleet runs to RecoverPolicy, which stores it as the pool's next revision
 // above every reported number; the normal push then reaches every node.
 //
+// Capacity: a hello is checked against caps on every string it carries
+// (node id, pool, address, build, labels: at most 64, each key and value
+// and all of them together capped; the running revision) and refused with
+// InvalidArgument naming the field: nodes are ours, so an oversized hello
+// is a misconfiguration to be loud about. The registry knows at most
+// Config.MaxNodes nodes and Config.MaxNodesBytes of their estimated
+// memory; a new node beyond either makes it forget the disconnected node
+// seen longest ago, and when every known node is connected the new one is
+// refused with ResourceExhausted (a node reporting telemetry without
+// watching is then just not listed). Nodes running the head revision
+// share it instead of each keeping a copy. ListNodes pages through the
+// nodes in id order (a sorted index), each page bounded in nodes and in
+// encoded bytes; its token is the last id listed, so paging works while
+// nodes come and go.
+//
 // Goroutines and blocking: each Watch call runs in its gRPC stream
 // goroutine plus one receive goroutine; nothing else. Commits reach streams
 // through a one-slot channel per stream (latest wins: a stream that is busy

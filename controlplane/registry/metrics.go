@@ -9,6 +9,10 @@ type metrics struct {
 	nacks       prometheus.Counter
 	stale       prometheus.Counter
 	propagation prometheus.Histogram
+	// The registry's capacity (see admit).
+	nodesKnown   prometheus.Gauge
+	nodesEvicted prometheus.Counter
+	nodesRefused prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -26,9 +30,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "From a revision's commit to a node's ACK of it.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}),
+		nodesKnown:   prometheus.NewGauge(prometheus.GaugeOpts(opts("nodes_known", "Nodes the registry knows, connected or not (bounded by --max-nodes)."))),
+		nodesEvicted: prometheus.NewCounter(prometheus.CounterOpts(opts("nodes_evicted_total", "Disconnected nodes forgotten early to make room for new ones."))),
+		nodesRefused: prometheus.NewCounter(prometheus.CounterOpts(opts("nodes_refused_total", "New nodes not admitted because every known node was connected and the registry full."))),
 	}
 	if reg != nil {
 		reg.MustRegister(m.connected, m.pushes, m.acks, m.nacks, m.stale, m.propagation)
+		reg.MustRegister(m.nodesKnown, m.nodesEvicted, m.nodesRefused)
 	}
 	return m
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -49,6 +50,16 @@ type Config struct {
 	HelloTimeout time.Duration
 	// ForgetAfter drops a disconnected node from ListNodes. Default 24h.
 	ForgetAfter time.Duration
+	// MaxNodes bounds the nodes known at once, connected or not. A new node
+	// beyond it makes the registry forget the disconnected node seen
+	// longest ago; when every known node is connected the new one is
+	// refused with ResourceExhausted. Default 50,000.
+	MaxNodes int
+	// MaxNodesBytes bounds the known nodes' estimated memory the same way
+	// (an entry costs about 2 KiB plus its hello's strings and labels, at
+	// most MaxLabelsBytes, and its running revision unless it is the
+	// head's, at most MaxRunningBytes). Default 256 MiB.
+	MaxNodesBytes int
 	// Registerer receives the registry's metrics; optional.
 	Registerer prometheus.Registerer
 	Log        logrus.FieldLogger
@@ -66,6 +77,8 @@ type Registry struct {
 	mu     sync.Mutex
 	heads  map[string]*head // pool → current revision
 	nodes  map[string]*node // node id → node
+	ids    []string         // the keys of nodes, sorted: ListNodes pages through it
+	bytes  int              // the nodes' estimated memory (node.bytes summed)
 	closed bool
 }
 
@@ -85,6 +98,8 @@ type node struct {
 	// each revision it ACKs. Nil when it reported none (a node without a
 	// policy from a control plane, or an SDK older than the field).
 	running *wsfleetv1.PolicyRevision
+	// bytes is the entry's estimated memory, as admitted (see admit).
+	bytes int
 }
 
 // Reported is the revision one node reports running, as RecoverPolicy
@@ -107,6 +122,12 @@ func New(cfg Config) (*Registry, error) {
 	}
 	if cfg.ForgetAfter <= 0 {
 		cfg.ForgetAfter = DefaultForgetAfter
+	}
+	if cfg.MaxNodes <= 0 {
+		cfg.MaxNodes = DefaultMaxNodes
+	}
+	if cfg.MaxNodesBytes <= 0 {
+		cfg.MaxNodesBytes = DefaultMaxNodesBytes
 	}
 	if cfg.Log == nil {
 		cfg.Log = logrus.StandardLogger()
@@ -194,9 +215,9 @@ func (r *Registry) Watch(stream wsfleetv1.NodeService_WatchServer) error {
 	if p, ok := peer.FromContext(stream.Context()); ok && p.Addr != nil {
 		addr = p.Addr.String()
 	}
-	pool, gen, notify, stop, ok := r.attach(hello, addr)
-	if !ok {
-		return errShuttingDown
+	pool, gen, notify, stop, err := r.attach(hello, addr)
+	if err != nil {
+		return err
 	}
 	defer r.detach(hello.GetNodeId(), gen)
 	// Headers tell the node the stream is accepted even when there is
@@ -316,6 +337,9 @@ func (r *Registry) awaitHello(ctx context.Context, msgs <-chan *wsfleetv1.WatchR
 			return nil, status.Error(codes.InvalidArgument, "the first message of a watch stream must be a hello")
 		}
 		if err := validateHello(h); err != nil {
+			// Nodes are ours: a hello we refuse is a misconfiguration that
+			// must be seen here too, not only on the node.
+			r.log.WithField("node_id", clipForError(h.GetNodeId())).WithError(err).Warn("hello refused")
 			return nil, err
 		}
 		return h, nil
@@ -356,6 +380,7 @@ func validateHello(h *wsfleetv1.NodeHello) error {
 	if len(h.GetLabels()) > maxLabels {
 		bad = append(bad, fmt.Sprintf("labels: more than %d", maxLabels))
 	}
+	bad = append(bad, helloViolations(h)...)
 	if run := h.GetRunning(); run != nil {
 		pool := h.GetPool()
 		if pool == "" {
@@ -375,6 +400,12 @@ func validateHello(h *wsfleetv1.NodeHello) error {
 		}
 	}
 	if len(bad) > 0 {
+		// A hello may be wrong in many places (64 labels each too long):
+		// the answer names the first few, so that it stays short.
+		const shown = 8
+		if len(bad) > shown {
+			bad = append(bad[:shown], fmt.Sprintf("and %d more", len(bad)-shown))
+		}
 		return status.Errorf(codes.InvalidArgument, "invalid hello: %v", bad)
 	}
 	return nil
@@ -382,9 +413,11 @@ func validateHello(h *wsfleetv1.NodeHello) error {
 
 // attach registers a stream for a node, replacing any previous stream for
 // the same node id (the newest wins: it is the node that reconnected). It
-// returns ok false, having changed nothing, once Shutdown has begun; every
-// stream it attaches is counted in the connected gauge until its detach.
-func (r *Registry) attach(h *wsfleetv1.NodeHello, addr string) (pool string, gen uint64, notify, stop chan struct{}, ok bool) {
+// returns errShuttingDown, having changed nothing, once Shutdown has
+// begun, and ResourceExhausted when the registry is full (see admit);
+// every stream it attaches is counted in the connected gauge until its
+// detach.
+func (r *Registry) attach(h *wsfleetv1.NodeHello, addr string) (pool string, gen uint64, notify, stop chan struct{}, err error) {
 	now := timestamppb.New(r.cfg.Now())
 	pool = h.GetPool()
 	if pool == "" {
@@ -396,12 +429,17 @@ func (r *Registry) attach(h *wsfleetv1.NodeHello, addr string) (pool string, gen
 		// Checked under the lock that Shutdown takes: a stream attached
 		// after Shutdown would never be stopped, and one refused here must
 		// not be counted (its caller does not detach it).
-		return pool, 0, nil, nil, false
+		return pool, 0, nil, nil, errShuttingDown
+	}
+	running := r.shareRunning(h.GetRunning())
+	size := helloBytes(h, running)
+	if err := r.admit(h.GetNodeId(), size); err != nil {
+		return pool, 0, nil, nil, err
 	}
 	nd := r.nodes[h.GetNodeId()]
 	if nd == nil {
 		nd = &node{status: &wsfleetv1.NodeStatus{NodeId: h.GetNodeId()}, nacked: map[string]int64{}}
-		r.nodes[h.GetNodeId()] = nd
+		r.insert(h.GetNodeId(), nd, size)
 	} else if nd.stop != nil {
 		close(nd.stop)
 	}
@@ -420,13 +458,13 @@ func (r *Registry) attach(h *wsfleetv1.NodeHello, addr string) (pool string, gen
 	}
 	s.Build = h.GetBuild()
 	s.Connected = true
-	nd.running = h.GetRunning()
+	nd.running = running
 	applied := helloKey(h)
 	s.AppliedPool, s.AppliedRevision, s.AppliedStoreId = applied.pool, applied.rev, applied.store
 	s.LastSeenTime = now
 	s.ConnectTime = now
 	r.metrics.connected.Inc()
-	return pool, nd.gen, nd.notify, nd.stop, true
+	return pool, nd.gen, nd.notify, nd.stop, nil
 }
 
 // revKey names a revision: the pool it belongs to, its number and the
@@ -483,14 +521,20 @@ func (r *Registry) update(id string, gen uint64, f func(*wsfleetv1.NodeStatus, *
 }
 
 // TelemetryBatch counts a node's ingested telemetry (telemetry's OnBatch
-// hook). A node that reports without watching is listed too.
+// hook). A node that reports without watching is listed too, if the
+// registry has room for it (see admit); its telemetry is ingested either
+// way.
 func (r *Registry) TelemetryBatch(nodeID string, events int, dropped uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	nd := r.nodes[nodeID]
 	if nd == nil {
+		size := nodeOverhead + len(nodeID)
+		if r.admit(nodeID, size) != nil {
+			return
+		}
 		nd = &node{status: &wsfleetv1.NodeStatus{NodeId: nodeID}, nacked: map[string]int64{}}
-		r.nodes[nodeID] = nd
+		r.insert(nodeID, nd, size)
 	}
 	nd.status.TelemetryEvents += uint64(events)
 	nd.status.TelemetryDropped += dropped
@@ -499,26 +543,56 @@ func (r *Registry) TelemetryBatch(nodeID string, events int, dropped uint64) {
 	}
 }
 
-// ListNodes implements FleetService.ListNodes.
+// ListNodes implements FleetService.ListNodes: the nodes by id, one page at
+// a time. A page holds at most page_size nodes (DefaultPageSize when 0,
+// capped at MaxPageSize) and MaxPageBytes encoded, so that it never
+// exceeds a client's message limit; next_page_token resumes after its last
+// node, so paging works while nodes come and go: a node present
+// throughout is listed exactly once.
 func (r *Registry) ListNodes(_ context.Context, req *wsfleetv1.ListNodesRequest) (*wsfleetv1.ListNodesResponse, error) {
+	size, err := pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	after, err := pageAfter(req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
 	now := r.cfg.Now()
+	resp := &wsfleetv1.ListNodesResponse{Nodes: make([]*wsfleetv1.NodeStatus, 0, min(size, 64))}
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.forget(now)
-	out := make([]*wsfleetv1.NodeStatus, 0, len(r.nodes))
-	for _, nd := range r.nodes {
+	i, found := slices.BinarySearch(r.ids, after)
+	if found {
+		i++
+	}
+	bytes := 0
+	for ; i < len(r.ids); i++ {
+		nd := r.nodes[r.ids[i]]
 		if req.GetPool() != "" && nd.status.GetPool() != req.GetPool() {
 			continue
+		}
+		if len(resp.Nodes) == size {
+			break
 		}
 		s := proto.Clone(nd.status).(*wsfleetv1.NodeStatus)
 		if eff := r.effective(s.GetPool()); eff != nil {
 			s.HeadRevision = eff.rev.GetRevision()
 		}
 		s.Ahead = r.ahead(nd)
-		out = append(out, s)
+		// protowire's bound on a repeated field's tag and length.
+		n := proto.Size(s) + 1 + 4
+		if bytes+n > MaxPageBytes && len(resp.Nodes) > 0 {
+			break
+		}
+		bytes += n
+		resp.Nodes = append(resp.Nodes, s)
 	}
-	r.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].GetNodeId() < out[j].GetNodeId() })
-	return &wsfleetv1.ListNodesResponse{Nodes: out}, nil
+	if i < len(r.ids) && len(resp.Nodes) > 0 {
+		resp.NextPageToken = pageTokenEncoding.EncodeToString([]byte(resp.Nodes[len(resp.Nodes)-1].GetNodeId()))
+	}
+	return resp, nil
 }
 
 // ahead reports whether a node runs a revision this control plane does not
@@ -547,7 +621,7 @@ func (r *Registry) forget(now time.Time) {
 	for id, nd := range r.nodes {
 		s := nd.status
 		if !s.GetConnected() && s.GetLastSeenTime() != nil && now.Sub(s.GetLastSeenTime().AsTime()) > r.cfg.ForgetAfter {
-			delete(r.nodes, id)
+			r.remove(id)
 		}
 	}
 }

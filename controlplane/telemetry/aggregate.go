@@ -24,11 +24,13 @@ type minuteAgg struct {
 	// full records which bounds this minute has hit, so each is reported
 	// once.
 	originsFull, keysFull bool
+	// bytes is the minute's share of aggregates.bytes.
+	bytes int
 }
 
 // overflow names the bounds a batch hit first in some minute.
 type overflow struct {
-	origins, keys bool
+	origins, keys, budget bool
 }
 
 // maxInterned bounds the table of node ids and pools whose strings the
@@ -36,14 +38,26 @@ type overflow struct {
 // which costs memory, not correctness.
 const maxInterned = 10_000
 
+// Estimated heap costs of the aggregates, for MaxAggregateBytes: a key
+// (three strings and a class in a map with its count), a minute (its maps
+// and header), a distinct origin of a minute besides its bytes, and an
+// interned name besides its bytes.
+const (
+	keyBytes    = 120
+	minuteBytes = 512
+	originBytes = 64
+	nameBytes   = 64
+)
+
 // aggregates is the per-minute count table. Not safe for concurrent use;
 // the Store's lock guards it.
 type aggregates struct {
-	maxOrigins, maxKeys int
-	retentionMinutes    int64
+	maxOrigins, maxKeys, maxBytes int
+	retentionMinutes              int64
 
 	minutes   map[int64]*minuteAgg
 	keys      int   // sum of len(counts) over minutes
+	bytes     int   // estimated size: the minutes' bytes and the names'
 	lastPrune int64 // unix minute of the last prune
 
 	// names interns node ids and pools: every event carries its own copy
@@ -52,6 +66,11 @@ type aggregates struct {
 
 	otherOrigins uint64 // events counted under OtherOrigin
 	otherKeys    uint64 // events counted under the OtherKey catch-all
+	// overBudget counts the events whose origin or key went to "(other)"
+	// because of MaxAggregateBytes rather than a per-minute bound;
+	// budgetFull is set from the first of them until pruning frees room.
+	overBudget uint64
+	budgetFull bool
 
 	// overflowed collects the bounds first hit since the last takeOverflow.
 	overflowed overflow
@@ -68,6 +87,7 @@ func newAggregates(cfg *Config) *aggregates {
 	return &aggregates{
 		maxOrigins:       cfg.MaxOriginsPerMinute,
 		maxKeys:          cfg.MaxKeysPerMinute,
+		maxBytes:         cfg.MaxAggregateBytes,
 		retentionMinutes: int64((cfg.Retention + time.Minute - 1) / time.Minute),
 		minutes:          make(map[int64]*minuteAgg),
 		names:            make(map[string]string),
@@ -95,51 +115,87 @@ func (a *aggregates) intern(s string) string {
 	if v, ok := a.names[s]; ok {
 		return v
 	}
-	if len(a.names) < maxInterned {
+	if len(a.names) < maxInterned && a.bytes < a.maxBytes {
 		a.names[s] = s
+		a.bytes += len(s) + nameBytes
 	}
 	return s
 }
 
-// add counts one event of the given (interned) pool and node in minute.
+// full reports whether the aggregates reached MaxAggregateBytes.
+func (a *aggregates) full() bool { return a.bytes >= a.maxBytes }
+
+// weight is how many occurrences an event stands for: a node folds
+// repeated rejections into one event with a repeat count.
+func weight(ev *wsfleetv1.ErrorEvent) int64 {
+	return max(1, int64(ev.GetRepeat()))
+}
+
+// add counts one event of the given (interned) pool and node in minute,
+// max(1, repeat) times.
 func (a *aggregates) add(minute int64, pool, node string, ev *wsfleetv1.ErrorEvent) {
+	w := weight(ev)
 	ma := a.minutes[minute]
 	if ma == nil {
-		ma = &minuteAgg{minute: minute, counts: make(map[aggKey]int64), origins: make(map[string]string)}
+		// A new minute is always made: with the budget spent it holds only
+		// catch-all keys, at most one per class.
+		ma = &minuteAgg{minute: minute, counts: make(map[aggKey]int64), origins: make(map[string]string), bytes: minuteBytes}
 		a.minutes[minute] = ma
+		a.bytes += minuteBytes
 	}
 	origin := ev.GetOrigin()
 	if canon, ok := ma.origins[origin]; ok {
 		origin = canon
-	} else if len(ma.origins) < a.maxOrigins {
+	} else if len(ma.origins) < a.maxOrigins && !a.full() {
 		ma.origins[origin] = origin
+		a.grow(ma, len(origin)+originBytes)
 	} else {
 		origin = OtherOrigin
 		a.otherOrigins++
-		if !ma.originsFull {
+		if len(ma.origins) < a.maxOrigins {
+			a.spentBudget()
+		} else if !ma.originsFull {
 			ma.originsFull, a.overflowed.origins = true, true
 		}
 	}
 	k := aggKey{pool: pool, node: node, origin: origin, class: ev.GetClass()}
-	if len(ma.counts) < a.maxKeys {
-		// Below the bound one map access counts the event, new key or not.
-		before := len(ma.counts)
-		ma.counts[k]++
-		a.keys += len(ma.counts) - before
+	if _, ok := ma.counts[k]; ok {
+		ma.counts[k] += w
 		return
 	}
-	if _, ok := ma.counts[k]; ok {
-		ma.counts[k]++
+	if len(ma.counts) < a.maxKeys && !a.full() {
+		ma.counts[k] = w
+		a.keys++
+		a.grow(ma, keyBytes)
 		return
 	}
 	a.otherKeys++
-	if !ma.keysFull {
+	if len(ma.counts) < a.maxKeys {
+		a.spentBudget()
+	} else if !ma.keysFull {
 		ma.keysFull, a.overflowed.keys = true, true
 	}
 	k = aggKey{pool: OtherKey, node: OtherKey, origin: OtherKey, class: k.class}
-	before := len(ma.counts)
-	ma.counts[k]++
-	a.keys += len(ma.counts) - before
+	if _, ok := ma.counts[k]; !ok {
+		a.keys++
+		a.grow(ma, keyBytes)
+	}
+	ma.counts[k] += w
+}
+
+// spentBudget notes an event sent to "(other)" for MaxAggregateBytes,
+// reporting the first one after the budget was last reached.
+func (a *aggregates) spentBudget() {
+	a.overBudget++
+	if !a.budgetFull {
+		a.budgetFull, a.overflowed.budget = true, true
+	}
+}
+
+// grow accounts n more bytes to minute ma.
+func (a *aggregates) grow(ma *minuteAgg, n int) {
+	ma.bytes += n
+	a.bytes += n
 }
 
 // prune drops minutes older than the retention. It walks the minute map,
@@ -153,8 +209,12 @@ func (a *aggregates) prune(nowMinute int64) {
 	for m, ma := range a.minutes {
 		if m < h {
 			a.keys -= len(ma.counts)
+			a.bytes -= ma.bytes
 			delete(a.minutes, m)
 		}
+	}
+	if !a.full() {
+		a.budgetFull = false
 	}
 }
 

@@ -15,6 +15,14 @@ const (
 	DefaultMaxKeysPerMinute    = 10_000
 	DefaultMaxReporters        = 100_000
 	DefaultTailBuffer          = 1024
+	DefaultMaxRawBytes         = 64 << 20
+	DefaultMaxReporterBytes    = 32 << 20
+	DefaultMaxAggregateBytes   = 1 << 30
+	DefaultMaxTails            = 64
+
+	// MinMaxRawBytes is the smallest ring byte bound: room for a few
+	// hundred events at their largest.
+	MinMaxRawBytes = 1 << 20
 
 	// MaxRetention bounds Config.Retention: per-minute counts for longer
 	// than a month belong in a metrics system.
@@ -48,20 +56,47 @@ type Config struct {
 	// MaxRaw is how many recent raw events are kept (a ring buffer) for
 	// QueryEvents, trace lookups and tail backlogs. Default 100,000.
 	MaxRaw int
+	// MaxRawBytes bounds the same ring in bytes, as estimated per event
+	// (its strings plus about 512 bytes; a capped event holds at most
+	// about 3 KiB): the oldest events are evicted first when either bound
+	// is reached. Default 64 MiB, at least MinMaxRawBytes.
+	MaxRawBytes int
 	// MaxOriginsPerMinute bounds the distinct origins counted per minute;
 	// the rest go to OtherOrigin. Default 1000.
 	MaxOriginsPerMinute int
 	// MaxKeysPerMinute bounds the distinct (pool, node, class, origin)
 	// combinations counted per minute; the rest go to OtherKey. A key
-	// costs about 120 bytes, so the aggregates' worst case is about
+	// costs about 120 bytes, so this bound alone would allow about
 	// Retention/1m × MaxKeysPerMinute × 120 B (1.7 GB at the defaults);
-	// 16 nodes × 8 classes × 40 origins busy every minute of a day take
-	// about 0.6 GB. Default 10,000.
+	// MaxAggregateBytes bounds the whole. 16 nodes × 8 classes × 40
+	// origins busy every minute of a day take about 0.6 GB. Default
+	// 10,000.
 	MaxKeysPerMinute int
 	// MaxReporters bounds the reporter_ids whose sequence numbers are
 	// remembered for duplicate detection; the least recently seen is
 	// forgotten first. Default 100,000.
 	MaxReporters int
+	// MaxReporterBytes bounds the same table in bytes (an entry costs its
+	// reporter_id, at most MaxReporterIDBytes, plus about 160 bytes).
+	// Default 32 MiB.
+	MaxReporterBytes int
+	// MaxAggregateBytes bounds the per-minute counts over the whole
+	// retention, as estimated (about 120 bytes a key, plus each minute's
+	// distinct origins and the node ids and pools). Once reached, new
+	// origins count as OtherOrigin and new combinations under the OtherKey
+	// catch-all of their minute (one per class and minute) until pruning
+	// frees room: totals stay exact, only the grouping coarsens. Default
+	// 1 GiB: a busy fleet's day of counts fits (see MaxKeysPerMinute).
+	MaxAggregateBytes int
+	// MaxTails bounds the concurrent live tails (TailEvents streams);
+	// Subscribe beyond it fails with ErrTooManyTails. A tail holds its slot
+	// until it is cancelled, also after it was dropped for falling behind.
+	// Default 64.
+	MaxTails int
+	// TailBuffer is how many events a live tail may have waiting; a tail
+	// whose buffer is full when an event arrives is dropped (its channel
+	// closed), so that no reader can hold up ingest. Default 1024.
+	TailBuffer int
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// OnBatch, if set, is told of every ingested (non-duplicate) batch: the
@@ -91,6 +126,21 @@ func (c *Config) setDefaults() {
 	if c.MaxReporters == 0 {
 		c.MaxReporters = DefaultMaxReporters
 	}
+	if c.MaxRawBytes == 0 {
+		c.MaxRawBytes = DefaultMaxRawBytes
+	}
+	if c.MaxReporterBytes == 0 {
+		c.MaxReporterBytes = DefaultMaxReporterBytes
+	}
+	if c.MaxAggregateBytes == 0 {
+		c.MaxAggregateBytes = DefaultMaxAggregateBytes
+	}
+	if c.MaxTails == 0 {
+		c.MaxTails = DefaultMaxTails
+	}
+	if c.TailBuffer == 0 {
+		c.TailBuffer = DefaultTailBuffer
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -113,6 +163,16 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: MaxKeysPerMinute %d is negative", ErrConfig, c.MaxKeysPerMinute)
 	case c.MaxReporters < 0:
 		return fmt.Errorf("%w: MaxReporters %d is negative", ErrConfig, c.MaxReporters)
+	case c.MaxRawBytes < MinMaxRawBytes:
+		return fmt.Errorf("%w: MaxRawBytes %d is under %d", ErrConfig, c.MaxRawBytes, MinMaxRawBytes)
+	case c.MaxReporterBytes < 0:
+		return fmt.Errorf("%w: MaxReporterBytes %d is negative", ErrConfig, c.MaxReporterBytes)
+	case c.MaxAggregateBytes < 0:
+		return fmt.Errorf("%w: MaxAggregateBytes %d is negative", ErrConfig, c.MaxAggregateBytes)
+	case c.MaxTails < 0:
+		return fmt.Errorf("%w: MaxTails %d is negative", ErrConfig, c.MaxTails)
+	case c.TailBuffer < 0:
+		return fmt.Errorf("%w: TailBuffer %d is negative", ErrConfig, c.TailBuffer)
 	}
 	return nil
 }

@@ -17,18 +17,24 @@ type reporter struct {
 	seen uint64 // bit i set: sequence max-i ingested
 }
 
+// reporterOverhead estimates an entry's heap cost besides its id: the
+// reporter, its list element and its map entry.
+const reporterOverhead = 160
+
 // dedup remembers which (reporter_id, sequence) pairs were ingested, for
-// at most limit reporters, least recently seen evicted first. Not safe for
-// concurrent use; the Store's lock guards it.
+// at most limit reporters and maxBytes of estimated memory, least recently
+// seen evicted first. Not safe for concurrent use; the Store's lock guards
+// it.
 type dedup struct {
-	limit   int
-	byID    map[string]*list.Element
-	recency *list.List // front: most recently seen; values *reporter
-	evicted uint64
+	limit, maxBytes int
+	bytes           int
+	byID            map[string]*list.Element
+	recency         *list.List // front: most recently seen; values *reporter
+	evicted         uint64
 }
 
-func newDedup(limit int) *dedup {
-	return &dedup{limit: limit, byID: make(map[string]*list.Element), recency: list.New()}
+func newDedup(limit, maxBytes int) *dedup {
+	return &dedup{limit: limit, maxBytes: maxBytes, byID: make(map[string]*list.Element), recency: list.New()}
 }
 
 // fresh records (id, seq) and reports whether it was new. A forgotten
@@ -41,14 +47,18 @@ func (d *dedup) fresh(id string, seq uint64) bool {
 		d.recency.MoveToFront(e)
 		r = e.Value.(*reporter)
 	} else {
-		if d.recency.Len() >= d.limit {
+		cost := len(id) + reporterOverhead
+		for d.recency.Len() > 0 && (d.recency.Len() >= d.limit || d.bytes+cost > d.maxBytes) {
 			oldest := d.recency.Back()
 			d.recency.Remove(oldest)
-			delete(d.byID, oldest.Value.(*reporter).id)
+			old := oldest.Value.(*reporter).id
+			delete(d.byID, old)
+			d.bytes -= len(old) + reporterOverhead
 			d.evicted++
 		}
 		r = &reporter{id: id}
 		d.byID[id] = d.recency.PushFront(r)
+		d.bytes += cost
 	}
 	switch {
 	case seq > r.max:

@@ -39,7 +39,7 @@ func TestDedup(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			d := newDedup(tc.limit)
+			d := newDedup(tc.limit, 1<<30)
 			for i, st := range tc.steps {
 				if got := d.fresh(st.id, st.seq); got != st.fresh {
 					t.Fatalf("step %d (%s, %d): fresh = %v, want %v", i, st.id, st.seq, got, st.fresh)

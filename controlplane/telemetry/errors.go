@@ -2,5 +2,9 @@ package telemetry
 
 import "errors"
 
-// ErrConfig: the store's Config is invalid.
-var ErrConfig = errors.New("telemetry: invalid config")
+var (
+	// ErrConfig: the store's Config is invalid.
+	ErrConfig = errors.New("telemetry: invalid config")
+	// ErrTooManyTails: Config.MaxTails live tails are open already.
+	ErrTooManyTails = errors.New("telemetry: too many live tails")
+)

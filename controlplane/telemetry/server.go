@@ -20,11 +20,17 @@ import (
 
 // Request limits of the Server.
 const (
-	// MaxBatchEvents bounds one ReportTelemetry batch.
+	// MaxBatchEvents bounds one ReportTelemetry batch in events; the
+	// control plane's gRPC message limit (4 MiB by default) bounds it in
+	// bytes.
 	MaxBatchEvents = 10_000
-	// DefaultQueryLimit and MaxQueryLimit bound QueryEvents answers.
+	// DefaultQueryLimit and MaxQueryLimit bound QueryEvents answers in
+	// events, MaxQueryBytes in encoded bytes (well under gRPC's default
+	// 4 MiB receive limit): an answer that would be larger holds the newest
+	// events that fit and says truncated.
 	DefaultQueryLimit = 100
 	MaxQueryLimit     = 10_000
+	MaxQueryBytes     = 2 << 20
 	// DefaultTopLimit is TopErrors' group count when none is asked for;
 	// larger requests are capped at MaxTopLimit.
 	DefaultTopLimit = 20
@@ -151,11 +157,20 @@ func validateBatch(req *wsfleetv1.ReportTelemetryRequest, streamNode string) err
 	switch {
 	case req.GetNodeId() == "":
 		vs = append(vs, violation("node_id", "is required"))
+	case len(req.GetNodeId()) > MaxNodeIDBytes:
+		// Refused, not cut: the id names the node in the registry.
+		vs = append(vs, violation("node_id", fmt.Sprintf("%d bytes; at most %d", len(req.GetNodeId()), MaxNodeIDBytes)))
 	case streamNode != "" && req.GetNodeId() != streamNode:
 		vs = append(vs, violation("node_id", fmt.Sprintf("%q differs from %q sent earlier on this stream", req.GetNodeId(), streamNode)))
 	}
-	if req.GetReporterId() == "" {
+	if n := len(req.GetPool()); n > MaxPoolBytes {
+		vs = append(vs, violation("pool", fmt.Sprintf("%d bytes; at most %d", n, MaxPoolBytes)))
+	}
+	switch n := len(req.GetReporterId()); {
+	case n == 0:
 		vs = append(vs, violation("reporter_id", "is required"))
+	case n > MaxReporterIDBytes:
+		vs = append(vs, violation("reporter_id", fmt.Sprintf("%d bytes; at most %d", n, MaxReporterIDBytes)))
 	}
 	if req.GetSequence() == 0 {
 		vs = append(vs, violation("sequence", "must be positive"))
@@ -166,7 +181,8 @@ func validateBatch(req *wsfleetv1.ReportTelemetryRequest, streamNode string) err
 	return badRequest(vs)
 }
 
-// QueryEvents implements FleetService.QueryEvents.
+// QueryEvents implements FleetService.QueryEvents. An answer is at most
+// MaxQueryBytes: the newest events that fit, marked truncated.
 func (srv *Server) QueryEvents(_ context.Context, req *wsfleetv1.QueryEventsRequest) (*wsfleetv1.QueryEventsResponse, error) {
 	vs := validateFilter(req.GetFilter(), true)
 	limit, vs := limitOf(vs, "limit", req.GetLimit(), DefaultQueryLimit, MaxQueryLimit)
@@ -174,6 +190,15 @@ func (srv *Server) QueryEvents(_ context.Context, req *wsfleetv1.QueryEventsRequ
 		return nil, err
 	}
 	events, truncated := srv.store.Query(req.GetFilter(), limit)
+	// The newest events that fit in MaxQueryBytes: 10,000 events with
+	// every string at its cap would not fit in a client's message limit.
+	size := 0
+	for i, ev := range events {
+		if size += proto.Size(ev) + 8; size > MaxQueryBytes {
+			events, truncated = events[:i], true
+			break
+		}
+	}
 	return &wsfleetv1.QueryEventsResponse{Events: events, Truncated: truncated}, nil
 }
 
@@ -208,9 +233,14 @@ func (srv *Server) TopErrors(_ context.Context, req *wsfleetv1.TopErrorsRequest)
 
 // TailEvents implements FleetService.TailEvents: up to backlog recent
 // matching events, oldest first, then every matching event as it is
-// ingested until the client goes away or Shutdown. A client that reads
-// too slowly loses events (counted in Stats.TailDropped) rather than slow
-// ingest down.
+// ingested until the client goes away or Shutdown. Beyond Config.MaxTails
+// open tails it fails with ResourceExhausted. A client that reads too
+// slowly for its tail's buffer is dropped rather than slow ingest down:
+// its stream ends with ResourceExhausted once it has read what was
+// buffered. (A client that stops reading altogether keeps its stream, and
+// its slot, until it goes away: gRPC cannot end a stream whose handler is
+// blocked sending to it, but its transport buffers at most 64 KiB and the
+// store sends it nothing more.)
 func (srv *Server) TailEvents(req *wsfleetv1.TailEventsRequest, stream wsfleetv1.FleetService_TailEventsServer) error {
 	vs := validateFilter(req.GetFilter(), false)
 	backlog, vs := limitOf(vs, "backlog", req.GetBacklog(), 0, MaxTailBacklog)
@@ -222,8 +252,11 @@ func (srv *Server) TailEvents(req *wsfleetv1.TailEventsRequest, stream wsfleetv1
 		return errShuttingDown
 	default:
 	}
-	past, ch, cancel := srv.store.tail(req.GetFilter(), backlog, DefaultTailBuffer)
-	defer cancel()
+	past, tail, err := srv.store.tail(req.GetFilter(), backlog, 0)
+	if err != nil {
+		return status.Errorf(codes.ResourceExhausted, "%v; try again later", err)
+	}
+	defer tail.Cancel()
 	for _, ev := range past {
 		if err := stream.Send(&wsfleetv1.TailEventsResponse{Event: ev}); err != nil {
 			return err
@@ -236,7 +269,12 @@ func (srv *Server) TailEvents(req *wsfleetv1.TailEventsRequest, stream wsfleetv1
 			return errShuttingDown
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
-		case ev := <-ch:
+		case ev, ok := <-tail.C:
+			if !ok {
+				// Only a drop closes the channel while the stream lives.
+				return status.Errorf(codes.ResourceExhausted,
+					"tail dropped: the client read too slowly and %d events were waiting; open a new tail", cap(tail.C))
+			}
 			if err := stream.Send(&wsfleetv1.TailEventsResponse{Event: ev}); err != nil {
 				return err
 			}

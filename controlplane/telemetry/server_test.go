@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -51,6 +52,7 @@ func (f fleetService) TailEvents(req *wsfleetv1.TailEventsRequest, stream wsflee
 type grpcFixture struct {
 	store *Store
 	srv   *Server
+	addr  string
 	node  wsfleetv1.NodeServiceClient
 	fleet wsfleetv1.FleetServiceClient
 }
@@ -84,7 +86,7 @@ func serve(t testing.TB, s *Store) *grpcFixture {
 		gs.GracefulStop()
 		<-served
 	})
-	return &grpcFixture{store: s, srv: srv, node: wsfleetv1.NewNodeServiceClient(conn), fleet: wsfleetv1.NewFleetServiceClient(conn)}
+	return &grpcFixture{store: s, srv: srv, addr: lis.Addr().String(), node: wsfleetv1.NewNodeServiceClient(conn), fleet: wsfleetv1.NewFleetServiceClient(conn)}
 }
 
 func testContext(t testing.TB) context.Context {
@@ -192,6 +194,9 @@ func TestReportTelemetryRefusesInvalidBatches(t *testing.T) {
 		{"a batch without reporter id", []*wsfleetv1.ReportTelemetryRequest{batch("node-a", "p", "", 1)}, "reporter_id"},
 		{"a batch with sequence 0", []*wsfleetv1.ReportTelemetryRequest{batch("node-a", "p", "r", 0)}, "sequence"},
 		{"a batch over the event limit", []*wsfleetv1.ReportTelemetryRequest{tooMany}, "events"},
+		{"a node id over its cap", []*wsfleetv1.ReportTelemetryRequest{batch(strings.Repeat("n", MaxNodeIDBytes+1), "p", "r", 1)}, "node_id"},
+		{"a pool over its cap", []*wsfleetv1.ReportTelemetryRequest{batch("node-a", strings.Repeat("p", MaxPoolBytes+1), "r", 1)}, "pool"},
+		{"a reporter id over its cap", []*wsfleetv1.ReportTelemetryRequest{batch("node-a", "p", strings.Repeat("r", MaxReporterIDBytes+1), 1)}, "reporter_id"},
 		{"another node id on the same stream", []*wsfleetv1.ReportTelemetryRequest{
 			batch("node-a", "p", "r", 1, ev{class: capacity}), batch("node-b", "p", "r", 2, ev{class: capacity}),
 		}, "node_id"},

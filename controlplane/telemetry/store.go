@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"fmt"
 	"math"
 	"slices"
 	"sync"
@@ -19,17 +20,47 @@ import (
 const scanChunk = 8192
 
 // slot is one raw event in the ring with its time cached as unix
-// nanoseconds, so that filtering does not convert timestamps.
+// nanoseconds, so that filtering does not convert timestamps, and its
+// estimated size, for the ring's byte bound.
 type slot struct {
-	ev *wsfleetv1.ErrorEvent
-	t  int64
+	ev   *wsfleetv1.ErrorEvent
+	t    int64
+	size int
 }
 
 // subscriber is one live tail.
 type subscriber struct {
-	m  *matcher
-	ch chan *wsfleetv1.ErrorEvent
+	m *matcher
+
+	// mu guards sends on ch and its close: Ingest publishes to a tail
+	// outside the store's lock, and a close must never precede a send.
+	mu      sync.Mutex
+	ch      chan *wsfleetv1.ErrorEvent
+	closed  bool
+	dropped bool // closed because its buffer was full, not cancelled
 }
+
+// Tail is a live tail of a Store (see Subscribe).
+type Tail struct {
+	// C receives the matching events as they are ingested. It is closed by
+	// Cancel, or when the tail fell behind (see Dropped).
+	C      <-chan *wsfleetv1.ErrorEvent
+	sub    *subscriber
+	cancel func()
+}
+
+// Dropped reports whether the tail was ended because its buffer was full
+// when an event arrived: its reader did not keep up. Meaningful once C is
+// closed.
+func (t *Tail) Dropped() bool {
+	t.sub.mu.Lock()
+	defer t.sub.mu.Unlock()
+	return t.sub.dropped
+}
+
+// Cancel ends the tail, closes C if it is still open and frees the tail's
+// slot. Idempotent; it must be called.
+func (t *Tail) Cancel() { t.cancel() }
 
 // Store ingests telemetry batches and answers queries over them: raw events
 // from a bounded ring, counts from per-minute aggregates. It is safe for
@@ -37,16 +68,26 @@ type subscriber struct {
 type Store struct {
 	cfg Config
 
+	// truncated counts the string fields cut on ingest, per field.
+	truncated truncations
+
 	mu            sync.Mutex
 	ring          []slot // len fixed at MaxRaw
-	total         uint64 // events ever put; the ring holds positions [total-len(kept), total)
+	first, total  uint64 // positions put ever; the ring holds [first, total)
+	rawBytes      int    // sum of the held slots' sizes
 	evicted       bool
-	evictedNewest int64 // newest event time (unix ns) ever overwritten in the ring
+	evictedNewest int64 // newest event time (unix ns) ever evicted from the ring
 	agg           *aggregates
 	dedup         *dedup
-	subs          []*subscriber
+	// subs are the live tails Ingest publishes to. The slice is never
+	// changed in place, only replaced, so Ingest can publish to the
+	// snapshot it read under the lock after releasing it.
+	subs []*subscriber
+	// tails counts the tails not yet cancelled, dropped ones included:
+	// what MaxTails bounds.
+	tails int
 
-	events, batches, duplicates, droppedByNodes, tailDropped uint64
+	events, batches, duplicates, droppedByNodes, tailsDropped uint64
 }
 
 // Stats are the store's counters, for metrics.
@@ -64,22 +105,32 @@ type Stats struct {
 	// RawEvents is how many raw events the ring holds now, out of
 	// RawCapacity.
 	RawEvents, RawCapacity int
-	// RawEvicted is how many raw events were overwritten by newer ones.
-	// They are still in the aggregates.
+	// RawEvicted is how many raw events were evicted for newer ones (by
+	// either bound). They are still in the aggregates.
 	RawEvicted uint64
-	// AggregateMinutes and AggregateKeys size the per-minute counts.
-	AggregateMinutes, AggregateKeys int
+	// RawBytes is the ring's estimated size, out of RawBytesCapacity.
+	RawBytes, RawBytesCapacity int
+	// AggregateMinutes and AggregateKeys size the per-minute counts;
+	// AggregateBytes is their estimated size.
+	AggregateMinutes, AggregateKeys, AggregateBytes int
 	// OtherOrigins counts events whose origin was counted as OtherOrigin;
 	// OtherKeys those counted under the OtherKey catch-all.
 	OtherOrigins, OtherKeys uint64
+	// OverBudget counts the events of OtherOrigins and OtherKeys that went
+	// there because the aggregates reached MaxAggregateBytes.
+	OverBudget uint64
 	// Reporters is how many reporter_ids are remembered for duplicate
 	// detection; ReportersEvicted how many were forgotten for the bound.
 	Reporters        int
 	ReportersEvicted uint64
-	// TailSubscribers is the number of live tails; TailDropped the events
-	// they lost because they fell behind.
+	// TailSubscribers is the number of open tails (dropped ones count
+	// until cancelled); TailsDropped how many tails were ended because
+	// they fell behind.
 	TailSubscribers int
-	TailDropped     uint64
+	TailsDropped    uint64
+	// Truncated counts the event strings cut to their cap on ingest, by
+	// field name (see FieldNames).
+	Truncated map[string]uint64
 }
 
 // New validates cfg, fills its defaults and returns an empty Store.
@@ -92,7 +143,7 @@ func New(cfg Config) (*Store, error) {
 		cfg:   cfg,
 		ring:  make([]slot, cfg.MaxRaw),
 		agg:   newAggregates(&cfg),
-		dedup: newDedup(cfg.MaxReporters),
+		dedup: newDedup(cfg.MaxReporters, cfg.MaxReporterBytes),
 	}, nil
 }
 
@@ -117,13 +168,19 @@ func tsNanos(ts *timestamppb.Timestamp) int64 {
 // refuses such batches).
 //
 // Events with no node id or pool get the batch's (an empty pool is
-// "default"); events with no or an invalid time get the arrival time. The
-// store keeps the events: the caller must not modify them afterwards, and
-// everything the store hands out shares them read-only.
+// "default"); events with no or an invalid time get the arrival time.
+// Every string is then capped (see MaxOriginBytes and the others) and
+// unknown fields are dropped. The store keeps the events: the caller must
+// not modify them afterwards, and everything the store hands out shares
+// them read-only.
 //
-// Aggregates count an event in the minute of its time; one older than the
-// retention or more than five minutes in the future (a wrong clock) is
+// Aggregates count an event max(1, repeat) times (a node folds repeated
+// rejections into one event), in the minute of its time; one older than
+// the retention or more than five minutes in the future (a wrong clock) is
 // counted in the minute it arrived.
+//
+// Live tails get the batch's matching events after the lock is released
+// (see the package documentation).
 func (s *Store) Ingest(req *wsfleetv1.ReportTelemetryRequest) (fresh bool) {
 	now := s.cfg.Now()
 	nowNs := now.UnixNano()
@@ -152,6 +209,7 @@ func (s *Store) Ingest(req *wsfleetv1.ReportTelemetryRequest) (fresh bool) {
 			}
 			ev.Time = nowTs
 		}
+		s.truncated.capEvent(ev)
 	}
 
 	n := 0
@@ -171,7 +229,7 @@ func (s *Store) Ingest(req *wsfleetv1.ReportTelemetryRequest) (fresh bool) {
 			continue
 		}
 		t := tsNanos(ev.Time)
-		s.put(ev, t)
+		s.put(ev, t, eventBytes(ev))
 		minute := nowMinute
 		if t >= oldestNs && t <= newestNs {
 			minute = unixMinute(t)
@@ -183,26 +241,29 @@ func (s *Store) Ingest(req *wsfleetv1.ReportTelemetryRequest) (fresh bool) {
 			rawPool, aggPool = ev.Pool, s.agg.intern(ev.Pool)
 		}
 		s.agg.add(minute, aggPool, aggNode, ev)
-		for _, sub := range s.subs {
-			if sub.m.event(ev, t) {
-				select {
-				case sub.ch <- ev:
-				default:
-					s.tailDropped++
-				}
-			}
-		}
 		n++
 	}
 	s.events += uint64(n)
 	s.batches++
 	s.droppedByNodes += req.GetDropped()
 	over := s.agg.takeOverflow()
+	subs := s.subs
 	s.mu.Unlock()
+
+	// The snapshot read under the lock: a tail subscribed after this
+	// batch was put finds it in its backlog instead, so no event is
+	// missed or sent twice.
+	if len(subs) > 0 && n > 0 {
+		s.publish(subs, req.GetEvents())
+	}
 
 	if over.origins {
 		s.cfg.Log.WithFields(logrus.Fields{"node_id": nodeID, "limit": s.cfg.MaxOriginsPerMinute}).
 			Warn("telemetry: more distinct origins in a minute than MaxOriginsPerMinute; the rest are counted as " + OtherOrigin)
+	}
+	if over.budget {
+		s.cfg.Log.WithFields(logrus.Fields{"node_id": nodeID, "limit_bytes": s.cfg.MaxAggregateBytes}).
+			Warn("telemetry: the per-minute counts reached MaxAggregateBytes; new origins and combinations are counted as " + OtherKey + " until old minutes expire")
 	}
 	if over.keys {
 		s.cfg.Log.WithFields(logrus.Fields{"node_id": nodeID, "limit": s.cfg.MaxKeysPerMinute}).
@@ -215,28 +276,81 @@ func (s *Store) Ingest(req *wsfleetv1.ReportTelemetryRequest) (fresh bool) {
 	return true
 }
 
-// put writes one event into the ring, overwriting the oldest when full.
-// Called with mu held.
-func (s *Store) put(ev *wsfleetv1.ErrorEvent, t int64) {
-	size := uint64(len(s.ring))
-	i := s.total % size
-	if s.total >= size {
-		if old := s.ring[i].t; !s.evicted || old > s.evictedNewest {
-			s.evictedNewest = old
+// publish sends events to the live tails that match them, without waiting:
+// a tail whose buffer is full is dropped (its channel closed) and removed,
+// so that a reader that stopped reading costs ingest nothing more. Called
+// without mu: the per-tail work holds only that tail's lock.
+func (s *Store) publish(subs []*subscriber, events []*wsfleetv1.ErrorEvent) {
+	var dropped []*subscriber
+	for _, sub := range subs {
+		sub.mu.Lock()
+		if sub.closed {
+			sub.mu.Unlock()
+			continue
 		}
-		s.evicted = true
+		for _, ev := range events {
+			if ev == nil || !sub.m.event(ev, tsNanos(ev.Time)) {
+				continue
+			}
+			select {
+			case sub.ch <- ev:
+				continue
+			default:
+			}
+			sub.dropped, sub.closed = true, true
+			close(sub.ch)
+			dropped = append(dropped, sub)
+			break
+		}
+		sub.mu.Unlock()
 	}
-	s.ring[i] = slot{ev: ev, t: t}
+	if len(dropped) > 0 {
+		s.mu.Lock()
+		for _, sub := range dropped {
+			s.removeSub(sub)
+		}
+		s.tailsDropped += uint64(len(dropped))
+		s.mu.Unlock()
+	}
+}
+
+// removeSub takes sub out of the tails Ingest publishes to, replacing the
+// slice (publishers may hold the old one). Called with mu held.
+func (s *Store) removeSub(sub *subscriber) {
+	if i := slices.Index(s.subs, sub); i >= 0 {
+		s.subs = slices.Delete(slices.Clone(s.subs), i, i+1)
+	}
+}
+
+// put writes one event of the given estimated size into the ring,
+// evicting the oldest events first while either bound (MaxRaw events,
+// MaxRawBytes) would be exceeded. Called with mu held.
+func (s *Store) put(ev *wsfleetv1.ErrorEvent, t int64, size int) {
+	capacity := uint64(len(s.ring))
+	for s.total-s.first >= capacity || (s.first < s.total && s.rawBytes+size > s.cfg.MaxRawBytes) {
+		s.evictOldest()
+	}
+	s.ring[s.total%capacity] = slot{ev: ev, t: t, size: size}
+	s.rawBytes += size
 	s.total++
 }
 
-// oldest is the ring's oldest position still held. Called with mu held.
-func (s *Store) oldest() uint64 {
-	if size := uint64(len(s.ring)); s.total > size {
-		return s.total - size
+// evictOldest drops the ring's oldest event, clearing its slot so that the
+// event can be collected. Called with mu held and the ring not empty.
+func (s *Store) evictOldest() {
+	i := s.first % uint64(len(s.ring))
+	old := s.ring[i]
+	if !s.evicted || old.t > s.evictedNewest {
+		s.evictedNewest = old.t
 	}
-	return 0
+	s.evicted = true
+	s.rawBytes -= old.size
+	s.ring[i] = slot{}
+	s.first++
 }
+
+// oldest is the ring's oldest position still held. Called with mu held.
+func (s *Store) oldest() uint64 { return s.first }
 
 // Query returns raw events matching f from the ring, newest first (by event
 // time; the limit picks the most recently ingested matches), at most limit
@@ -347,52 +461,64 @@ func (s *Store) Top(f *wsfleetv1.EventFilter, by wsfleetv1.TopErrorsRequest_Grou
 }
 
 // Subscribe starts a live tail of events matching f (its time range is
-// ignored). Ingest never waits for the subscriber: when its channel of
-// buffer events (<= 0: DefaultTailBuffer) is full, events are lost and
-// counted in Stats.TailDropped. cancel ends the tail and closes the
-// channel; it is idempotent and must be called to release the
-// subscription.
-func (s *Store) Subscribe(f *wsfleetv1.EventFilter, buffer int) (ch <-chan *wsfleetv1.ErrorEvent, cancel func()) {
-	sub, cancel, _ := s.subscribe(f, buffer)
-	return sub.ch, cancel
+// ignored), with room for buffer waiting events (<= 0: Config.TailBuffer).
+// Ingest never waits for a tail: one whose buffer is full when a matching
+// event arrives is dropped — its channel closed, Tail.Dropped true — since
+// its reader has stopped keeping up. At most Config.MaxTails tails may be
+// open (dropped ones count until cancelled); beyond that Subscribe fails
+// with ErrTooManyTails. The Tail must be cancelled.
+func (s *Store) Subscribe(f *wsfleetv1.EventFilter, buffer int) (*Tail, error) {
+	t, _, err := s.subscribe(f, buffer)
+	return t, err
 }
 
 // subscribe registers a tail and returns the ring position it starts at:
 // every event at or after it goes to the channel, every one before it is
 // backlog.
-func (s *Store) subscribe(f *wsfleetv1.EventFilter, buffer int) (*subscriber, func(), uint64) {
+func (s *Store) subscribe(f *wsfleetv1.EventFilter, buffer int) (*Tail, uint64, error) {
 	if buffer <= 0 {
-		buffer = DefaultTailBuffer
+		buffer = s.cfg.TailBuffer
 	}
 	sub := &subscriber{m: compile(f, false), ch: make(chan *wsfleetv1.ErrorEvent, buffer)}
 	s.mu.Lock()
-	s.subs = append(s.subs, sub)
+	if s.tails >= s.cfg.MaxTails {
+		s.mu.Unlock()
+		return nil, 0, fmt.Errorf("%w: %d open, at most %d (MaxTails)", ErrTooManyTails, s.cfg.MaxTails, s.cfg.MaxTails)
+	}
+	s.tails++
+	s.subs = append(slices.Clip(s.subs), sub)
 	pos := s.total
 	s.mu.Unlock()
 	cancel := sync.OnceFunc(func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if i := slices.Index(s.subs, sub); i >= 0 {
-			s.subs = slices.Delete(s.subs, i, i+1)
+		sub.mu.Lock()
+		if !sub.closed {
+			sub.closed = true
+			close(sub.ch)
 		}
-		// Closed under the lock, so Ingest can never send on it afterwards.
-		close(sub.ch)
+		sub.mu.Unlock()
+		s.mu.Lock()
+		s.removeSub(sub)
+		s.tails--
+		s.mu.Unlock()
 	})
-	return sub, cancel, pos
+	return &Tail{C: sub.ch, sub: sub, cancel: cancel}, pos, nil
 }
 
 // tail is Subscribe with a backlog: up to backlog of the most recent
 // matching events, oldest first, and then the channel, with neither a gap
 // nor a repeat between the two.
-func (s *Store) tail(f *wsfleetv1.EventFilter, backlog, buffer int) (past []*wsfleetv1.ErrorEvent, ch <-chan *wsfleetv1.ErrorEvent, cancel func()) {
-	sub, cancel, pos := s.subscribe(f, buffer)
+func (s *Store) tail(f *wsfleetv1.EventFilter, backlog, buffer int) (past []*wsfleetv1.ErrorEvent, t *Tail, err error) {
+	t, pos, err := s.subscribe(f, buffer)
+	if err != nil {
+		return nil, nil, err
+	}
 	if backlog > 0 {
-		found, _ := s.scan(sub.m, backlog, pos)
+		found, _ := s.scan(t.sub.m, backlog, pos)
 		slices.SortStableFunc(found, func(a, b slot) int { return cmpInt64(b.t, a.t) })
 		slices.Reverse(found)
 		past = eventsOf(found)
 	}
-	return past, sub.ch, cancel
+	return past, t, nil
 }
 
 // Stats returns the store's counters.
@@ -404,17 +530,25 @@ func (s *Store) Stats() Stats {
 		Batches:          s.batches,
 		DuplicateBatches: s.duplicates,
 		DroppedByNodes:   s.droppedByNodes,
-		RawEvents:        int(s.total - s.oldest()),
+		RawEvents:        int(s.total - s.first),
 		RawCapacity:      len(s.ring),
-		RawEvicted:       s.oldest(),
+		RawEvicted:       s.first,
+		RawBytes:         s.rawBytes,
+		RawBytesCapacity: s.cfg.MaxRawBytes,
 		AggregateMinutes: len(s.agg.minutes),
 		AggregateKeys:    s.agg.keys,
+		AggregateBytes:   s.agg.bytes,
 		OtherOrigins:     s.agg.otherOrigins,
 		OtherKeys:        s.agg.otherKeys,
+		OverBudget:       s.agg.overBudget,
 		Reporters:        s.dedup.len(),
 		ReportersEvicted: s.dedup.evicted,
-		TailSubscribers:  len(s.subs),
-		TailDropped:      s.tailDropped,
+		TailSubscribers:  s.tails,
+		TailsDropped:     s.tailsDropped,
+		Truncated:        make(map[string]uint64, numFields),
+	}
+	for f := range numFields {
+		st.Truncated[fieldNames[f]] = s.truncated[f].Load()
 	}
 	return st
 }

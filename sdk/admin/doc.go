@@ -9,7 +9,8 @@
 //
 // Policy and Fleet are the generated clients; Recover wraps RecoverPolicy,
 // the call that restores a pool's policy from what the fleet runs after the
-// control plane lost its store.
+// control plane lost its store; AllNodes follows ListNodes' pages to list a
+// whole fleet.
 //
 // FieldViolations, Conflict and StoreUnavailable decode the structured errors
 // the control plane returns, so callers can show every invalid field of a

@@ -11,6 +11,9 @@ var (
 	ErrInsecureToken = errors.New("admin: refusing to send a token in plaintext")
 	// ErrTLS: the CA bundle or the client certificate could not be loaded.
 	ErrTLS = errors.New("admin: cannot load TLS material")
+	// ErrPaging: a server's pages of a listing do not advance (a server
+	// bug): AllNodes stops instead of looping.
+	ErrPaging = errors.New("admin: the listing's pages do not advance")
 
 	// How a call failed, as far as its effect is known (see CallError).
 

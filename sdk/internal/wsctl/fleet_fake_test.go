@@ -4,8 +4,11 @@ import (
 	"cmp"
 	"context"
 	"slices"
+	"strconv"
 	"sync"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/wsfleet/wsfleet/api/errclass"
@@ -31,6 +34,9 @@ type fakeFleet struct {
 	// endTail ends tail streams after the backlog, as a control plane
 	// shutting down would.
 	endTail bool
+	// nodePage, when set, makes ListNodes answer in pages of that many
+	// nodes, the token the index of the next one.
+	nodePage int
 
 	nodeReqs  []*wsfleetv1.ListNodesRequest
 	queries   []*wsfleetv1.QueryEventsRequest
@@ -149,8 +155,20 @@ func (f *fakeFleet) ListNodes(_ context.Context, req *wsfleetv1.ListNodesRequest
 	f.callCount++
 	f.nodeReqs = append(f.nodeReqs, req)
 	resp := &wsfleetv1.ListNodesResponse{}
+	from := 0
+	if tok := req.GetPageToken(); tok != "" {
+		var err error
+		if from, err = strconv.Atoi(tok); err != nil {
+			return nil, status.Error(codes.InvalidArgument, "page_token: bad")
+		}
+	}
 	// In the order given, so that the test sees wsctl sort.
-	for _, n := range f.nodes {
+	for i := from; i < len(f.nodes); i++ {
+		n := f.nodes[i]
+		if f.nodePage > 0 && len(resp.Nodes) == f.nodePage {
+			resp.NextPageToken = strconv.Itoa(i)
+			break
+		}
 		if req.GetPool() == "" || n.GetPool() == req.GetPool() {
 			resp.Nodes = append(resp.Nodes, n)
 		}

@@ -338,6 +338,38 @@ node-c  edge     10.0.0.3:8080  -          disconnected         -
 	})
 }
 
+func TestNodesListPagesThroughTheWholeFleet(t *testing.T) {
+	fx := newFleetFixture(t)
+	var nodes []*wsfleetv1.NodeStatus
+	for i := range 25 {
+		nodes = append(nodes, &wsfleetv1.NodeStatus{NodeId: fmt.Sprintf("node-%02d", i), Pool: "edge", Connected: true})
+	}
+	fx.fleet.setNodes(nodes...)
+	fx.fleet.mu.Lock()
+	fx.fleet.nodePage = 10
+	fx.fleet.mu.Unlock()
+
+	r := fx.run("nodes", "list", "-o", "json")
+	r.want(t, 0)
+	var resp wsfleetv1.ListNodesResponse
+	parseJSON(t, r.stdout, &resp)
+	if len(resp.GetNodes()) != 25 || resp.GetNextPageToken() != "" {
+		t.Fatalf("%d nodes listed, token %q", len(resp.GetNodes()), resp.GetNextPageToken())
+	}
+	for i, n := range resp.GetNodes() {
+		if want := fmt.Sprintf("node-%02d", i); n.GetNodeId() != want {
+			t.Fatalf("node %d is %s, want %s", i, n.GetNodeId(), want)
+		}
+	}
+	fx.fleet.mu.Lock()
+	defer fx.fleet.mu.Unlock()
+	var tokens []string
+	for _, req := range fx.fleet.nodeReqs {
+		tokens = append(tokens, req.GetPageToken())
+	}
+	assertEqual(t, "page tokens sent", strings.Join(tokens, ","), ",10,20")
+}
+
 func TestNodesListWithoutNodes(t *testing.T) {
 	h := newHarness(t)
 	r := h.run("nodes", "list")

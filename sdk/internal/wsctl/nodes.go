@@ -2,6 +2,7 @@ package wsctl
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"io"
 	"slices"
@@ -9,8 +10,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
+	"github.com/wsfleet/wsfleet/sdk/admin"
 )
 
 // nackWidth keeps a long refusal from pushing the table off the screen; the
@@ -52,12 +55,13 @@ fleet runs the pool's next revision.`,
 			if err != nil {
 				return err
 			}
-			ctx, cancel := a.callContext(cmd)
-			defer cancel()
-			resp, err := fc.ListNodes(ctx, &wsfleetv1.ListNodesRequest{Pool: pool})
+			// The control plane answers a large fleet in pages; --timeout
+			// bounds each page's call.
+			nodes, err := admin.AllNodes(cmd.Context(), pagedCalls{fc, a.timeout}, pool, 0)
 			if err != nil {
 				return err
 			}
+			resp := &wsfleetv1.ListNodesResponse{Nodes: nodes}
 			// The API promises id order; sorting again costs nothing and
 			// keeps the output stable against an older server.
 			slices.SortStableFunc(resp.Nodes, func(x, y *wsfleetv1.NodeStatus) int {
@@ -69,6 +73,19 @@ fleet runs the pool's next revision.`,
 	}
 	cmd.Flags().StringVar(&pool, "pool", "", "only nodes of this pool (default: all)")
 	return cmd
+}
+
+// pagedCalls gives each ListNodes call of a paged listing its own
+// --timeout deadline.
+type pagedCalls struct {
+	fleet   wsfleetv1.FleetServiceClient
+	timeout time.Duration
+}
+
+func (p pagedCalls) ListNodes(ctx context.Context, req *wsfleetv1.ListNodesRequest, opts ...grpc.CallOption) (*wsfleetv1.ListNodesResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	return p.fleet.ListNodes(ctx, req, opts...)
 }
 
 func writeNodes(w io.Writer, nodes []*wsfleetv1.NodeStatus, pool string, now time.Time) error {
