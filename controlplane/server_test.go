@@ -86,7 +86,7 @@ func writeTokens(t *testing.T) string {
 	data := "tokens:\n" +
 		"  - {name: alice, role: admin, token: " + adminToken + "}\n" +
 		"  - {name: grafana, role: viewer, token: " + viewerToken + "}\n" +
-		"  - {name: node-1, role: node, token: " + nodeToken + "}\n"
+		"  - {name: node-1, role: node, token: " + nodeToken + ", nodes: [node-1], pools: [default]}\n"
 	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ type metrics struct {
 	acks        prometheus.Counter
 	nacks       prometheus.Counter
 	stale       prometheus.Counter
+	refused     *prometheus.CounterVec
 	propagation prometheus.Histogram
 }
 
@@ -21,6 +22,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		acks:      prometheus.NewCounter(prometheus.CounterOpts(opts("policy_acks_total", "Pushes nodes applied."))),
 		nacks:     prometheus.NewCounter(prometheus.CounterOpts(opts("policy_nacks_total", "Pushes nodes refused."))),
 		stale:     prometheus.NewCounter(prometheus.CounterOpts(opts("policy_stale_responses_total", "ACKs/NACKs quoting an old nonce (ignored)."))),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts(opts("watch_refused_total",
+			"Watch streams refused for identity: the credential may not act as the hello's node id or pool (not_allowed), or the id is connected with another credential (other_credential).")),
+			[]string{"reason"}),
 		propagation: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "wsfleet", Subsystem: "control", Name: "policy_propagation_seconds",
 			Help:    "From a revision's commit to a node's ACK of it.",
@@ -28,7 +32,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connected, m.pushes, m.acks, m.nacks, m.stale, m.propagation)
+		reg.MustRegister(m.connected, m.pushes, m.acks, m.nacks, m.stale, m.refused, m.propagation)
 	}
 	return m
 }
