@@ -240,6 +240,8 @@ func TestConfigIsChecked(t *testing.T) {
 		{"no tokens and no dev is refused", Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DataDir: dir}, ErrConfig},
 		{"a TLS cert without key is refused", Config{Dev: true, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", TLSCert: "c.pem", DataDir: dir}, ErrConfig},
 		{"a client CA without TLS is refused", Config{Dev: true, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", ClientCA: "ca.pem", DataDir: dir}, ErrConfig},
+		{"client certificate pools without a client CA are refused", Config{Dev: true, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", ClientCertPools: []string{"default"}, DataDir: dir}, ErrConfig},
+		{"a client certificate pool that cannot exist is refused", Config{Dev: true, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", TLSCert: "c.pem", TLSKey: "k.pem", ClientCA: "ca.pem", ClientCertPools: []string{"De*fault"}, DataDir: dir}, ErrConfig},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -258,4 +260,24 @@ func TestConfigIsChecked(t *testing.T) {
 			t.Fatalf("err = %v", err)
 		}
 	})
+}
+
+func TestAReloadWithAnUnscopedNodeTokenKeepsTheRunningSet(t *testing.T) {
+	tokens := writeTokens(t)
+	srv := startServer(t, func(c *Config) { c.Dev = false; c.TokensFile = tokens })
+	pc := wsfleetv1.NewPolicyServiceClient(dial(t, srv))
+	// The new file drops the viewer and forgets the node token's scope.
+	next := "tokens:\n" +
+		"  - {name: alice, role: admin, token: " + adminToken + "}\n" +
+		"  - {name: node-1, role: node, token: " + nodeToken + "}\n"
+	if err := os.WriteFile(tokens, []byte(next), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := srv.ReloadTokens()
+	if err == nil || !strings.Contains(err.Error(), `node token "node-1" names no node ids`) || !strings.Contains(err.Error(), `node token "node-1" names no pools`) {
+		t.Fatalf("reload: %v", err)
+	}
+	if _, err := pc.GetPolicy(withToken(viewerToken), &wsfleetv1.GetPolicyRequest{}); err != nil {
+		t.Fatalf("the running token set was replaced: %v", err)
+	}
 }
