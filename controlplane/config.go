@@ -8,6 +8,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/wsfleet/wsfleet/controlplane/auth"
 	"github.com/wsfleet/wsfleet/controlplane/registry"
 	"github.com/wsfleet/wsfleet/controlplane/telemetry"
 )
@@ -60,8 +61,16 @@ type Config struct {
 	// TLSCert and TLSKey enable TLS on the gRPC listener.
 	TLSCert, TLSKey string
 	// ClientCA, if set, requires clients to present a certificate signed by
-	// it (mutual TLS). Requires TLSCert.
+	// it (mutual TLS). Requires TLSCert. A call with a bearer token is the
+	// token's; a call without one is the node the certificate names (see
+	// package auth): its SPIFFE ID spiffe://<trust-domain>/node/<ID> or
+	// .../pool/<POOL>/node/<ID>, else its first DNS SAN, else its CN.
 	ClientCA string
+	// ClientCertPools are the pools a node identified by its client
+	// certificate may act in when its SPIFFE ID names no pool: exact names,
+	// "prefix-*" or "*". Default none: such a certificate acts in no pool.
+	// Requires ClientCA.
+	ClientCertPools []string
 
 	// Memory the outside can fill is bounded in count and in bytes; zero
 	// values mean the defaults. See the README's Limits for how the bounds
@@ -110,6 +119,8 @@ type Config struct {
 
 	// Log is the logger; default logrus's standard logger.
 	Log *logrus.Logger
+
+	certPools auth.Patterns // ClientCertPools, checked
 }
 
 func (c *Config) setDefaults() {
@@ -163,6 +174,16 @@ func (c *Config) validate() error {
 	}
 	if c.ClientCA != "" && c.TLSCert == "" {
 		return fmt.Errorf("%w: --client-ca needs --tls-cert and --tls-key", ErrConfig)
+	}
+	if len(c.ClientCertPools) > 0 {
+		if c.ClientCA == "" {
+			return fmt.Errorf("%w: --client-cert-pools needs --client-ca", ErrConfig)
+		}
+		pools, err := auth.ParsePatterns("--client-cert-pools", c.ClientCertPools, true)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		c.certPools = pools
 	}
 	if c.Dev {
 		if c.TokensFile != "" {

@@ -20,7 +20,10 @@
 //
 // A request on the policy path: interceptors (metrics → logging → auth →
 // recovery) → policyserver → store. A node's watch: NodeService.Watch →
-// registry; its telemetry: NodeService.ReportTelemetry → telemetry.
+// registry; its telemetry: NodeService.ReportTelemetry → telemetry. Auth
+// stores the caller's identity (token entry, client certificate or dev) in
+// the context; the registry and telemetry check what a node says it is
+// against it (auth.AuthorizeNode).
 //
 // Memory: everything nodes and clients can fill is bounded in count and in
 // bytes, each bound a Config field (and a wsfleet-control flag): gRPC

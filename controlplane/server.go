@@ -81,7 +81,7 @@ func New(cfg Config) (_ *Server, err error) {
 			return nil, err
 		}
 	}
-	if s.auth, err = auth.New(tokens, cfg.Dev); err != nil {
+	if s.auth, err = auth.New(auth.Config{Tokens: tokens, Dev: cfg.Dev, CertPools: cfg.certPools}); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 

@@ -86,7 +86,7 @@ func writeTokens(t *testing.T) string {
 	data := "tokens:\n" +
 		"  - {name: alice, role: admin, token: " + adminToken + "}\n" +
 		"  - {name: grafana, role: viewer, token: " + viewerToken + "}\n" +
-		"  - {name: node-1, role: node, token: " + nodeToken + "}\n"
+		"  - {name: node-1, role: node, token: " + nodeToken + ", nodes: [node-1], pools: [default]}\n"
 	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -248,6 +248,8 @@ func TestConfigIsChecked(t *testing.T) {
 		{"a negative tail bound is refused", Config{Dev: true, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DataDir: dir, MaxTails: -1}, ErrConfig},
 		{"a negative message size is refused", Config{Dev: true, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DataDir: dir, MaxRecvMsgSize: -1}, ErrConfig},
 		{"a raw-event byte bound under a MiB is refused", Config{Dev: true, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DataDir: dir, TelemetryMaxBytes: 1000}, ErrConfig},
+		{"client certificate pools without a client CA are refused", Config{Dev: true, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", ClientCertPools: []string{"default"}, DataDir: dir}, ErrConfig},
+		{"a client certificate pool that cannot exist is refused", Config{Dev: true, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", TLSCert: "c.pem", TLSKey: "k.pem", ClientCA: "ca.pem", ClientCertPools: []string{"De*fault"}, DataDir: dir}, ErrConfig},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -266,4 +268,24 @@ func TestConfigIsChecked(t *testing.T) {
 			t.Fatalf("err = %v", err)
 		}
 	})
+}
+
+func TestAReloadWithAnUnscopedNodeTokenKeepsTheRunningSet(t *testing.T) {
+	tokens := writeTokens(t)
+	srv := startServer(t, func(c *Config) { c.Dev = false; c.TokensFile = tokens })
+	pc := wsfleetv1.NewPolicyServiceClient(dial(t, srv))
+	// The new file drops the viewer and forgets the node token's scope.
+	next := "tokens:\n" +
+		"  - {name: alice, role: admin, token: " + adminToken + "}\n" +
+		"  - {name: node-1, role: node, token: " + nodeToken + "}\n"
+	if err := os.WriteFile(tokens, []byte(next), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := srv.ReloadTokens()
+	if err == nil || !strings.Contains(err.Error(), `node token "node-1" names no node ids`) || !strings.Contains(err.Error(), `node token "node-1" names no pools`) {
+		t.Fatalf("reload: %v", err)
+	}
+	if _, err := pc.GetPolicy(withToken(viewerToken), &wsfleetv1.GetPolicyRequest{}); err != nil {
+		t.Fatalf("the running token set was replaced: %v", err)
+	}
 }

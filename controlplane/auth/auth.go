@@ -2,15 +2,19 @@ package auth
 
 import (
 	"context"
+	"crypto/x509"
 	"strings"
 	"sync/atomic"
 
 	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/wsfleet/wsfleet/api/clip"
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 )
 
@@ -47,21 +51,34 @@ func Allowed(role Role, fullMethod string) bool {
 	return false
 }
 
-// Authenticator checks every call's token and role.
-type Authenticator struct {
-	dev    bool
-	tokens atomic.Pointer[Tokens]
+// Config configures an Authenticator.
+type Config struct {
+	// Tokens is the token set; at least one token unless Dev.
+	Tokens *Tokens
+	// Dev turns authentication off: every caller is an admin that may act
+	// as any node (the caller must have checked that the server listens on
+	// loopback only).
+	Dev bool
+	// CertPools are the pools a node identified by its client certificate
+	// may act in when the certificate's SPIFFE ID names no pool. Empty
+	// (the default): such a certificate acts in no pool.
+	CertPools Patterns
 }
 
-// New returns an Authenticator. With dev set, authentication is off (the
-// caller must have checked that the server listens on loopback only);
-// otherwise tokens must hold at least one token.
-func New(tokens *Tokens, dev bool) (*Authenticator, error) {
-	if !dev && tokens.Len() == 0 {
+// Authenticator checks every call's credential and role.
+type Authenticator struct {
+	dev       bool
+	certPools Patterns
+	tokens    atomic.Pointer[Tokens]
+}
+
+// New returns an Authenticator.
+func New(cfg Config) (*Authenticator, error) {
+	if !cfg.Dev && cfg.Tokens.Len() == 0 {
 		return nil, ErrNoTokens
 	}
-	a := &Authenticator{dev: dev}
-	a.tokens.Store(tokens)
+	a := &Authenticator{dev: cfg.Dev, certPools: cfg.CertPools}
+	a.tokens.Store(cfg.Tokens)
 	return a, nil
 }
 
@@ -102,13 +119,28 @@ func (a *Authenticator) AuthFunc(ctx context.Context) (context.Context, error) {
 	return WithIdentity(ctx, id), nil
 }
 
+// authenticate finds the caller's identity: in dev mode anyone's; else
+// the bearer token's when one is sent (over mutual TLS too: the
+// certificate then only admits the connection); else, over mutual TLS, the
+// node the verified client certificate names.
 func (a *Authenticator) authenticate(ctx context.Context) (Identity, error) {
 	if a.dev {
 		name := "dev"
 		if u := firstHeader(ctx, UserHeader); u != "" {
 			name = "dev:" + sanitizeName(u)
 		}
-		return Identity{Name: name, Role: RoleAdmin}, nil
+		// One credential for every dev caller: any stream may replace any
+		// other, as a node restarted under another id expects on a laptop.
+		return Identity{Name: name, Role: RoleAdmin, Credential: "dev", Nodes: Patterns{AnyName}, Pools: Patterns{AnyName}}, nil
+	}
+	if firstHeader(ctx, "authorization") == "" {
+		if leaf := verifiedClientCert(ctx); leaf != nil {
+			id, err := certIdentity(leaf, a.certPools)
+			if err != nil {
+				return Identity{}, status.Error(codes.Unauthenticated, err.Error())
+			}
+			return id, nil
+		}
 	}
 	token, err := grpcauth.AuthFromMD(ctx, "bearer")
 	if err != nil {
@@ -117,6 +149,46 @@ func (a *Authenticator) authenticate(ctx context.Context) (Identity, error) {
 	id, ok := a.tokens.Load().lookup(token)
 	if !ok {
 		return Identity{}, status.Error(codes.Unauthenticated, "invalid token")
+	}
+	return id, nil
+}
+
+// verifiedClientCert is the leaf of the client certificate chain the TLS
+// handshake verified, or nil without mutual TLS.
+func verifiedClientCert(ctx context.Context) *x509.Certificate {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return nil
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
+		return nil
+	}
+	return info.State.VerifiedChains[0][0]
+}
+
+// maxIDInMessage bounds a node id or pool quoted in an error: they come
+// from the caller.
+const maxIDInMessage = 160
+
+// AuthorizeNode returns the caller's identity if it may act as node
+// nodeID in pool (Watch and ReportTelemetry call it with what the node
+// says it is), else PermissionDenied naming the id and the pool. A context
+// without an identity is refused: a handler reached without the
+// interceptors must not take a node's word for who it is.
+func AuthorizeNode(ctx context.Context, nodeID, pool string) (Identity, error) {
+	id, ok := FromContext(ctx)
+	if !ok {
+		return Identity{}, status.Error(codes.Unauthenticated, "no authenticated caller")
+	}
+	node, inPool := clip.ValidString(nodeID, maxIDInMessage), clip.ValidString(pool, maxIDInMessage)
+	switch {
+	case len(id.Nodes) == 0:
+		return Identity{}, status.Errorf(codes.PermissionDenied, "%s (role %s) may not act as node %q: nodes use node credentials", id.Name, id.Role, node)
+	case !id.Nodes.Match(nodeID):
+		return Identity{}, status.Errorf(codes.PermissionDenied, "%s may not act as node %q (its nodes: %s)", id.Name, node, id.Nodes)
+	case !id.Pools.Match(pool):
+		return Identity{}, status.Errorf(codes.PermissionDenied, "%s may not act as node %q in pool %q (its pools: %s)", id.Name, node, inPool, id.Pools)
 	}
 	return id, nil
 }

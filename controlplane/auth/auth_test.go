@@ -32,7 +32,7 @@ func testTokens(t *testing.T) *Tokens {
 tokens:
   - {name: alice, role: admin, token: ` + adminToken + `}
   - {name: grafana, role: viewer, token: ` + viewerToken + `}
-  - {name: node-1, role: node, sha256: ` + hex.EncodeToString(sum[:]) + `}
+  - {name: node-1, role: node, sha256: ` + hex.EncodeToString(sum[:]) + `, nodes: [edge-*], pools: [default]}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +57,7 @@ func callCtx(method, token string, md ...string) context.Context {
 }
 
 func TestAuthFunc(t *testing.T) {
-	a, err := New(testTokens(t), false)
+	a, err := New(Config{Tokens: testTokens(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func TestAuthFunc(t *testing.T) {
 }
 
 func TestDevModeNamesTheUser(t *testing.T) {
-	a, err := New(nil, true)
+	a, err := New(Config{Dev: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,16 +111,19 @@ func TestDevModeNamesTheUser(t *testing.T) {
 	if id.Name != "dev:bob" || id.Role != RoleAdmin {
 		t.Fatalf("identity = %+v", id)
 	}
+	if _, err := AuthorizeNode(ctx, "any-node", "any-pool"); err != nil {
+		t.Fatalf("dev mode may not act as a node: %v", err)
+	}
 }
 
 func TestNewWithoutTokensIsRefused(t *testing.T) {
-	if _, err := New(nil, false); !errors.Is(err, ErrNoTokens) {
+	if _, err := New(Config{}); !errors.Is(err, ErrNoTokens) {
 		t.Fatalf("err = %v, want ErrNoTokens", err)
 	}
 }
 
 func TestReloadSwapsTokens(t *testing.T) {
-	a, err := New(testTokens(t), false)
+	a, err := New(Config{Tokens: testTokens(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

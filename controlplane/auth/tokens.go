@@ -26,9 +26,21 @@ func (r Role) valid() bool {
 
 // Identity is an authenticated caller.
 type Identity struct {
-	// Name identifies the caller in audit lines and as a revision's author.
+	// Name identifies the caller in audit lines and as a revision's author:
+	// a token's name, or a client certificate's SPIFFE ID or name.
 	Name string
 	Role Role
+	// Credential names the credential itself: "token:<name>" for a tokens
+	// file entry, "cert:<identity>" for a client certificate, "dev" in dev
+	// mode. Two streams with the same Credential came with the same token
+	// entry (whatever its secret after a rotation) or a certificate of the
+	// same identity; a node's watch stream may be replaced only by one of
+	// the same Credential.
+	Credential string
+	// Nodes and Pools are the node ids and pools the caller may act as in
+	// Watch and ReportTelemetry (AuthorizeNode). Only node credentials have
+	// them: an admin or viewer acts as no node. In dev mode both are "*".
+	Nodes, Pools Patterns
 }
 
 // minTokenLength keeps guessable tokens out of the file; 16 characters of a
@@ -44,15 +56,26 @@ const minTokenLength = 16
 //	  - name: ci
 //	    role: viewer
 //	    sha256: "<hex of sha256(token)>"  # keeps the secret out of the file
+//	  - name: edge-nodes
+//	    role: node
+//	    sha256: "<hex of sha256(token)>"
+//	    nodes: ["edge-*"]   # the node ids it may act as
+//	    pools: ["default"]  # the pools those nodes may be in
+//
+// A node token must list its nodes and pools (fail closed: a forgotten
+// list would otherwise make one leaked token any node of the fleet);
+// ["*"] allows any, and must be written out.
 type tokensFile struct {
 	Tokens []tokenEntry `json:"tokens"`
 }
 
 type tokenEntry struct {
-	Name   string `json:"name"`
-	Role   Role   `json:"role"`
-	Token  string `json:"token,omitempty"`
-	SHA256 string `json:"sha256,omitempty"`
+	Name   string   `json:"name"`
+	Role   Role     `json:"role"`
+	Token  string   `json:"token,omitempty"`
+	SHA256 string   `json:"sha256,omitempty"`
+	Nodes  []string `json:"nodes,omitempty"`
+	Pools  []string `json:"pools,omitempty"`
 }
 
 // Tokens maps token digests to identities. Immutable once built.
@@ -108,6 +131,8 @@ func ParseTokens(data []byte) (*Tokens, error) {
 		if !e.Role.valid() {
 			problems = append(problems, fmt.Sprintf("%s.role: %q is not one of admin, viewer, node", where, e.Role))
 		}
+		nodes, pools, bad := entryScope(where, e)
+		problems = append(problems, bad...)
 		var digest [sha256.Size]byte
 		switch {
 		case e.Token != "" && e.SHA256 != "":
@@ -134,10 +159,32 @@ func ParseTokens(data []byte) (*Tokens, error) {
 			problems = append(problems, where+": the same token is listed twice")
 			continue
 		}
-		t.byDigest[digest] = Identity{Name: e.Name, Role: e.Role}
+		t.byDigest[digest] = Identity{Name: e.Name, Role: e.Role, Credential: "token:" + e.Name, Nodes: nodes, Pools: pools}
 	}
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("%w: %s", ErrTokensFile, strings.Join(problems, "; "))
 	}
 	return t, nil
+}
+
+// entryScope checks the nodes and pools of one entry: required for a node
+// token, refused for the others (an admin is not a node: nodes use node
+// credentials, so that what a node says is always a node's word).
+func entryScope(where string, e tokenEntry) (nodes, pools Patterns, problems []string) {
+	if e.Role != RoleNode {
+		if len(e.Nodes) > 0 || len(e.Pools) > 0 {
+			problems = append(problems, fmt.Sprintf("%s: token %q has role %q; only a node token names nodes and pools", where, e.Name, e.Role))
+		}
+		return nil, nil, problems
+	}
+	if len(e.Nodes) == 0 {
+		problems = append(problems, fmt.Sprintf(`%s.nodes: node token %q names no node ids; list the ids it may act as (exact, "prefix-*", or ["*"] for any)`, where, e.Name))
+	}
+	if len(e.Pools) == 0 {
+		problems = append(problems, fmt.Sprintf(`%s.pools: node token %q names no pools; list the pools its nodes may be in (["*"] for any)`, where, e.Name))
+	}
+	nodes, bad := parsePatterns(where+".nodes", e.Nodes, false)
+	problems = append(problems, bad...)
+	pools, bad = parsePatterns(where+".pools", e.Pools, true)
+	return nodes, pools, append(problems, bad...)
 }

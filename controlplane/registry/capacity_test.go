@@ -134,7 +134,7 @@ func newRegistry(t *testing.T, cfg Config) *Registry {
 
 // attachHello attaches a node's stream as Watch does after its hello.
 func attachHello(r *Registry, h *wsfleetv1.NodeHello) (gen uint64, err error) {
-	_, gen, _, _, err = r.attach(h, "")
+	_, gen, _, _, err = r.attach(h, "", "token:test")
 	return gen, err
 }
 

@@ -8,7 +8,18 @@
 // unless the hello says the node already runs it. Each push carries a new
 // nonce; an ACK or NACK quoting an older nonce is stale and ignored. A
 // NACKed revision is never pushed to that node again (while this process
-// lives); the next newer one is.
+// lives, and until the node reports running a newer revision of that pool);
+// the next newer one is.
+//
+// Identity: a hello's node id and pool must be among those the stream's
+// credential may act as (auth.AuthorizeNode on the identity the
+// interceptors stored in the context), else PermissionDenied naming both.
+// A stream replaces an attached one for the same id only when it comes
+// with the same credential (auth.Identity.Credential: token name or
+// certificate identity); another is refused with AlreadyExists and the
+// attached stream goes on. NACK memory and the shown NACK are only ever
+// set by the node's own stream, and are forgotten when a stream of another
+// credential attaches.
 //
 // What a node runs: the hello carries the node's running revision whole
 // (pool, number, store identity, content); each ACK replaces it with the

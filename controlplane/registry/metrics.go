@@ -8,6 +8,7 @@ type metrics struct {
 	acks        prometheus.Counter
 	nacks       prometheus.Counter
 	stale       prometheus.Counter
+	refused     *prometheus.CounterVec
 	propagation prometheus.Histogram
 	// The registry's capacity (see admit).
 	nodesKnown   prometheus.Gauge
@@ -25,6 +26,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		acks:      prometheus.NewCounter(prometheus.CounterOpts(opts("policy_acks_total", "Pushes nodes applied."))),
 		nacks:     prometheus.NewCounter(prometheus.CounterOpts(opts("policy_nacks_total", "Pushes nodes refused."))),
 		stale:     prometheus.NewCounter(prometheus.CounterOpts(opts("policy_stale_responses_total", "ACKs/NACKs quoting an old nonce (ignored)."))),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts(opts("watch_refused_total",
+			"Watch streams refused for identity: the credential may not act as the hello's node id or pool (not_allowed), or the id is connected with another credential (other_credential).")),
+			[]string{"reason"}),
 		propagation: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "wsfleet", Subsystem: "control", Name: "policy_propagation_seconds",
 			Help:    "From a revision's commit to a node's ACK of it.",
@@ -35,7 +39,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		nodesRefused: prometheus.NewCounter(prometheus.CounterOpts(opts("nodes_refused_total", "New nodes not admitted because every known node was connected and the registry full."))),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connected, m.pushes, m.acks, m.nacks, m.stale, m.propagation)
+		reg.MustRegister(m.connected, m.pushes, m.acks, m.nacks, m.stale, m.refused, m.propagation)
 		reg.MustRegister(m.nodesKnown, m.nodesEvicted, m.nodesRefused)
 	}
 	return m

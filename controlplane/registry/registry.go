@@ -26,6 +26,7 @@ import (
 	"github.com/wsfleet/wsfleet/api/clip"
 	"github.com/wsfleet/wsfleet/api/policy"
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
+	"github.com/wsfleet/wsfleet/controlplane/auth"
 )
 
 // Defaults of Config.
@@ -94,6 +95,12 @@ type node struct {
 	stop   chan struct{} // closed when a newer stream replaces this one
 	// nacked is the highest revision per pool the node refused.
 	nacked map[string]int64
+	// nackedPool is the pool of the revision in status.LastNackRevision.
+	nackedPool string
+	// cred is the credential (auth.Identity.Credential) of the node's
+	// latest stream: only a stream with the same one may replace it, and
+	// the NACK memory is forgotten when another one attaches.
+	cred string
 	// running is the revision the node runs, whole: from its hello, then
 	// each revision it ACKs. Nil when it reported none (a node without a
 	// policy from a control plane, or an SDK older than the field).
@@ -215,7 +222,11 @@ func (r *Registry) Watch(stream wsfleetv1.NodeService_WatchServer) error {
 	if p, ok := peer.FromContext(stream.Context()); ok && p.Addr != nil {
 		addr = p.Addr.String()
 	}
-	pool, gen, notify, stop, err := r.attach(hello, addr)
+	who, err := r.authorize(stream.Context(), hello, addr)
+	if err != nil {
+		return err
+	}
+	pool, gen, notify, stop, err := r.attach(hello, addr, who.Credential)
 	if err != nil {
 		return err
 	}
@@ -296,6 +307,7 @@ func (r *Registry) Watch(stream wsfleetv1.NodeService_WatchServer) error {
 					// and the nacks metric keep it) and "LAST NACK" would
 					// only point operators at a problem that is gone.
 					s.LastNackRevision, s.LastNackError = 0, ""
+					nd.clearNacksUpTo(applied)
 				})
 				// Debug: one apply reaches every node of a pool, and a line per
 				// node would bury the audit line; the metrics and ListNodes
@@ -314,6 +326,7 @@ func (r *Registry) Watch(stream wsfleetv1.NodeService_WatchServer) error {
 				r.update(hello.GetNodeId(), gen, func(s *wsfleetv1.NodeStatus, nd *node) {
 					s.LastNackRevision = sent.rev.GetRevision()
 					s.LastNackError = errText
+					nd.nackedPool = sent.rev.GetPool()
 					s.LastSeenTime = timestamppb.New(now)
 					if nd.nacked[sent.rev.GetPool()] < sent.rev.GetRevision() {
 						nd.nacked[sent.rev.GetPool()] = sent.rev.GetRevision()
@@ -411,18 +424,37 @@ func validateHello(h *wsfleetv1.NodeHello) error {
 	return nil
 }
 
-// attach registers a stream for a node, replacing any previous stream for
-// the same node id (the newest wins: it is the node that reconnected). It
-// returns errShuttingDown, having changed nothing, once Shutdown has
-// begun, and ResourceExhausted when the registry is full (see admit);
-// every stream it attaches is counted in the connected gauge until its
-// detach.
-func (r *Registry) attach(h *wsfleetv1.NodeHello, addr string) (pool string, gen uint64, notify, stop chan struct{}, err error) {
-	now := timestamppb.New(r.cfg.Now())
-	pool = h.GetPool()
-	if pool == "" {
-		pool = policy.DefaultPool
+// authorize checks that the stream's credential may act as the node id
+// and pool its hello names (auth.AuthorizeNode): PermissionDenied, naming
+// both, before anything of the node's status is touched.
+func (r *Registry) authorize(ctx context.Context, h *wsfleetv1.NodeHello, addr string) (auth.Identity, error) {
+	who, err := auth.AuthorizeNode(ctx, h.GetNodeId(), poolOf(h))
+	if err != nil {
+		r.metrics.refused.WithLabelValues("not_allowed").Inc()
+		r.log.WithFields(logrus.Fields{"node_id": h.GetNodeId(), "pool": poolOf(h), "peer": addr}).WithError(err).Warn("watch refused: the credential may not act as this node")
 	}
+	return who, err
+}
+
+func poolOf(h *wsfleetv1.NodeHello) string {
+	if p := h.GetPool(); p != "" {
+		return p
+	}
+	return policy.DefaultPool
+}
+
+// attach registers a stream for a node, replacing any previous stream for
+// the same node id that came with the same credential (the newest wins: it
+// is the node that reconnected). A stream with another credential, while
+// one is attached, is refused with AlreadyExists and the attached one goes
+// on: two credentials that may both act as an id (overlapping patterns)
+// cannot take a node's stream from each other. attach returns an error,
+// having changed nothing, then, once Shutdown has begun, and with
+// ResourceExhausted when the registry is full (see admit); every stream it
+// attaches is counted in the connected gauge until its detach.
+func (r *Registry) attach(h *wsfleetv1.NodeHello, addr, cred string) (pool string, gen uint64, notify, stop chan struct{}, err error) {
+	now := timestamppb.New(r.cfg.Now())
+	pool = poolOf(h)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -431,21 +463,34 @@ func (r *Registry) attach(h *wsfleetv1.NodeHello, addr string) (pool string, gen
 		// not be counted (its caller does not detach it).
 		return pool, 0, nil, nil, errShuttingDown
 	}
+	nd := r.nodes[h.GetNodeId()]
+	if nd != nil && nd.stop != nil && nd.cred != cred {
+		r.metrics.refused.WithLabelValues("other_credential").Inc()
+		r.log.WithFields(logrus.Fields{"node_id": h.GetNodeId(), "peer": addr}).Warn("watch refused: the node id is connected with another credential")
+		return pool, 0, nil, nil, status.Errorf(codes.AlreadyExists,
+			"node %q is connected with another credential; a watch stream may replace it only with the same credential", h.GetNodeId())
+	}
 	running := r.shareRunning(h.GetRunning())
 	size := helloBytes(h, running)
+	// admit never forgets the node it admits, so nd stays valid.
 	if err := r.admit(h.GetNodeId(), size); err != nil {
 		return pool, 0, nil, nil, err
 	}
-	nd := r.nodes[h.GetNodeId()]
 	if nd == nil {
 		nd = &node{status: &wsfleetv1.NodeStatus{NodeId: h.GetNodeId()}, nacked: map[string]int64{}}
 		r.insert(h.GetNodeId(), nd, size)
 	} else if nd.stop != nil {
 		close(nd.stop)
 	}
-	if nd.status.GetPool() != pool {
+	if nd.status.GetPool() != pool || nd.cred != cred {
+		// What another credential's stream refused (or a node in another
+		// pool) says nothing about this one: NACK memory and the shown
+		// NACK are only ever the node's own.
 		nd.nacked = map[string]int64{}
+		nd.status.LastNackRevision, nd.status.LastNackError = 0, ""
 	}
+	nd.cred = cred
+	nd.clearNacksUpTo(helloKey(h))
 	nd.gen++
 	nd.notify = make(chan struct{}, 1)
 	nd.stop = make(chan struct{})
@@ -465,6 +510,21 @@ func (r *Registry) attach(h *wsfleetv1.NodeHello, addr string) (pool string, gen
 	s.ConnectTime = now
 	r.metrics.connected.Inc()
 	return pool, nd.gen, nd.notify, nd.stop, nil
+}
+
+// clearNacksUpTo forgets the NACK of a pool once the node runs a newer
+// revision of it (reported in its hello or ACKed): the refusal is history,
+// and an older NACK must not keep a later push of that pool from it.
+func (nd *node) clearNacksUpTo(running revKey) {
+	if running.pool == "" {
+		return
+	}
+	if n, ok := nd.nacked[running.pool]; ok && running.rev > n {
+		delete(nd.nacked, running.pool)
+	}
+	if nd.nackedPool == running.pool && running.rev > nd.status.GetLastNackRevision() {
+		nd.status.LastNackRevision, nd.status.LastNackError = 0, ""
+	}
 }
 
 // revKey names a revision: the pool it belongs to, its number and the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,10 +13,12 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/wsfleet/wsfleet/api/policy"
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
+	"github.com/wsfleet/wsfleet/controlplane/auth"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -75,7 +78,7 @@ func newServed(t *testing.T, cfg Config) *served {
 	}
 	f := &served{r: r, watchEnds: make(chan error, 256)}
 	srv := grpc.NewServer(grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		err := handler(srv, ss)
+		err := handler(srv, withTestIdentity(ss))
 		select {
 		case f.watchEnds <- err:
 		default:
@@ -99,6 +102,43 @@ func newServed(t *testing.T, cfg Config) *served {
 	return f
 }
 
+// Metadata a test client sends to say which credential its stream
+// has; without it a stream is a credential "test" that may act as any
+// node, as the control plane's interceptors would store it.
+const (
+	credKey  = "test-credential"
+	nodesKey = "test-nodes"
+	poolsKey = "test-pools"
+)
+
+type identityStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s identityStream) Context() context.Context { return s.ctx }
+
+func withTestIdentity(ss grpc.ServerStream) grpc.ServerStream {
+	ctx := ss.Context()
+	id := auth.Identity{Name: "test", Role: auth.RoleNode, Credential: "test", Nodes: auth.Patterns{"*"}, Pools: auth.Patterns{"*"}}
+	if v := metadata.ValueFromIncomingContext(ctx, credKey); len(v) > 0 {
+		id.Name, id.Credential = v[0], "token:"+v[0]
+	}
+	if v := metadata.ValueFromIncomingContext(ctx, nodesKey); len(v) > 0 {
+		id.Nodes = strings.Split(v[0], ",")
+	}
+	if v := metadata.ValueFromIncomingContext(ctx, poolsKey); len(v) > 0 {
+		id.Pools = strings.Split(v[0], ",")
+	}
+	return identityStream{ServerStream: ss, ctx: auth.WithIdentity(ctx, id)}
+}
+
+// as is a context whose streams carry credential cred, allowed nodes and
+// pools (comma-separated patterns).
+func as(cred, nodes, pools string) context.Context {
+	return metadata.AppendToOutgoingContext(context.Background(), credKey, cred, nodesKey, nodes, poolsKey, pools)
+}
+
 type fakeNode struct {
 	t      *testing.T
 	stream wsfleetv1.NodeService_WatchClient
@@ -109,7 +149,13 @@ type fakeNode struct {
 
 func connect(t *testing.T, c wsfleetv1.NodeServiceClient, hello *wsfleetv1.NodeHello) *fakeNode {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	return connectAs(t, context.Background(), c, hello)
+}
+
+// connectAs is connect with the credential of ctx (see as).
+func connectAs(t *testing.T, parent context.Context, c wsfleetv1.NodeServiceClient, hello *wsfleetv1.NodeHello) *fakeNode {
+	t.Helper()
+	ctx, cancel := context.WithCancel(parent)
 	st, err := c.Watch(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -138,6 +184,7 @@ func (n *fakeNode) next(within time.Duration) *wsfleetv1.WatchResponse {
 	case m := <-n.pushes:
 		return m
 	case err := <-n.done:
+		n.done <- err // for cleanup
 		n.t.Fatalf("stream ended: %v", err)
 	case <-time.After(within):
 		n.t.Fatalf("no push within %s", within)

@@ -15,7 +15,10 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/wsfleet/wsfleet/api/clip"
+	"github.com/wsfleet/wsfleet/api/policy"
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
+	"github.com/wsfleet/wsfleet/controlplane/auth"
 )
 
 // Request limits of the Server.
@@ -88,7 +91,9 @@ var errShuttingDown = status.Error(codes.Unavailable, "control plane shutting do
 // ReportTelemetry implements NodeService.ReportTelemetry: every batch is
 // validated, ingested (or recognised as a duplicate) and acked with its
 // sequence number. An invalid batch ends the stream with InvalidArgument;
-// so does a node id that differs from the first batch's.
+// so does a node id that differs from the first batch's. A batch whose
+// node, pool or events are not the stream credential's node ends it with
+// PermissionDenied (see attribute).
 //
 // Receiving runs on a goroutine of its own, so that Shutdown can end a
 // stream whose node is idle; it ends with the stream.
@@ -138,6 +143,12 @@ func (srv *Server) ReportTelemetry(stream wsfleetv1.NodeService_ReportTelemetryS
 				}).WithError(err).Warn("telemetry batch refused")
 				return err
 			}
+			if err := attribute(ctx, req); err != nil {
+				srv.log.WithFields(logrus.Fields{
+					"node_id": req.GetNodeId(), "pool": req.GetPool(), "reporter_id": req.GetReporterId(),
+				}).WithError(err).Warn("telemetry batch refused: not the credential's node")
+				return err
+			}
 			nodeID = req.GetNodeId()
 			nBatches++
 			if srv.store.Ingest(req) {
@@ -151,6 +162,39 @@ func (srv *Server) ReportTelemetry(stream wsfleetv1.NodeService_ReportTelemetryS
 		}
 	}
 }
+
+// attribute checks who a batch is from. The stream's credential must be
+// allowed to act as the batch's node id and pool (auth.AuthorizeNode), and
+// each event must be that node's, in that pool, or name neither (Ingest
+// fills them in from the batch). Anything else ends the stream with
+// PermissionDenied naming the id: a batch is never rewritten, since a node
+// that reports as another is misconfigured or hostile, and its operator
+// should hear of it rather than find its events filed under another name.
+// The stream's first batch fixes its node id (validateBatch), so every
+// event of a stream is attributed to the one node its credential allowed.
+func attribute(ctx context.Context, req *wsfleetv1.ReportTelemetryRequest) error {
+	node, pool := req.GetNodeId(), req.GetPool()
+	if pool == "" {
+		pool = policy.DefaultPool
+	}
+	if _, err := auth.AuthorizeNode(ctx, node, pool); err != nil {
+		return err
+	}
+	for i, ev := range req.GetEvents() {
+		if id := ev.GetNodeId(); id != "" && id != node {
+			return status.Errorf(codes.PermissionDenied, "events[%d].node_id %q is not the batch's node %q: a node reports its own events only",
+				i, clip.ValidString(id, maxIDInMessage), clip.ValidString(node, maxIDInMessage))
+		}
+		if p := ev.GetPool(); p != "" && p != pool {
+			return status.Errorf(codes.PermissionDenied, "events[%d].pool %q is not the batch's pool %q: a node reports its own events only",
+				i, clip.ValidString(p, maxIDInMessage), clip.ValidString(pool, maxIDInMessage))
+		}
+	}
+	return nil
+}
+
+// maxIDInMessage bounds a node id or pool quoted in an error.
+const maxIDInMessage = 160
 
 func validateBatch(req *wsfleetv1.ReportTelemetryRequest, streamNode string) error {
 	var vs []*errdetails.BadRequest_FieldViolation

@@ -66,7 +66,7 @@ func serve(t testing.TB, s *Store) *grpcFixture {
 	}
 	logger, _ := logtest.NewNullLogger()
 	srv := NewServer(s, logger)
-	gs := grpc.NewServer(grpc.MaxRecvMsgSize(16 << 20))
+	gs := grpc.NewServer(grpc.MaxRecvMsgSize(16<<20), grpc.StreamInterceptor(withTestIdentity))
 	wsfleetv1.RegisterNodeServiceServer(gs, nodeService{srv: srv})
 	wsfleetv1.RegisterFleetServiceServer(gs, fleetService{srv: srv})
 	served := make(chan struct{})

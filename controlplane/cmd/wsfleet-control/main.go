@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/sirupsen/logrus"
@@ -30,10 +31,16 @@ func run() int {
 	fs.StringVar(&cfg.DataDir, "data-dir", controlplane.DefaultDataDir, "directory of the embedded store (policy.db, created if missing)")
 	initStore := fs.Bool("init", false, "create a new, empty store in --data-dir, print its id and exit; refused if a store file is there")
 	fs.BoolVar(&cfg.Dev, "dev", false, "turn authentication off (allowed only on loopback addresses)")
-	fs.StringVar(&cfg.TokensFile, "tokens-file", "", "YAML file of bearer tokens with names and roles (admin, viewer, node); re-read on SIGHUP")
+	fs.StringVar(&cfg.TokensFile, "tokens-file", "", "YAML file of bearer tokens with names and roles (admin, viewer, node; a node token lists the nodes and pools it may act as); re-read on SIGHUP")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate file (PEM)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key file (PEM)")
-	fs.StringVar(&cfg.ClientCA, "client-ca", "", "CA bundle (PEM) for client certificates; turns on mutual TLS")
+	fs.StringVar(&cfg.ClientCA, "client-ca", "", "CA bundle (PEM) for client certificates; turns on mutual TLS (a call without a token is then the node its certificate names)")
+	fs.Func("client-cert-pools", `comma-separated pools ("edge-*", "*" for any) a node identified by its client certificate may act in when its SPIFFE ID names no pool (default none)`, func(v string) error {
+		for _, p := range strings.Split(v, ",") {
+			cfg.ClientCertPools = append(cfg.ClientCertPools, strings.TrimSpace(p))
+		}
+		return nil
+	})
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", controlplane.DefaultShutdownTimeout, "how long a graceful stop may take")
 	// Memory bounds: every buffer nodes and clients can fill is bounded in
 	// count and in bytes (README, Security model, Limits).
