@@ -15,7 +15,7 @@ FUZZTIME       ?= 20s
 BENCH_FLAGS    ?=
 DATA_DIR       ?= ./.wsfleet
 
-.PHONY: help run build test bench generate lint cover fuzz \
+.PHONY: help run build test bench bench-smoke generate lint cover fuzz \
         vet gotest verify-fmt fix-fmt verify-mod fix-mod verify-generated fix-generated verify-buf-format fix-buf-format clean
 
 help: ## list targets
@@ -63,7 +63,10 @@ run: build ## control plane (embedded store, --dev) and one node registered to i
 		echo ">> stopped: wsfleet-control exited $$cs$${node:+, wsfleet-node $$ns}" >&2; exit 1; \
 	fi
 
-test: verify-mod verify-fmt vet lint verify-generated gotest ## everything CI checks
+test: verify-mod verify-fmt vet lint verify-generated gotest bench-smoke ## everything CI checks
+
+bench-smoke: ## every Go benchmark once, so a change cannot break one unnoticed (figures come from make bench)
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x ./... 2>&1 | awk '!/^(ok|PASS|goos|goarch|pkg|cpu|Benchmark|\?)/'
 
 gotest: ## go test -race over every package
 	$(GO) test -race -count=1 -timeout $(GOTEST_TIMEOUT) ./...
