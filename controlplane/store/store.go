@@ -4,9 +4,15 @@
 // history is append-only, and the only write is an append guarded by a
 // compare-and-set on the pool's head revision. That maps one-to-one onto a
 // bbolt transaction (package boltstore, the embedded default) and onto an etcd
-// transaction comparing the head key's value, so a distributed store can be
-// added without touching the service above it. Package storetest holds the
-// conformance suite every implementation must pass.
+// transaction comparing the pool's head key (package etcdstore), so the
+// service above never knows which one it runs on. Package storetest holds
+// the conformance suite every implementation must pass.
+//
+// The push to nodes follows the store: WatchHeads tells its consumer (the
+// control plane's registry) of every pool's new head, whoever committed it
+// — this process, or another control-plane replica sharing the store — so
+// the path from an apply to the nodes is the same for every store: apply
+// → Append → WatchHeads → registry → nodes.
 package store
 
 import (
@@ -60,6 +66,26 @@ type Store interface {
 	// returns carries it in StoreId.
 	ID() string
 
-	// Close releases the store. Calls after Close return ErrClosed.
+	// WatchHeads delivers pool heads on the returned channel: first the
+	// head of every pool that has one, then every later head, whoever
+	// appended it (another process sharing the store included). Per pool
+	// the revisions delivered only go up. The newest head of every pool is
+	// always delivered, however slowly the consumer reads; intermediate
+	// heads may be skipped (latest wins: what waits for a consumer is at
+	// most one head per pool, never a backlog of commits, and a consumer
+	// that does not read never holds up Append). When the backend's
+	// notifications break or lose events (a dropped connection, a
+	// compacted history), the watch re-reads every head and goes on; a
+	// backend that is down delays heads, it does not end the watch. The
+	// channel is closed when ctx is done or the store is closed, after the
+	// goroutines the watch needed have finished. Delivered messages are
+	// the consumer's.
+	// WatchHeads fails with ErrClosed after Close, with ctx's error when
+	// ctx is already done, and may fail when the first heads cannot be
+	// read.
+	WatchHeads(ctx context.Context) (<-chan *wsfleetv1.PolicyRevision, error)
+
+	// Close releases the store and ends its watches. Calls after Close
+	// return ErrClosed.
 	Close() error
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -22,6 +23,7 @@ import (
 
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 	"github.com/wsfleet/wsfleet/controlplane/store"
+	"github.com/wsfleet/wsfleet/controlplane/store/internal/headfeed"
 )
 
 // SchemaVersion is the layout this build writes and understands. Bump it
@@ -74,6 +76,20 @@ type Store struct {
 	id      string
 	created bool
 	closed  atomic.Bool
+
+	// The watches. The store is one process, so its own commits are all
+	// there is to watch: Append offers each to every feed.
+	watchMu  sync.Mutex
+	feeds    map[*headfeed.Feed]struct{}
+	closing  context.Context // done once Close has begun: ends every watch
+	endAll   context.CancelFunc
+	watchers sync.WaitGroup
+}
+
+func newStore(db *bolt.DB, id string) *Store {
+	s := &Store{db: db, id: id, feeds: map[*headfeed.Feed]struct{}{}}
+	s.closing, s.endAll = context.WithCancel(context.Background())
+	return s
 }
 
 var _ store.Store = (*Store)(nil)
@@ -297,7 +313,7 @@ func openExisting(cfg Config) (*Store, error) {
 		}
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
-	return &Store{db: db, id: id}, nil
+	return newStore(db, id), nil
 }
 
 // guard runs fn with memory faults turned into panics (bbolt reads the
@@ -521,7 +537,65 @@ func (s *Store) Append(ctx context.Context, rev *wsfleetv1.PolicyRevision, expec
 	if err != nil {
 		return nil, s.wrap("append", err)
 	}
+	s.notify(out)
 	return out, nil
+}
+
+// notify offers a committed revision to every watch, each its own copy.
+// Appends to one pool that commit one after the other may notify in the
+// other order; the feeds drop the older.
+func (s *Store) notify(rev *wsfleetv1.PolicyRevision) {
+	s.watchMu.Lock()
+	defer s.watchMu.Unlock()
+	for f := range s.feeds {
+		f.Offer(proto.Clone(rev).(*wsfleetv1.PolicyRevision))
+	}
+}
+
+// WatchHeads implements store.Store. The watch is registered before the
+// heads are read, so a commit in between is not missed (the feed keeps
+// whichever of the two is newer); it then costs one goroutine until ctx is
+// done or the store is closed.
+func (s *Store) WatchHeads(ctx context.Context) (<-chan *wsfleetv1.PolicyRevision, error) {
+	if err := s.enter(ctx); err != nil {
+		return nil, err
+	}
+	f := headfeed.New()
+	s.watchMu.Lock()
+	if s.closed.Load() {
+		// Checked under the lock Close takes before it waits for the
+		// watchers: a watch added after that would never be ended.
+		s.watchMu.Unlock()
+		return nil, store.ErrClosed
+	}
+	s.feeds[f] = struct{}{}
+	s.watchers.Add(1)
+	s.watchMu.Unlock()
+
+	wctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.closing, cancel)
+	end := func() {
+		stop()
+		cancel()
+		s.watchMu.Lock()
+		delete(s.feeds, f)
+		s.watchMu.Unlock()
+		s.watchers.Done()
+	}
+	heads, err := s.Pools(ctx)
+	if err != nil {
+		end()
+		return nil, err
+	}
+	for _, h := range heads {
+		f.Offer(h)
+	}
+	go func() {
+		defer end()
+		f.Run(wctx)
+		f.Close()
+	}()
+	return f.Out(), nil
 }
 
 // History implements store.Store. A limit <= 0 returns every revision below
@@ -591,11 +665,16 @@ func (s *Store) Pools(ctx context.Context) ([]*wsfleetv1.PolicyRevision, error) 
 	return out, nil
 }
 
-// Close implements store.Store. It waits for in-flight calls to finish.
+// Close implements store.Store. It ends every watch (their channels are
+// closed when it returns) and waits for in-flight calls to finish.
 func (s *Store) Close() error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return store.ErrClosed
 	}
+	s.watchMu.Lock()
+	s.endAll()
+	s.watchMu.Unlock()
+	s.watchers.Wait()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("boltstore: close: %w", err)
 	}

@@ -21,9 +21,18 @@
 // revision is on disk, and a crash before that leaves the previous state,
 // never a partial revision.
 //
-// No method starts a goroutine. A caller may block in Append behind other
-// writers (each waits for one fsync) and in Close, which waits for in-flight
-// transactions to finish. bbolt transactions cannot be interrupted, so ctx is
+// A caller may block in Append behind other writers (each waits for one
+// fsync) and in Close, which waits for in-flight transactions to finish.
+//
+// # Watching heads
+//
+// The file belongs to one process (see the lock below), so the commits to
+// watch are this Store's own: after each Append commits, it offers the
+// revision to every watch (store.Store.WatchHeads) without blocking. Each
+// watch is one goroutine, handing the waiting heads (at most one per
+// pool, latest wins) to its consumer; it ends when the watch's context is
+// done or at Close, which waits for it. No other method starts a
+// goroutine. bbolt transactions cannot be interrupted, so ctx is
 // checked before a transaction starts and, for Append, again once the write
 // lock is held.
 //

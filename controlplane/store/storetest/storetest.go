@@ -1,13 +1,20 @@
 // Package storetest is the conformance suite for store.Store implementations.
 //
-// Every implementation (the embedded bbolt store now, an etcd one later) runs
-// Run from its own tests, so the control plane above can rely on the same
+// Every implementation (the embedded bbolt store, the etcd store) runs Run
+// from its own tests, so the control plane above can rely on the same
 // semantics whatever backs it: revisions numbered 1, 2, 3 with no gaps per
 // pool, a compare-and-set that never overwrites silently, returned messages
-// owned by the caller, and ErrClosed after Close.
+// owned by the caller, a watch of pool heads that never goes backwards and
+// never misses a pool's newest head, and ErrClosed after Close.
 //
-// The suite starts goroutines only inside the concurrency sub-tests and waits
-// for all of them before the sub-test returns, so it is safe under goleak.
+// A backend that more than one process can share says how to open a second
+// handle on it (WithShared); one whose notifications can break says how to
+// break them (WithGap). The sub-tests that need either are skipped for a
+// backend without it, saying why.
+//
+// The suite starts goroutines only inside the concurrency and watch
+// sub-tests and waits for all of them (and for the watches to end) before
+// the sub-test returns, so it is safe under goleak.
 package storetest
 
 import (
@@ -18,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -65,11 +73,41 @@ func Revision(pool, message string) *wsfleetv1.PolicyRevision {
 	}
 }
 
+// Option describes what else a backend can do for the suite.
+type Option func(*options)
+
+type options struct {
+	shared func(t *testing.T, s store.Store) store.Store
+	gap    func(t *testing.T, s store.Store, during func())
+}
+
+// WithShared says the backend can be shared by several processes (control
+// plane replicas): open returns another handle on the same backend as s,
+// as another process would open it, closed when the test ends.
+func WithShared(open func(t *testing.T, s store.Store) store.Store) Option {
+	return func(o *options) { o.shared = open }
+}
+
+// WithGap says the backend's notifications can break: gap makes s's watches
+// lose what happens while during runs (for etcd: s's connection cut and the
+// history compacted meanwhile), then lets s reconnect. during writes
+// through a handle from WithShared, which is required with it.
+func WithGap(gap func(t *testing.T, s store.Store, during func())) Option {
+	return func(o *options) { o.gap = gap }
+}
+
 // Run runs the conformance suite; newStore returns a fresh, empty store and
-// registers its cleanup with t.Cleanup. One sub-test closes its store itself,
-// so that cleanup must accept Close returning ErrClosed.
-func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
+// registers its cleanup with t.Cleanup. Some sub-tests close their store
+// themselves, so that cleanup must accept Close returning ErrClosed.
+func Run(t *testing.T, newStore func(t *testing.T) store.Store, opts ...Option) {
 	t.Helper()
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.gap != nil && o.shared == nil {
+		t.Fatal("storetest: WithGap needs WithShared")
+	}
 	tests := []struct {
 		name string
 		run  func(t *testing.T, s store.Store)
@@ -103,6 +141,25 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.run(t, newStore(t))
+		})
+	}
+
+	watchTests := []struct {
+		name string
+		run  func(t *testing.T, s store.Store, o options)
+	}{
+		{"a watch delivers the head of every pool first", testWatchInitialHeads},
+		{"a watch of an empty store delivers a new pool's first revision", testWatchEmptyStore},
+		{"a consumer that keeps up gets every head in order", testWatchEveryHead},
+		{"a slow consumer misses no pool's newest head under a burst of appends", testWatchSlowConsumer},
+		{"a watch sees heads appended through another handle of the store", testWatchShared},
+		{"after a gap the watch re-reads the heads and misses no newest head", testWatchGap},
+		{"a watch whose context ends closes its channel and leaves no goroutine", testWatchCancel},
+		{"closing the store ends its watches", testWatchClose},
+	}
+	for _, tt := range watchTests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.run(t, newStore(t), o)
 		})
 	}
 }
@@ -567,6 +624,8 @@ func testCancelledContext(t *testing.T, s store.Store) {
 	wantErr(t, err, context.Canceled)
 	_, err = s.Pools(ctx)
 	wantErr(t, err, context.Canceled)
+	_, err = s.WatchHeads(ctx)
+	wantErr(t, err, context.Canceled)
 
 	if head := mustHead(t, s, pool).GetRevision(); head != 1 {
 		t.Fatalf("head is %d after a cancelled append, want 1", head)
@@ -590,6 +649,7 @@ func testClosed(t *testing.T, s store.Store) {
 		{"Append", func() error { _, err := s.Append(ctx, Revision(pool, "late"), store.AnyRevision); return err }},
 		{"History", func() error { _, err := s.History(ctx, pool, 0, 10); return err }},
 		{"Pools", func() error { _, err := s.Pools(ctx); return err }},
+		{"WatchHeads", func() error { _, err := s.WatchHeads(ctx); return err }},
 		{"Close", s.Close},
 	}
 	for _, c := range calls {
@@ -597,6 +657,282 @@ func testClosed(t *testing.T, s store.Store) {
 			t.Errorf("%s after Close: error = %v, want ErrClosed", c.name, err)
 		}
 	}
+}
+
+// watchWithin bounds every wait for a watch: generous, for a loaded CI
+// machine and for backends that reconnect with backoff.
+const watchWithin = 15 * time.Second
+
+// watch is one WatchHeads channel read by the test, with what it
+// delivered per pool.
+type watch struct {
+	t      *testing.T
+	s      store.Store
+	ch     <-chan *wsfleetv1.PolicyRevision
+	cancel context.CancelFunc
+	seen   map[string][]int64 // pool → revisions delivered, in order
+}
+
+// startWatch watches s until the test ends; the cleanup waits for the
+// channel to close, so no watch outlives its sub-test.
+func startWatch(t *testing.T, s store.Store) *watch {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	ch, err := s.WatchHeads(ctx)
+	if err != nil {
+		cancel()
+		t.Fatalf("WatchHeads: %v", err)
+	}
+	w := &watch{t: t, s: s, ch: ch, cancel: cancel, seen: map[string][]int64{}}
+	t.Cleanup(func() {
+		cancel()
+		w.closed("after its context was cancelled")
+	})
+	return w
+}
+
+// next returns the next head delivered, checking that its pool's
+// revisions only go up.
+func (w *watch) next() *wsfleetv1.PolicyRevision {
+	w.t.Helper()
+	select {
+	case r, ok := <-w.ch:
+		if !ok {
+			w.t.Fatal("the watch channel closed")
+		}
+		seen := w.seen[r.GetPool()]
+		if n := len(seen); n > 0 && r.GetRevision() <= seen[n-1] {
+			w.t.Fatalf("pool %s went backwards: delivered %d after %v", r.GetPool(), r.GetRevision(), seen)
+		}
+		w.seen[r.GetPool()] = append(seen, r.GetRevision())
+		return r
+	case <-time.After(watchWithin):
+		w.t.Fatalf("no head delivered within %s; delivered so far: %v", watchWithin, w.seen)
+	}
+	return nil
+}
+
+// until reads heads until every pool in heads has delivered exactly that
+// revision, checking each delivered revision against what the store holds.
+// pause is slept before each read: a slow consumer.
+func (w *watch) until(heads map[string]*wsfleetv1.PolicyRevision, pause time.Duration) {
+	w.t.Helper()
+	done := func() bool {
+		for pool, h := range heads {
+			seen := w.seen[pool]
+			if len(seen) == 0 || seen[len(seen)-1] < h.GetRevision() {
+				return false
+			}
+		}
+		return true
+	}
+	for !done() {
+		time.Sleep(pause)
+		r := w.next()
+		want, ok := heads[r.GetPool()]
+		if !ok {
+			w.t.Fatalf("delivered a head of pool %s, which nobody wrote", r.GetPool())
+		}
+		if r.GetRevision() > want.GetRevision() {
+			w.t.Fatalf("delivered %s@%d, above the head %d", r.GetPool(), r.GetRevision(), want.GetRevision())
+		}
+		wantEqual(w.t, fmt.Sprintf("delivered %s@%d", r.GetPool(), r.GetRevision()), r, mustGet(w.t, w.s, r.GetPool(), r.GetRevision()))
+	}
+}
+
+// closed waits for the channel to close, draining what is still delivered.
+func (w *watch) closed(why string) {
+	w.t.Helper()
+	deadline := time.After(watchWithin)
+	for {
+		select {
+		case _, ok := <-w.ch:
+			if !ok {
+				return
+			}
+		case <-deadline:
+			w.t.Fatalf("the watch channel was not closed %s within %s", why, watchWithin)
+		}
+	}
+}
+
+// heads is every pool's head, by pool.
+func heads(t *testing.T, s store.Store) map[string]*wsfleetv1.PolicyRevision {
+	t.Helper()
+	pools, err := s.Pools(t.Context())
+	if err != nil {
+		t.Fatalf("Pools: %v", err)
+	}
+	out := map[string]*wsfleetv1.PolicyRevision{}
+	for _, p := range pools {
+		out[p.GetPool()] = p
+	}
+	return out
+}
+
+func testWatchInitialHeads(t *testing.T, s store.Store, _ options) {
+	appendN(t, s, "default", 3)
+	appendN(t, s, "edge", 1)
+	appendN(t, s, "zeta", 2)
+	want := heads(t, s)
+
+	w := startWatch(t, s)
+	for range len(want) {
+		r := w.next()
+		h, ok := want[r.GetPool()]
+		if !ok {
+			t.Fatalf("delivered pool %s, which has no revision", r.GetPool())
+		}
+		if len(w.seen[r.GetPool()]) > 1 {
+			t.Fatalf("pool %s delivered twice before every pool was: %v", r.GetPool(), w.seen)
+		}
+		wantEqual(t, "first delivered head of "+r.GetPool(), r, h)
+	}
+}
+
+func testWatchEmptyStore(t *testing.T, s store.Store, _ options) {
+	w := startWatch(t, s)
+	first, err := s.Append(t.Context(), Revision("fresh", "first"), 0)
+	if err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	wantEqual(t, "delivered head", w.next(), first)
+}
+
+func testWatchEveryHead(t *testing.T, s store.Store, _ options) {
+	appendN(t, s, pool, 1)
+	w := startWatch(t, s)
+	if r := w.next(); r.GetRevision() != 1 {
+		t.Fatalf("first delivered %s@%d, want the head 1", r.GetPool(), r.GetRevision())
+	}
+	for n := int64(2); n <= 6; n++ {
+		in := Revision(pool, fmt.Sprintf("change %d", n))
+		if n == 5 {
+			in.Revision = 40 // a recovery's jump is a head like any other
+		}
+		stored, err := s.Append(t.Context(), in, store.AnyRevision)
+		if err != nil {
+			t.Fatalf("Append: %v", err)
+		}
+		wantEqual(t, fmt.Sprintf("head after append %d", n), w.next(), stored)
+	}
+}
+
+func testWatchSlowConsumer(t *testing.T, s store.Store, _ options) {
+	appendN(t, s, "p0", 1)
+	w := startWatch(t, s) // not read until every append has returned
+
+	const writers, perWriter = 4, 30
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for i := range writers {
+		wg.Go(func() {
+			for j := range perWriter {
+				// Writers share pools, so that pools also race.
+				p := fmt.Sprintf("p%d", (i+j)%3)
+				if _, err := s.Append(t.Context(), Revision(p, fmt.Sprintf("writer %d append %d", i, j)), store.AnyRevision); err != nil {
+					errs <- fmt.Errorf("append to %s: %w", p, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	want := heads(t, s)
+	w.until(want, 20*time.Millisecond)
+}
+
+func testWatchShared(t *testing.T, s store.Store, o options) {
+	if o.shared == nil {
+		t.Skip("the backend is one process's (no WithShared): every commit is its own")
+	}
+	other := o.shared(t, s)
+	if other.ID() != s.ID() {
+		t.Fatalf("another handle has identity %q, want %q", other.ID(), s.ID())
+	}
+	appendN(t, other, "edge", 2)
+	w := startWatch(t, s)
+	w.until(heads(t, s), 0)
+
+	for n := int64(3); n <= 5; n++ {
+		stored, err := other.Append(t.Context(), Revision("edge", fmt.Sprintf("edge change %d", n)), n-1)
+		if err != nil {
+			t.Fatalf("Append through the other handle: %v", err)
+		}
+		wantEqual(t, "head appended through the other handle", w.next(), stored)
+	}
+}
+
+func testWatchGap(t *testing.T, s store.Store, o options) {
+	if o.gap == nil {
+		t.Skip("the backend's notifications cannot break (no WithGap): they are its own commits, in process")
+	}
+	other := o.shared(t, s)
+	appendN(t, s, "a", 1)
+	w := startWatch(t, s)
+	w.until(heads(t, s), 0)
+
+	o.gap(t, s, func() {
+		for n := int64(2); n <= 5; n++ {
+			if _, err := other.Append(t.Context(), Revision("a", fmt.Sprintf("during the gap %d", n)), n-1); err != nil {
+				t.Errorf("Append during the gap: %v", err)
+			}
+		}
+		if _, err := other.Append(t.Context(), Revision("b", "a pool born during the gap"), 0); err != nil {
+			t.Errorf("Append during the gap: %v", err)
+		}
+	})
+	want := heads(t, other)
+	if want["a"].GetRevision() != 5 || want["b"].GetRevision() != 1 {
+		t.Fatalf("heads after the gap: a@%d b@%d, want a@5 b@1", want["a"].GetRevision(), want["b"].GetRevision())
+	}
+	w.until(want, 0)
+
+	// And the watch goes on after it.
+	next, err := other.Append(t.Context(), Revision("a", "after the gap"), 5)
+	if err != nil {
+		t.Fatalf("Append after the gap: %v", err)
+	}
+	wantEqual(t, "head after the gap", w.next(), next)
+}
+
+func testWatchCancel(t *testing.T, s store.Store, _ options) {
+	appendN(t, s, pool, 1)
+	// Goroutines of the store and its backend, up to now: the watch's must
+	// all be gone once its channel is closed.
+	before := goleak.IgnoreCurrent()
+	ctx, cancel := context.WithCancel(t.Context())
+	ch, err := s.WatchHeads(ctx)
+	if err != nil {
+		cancel()
+		t.Fatalf("WatchHeads: %v", err)
+	}
+	w := &watch{t: t, s: s, ch: ch, cancel: cancel, seen: map[string][]int64{}}
+	w.next()
+	cancel()
+	w.closed("after its context was cancelled")
+	if err := goleak.Find(before); err != nil {
+		t.Fatalf("the watch left goroutines behind: %v", err)
+	}
+	// The store goes on.
+	if _, err := s.Append(t.Context(), Revision(pool, "after the watch"), 1); err != nil {
+		t.Fatalf("Append after a watch ended: %v", err)
+	}
+}
+
+func testWatchClose(t *testing.T, s store.Store, _ options) {
+	appendN(t, s, pool, 1)
+	a, b := startWatch(t, s), startWatch(t, s)
+	a.next() // one read, one not: neither holds Close up
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	a.closed("after Close")
+	b.closed("after Close")
 }
 
 // appendN appends n revisions to a pool that must be empty and returns them

@@ -12,6 +12,7 @@ import (
 
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 	"github.com/wsfleet/wsfleet/controlplane/store"
+	"github.com/wsfleet/wsfleet/controlplane/store/internal/headfeed"
 	"github.com/wsfleet/wsfleet/controlplane/store/storetest"
 )
 
@@ -21,7 +22,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // simplest Store that honours the contract.
 func TestReferenceStore(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store {
-		s := &memStore{pools: map[string][]*wsfleetv1.PolicyRevision{}}
+		s := newMemStore()
 		t.Cleanup(func() { _ = s.Close() })
 		return s
 	})
@@ -29,10 +30,21 @@ func TestReferenceStore(t *testing.T) {
 
 // memStore keeps clones of revisions in memory under one mutex. A pool's
 // revisions are oldest first; numbers may have gaps (a recovery's jump).
+// Each watch is a feed offered every append, with one goroutine.
 type memStore struct {
-	mu     sync.Mutex
-	closed bool
-	pools  map[string][]*wsfleetv1.PolicyRevision
+	mu       sync.Mutex
+	closed   bool
+	pools    map[string][]*wsfleetv1.PolicyRevision
+	feeds    map[*headfeed.Feed]struct{}
+	closing  context.Context
+	endAll   context.CancelFunc
+	watchers sync.WaitGroup
+}
+
+func newMemStore() *memStore {
+	s := &memStore{pools: map[string][]*wsfleetv1.PolicyRevision{}, feeds: map[*headfeed.Feed]struct{}{}}
+	s.closing, s.endAll = context.WithCancel(context.Background())
+	return s
 }
 
 var _ store.Store = (*memStore)(nil)
@@ -90,7 +102,35 @@ func (s *memStore) Append(ctx context.Context, rev *wsfleetv1.PolicyRevision, ex
 	stored.Revision = max(head+1, rev.GetRevision())
 	stored.StoreId = s.ID()
 	s.pools[rev.GetPool()] = append(s.pools[rev.GetPool()], stored)
+	for f := range s.feeds {
+		f.Offer(clone(stored))
+	}
 	return clone(stored), nil
+}
+
+func (s *memStore) WatchHeads(ctx context.Context) (<-chan *wsfleetv1.PolicyRevision, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.enter(ctx); err != nil {
+		return nil, err
+	}
+	f := headfeed.New()
+	for _, revs := range s.pools {
+		f.Offer(clone(revs[len(revs)-1]))
+	}
+	s.feeds[f] = struct{}{}
+	wctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.closing, cancel)
+	s.watchers.Go(func() {
+		defer stop()
+		defer cancel()
+		f.Run(wctx)
+		s.mu.Lock()
+		delete(s.feeds, f)
+		s.mu.Unlock()
+		f.Close()
+	})
+	return f.Out(), nil
 }
 
 func (s *memStore) History(ctx context.Context, pool string, before int64, limit int) ([]*wsfleetv1.PolicyRevision, error) {
@@ -134,11 +174,14 @@ func (s *memStore) Pools(ctx context.Context) ([]*wsfleetv1.PolicyRevision, erro
 
 func (s *memStore) Close() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return store.ErrClosed
 	}
 	s.closed = true
+	s.endAll()
+	s.mu.Unlock()
+	s.watchers.Wait()
 	return nil
 }
 
