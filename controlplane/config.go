@@ -10,7 +10,18 @@ import (
 
 	"github.com/wsfleet/wsfleet/controlplane/auth"
 	"github.com/wsfleet/wsfleet/controlplane/registry"
+	"github.com/wsfleet/wsfleet/controlplane/store/etcdstore"
 	"github.com/wsfleet/wsfleet/controlplane/telemetry"
+)
+
+// The stores of Config.Store.
+const (
+	// StoreBolt is the embedded store, one file in DataDir: one control
+	// plane's own.
+	StoreBolt = "bolt"
+	// StoreEtcd is an etcd cluster that any number of control-plane
+	// replicas share.
+	StoreEtcd = "etcd"
 )
 
 // Defaults of Config.
@@ -22,6 +33,11 @@ const (
 	// DefaultMaxRecvMsgSize bounds one request; a policy is a few KiB, a
 	// telemetry batch at most a few hundred KiB.
 	DefaultMaxRecvMsgSize = 4 << 20
+
+	// The etcd store's defaults, from package etcdstore.
+	DefaultEtcdPrefix         = etcdstore.DefaultPrefix
+	DefaultEtcdDialTimeout    = etcdstore.DefaultDialTimeout
+	DefaultEtcdRequestTimeout = etcdstore.DefaultRequestTimeout
 
 	// The defaults of the memory bounds, from the packages that apply them.
 	DefaultTelemetryRetention           = telemetry.DefaultRetention
@@ -44,12 +60,30 @@ type Config struct {
 	GRPCAddr string
 	// HTTPAddr serves /metrics and /healthz. Default 127.0.0.1:7401.
 	HTTPAddr string
+	// Store is where policy revisions are kept: StoreBolt ("bolt", the
+	// default), the embedded file DataDir/policy.db, or StoreEtcd
+	// ("etcd"), the etcd cluster Etcd names, shared by any number of
+	// control-plane replicas. Either way the push to nodes follows the
+	// store's watch of pool heads, so a change applied through any replica
+	// reaches the nodes of every replica.
+	Store string
 	// DataDir holds the embedded store (policy.db). Default ./.wsfleet/control.
 	// A missing policy.db is created (a new store, logged with its
 	// identity); an existing one that is empty, damaged, not a wsfleet
 	// store or locked by another process makes New fail: it is never
 	// initialised over. InitStore creates one explicitly.
 	DataDir string
+	// Etcd is the etcd store (Store "etcd"): Endpoints (required), Prefix
+	// (default "/wsfleet/"), CAFile/CertFile/KeyFile for TLS, Username and
+	// Password, DialTimeout (bounds the start; default 5s) and
+	// RequestTimeout (bounds every etcd call; default 5s); see
+	// etcdstore.Config. An empty prefix becomes a new store (logged with
+	// its identity); one with keys but no store identity, or another
+	// program's keys, makes New fail. Its Log is Log.
+	Etcd etcdstore.Config
+	// EtcdPasswordFile, if set, holds Etcd.Password (a trailing newline
+	// is dropped): a password in a flag would show in the process list.
+	EtcdPasswordFile string
 
 	// Dev turns authentication off. Allowed only when every listen address
 	// is loopback.
@@ -133,6 +167,12 @@ func (c *Config) setDefaults() {
 	if c.DataDir == "" {
 		c.DataDir = DefaultDataDir
 	}
+	if c.Store == "" {
+		c.Store = StoreBolt
+	}
+	if c.Store == StoreEtcd && c.Etcd.Prefix == "" {
+		c.Etcd.Prefix = DefaultEtcdPrefix
+	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
@@ -169,6 +209,9 @@ func (c *Config) validate() error {
 	if c.TelemetryMaxBytes != 0 && c.TelemetryMaxBytes < telemetry.MinMaxRawBytes {
 		return fmt.Errorf("%w: --telemetry-max-bytes must be at least %d, got %d", ErrConfig, telemetry.MinMaxRawBytes, c.TelemetryMaxBytes)
 	}
+	if err := c.validateStore(); err != nil {
+		return err
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return fmt.Errorf("%w: --tls-cert and --tls-key go together", ErrConfig)
 	}
@@ -196,6 +239,32 @@ func (c *Config) validate() error {
 		}
 	} else if c.TokensFile == "" {
 		return fmt.Errorf("%w: no tokens configured: pass --tokens-file (or --dev on loopback for local use)", ErrConfig)
+	}
+	return nil
+}
+
+// validateStore checks the store selection: etcd settings without
+// --store etcd are a mistake to be loud about, not to ignore.
+func (c *Config) validateStore() error {
+	etcdSet := len(c.Etcd.Endpoints) > 0 || c.Etcd.CAFile != "" || c.Etcd.CertFile != "" || c.Etcd.KeyFile != "" ||
+		c.Etcd.Username != "" || c.Etcd.Password != "" || c.EtcdPasswordFile != ""
+	switch c.Store {
+	case StoreBolt:
+		if etcdSet {
+			return fmt.Errorf("%w: --etcd-* flags need --store etcd", ErrConfig)
+		}
+	case StoreEtcd:
+		if len(c.Etcd.Endpoints) == 0 {
+			return fmt.Errorf("%w: --store etcd needs --etcd-endpoints", ErrConfig)
+		}
+		if c.EtcdPasswordFile != "" && c.Etcd.Password != "" {
+			return fmt.Errorf("%w: give the etcd password in a file or in the config, not both", ErrConfig)
+		}
+		if c.Etcd.DialTimeout < 0 || c.Etcd.RequestTimeout < 0 {
+			return fmt.Errorf("%w: --etcd-dial-timeout and --etcd-request-timeout must not be negative", ErrConfig)
+		}
+	default:
+		return fmt.Errorf("%w: --store must be %s or %s, got %q", ErrConfig, StoreBolt, StoreEtcd, c.Store)
 	}
 	return nil
 }

@@ -1,22 +1,34 @@
 // Package controlplane is the wsfleet control plane: a gRPC server for the
 // policy API, the node watch (registry) and telemetry ingest and queries,
-// with an embedded bbolt store, token auth, Prometheus metrics, gRPC health
+// over a policy store (embedded bbolt by default, or etcd shared by
+// several replicas), with token auth, Prometheus metrics, gRPC health
 // checking and server reflection.
 //
 // Lifecycle: New validates the Config, opens the store and binds both
 // listeners (so a port in use fails at once and tests may bind port 0);
-// Run serves until its context is cancelled, then stops gracefully within
-// Config.ShutdownTimeout and closes the store. Run owns every goroutine it
+// Run starts the store's watch of pool heads, serves until its context is
+// cancelled, then stops gracefully within Config.ShutdownTimeout, ends the
+// watch and closes the store. Run owns every goroutine it
 // starts and returns only after they have ended. New starts no goroutine;
 // when it fails it has released whatever it had built (Close is safe on a
 // partly built Server) and its error is the cause, with what to do when
 // the store is the problem.
 //
-// The store: a missing policy.db is created as a new store (logged with
-// its identity); an existing file is checked and, if it is empty, damaged,
-// not a wsfleet store or locked by another process, New fails instead of
-// starting: a lost store never silently becomes a fresh one at revision 1.
-// InitStore creates a store explicitly (wsfleet-control --init).
+// The store (Config.Store): bolt, one file in DataDir, or etcd, a key
+// prefix in an etcd cluster that any number of replicas share. A missing
+// policy.db, or an empty prefix, is created as a new store (logged with
+// its identity); an existing one that is empty, damaged, not a wsfleet
+// store, locked by another process or unreachable makes New fail instead
+// of starting: a lost store never silently becomes a fresh one at
+// revision 1. InitStore creates a store explicitly (wsfleet-control
+// --init).
+//
+// The push follows the store: apply → policyserver → store → the store's
+// watch of pool heads (store.Store.WatchHeads, started by Run) → registry
+// (Registry.Follow) → every watching node. Nothing in this process hands
+// its own commits to the registry, so a revision committed through any
+// replica sharing the store reaches the nodes of every replica the same
+// way.
 //
 // A request on the policy path: interceptors (metrics → logging → auth →
 // recovery) → policyserver → store. A node's watch: NodeService.Watch →

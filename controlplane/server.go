@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -56,7 +57,6 @@ type Server struct {
 	fleet     *registry.Registry
 	events    *telemetry.Store
 	telemetry *telemetry.Server
-	metrics   *metrics
 
 	closeOnce sync.Once
 }
@@ -91,8 +91,29 @@ func New(cfg Config) (_ *Server, err error) {
 	}
 	s.store = st
 
-	s.metrics = newMetrics(s.prom)
+	// Fleet is read when RecoverPolicy runs, by then s.fleet is set.
+	if s.policy, err = policyserver.New(policyserver.Config{
+		Store:      s.store,
+		Log:        s.log,
+		Registerer: s.prom,
+		Fleet:      s.fleetRunning,
+	}); err != nil {
+		return nil, err
+	}
+	bootCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.policy.Bootstrap(bootCtx); err != nil {
+		return nil, fmt.Errorf("controlplane: bootstrap default pool: %w", withStoreAdvice(err))
+	}
+	// The heads are read now so that a store that cannot give them stops
+	// the start, and the registry serves them from the first node on; the
+	// store's watch (Run) keeps them current.
+	pools, err := s.store.Pools(bootCtx)
+	if err != nil {
+		return nil, fmt.Errorf("controlplane: read the pools' head revisions: %w", withStoreAdvice(err))
+	}
 	if s.fleet, err = registry.New(registry.Config{
+		Heads:         pools,
 		MaxNodes:      cfg.MaxNodes,
 		MaxNodesBytes: cfg.MaxNodesBytes,
 		Registerer:    s.prom,
@@ -118,30 +139,6 @@ func New(cfg Config) (_ *Server, err error) {
 	}
 	s.telemetry = telemetry.NewServer(s.events, s.log)
 	registerTelemetryMetrics(s.prom, s.events)
-	if s.policy, err = policyserver.New(policyserver.Config{
-		Store: s.store,
-		Log:   s.log,
-		OnCommit: func(rev *wsfleetv1.PolicyRevision) {
-			s.metrics.policyCommitted(rev)
-			s.fleet.Committed(rev)
-		},
-		Fleet: s.fleetRunning,
-	}); err != nil {
-		return nil, err
-	}
-	bootCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := s.policy.Bootstrap(bootCtx); err != nil {
-		return nil, fmt.Errorf("controlplane: bootstrap default pool: %w", withStoreAdvice(err))
-	}
-	pools, err := s.store.Pools(bootCtx)
-	if err != nil {
-		return nil, fmt.Errorf("controlplane: read the pools' head revisions: %w", withStoreAdvice(err))
-	}
-	for _, p := range pools {
-		s.metrics.observeRevision(p)
-		s.fleet.Committed(p)
-	}
 
 	if err := s.buildGRPC(); err != nil {
 		return nil, err
@@ -306,15 +303,41 @@ func (s *Server) buildHTTP() {
 // everything. It returns nil after a clean stop.
 func (s *Server) Run(ctx context.Context) error {
 	defer s.Close()
-	s.log.WithFields(logrus.Fields{
+	// The push follows the store: every head the store's watch delivers
+	// (committed here or by another replica sharing the store) goes to the
+	// registry, which pushes it to the nodes attached here.
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	heads, err := s.store.WatchHeads(watchCtx)
+	if err != nil {
+		return fmt.Errorf("controlplane: watch the store's pool heads: %w", withStoreAdvice(err))
+	}
+	followed := make(chan struct{})
+	go func() {
+		defer close(followed)
+		s.fleet.Follow(heads)
+	}()
+	defer func() {
+		stopWatch()
+		<-followed
+	}()
+
+	fields := logrus.Fields{
 		"grpc_addr": s.GRPCAddr().String(),
 		"http_addr": s.HTTPAddr().String(),
-		"data_dir":  s.cfg.DataDir,
+		"store":     s.cfg.Store,
 		"store_id":  s.store.ID(),
 		"dev":       s.cfg.Dev,
 		"tls":       s.cfg.TLSCert != "",
 		"mtls":      s.cfg.ClientCA != "",
-	}).Info("control plane listening")
+	}
+	if s.cfg.Store == StoreEtcd {
+		fields["etcd_endpoints"] = strings.Join(s.cfg.Etcd.Endpoints, ",")
+		fields["etcd_prefix"] = s.cfg.Etcd.Prefix
+	} else {
+		fields["data_dir"] = s.cfg.DataDir
+	}
+	s.log.WithFields(fields).Info("control plane listening")
 	if s.cfg.Dev {
 		s.log.Warn("dev mode: authentication is off (loopback only)")
 	}

@@ -8,9 +8,11 @@
 // revision; without one the server retries against the new head, so the
 // reported changes are always relative to the revision actually replaced.
 //
-// After a commit the server calls Config.OnCommit synchronously, in commit
-// order per pool. The hook must not block (the fleet registry uses it to
-// push to watching nodes through latest-wins channels).
+// A commit is written to the audit log and counted; it reaches the nodes
+// through the store's watch of pool heads (store.Store.WatchHeads), which
+// the fleet registry follows, never through a call from here: that way a
+// revision committed through another control-plane replica sharing the
+// store is pushed exactly like one committed here.
 //
 // Commit messages are bounded (policy.MaxCommitMessageBytes) and refused,
 // never cut, above it.
@@ -20,5 +22,6 @@
 // newest policy a node reports for the pool as its next revision, numbered
 // above every reported revision and above the head, so that nodes which
 // refuse a revision older than theirs accept it. The write is the same
-// compare-and-set append as every other, and is pushed the same way.
+// compare-and-set append as every other, and reaches the nodes the same
+// way.
 package policyserver

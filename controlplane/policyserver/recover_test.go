@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -36,15 +37,11 @@ func newRecoverFixture(t *testing.T, nodes ...NodeRevision) *recoverFixture {
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	logger, hook := logtest.NewNullLogger()
-	f := &recoverFixture{fixture: &fixture{log: hook}, storeID: st.ID(), nodes: nodes}
+	f := &recoverFixture{fixture: &fixture{st: st, log: hook, reg: prometheus.NewRegistry()}, storeID: st.ID(), nodes: nodes}
 	f.srv, err = New(Config{
-		Store: st,
-		Log:   logger,
-		OnCommit: func(r *wsfleetv1.PolicyRevision) {
-			f.fixture.mu.Lock()
-			f.commits = append(f.commits, r)
-			f.fixture.mu.Unlock()
-		},
+		Store:      st,
+		Log:        logger,
+		Registerer: f.reg,
 		Fleet: func() []NodeRevision {
 			f.mu.Lock()
 			defer f.mu.Unlock()
@@ -81,6 +78,15 @@ func TestRecoverMakesTheFleetsNewestPolicyTheNextRevision(t *testing.T) {
 		node("n3", "us", true, ran("us", 200, 20000)),
 		node("n4", "default", true, nil),
 	)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	heads, err := f.st.WatchHeads(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := <-heads; h.GetRevision() != 1 {
+		t.Fatalf("the watch's first head is %d, want 1", h.GetRevision())
+	}
 	resp, err := f.srv.RecoverPolicy(as("alice"), &wsfleetv1.RecoverPolicyRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -109,9 +115,14 @@ func TestRecoverMakesTheFleetsNewestPolicyTheNextRevision(t *testing.T) {
 	if err != nil || !proto.Equal(head.GetRevision(), rev) {
 		t.Fatalf("head %v (%v), want the recovered revision", head, err)
 	}
-	// Pushed like any other commit.
-	if last := f.commits[len(f.commits)-1]; !proto.Equal(last, rev) {
-		t.Fatalf("OnCommit got %v", last)
+	// Pushed like any other commit: the store's watch delivers it.
+	select {
+	case h := <-heads:
+		if !proto.Equal(h, rev) {
+			t.Fatalf("the watch delivered %v, want the recovered revision", h)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the store's watch did not deliver the recovered revision")
 	}
 	// History has a gap (2..81 never existed in this store), and the
 	// audit line says where the revision came from.
@@ -199,7 +210,7 @@ func TestRecoverAPoolTheStoreDoesNotHave(t *testing.T) {
 
 func TestRecoverDryRunStoresNothing(t *testing.T) {
 	f := newRecoverFixture(t, node("n1", "default", true, ran("default", 81, 8100)))
-	commits := len(f.commits)
+	commits := f.commits(t)
 	resp, err := f.srv.RecoverPolicy(as("x"), &wsfleetv1.RecoverPolicyRequest{DryRun: true})
 	if err != nil {
 		t.Fatal(err)
@@ -208,7 +219,7 @@ func TestRecoverDryRunStoresNothing(t *testing.T) {
 		t.Fatalf("dry run %v", resp)
 	}
 	head, _ := f.srv.GetPolicy(as("x"), &wsfleetv1.GetPolicyRequest{})
-	if head.GetRevision().GetRevision() != 1 || len(f.commits) != commits {
+	if head.GetRevision().GetRevision() != 1 || f.commits(t) != commits {
 		t.Fatalf("a dry run stored revision %d", head.GetRevision().GetRevision())
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -43,9 +44,9 @@ type Config struct {
 	Log logrus.FieldLogger
 	// Now stamps revisions; defaults to time.Now.
 	Now func() time.Time
-	// OnCommit, if set, is called after every stored revision, in commit
-	// order per pool. It must not block.
-	OnCommit func(*wsfleetv1.PolicyRevision)
+	// Registerer receives the server's metrics (the revisions it stored,
+	// per pool); optional.
+	Registerer prometheus.Registerer
 	// Fleet reports what every known node runs (the fleet registry's view),
 	// for RecoverPolicy; without it RecoverPolicy is Unimplemented. It is
 	// called once per RecoverPolicy and must not block.
@@ -67,7 +68,8 @@ type NodeRevision struct {
 // Server implements wsfleetv1.PolicyServiceServer.
 type Server struct {
 	wsfleetv1.UnimplementedPolicyServiceServer
-	cfg Config
+	cfg     Config
+	commits *prometheus.CounterVec
 }
 
 var _ wsfleetv1.PolicyServiceServer = (*Server)(nil)
@@ -83,7 +85,18 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Server{cfg: cfg}, nil
+	s := &Server{cfg: cfg, commits: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "wsfleet",
+		Subsystem: "control",
+		Name:      "policy_commits_total",
+		Help:      "Policy revisions stored by this process, per pool.",
+	}, []string{"pool"})}
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(s.commits); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+	}
+	return s, nil
 }
 
 // Bootstrap makes sure the default pool exists, creating its revision 1
@@ -295,8 +308,10 @@ func (s *Server) write(ctx context.Context, c change) (*writeResult, error) {
 	}
 }
 
-// committed writes the audit line and tells the OnCommit hook. changes is
-// the number of changed fields, -1 for the bootstrap revision.
+// committed writes the audit line and counts the revision. changes is the
+// number of changed fields, -1 for the bootstrap revision. Nothing here
+// pushes: the registry learns of the revision from the store's watch, as
+// it learns of every other control plane's.
 func (s *Server) committed(rev *wsfleetv1.PolicyRevision, previous int64, changes int) {
 	s.cfg.Log.WithFields(logrus.Fields{
 		"audit":               true,
@@ -310,9 +325,7 @@ func (s *Server) committed(rev *wsfleetv1.PolicyRevision, previous int64, change
 		"store_id":            rev.GetStoreId(),
 		"changes":             changes,
 	}).Info("policy changed")
-	if s.cfg.OnCommit != nil {
-		s.cfg.OnCommit(rev)
-	}
+	s.commits.WithLabelValues(rev.GetPool()).Inc()
 }
 
 // ListPolicyRevisions implements PolicyService.

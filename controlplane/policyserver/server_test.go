@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 	"go.uber.org/goleak"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -24,10 +25,28 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 type fixture struct {
-	srv     *Server
-	log     *logtest.Hook
-	commits []*wsfleetv1.PolicyRevision
-	mu      sync.Mutex
+	srv *Server
+	st  *boltstore.Store
+	log *logtest.Hook
+	reg *prometheus.Registry
+}
+
+// commits is wsfleet_control_policy_commits_total summed over pools.
+func (f *fixture) commits(t *testing.T) float64 {
+	t.Helper()
+	mfs, err := f.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() == "wsfleet_control_policy_commits_total" {
+			for _, m := range mf.GetMetric() {
+				n += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return n
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -38,12 +57,8 @@ func newFixture(t *testing.T) *fixture {
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	logger, hook := logtest.NewNullLogger()
-	f := &fixture{log: hook}
-	f.srv, err = New(Config{Store: st, Log: logger, OnCommit: func(r *wsfleetv1.PolicyRevision) {
-		f.mu.Lock()
-		f.commits = append(f.commits, r)
-		f.mu.Unlock()
-	}})
+	f := &fixture{st: st, log: hook, reg: prometheus.NewRegistry()}
+	f.srv, err = New(Config{Store: st, Log: logger, Registerer: f.reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,8 +148,8 @@ func TestApplyHistoryDiffRollback(t *testing.T) {
 	if len(nums) != 3 || nums[0] != 3 || nums[2] != 1 {
 		t.Fatalf("history = %v", nums)
 	}
-	if len(f.commits) != 3 { // bootstrap, apply, rollback
-		t.Fatalf("OnCommit called %d times", len(f.commits))
+	if n := f.commits(t); n != 3 { // bootstrap, apply, rollback
+		t.Fatalf("policy_commits_total = %v, want 3", n)
 	}
 	audits := 0
 	for _, e := range f.log.AllEntries() {

@@ -49,7 +49,7 @@ func TestANodeAheadOfTheControlPlaneIsShownAndKeepsItsStatus(t *testing.T) {
 	// A recovered revision, numbered above what the node runs, is pushed
 	// and ACKed: the node is no longer ahead.
 	recovered := storeRev("default", 82, "bolt-new")
-	f.r.Committed(recovered)
+	f.r.advance(recovered)
 	m = n.next(time.Second)
 	if m.GetRevision().GetRevision() != 82 {
 		t.Fatalf("push %v", m)

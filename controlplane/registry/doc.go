@@ -48,11 +48,18 @@
 // encoded bytes; its token is the last id listed, so paging works while
 // nodes come and go.
 //
+// Where heads come from: the store's watch (store.Store.WatchHeads),
+// which Follow consumes, so a revision committed through any control-plane
+// replica sharing the store is pushed to the nodes attached to this one;
+// nothing in this process hands the registry its own commits. A head is
+// taken only if it is newer than the one the registry has for the pool.
+//
 // Goroutines and blocking: each Watch call runs in its gRPC stream
-// goroutine plus one receive goroutine; nothing else. Commits reach streams
-// through a one-slot channel per stream (latest wins: a stream that is busy
-// sending just sees "something changed" once and reads the newest head), so
-// Committed never blocks, whatever the number of nodes. The registry's
+// goroutine plus one receive goroutine; Follow runs in its caller's
+// goroutine (the control plane's Run). New heads reach streams through a
+// one-slot channel per stream (latest wins: a stream that is busy sending
+// just sees "something changed" once and reads the newest head), so
+// Follow never waits for a node, whatever the number of nodes. The registry's
 // mutex guards node status and the head cache and is never held across a
 // send or a receive.
 package registry

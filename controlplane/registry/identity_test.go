@@ -79,7 +79,7 @@ func TestAnotherCredentialCannotTakeAnAttachedNode(t *testing.T) {
 		}
 	})
 	t.Run("the honest stream goes on and gets the next push", func(t *testing.T) {
-		f.r.Committed(rev("default", 2))
+		f.r.advance(rev("default", 2))
 		m := honest.next(2 * time.Second)
 		if m.GetRevision().GetRevision() != 2 {
 			t.Fatalf("push %v", m)
@@ -102,7 +102,7 @@ func TestAnotherCredentialCannotTakeAnAttachedNode(t *testing.T) {
 		case <-time.After(3 * time.Second):
 			t.Fatal("the old stream was not replaced")
 		}
-		f.r.Committed(rev("default", 3))
+		f.r.advance(rev("default", 3))
 		if m := again.next(2 * time.Second); m.GetRevision().GetRevision() != 3 {
 			t.Fatalf("push %v", m)
 		}
@@ -114,7 +114,7 @@ func TestNackMemoryIsTheNodesOwn(t *testing.T) {
 	nodeB := as("node-b", "nb", "default")
 	n := connectAs(t, nodeB, f.nodes, &wsfleetv1.NodeHello{NodeId: "nb"})
 	n.ack(n.next(time.Second))
-	f.r.Committed(rev("default", 2))
+	f.r.advance(rev("default", 2))
 	n.nack(n.next(time.Second), "evil nack")
 	eventually(t, "NACK shown", func() bool { return status1(t, f.r, "nb").GetLastNackRevision() == 2 })
 	n.cancel()

@@ -3,6 +3,7 @@ package registry
 import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
+	revision    *prometheus.GaugeVec
 	connected   prometheus.Gauge
 	pushes      prometheus.Counter
 	acks        prometheus.Counter
@@ -21,6 +22,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		return prometheus.Opts{Namespace: "wsfleet", Subsystem: "control", Name: name, Help: help}
 	}
 	m := &metrics{
+		revision: prometheus.NewGaugeVec(prometheus.GaugeOpts(opts("policy_revision",
+			"Current policy revision per pool: the head the registry pushes, as the store's watch delivered it.")), []string{"pool"}),
 		connected: prometheus.NewGauge(prometheus.GaugeOpts(opts("nodes_connected", "Nodes with an open watch stream."))),
 		pushes:    prometheus.NewCounter(prometheus.CounterOpts(opts("policy_pushes_total", "Policy revisions sent to nodes."))),
 		acks:      prometheus.NewCounter(prometheus.CounterOpts(opts("policy_acks_total", "Pushes nodes applied."))),
@@ -39,7 +42,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		nodesRefused: prometheus.NewCounter(prometheus.CounterOpts(opts("nodes_refused_total", "New nodes not admitted because every known node was connected and the registry full."))),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connected, m.pushes, m.acks, m.nacks, m.stale, m.refused, m.propagation)
+		reg.MustRegister(m.revision, m.connected, m.pushes, m.acks, m.nacks, m.stale, m.refused, m.propagation)
 		reg.MustRegister(m.nodesKnown, m.nodesEvicted, m.nodesRefused)
 	}
 	return m

@@ -45,7 +45,9 @@ const (
 
 // Config configures a Registry.
 type Config struct {
-	// Heads are the pools' current revisions at start (store.Pools).
+	// Heads are the pools' current revisions at start (store.Pools), so
+	// that nodes attaching before Follow's first head are served; Follow
+	// keeps them current.
 	Heads []*wsfleetv1.PolicyRevision
 	// HelloTimeout bounds the wait for a stream's first message. Default 10s.
 	HelloTimeout time.Duration
@@ -152,23 +154,36 @@ func New(cfg Config) (*Registry, error) {
 		heads:   map[string]*head{},
 		nodes:   map[string]*node{},
 	}
-	now := cfg.Now()
 	for _, h := range cfg.Heads {
-		r.heads[h.GetPool()] = &head{rev: h, committed: now}
+		r.advance(h)
 	}
 	return r, nil
 }
 
-// Committed tells the registry of a new revision (policyserver's OnCommit
-// hook). It never blocks: every stream that may be concerned is nudged
-// through its one-slot channel.
-func (r *Registry) Committed(rev *wsfleetv1.PolicyRevision) {
+// Follow pushes the heads the store's watch delivers (store.WatchHeads):
+// each newer head of a pool becomes what the registry pushes to the nodes
+// it concerns. It returns when heads is closed (the watch ended). The
+// heads come from the store, not from this process's writes, so a commit
+// made through any control plane sharing the store reaches the nodes
+// attached here.
+func (r *Registry) Follow(heads <-chan *wsfleetv1.PolicyRevision) {
+	for rev := range heads {
+		r.advance(rev)
+	}
+}
+
+// advance makes rev its pool's head unless the registry has one at least
+// as new (a watch re-reading the heads after a gap repeats them). It never
+// blocks: every stream that may be concerned is nudged through its
+// one-slot channel.
+func (r *Registry) advance(rev *wsfleetv1.PolicyRevision) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if h := r.heads[rev.GetPool()]; h != nil && h.rev.GetRevision() >= rev.GetRevision() {
 		return
 	}
 	r.heads[rev.GetPool()] = &head{rev: rev, committed: r.cfg.Now()}
+	r.metrics.revision.WithLabelValues(rev.GetPool()).Set(float64(rev.GetRevision()))
 	for _, n := range r.nodes {
 		if n.notify == nil {
 			continue

@@ -253,7 +253,7 @@ func TestHelloGetsTheEffectivePolicyAndAckIsRecorded(t *testing.T) {
 	}
 
 	t.Run("the pool's first policy replaces default's", func(t *testing.T) {
-		r.Committed(rev("eu", 1))
+		r.advance(rev("eu", 1))
 		m := n.next(time.Second)
 		if m.GetRevision().GetPool() != "eu" || m.GetRevision().GetRevision() != 1 {
 			t.Fatalf("push %v", m)
@@ -261,7 +261,7 @@ func TestHelloGetsTheEffectivePolicyAndAckIsRecorded(t *testing.T) {
 		n.ack(m)
 	})
 	t.Run("a change to default no longer concerns the node", func(t *testing.T) {
-		r.Committed(rev("default", 4))
+		r.advance(rev("default", 4))
 		n.none(200 * time.Millisecond)
 	})
 }
@@ -273,7 +273,7 @@ func TestANodeAlreadyRunningTheHeadGetsNoPush(t *testing.T) {
 	if s := status1(t, r, "n1"); s.GetAppliedRevision() != 5 || s.GetPushes() != 0 {
 		t.Fatalf("status %v", s)
 	}
-	r.Committed(rev("default", 6))
+	r.advance(rev("default", 6))
 	if m := n.next(time.Second); m.GetRevision().GetRevision() != 6 {
 		t.Fatalf("push %v", m)
 	}
@@ -284,7 +284,7 @@ func TestANackedRevisionIsNotPushedAgain(t *testing.T) {
 	n := connect(t, c, &wsfleetv1.NodeHello{NodeId: "n1"})
 	n.ack(n.next(time.Second))
 	eventually(t, "ack", func() bool { return status1(t, r, "n1").GetAppliedRevision() == 1 })
-	r.Committed(rev("default", 2))
+	r.advance(rev("default", 2))
 	m := n.next(time.Second)
 	n.nack(m, "unsupported field")
 	eventually(t, "nack recorded", func() bool { return status1(t, r, "n1").GetLastNackRevision() == 2 })
@@ -293,7 +293,7 @@ func TestANackedRevisionIsNotPushedAgain(t *testing.T) {
 		t.Fatalf("status %v", s)
 	}
 	// An unrelated nudge (a commit to another pool) and a reconnect must not resend it.
-	r.Committed(rev("other", 1))
+	r.advance(rev("other", 1))
 	n.none(200 * time.Millisecond)
 	n.cancel()
 	n2 := connect(t, c, &wsfleetv1.NodeHello{NodeId: "n1", AppliedPool: "default", AppliedRevision: 1})
@@ -301,7 +301,7 @@ func TestANackedRevisionIsNotPushedAgain(t *testing.T) {
 	if p := status1(t, r, "n1").GetPushes(); p != 2 {
 		t.Fatalf("pushes = %d, want 2 (rev 1 and rev 2 once)", p)
 	}
-	r.Committed(rev("default", 3))
+	r.advance(rev("default", 3))
 	m = n2.next(time.Second)
 	if m.GetRevision().GetRevision() != 3 {
 		t.Fatalf("push %v", m)
@@ -323,7 +323,7 @@ func TestStaleNoncesAreIgnored(t *testing.T) {
 	r, c := fixture(t, Config{Heads: []*wsfleetv1.PolicyRevision{rev("default", 1)}})
 	n := connect(t, c, &wsfleetv1.NodeHello{NodeId: "n1"})
 	first := n.next(time.Second)
-	r.Committed(rev("default", 2))
+	r.advance(rev("default", 2))
 	second := n.next(time.Second)
 	n.ack(first) // stale: quotes the first push's nonce
 	time.Sleep(100 * time.Millisecond)

@@ -28,8 +28,23 @@ func run() int {
 	var cfg controlplane.Config
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", controlplane.DefaultGRPCAddr, "gRPC listen address")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", controlplane.DefaultHTTPAddr, "listen address for /metrics and /healthz")
+	fs.StringVar(&cfg.Store, "store", controlplane.StoreBolt, "policy store: bolt (embedded, in --data-dir) or etcd (shared by control-plane replicas, --etcd-*)")
 	fs.StringVar(&cfg.DataDir, "data-dir", controlplane.DefaultDataDir, "directory of the embedded store (policy.db, created if missing)")
-	initStore := fs.Bool("init", false, "create a new, empty store in --data-dir, print its id and exit; refused if a store file is there")
+	initStore := fs.Bool("init", false, "create a new, empty store (in --data-dir, or under --etcd-prefix), print its id and exit; refused if a store is there")
+	fs.Func("etcd-endpoints", "with --store etcd: comma-separated etcd client addresses (host:port or URLs)", func(v string) error {
+		for _, ep := range strings.Split(v, ",") {
+			cfg.Etcd.Endpoints = append(cfg.Etcd.Endpoints, strings.TrimSpace(ep))
+		}
+		return nil
+	})
+	fs.StringVar(&cfg.Etcd.Prefix, "etcd-prefix", controlplane.DefaultEtcdPrefix, "with --store etcd: the key prefix the store lives under (one per fleet)")
+	fs.StringVar(&cfg.Etcd.CAFile, "etcd-ca", "", "with --store etcd: CA bundle (PEM) that signed etcd's server certificates; turns TLS on")
+	fs.StringVar(&cfg.Etcd.CertFile, "etcd-cert", "", "with --store etcd: client certificate (PEM) for etcd; turns TLS on")
+	fs.StringVar(&cfg.Etcd.KeyFile, "etcd-key", "", "with --store etcd: the client certificate's key (PEM)")
+	fs.StringVar(&cfg.Etcd.Username, "etcd-username", "", "with --store etcd: etcd user, when etcd's authentication is on (with --etcd-password-file)")
+	fs.StringVar(&cfg.EtcdPasswordFile, "etcd-password-file", "", "with --store etcd: file holding the etcd user's password")
+	fs.DurationVar(&cfg.Etcd.DialTimeout, "etcd-dial-timeout", controlplane.DefaultEtcdDialTimeout, "with --store etcd: how long the start waits for etcd before giving up")
+	fs.DurationVar(&cfg.Etcd.RequestTimeout, "etcd-request-timeout", controlplane.DefaultEtcdRequestTimeout, "with --store etcd: bound of every etcd read and write")
 	fs.BoolVar(&cfg.Dev, "dev", false, "turn authentication off (allowed only on loopback addresses)")
 	fs.StringVar(&cfg.TokensFile, "tokens-file", "", "YAML file of bearer tokens with names and roles (admin, viewer, node; a node token lists the nodes and pools it may act as); re-read on SIGHUP")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate file (PEM)")
@@ -94,12 +109,12 @@ func run() int {
 	cfg.Log = log
 
 	if *initStore {
-		id, path, err := controlplane.InitStore(cfg)
+		id, where, err := controlplane.InitStore(cfg)
 		if err != nil {
 			log.WithError(err).Error("cannot create a store")
 			return 1
 		}
-		fmt.Printf("created a new store %s in %s\n", id, path)
+		fmt.Printf("created a new store %s in %s\n", id, where)
 		return 0
 	}
 
