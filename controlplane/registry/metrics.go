@@ -34,7 +34,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			[]string{"reason"}),
 		propagation: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "wsfleet", Subsystem: "control", Name: "policy_propagation_seconds",
-			Help:    "From a revision's commit to a node's ACK of it.",
+			Help:    "From this control plane learning of a revision (the store's watch delivering it) to a node's ACK of it.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}),
 		nodesKnown:   prometheus.NewGauge(prometheus.GaugeOpts(opts("nodes_known", "Nodes the registry knows, connected or not (bounded by --max-nodes)."))),

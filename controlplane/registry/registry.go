@@ -87,7 +87,7 @@ type Registry struct {
 
 type head struct {
 	rev       *wsfleetv1.PolicyRevision
-	committed time.Time // when this process learned of it, for propagation latency
+	committed time.Time // when the store's watch delivered it here, for propagation latency
 }
 
 type node struct {

@@ -628,13 +628,15 @@ func (s *Store) Pools(ctx context.Context) ([]*wsfleetv1.PolicyRevision, error) 
 	if err := s.enter(ctx); err != nil {
 		return nil, err
 	}
-	heads, _, err := s.heads(ctx)
+	heads, _, err := s.heads(ctx, nil)
 	return heads, err
 }
 
 // heads reads every pool's head in one range (key order is pool order)
-// and the etcd revision it was read at.
-func (s *Store) heads(ctx context.Context) ([]*wsfleetv1.PolicyRevision, int64, error) {
+// and the etcd revision it was read at. A head that cannot be decoded is
+// an error, unless skip is given: then skip is told and the rest are
+// returned (the watch pushes every pool it can).
+func (s *Store) heads(ctx context.Context, skip func(error)) ([]*wsfleetv1.PolicyRevision, int64, error) {
 	cctx, cancel := s.call(ctx)
 	defer cancel()
 	resp, err := s.cli.Get(cctx, s.headsDir, clientv3.WithPrefix())
@@ -645,7 +647,11 @@ func (s *Store) heads(ctx context.Context) ([]*wsfleetv1.PolicyRevision, int64, 
 	for _, kv := range resp.Kvs {
 		r, err := s.decode(strings.TrimPrefix(string(kv.Key), s.headsDir), 0, kv.Value)
 		if err != nil {
-			return nil, 0, err
+			if skip == nil {
+				return nil, 0, err
+			}
+			skip(err)
+			continue
 		}
 		out = append(out, r)
 	}

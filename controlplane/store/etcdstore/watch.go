@@ -71,7 +71,9 @@ func (s *Store) follow(ctx context.Context, f *headfeed.Feed) {
 	var after int64
 	for ctx.Err() == nil {
 		if after == 0 {
-			heads, rev, err := s.heads(ctx)
+			heads, rev, err := s.heads(ctx, func(err error) {
+				log.WithError(err).Error("a pool head in etcd cannot be read; not pushed")
+			})
 			if err != nil {
 				if ctx.Err() != nil {
 					return
