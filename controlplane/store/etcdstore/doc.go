@@ -33,7 +33,11 @@
 // locked: writers on any number of replicas only ever lose a
 // compare-and-set. When Append returns nil, etcd has committed the write
 // to a quorum: it survives the loss of this process and of a minority of
-// etcd members.
+// etcd members. A transaction that gets no answer (a timeout, a dropped
+// connection) may still have been committed: Append then reads the
+// revision key back, and reports success if it holds the bytes it wrote,
+// ErrUnavailable if it is absent (nothing was stored); only when that
+// read fails too is the outcome unknown, which its error says.
 //
 // # Identity
 //
