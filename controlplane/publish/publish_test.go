@@ -346,4 +346,3 @@ func TestConfigBounds(t *testing.T) {
 		})
 	}
 }
-
