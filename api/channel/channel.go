@@ -24,6 +24,14 @@ import (
 // configured with a lower bound; never a higher one).
 const MaxNameLength = 128
 
+// MaxDataBytes is the most a control plane may be configured to accept as
+// one backend publish's data (its --publish-max-bytes defaults to 64 KiB):
+// NATS servers refuse payloads over 1 MiB unless told otherwise
+// (max_payload), and it stays far under what a node takes on its delivery
+// stream (gRPC's 4 MiB receive limit) and holds per connection (its 4 MiB
+// outgoing queue).
+const MaxDataBytes = 1 << 20
+
 // nameByte marks the bytes a channel name may hold: [A-Za-z0-9_.:@/-].
 var nameByte = func() (t [256]bool) {
 	for c := 'a'; c <= 'z'; c++ {

@@ -6,6 +6,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
+
+	"github.com/wsfleet/wsfleet/api/channel"
 )
 
 // Defaults of Config, and the ceiling of MaxBytes.
@@ -13,11 +15,9 @@ const (
 	// DefaultMaxBytes is the default policy's max_message_bytes: a backend
 	// message is no bigger than what a client may publish by default.
 	DefaultMaxBytes = 64 << 10
-	// MaxBytesCeiling bounds MaxBytes: NATS servers refuse payloads over
-	// 1 MiB unless told otherwise (max_payload), and it stays far under
-	// what a node takes on its delivery stream (gRPC's 4 MiB receive
-	// limit) and holds per connection (its 4 MiB outgoing queue).
-	MaxBytesCeiling = 1 << 20
+	// MaxBytesCeiling bounds MaxBytes: api/channel.MaxDataBytes, 1 MiB
+	// (NATS's default max_payload, far under what nodes take).
+	MaxBytesCeiling = channel.MaxDataBytes
 	// DefaultRate and DefaultBurst bound each credential's publishes.
 	DefaultRate  = 1000
 	DefaultBurst = 1000

@@ -129,14 +129,14 @@ func TestDeliveriesReachDeliverInOrderAcrossReconnects(t *testing.T) {
 		}
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for !c.Status().Connected {
+	for st := c.Status(); !st.Connected || st.Dials < 3; st = c.Status() {
 		if time.Now().After(deadline) {
-			t.Fatal("not connected on the third stream")
+			t.Fatalf("status %+v: not connected on the third stream", st)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	st := c.Status()
-	if st.Delivered != 3 || st.Dials < 3 {
+	if st.Delivered != 3 {
 		t.Fatalf("status %+v", st)
 	}
 	f.mu.Lock()

@@ -33,6 +33,9 @@ const (
 	exitStoreFailed = 4
 	// exitOutcomeUnknown: a write was sent and no answer came back.
 	exitOutcomeUnknown = 5
+	// exitNotDelivered: the control plane answered that a publish went
+	// nowhere; publishing again is safe.
+	exitNotDelivered = 6
 )
 
 // Main runs wsctl with args (without the program name) and returns the
@@ -101,7 +104,8 @@ time and message, which can be diffed and rolled back.
 
 It also shows the fleet: which nodes run which revision (nodes list), which
 errors clients hit and what to do about them (errors top, errors tail), and
-everything that happened to one connection attempt (trace).`,
+everything that happened to one connection attempt (trace); and publishes
+to a channel on every node of a pool, as a backend does (publish).`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		// Arbitrary args reach groupRun, which turns an unknown command into
@@ -123,7 +127,7 @@ everything that happened to one connection attempt (trace).`,
 	f.StringVarP(&a.output, "output", "o", formatTable, "output format: table, json or yaml")
 	f.DurationVar(&a.timeout, "timeout", 10*time.Second, "deadline for each call to the control plane")
 
-	root.AddCommand(a.policyCommand(), a.nodesCommand(), a.errorsCommand(), a.traceCommand())
+	root.AddCommand(a.policyCommand(), a.nodesCommand(), a.errorsCommand(), a.traceCommand(), a.publishCommand())
 	return root
 }
 
