@@ -222,4 +222,3 @@ func TestWithNATSTheControlPlanePublishesOnTheChannelsSubject(t *testing.T) {
 		t.Fatalf("stderr: %s", r.stderr)
 	}
 }
-
