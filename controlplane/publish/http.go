@@ -1,6 +1,7 @@
 package publish
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -61,12 +62,18 @@ func (s *Server) HTTPHandler(authorize func(*http.Request) (context.Context, err
 			return
 		}
 		body, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(resp)
+		var out bytes.Buffer
+		if err == nil {
+			// protojson varies its whitespace on purpose; the answer is
+			// compact, always the same bytes.
+			err = json.Compact(&out, body)
+		}
 		if err != nil {
 			writeError(w, status.Error(codes.Internal, "encoding the answer failed"))
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(append(body, '\n'))
+		_, _ = w.Write(append(out.Bytes(), '\n'))
 	})
 }
 

@@ -93,6 +93,9 @@ func TestTheHTTPFormPublishesLikeGRPC(t *testing.T) {
 	if err := json.Unmarshal([]byte(a.body), &resp); err != nil || resp.Route != "ROUTE_NODES" || resp.Nodes != 1 || resp.NodesSkipped == nil {
 		t.Fatalf("answer %s (%v)", a.body, err)
 	}
+	if a.body != `{"route":"ROUTE_NODES","nodes":1,"nodes_skipped":0}`+"\n" {
+		t.Fatalf("answer %q is not the compact JSON the README shows", a.body)
+	}
 	if d := recvDelivery(t, node); d.GetChannel() != "orders:42" || string(d.GetData()) != `{"status":"paid","n":[1,2]}` {
 		t.Fatalf("delivery %q %q", d.GetChannel(), d.GetData())
 	}
