@@ -90,7 +90,7 @@ func connectNATS(cfg NATSConfig, timeout time.Duration, log *logrus.Logger, m *m
 // server to confirm it has everything this connection sent so far
 // (PING/PONG): once it has, it delivers to every subscriber. NATS core is
 // at most once, as the node streams are.
-func (r *natsRoute) publish(ctx context.Context, pool, ch string, data []byte, maxBytes int) error {
+func (r *natsRoute) publish(ctx context.Context, pool, ch string, data []byte) error {
 	if !r.nc.IsConnected() {
 		return natsDown(r.nc.Status().String())
 	}

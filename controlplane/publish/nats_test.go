@@ -1,6 +1,7 @@
 package publish
 
 import (
+	"errors"
 	"io"
 	"net"
 	"strings"
@@ -261,4 +262,32 @@ func TestANATSThatDoesNotAnswerLeavesThePublishUnconfirmed(t *testing.T) {
 	if h.published(resultUnconfirmed) != 1 {
 		t.Fatal("not counted")
 	}
+}
+
+func TestANATSThatIsNotThereDoesNotStopTheStart(t *testing.T) {
+	t.Run("the control plane starts and refuses publishes until it connects", func(t *testing.T) {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := lis.Addr().String()
+		_ = lis.Close()
+		h := newHarness(t, Config{NATS: NATSConfig{URL: "nats://" + addr}})
+		_, err = h.pub.Publish(as(shopPublisher), &wsfleetv1.PublishRequest{Pool: "shop", Channel: "news", Data: []byte(`1`)})
+		if status.Code(err) != codes.Unavailable || cause(err) != channel.CauseNATSUnavailable {
+			t.Fatalf("err = %v, want Unavailable nats_unavailable", err)
+		}
+	})
+	t.Run("a credentials file that cannot be read fails the start", func(t *testing.T) {
+		_, err := New(Config{NATS: NATSConfig{URL: "nats://127.0.0.1:4222", Creds: t.TempDir() + "/none.creds"}})
+		if !errors.Is(err, ErrNATS) || !strings.Contains(err.Error(), "--nats-creds") {
+			t.Fatalf("err = %v, want ErrNATS naming --nats-creds", err)
+		}
+	})
+	t.Run("a URL that is no NATS URL fails the start", func(t *testing.T) {
+		_, err := New(Config{NATS: NATSConfig{URL: "nats://[::1"}})
+		if !errors.Is(err, ErrNATS) {
+			t.Fatalf("err = %v, want ErrNATS", err)
+		}
+	})
 }

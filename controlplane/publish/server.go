@@ -111,7 +111,7 @@ func (s *Server) publish(ctx context.Context, req *wsfleetv1.PublishRequest) (*w
 	}
 	ch := req.GetChannel()
 	if s.nats != nil {
-		if err := s.nats.publish(ctx, pool, ch, data, s.cfg.MaxBytes); err != nil {
+		if err := s.nats.publish(ctx, pool, ch, data); err != nil {
 			return nil, resultOf(err), err
 		}
 		return &wsfleetv1.PublishResponse{Route: wsfleetv1.PublishResponse_ROUTE_NATS}, resultOK, nil
