@@ -494,3 +494,21 @@ func TestADNSNameSpansEveryAddressItResolvesTo(t *testing.T) {
 		}
 	})
 }
+
+func TestAWriteCutMidCallIsNotReplayedOnAnotherReplica(t *testing.T) {
+	// Both replicas take the call and hang up before answering: whichever
+	// the client is on, the apply was sent, so its outcome is unknown, and
+	// it must not be sent again to the other replica behind the caller's
+	// back (that could store it twice).
+	a, addrA := serveCutter(t)
+	b, addrB := serveCutter(t)
+	c := dialT(t, addrA+","+addrB)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := apply(ctx, c.Policy()); !errors.Is(err, admin.ErrOutcomeUnknown) {
+		t.Fatalf("got %v, want %v", err, admin.ErrOutcomeUnknown)
+	}
+	if calls := a.calls.Load() + b.calls.Load(); calls != 1 {
+		t.Fatalf("the apply reached the replicas %d times, want once", calls)
+	}
+}
