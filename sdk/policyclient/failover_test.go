@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 	"github.com/wsfleet/wsfleet/sdk/admin"
@@ -25,29 +26,41 @@ func startReplicas(t *testing.T, n int) []*fakeReplica {
 	t.Helper()
 	rs := make([]*fakeReplica, n)
 	for i := range rs {
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := &fakeReplica{svc: &fakeNodeService{streams: make(chan *fakeStream, 16)}, addr: lis.Addr().String()}
-		srv := grpc.NewServer()
-		wsfleetv1.RegisterNodeServiceServer(srv, r.svc)
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = srv.Serve(lis)
-		}()
-		// Stop, not GracefulStop: the listener and every connection close
-		// at once, streams end with a reset, as when the process is killed.
-		r.stop = sync.OnceFunc(func() {
-			srv.Stop()
-			wg.Wait()
-		})
-		t.Cleanup(r.stop)
-		rs[i] = r
+		rs[i] = startReplica(t, "127.0.0.1:0")
 	}
 	return rs
+}
+
+// startReplica serves a fakeReplica on addr (a port of 0 picks one).
+func startReplica(t *testing.T, addr string) *fakeReplica {
+	t.Helper()
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &fakeReplica{svc: &fakeNodeService{streams: make(chan *fakeStream, 16)}, addr: lis.Addr().String()}
+	srv := grpc.NewServer()
+	wsfleetv1.RegisterNodeServiceServer(srv, r.svc)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = srv.Serve(lis)
+	}()
+	// Stop, not GracefulStop: the listener and every connection close at
+	// once, streams end with a reset, as when the process is killed.
+	r.stop = sync.OnceFunc(func() {
+		srv.Stop()
+		wg.Wait()
+	})
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *fakeReplica) nextStream(t *testing.T) *fakeStream {
+	t.Helper()
+	_, fs := nextStreamOn(t, []*fakeReplica{r}, waitTimeout)
+	return fs
 }
 
 // nextStreamOn waits up to within for a Watch stream on any replica and
@@ -133,4 +146,44 @@ func equalRevs(a, b []int64) bool {
 		}
 	}
 	return true
+}
+
+func TestAReplicaThatWasDownIsNotHeldBackByGRPCBackoff(t *testing.T) {
+	// b is down when the client starts; a is up. gRPC's own reconnect
+	// backoff is set to a minute here: had the failed attempt on b (when
+	// the shuffle tried it first) left b backing off, the failover to b
+	// below would wait that minute. pick_first drops the other replicas'
+	// connection state once one is ready, so it does not.
+	a := startReplica(t, "127.0.0.1:0")
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bAddr := lis.Addr().String()
+	_ = lis.Close()
+	conn, err := admin.Dial(admin.Config{Addr: a.addr + "," + bAddr, DialOptions: []grpc.DialOption{
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: time.Minute, Multiplier: 1, MaxDelay: time.Minute},
+			MinConnectTimeout: 5 * time.Second,
+		}),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	const minBackoff = 200 * time.Millisecond
+	rec := &recorder{}
+	c, err := New(Config{Conn: conn.Conn(), NodeID: "n1", Apply: rec.apply, MinBackoff: minBackoff, MaxBackoff: 2 * time.Second, Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runClient(t, c)
+	fs := a.nextStream(t)
+	fs.expectAck(t, fs.push(t, revision("default", 1)))
+
+	b := startReplica(t, bAddr)
+	a.stop()
+	if _, fs := nextStreamOn(t, []*fakeReplica{b}, minBackoff+5*time.Second); fs.hello.GetAppliedRevision() != 1 {
+		t.Fatalf("hello on b = %v; want revision 1", fs.hello)
+	}
 }
