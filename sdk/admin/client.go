@@ -69,7 +69,9 @@ type Config struct {
 	// (every replica behind it must then hold a certificate for it).
 	ServerName string
 	// DialOptions are added after the transport and credentials (e.g.
-	// keepalive for the long-lived streams of a node).
+	// keepalive for the long-lived streams of a node); a default service
+	// config among them replaces the shuffled pick_first of the package
+	// doc.
 	DialOptions []grpc.DialOption
 }
 
