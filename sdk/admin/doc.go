@@ -26,7 +26,11 @@
 // Policy and Fleet are the generated clients; Recover wraps RecoverPolicy,
 // the call that restores a pool's policy from what the fleet runs after the
 // control plane lost its store; AllNodes follows ListNodes' pages to list a
-// whole fleet.
+// whole fleet. Publish sends a backend message to a channel of a pool
+// (PublishService): its failures are classified the same way, with
+// ErrNotDelivered for the control plane answering that nothing went out
+// (NotDelivered says why), and ErrOutcomeUnknown also when NATS took the
+// message without confirming it.
 //
 // FieldViolations, Conflict and StoreUnavailable decode the structured errors
 // the control plane returns, so callers can show every invalid field of a
