@@ -9,6 +9,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/wsfleet/wsfleet/controlplane/auth"
+	"github.com/wsfleet/wsfleet/controlplane/publish"
 	"github.com/wsfleet/wsfleet/controlplane/registry"
 	"github.com/wsfleet/wsfleet/controlplane/store/etcdstore"
 	"github.com/wsfleet/wsfleet/controlplane/telemetry"
@@ -145,6 +146,12 @@ type Config struct {
 	// 256 MiB.
 	MaxNodes      int
 	MaxNodesBytes int
+
+	// Publish configures the backend publish API: PublishService.Publish,
+	// its HTTP/JSON form (POST /v1/publish on HTTPAddr, same tokens), the
+	// nodes' delivery streams and NATS (see package publish for every
+	// field and its default). Its MaxStreams defaults to MaxNodes.
+	Publish publish.Config
 
 	// ShutdownTimeout bounds the graceful stop. Default 10s.
 	ShutdownTimeout time.Duration

@@ -32,7 +32,11 @@
 //
 // A request on the policy path: interceptors (metrics → logging → auth →
 // recovery) → policyserver → store. A node's watch: NodeService.Watch →
-// registry; its telemetry: NodeService.ReportTelemetry → telemetry. Auth
+// registry; its telemetry: NodeService.ReportTelemetry → telemetry. A
+// backend publish: PublishService.Publish (or POST /v1/publish on the HTTP
+// listener, same tokens) → publish → NATS when configured, else the
+// delivery streams (NodeService.Deliveries) of the pool's attached nodes.
+// Auth
 // stores the caller's identity (token entry, client certificate or dev) in
 // the context; the registry and telemetry check what a node says it is
 // against it (auth.AuthorizeNode).
@@ -42,5 +46,7 @@
 // requests (MaxRecvMsgSize), the telemetry store's strings, raw events,
 // per-minute counts, duplicate table and tails (Telemetry*, MaxTails,
 // TailBuffer), the registry's hellos and nodes (MaxNodes, MaxNodesBytes),
-// and every answer (ListNodes pages, QueryEvents) fits in a message.
+// backend publishes (Publish: message size, per-node queues, queued bytes,
+// delivery streams, per-credential rate), and every answer (ListNodes
+// pages, QueryEvents) fits in a message.
 package controlplane

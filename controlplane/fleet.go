@@ -5,16 +5,18 @@ import (
 
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 	"github.com/wsfleet/wsfleet/controlplane/policyserver"
+	"github.com/wsfleet/wsfleet/controlplane/publish"
 	"github.com/wsfleet/wsfleet/controlplane/registry"
 	"github.com/wsfleet/wsfleet/controlplane/telemetry"
 )
 
-// nodeService is the node-facing API: policy watch (registry) and
-// telemetry ingest (telemetry).
+// nodeService is the node-facing API: policy watch (registry),
+// telemetry ingest (telemetry) and backend publishes (publish).
 type nodeService struct {
 	wsfleetv1.UnimplementedNodeServiceServer
 	fleet     *registry.Registry
 	telemetry *telemetry.Server
+	publish   *publish.Server
 }
 
 var _ wsfleetv1.NodeServiceServer = (*nodeService)(nil)
@@ -25,6 +27,10 @@ func (s *nodeService) Watch(stream wsfleetv1.NodeService_WatchServer) error {
 
 func (s *nodeService) ReportTelemetry(stream wsfleetv1.NodeService_ReportTelemetryServer) error {
 	return s.telemetry.ReportTelemetry(stream)
+}
+
+func (s *nodeService) Deliveries(req *wsfleetv1.DeliveriesRequest, stream wsfleetv1.NodeService_DeliveriesServer) error {
+	return s.publish.Deliveries(req, stream)
 }
 
 // fleetService is the operators' query API: node status (registry) and

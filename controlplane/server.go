@@ -36,6 +36,7 @@ import (
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 	"github.com/wsfleet/wsfleet/controlplane/auth"
 	"github.com/wsfleet/wsfleet/controlplane/policyserver"
+	"github.com/wsfleet/wsfleet/controlplane/publish"
 	"github.com/wsfleet/wsfleet/controlplane/registry"
 	"github.com/wsfleet/wsfleet/controlplane/store"
 	"github.com/wsfleet/wsfleet/controlplane/telemetry"
@@ -57,6 +58,7 @@ type Server struct {
 	fleet     *registry.Registry
 	events    *telemetry.Store
 	telemetry *telemetry.Server
+	publish   *publish.Server
 
 	closeOnce sync.Once
 }
@@ -83,6 +85,10 @@ func New(cfg Config) (_ *Server, err error) {
 	}
 	if s.auth, err = auth.New(auth.Config{Tokens: tokens, Dev: cfg.Dev, CertPools: cfg.certPools}); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+
+	if err := s.buildPublish(); err != nil {
+		return nil, err
 	}
 
 	st, err := openStore(&cfg, s.log)
@@ -232,7 +238,8 @@ func (s *Server) buildGRPC() error {
 	}
 	s.grpc = grpc.NewServer(opts...)
 	wsfleetv1.RegisterPolicyServiceServer(s.grpc, s.policy)
-	wsfleetv1.RegisterNodeServiceServer(s.grpc, &nodeService{fleet: s.fleet, telemetry: s.telemetry})
+	wsfleetv1.RegisterNodeServiceServer(s.grpc, &nodeService{fleet: s.fleet, telemetry: s.telemetry, publish: s.publish})
+	wsfleetv1.RegisterPublishServiceServer(s.grpc, s.publish)
 	wsfleetv1.RegisterFleetServiceServer(s.grpc, &fleetService{fleet: s.fleet, telemetry: s.telemetry})
 
 	s.health = health.NewServer()
@@ -280,6 +287,7 @@ func (s *Server) buildHTTP() {
 	)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.prom, promhttp.HandlerOpts{Registry: s.prom}))
+	mux.Handle("POST "+publish.HTTPPath, s.publish.HTTPHandler(s.authorizePublishHTTP))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
@@ -330,6 +338,7 @@ func (s *Server) Run(ctx context.Context) error {
 		"dev":       s.cfg.Dev,
 		"tls":       s.cfg.TLSCert != "",
 		"mtls":      s.cfg.ClientCA != "",
+		"publish":   s.publish.Route(),
 	}
 	if s.cfg.Store == StoreEtcd {
 		fields["etcd_endpoints"] = strings.Join(s.cfg.Etcd.Endpoints, ",")
@@ -383,6 +392,7 @@ func (s *Server) shutdown() {
 	// Watch streams never end on their own; end them so nodes reconnect
 	// and the graceful stop is not held up.
 	s.fleet.Shutdown()
+	s.publish.Shutdown()
 	s.telemetry.Shutdown()
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
@@ -417,6 +427,9 @@ func (s *Server) Close() {
 			if err := s.store.Close(); err != nil {
 				s.log.WithError(err).Warn("closing store")
 			}
+		}
+		if s.publish != nil {
+			s.publish.Close()
 		}
 	})
 }

@@ -17,8 +17,11 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
+	"github.com/wsfleet/wsfleet/dataplane/broker"
 	"github.com/wsfleet/wsfleet/dataplane/policysource"
+	"github.com/wsfleet/wsfleet/dataplane/protocol"
 	"github.com/wsfleet/wsfleet/sdk/admin"
+	"github.com/wsfleet/wsfleet/sdk/deliveryclient"
 	"github.com/wsfleet/wsfleet/sdk/policyclient"
 	"github.com/wsfleet/wsfleet/sdk/telemetry"
 )
@@ -98,9 +101,12 @@ type ControlPlane struct {
 
 // RunWithControlPlane runs a node that takes its policy from a control
 // plane (latest wins; ACK, or NACK when Apply refuses it, keeping the last
-// good policy), starts with the cached last good one, and streams every
-// error event to the control plane. A control plane that is down never
-// stops the node: it serves with what it has and redials with backoff.
+// good policy), starts with the cached last good one, streams every error
+// event to the control plane, and hands what backends publish to its pool
+// through the control plane (NodeService.Deliveries, when the control
+// plane has no NATS) to its own subscribers. A control plane that is down
+// never stops the node: it serves with what it has and redials with
+// backoff.
 func RunWithControlPlane(ctx context.Context, cfg Config, cp ControlPlane) error {
 	cfg.setDefaults()
 	log := cfg.Log
@@ -201,25 +207,55 @@ func RunWithControlPlane(ctx context.Context, cfg Config, cp ControlPlane) error
 		_ = n.Shutdown(context.Background())
 		return err
 	}
-	registerControlMetrics(cfg.Registry, cfg.NodeID, client, reporter)
+	deliveries, err := deliveryclient.New(deliveryclient.Config{
+		Conn:       conn.Conn(),
+		NodeID:     cfg.NodeID,
+		Pool:       cfg.Pool,
+		MinBackoff: cp.MinBackoff,
+		MaxBackoff: cp.MaxBackoff,
+		Log:        log,
+		Deliver:    n.deliverBackend,
+	})
+	if err != nil {
+		_ = n.Shutdown(context.Background())
+		return err
+	}
+	registerControlMetrics(cfg.Registry, cfg.NodeID, client, reporter, deliveries)
 	if err := n.Listen(); err != nil {
 		_ = n.Shutdown(context.Background())
 		return err
 	}
 	// The policy client and the reporter outlive the node's drain: the
-	// reporter must still run to flush the drain's events.
+	// reporter must still run to flush the drain's events. Backend
+	// publishes stop when the drain starts: nobody is left to get them.
 	bg, cancelBG := context.WithCancel(context.Background())
+	dctx, cancelDeliveries := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); _ = client.Run(bg) }()
 	go func() { defer wg.Done(); _ = reporter.Run(bg) }()
+	go func() { defer wg.Done(); _ = deliveries.Run(dctx) }()
 	runErr := n.Run(ctx)
+	cancelDeliveries()
 	cancelBG()
 	wg.Wait()
 	return runErr
 }
 
-func registerControlMetrics(reg *prometheus.Registry, nodeID string, c *policyclient.Client, r *telemetry.Reporter) {
+// deliverBackend hands a backend publish the control plane delivered
+// (sdk/deliveryclient: a valid channel, one compact JSON value) to this
+// node's own subscribers of the channel, as the message frame a client's
+// publish makes. It must stay a fan-out to this node only: the control
+// plane sends the message to every node of the pool itself, so a broker
+// that spans nodes would hand it to each subscriber once per node.
+func (n *Node) deliverBackend(ch string, data []byte) {
+	frame := protocol.AppendMessageFrame(make([]byte, 0, len(ch)+len(data)+40), ch, data)
+	if _, err := n.broker.Publish(n.ctx, ch, frame); err != nil && !errors.Is(err, broker.ErrClosed) && n.ctx.Err() == nil {
+		n.log.WithError(err).WithFields(logrus.Fields{"node_id": n.cfg.NodeID, "channel": ch}).Warn("backend publish not delivered to this node's subscribers")
+	}
+}
+
+func registerControlMetrics(reg *prometheus.Registry, nodeID string, c *policyclient.Client, r *telemetry.Reporter, d *deliveryclient.Client) {
 	labels := prometheus.Labels{"node_id": nodeID}
 	b2f := func(b bool) float64 {
 		if b {
@@ -245,5 +281,11 @@ func registerControlMetrics(reg *prometheus.Registry, nodeID string, c *policycl
 			func() float64 { return float64(r.Stats().Buffered) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("telemetry_buffered_bytes", "Bytes of the error events waiting to be sent or acknowledged (proto size).")),
 			func() float64 { return float64(r.Stats().BufferedBytes) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("deliveries_connected", "1 while the control plane's stream of backend publishes is up.")),
+			func() float64 { return b2f(d.Status().Connected) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts(opts("backend_publishes_total", "Backend publishes received from the control plane and handed to this node's subscribers.")),
+			func() float64 { return float64(d.Status().Delivered) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts(opts("backend_publishes_dropped_total", "Backend publishes from the control plane dropped as invalid.")),
+			func() float64 { return float64(d.Status().Dropped) }),
 	)
 }

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"crypto/x509"
+	"net/http"
 	"strings"
 	"sync/atomic"
 
@@ -32,6 +33,8 @@ var methodRoles = map[string][]Role{
 	wsfleetv1.PolicyService_ListPools_FullMethodName:           {RoleViewer},
 	wsfleetv1.NodeService_Watch_FullMethodName:                 {RoleNode},
 	wsfleetv1.NodeService_ReportTelemetry_FullMethodName:       {RoleNode},
+	wsfleetv1.NodeService_Deliveries_FullMethodName:            {RoleNode},
+	wsfleetv1.PublishService_Publish_FullMethodName:            {RolePublisher},
 	wsfleetv1.FleetService_ListNodes_FullMethodName:            {RoleViewer},
 	wsfleetv1.FleetService_QueryEvents_FullMethodName:          {RoleViewer},
 	wsfleetv1.FleetService_TopErrors_FullMethodName:            {RoleViewer},
@@ -125,13 +128,7 @@ func (a *Authenticator) AuthFunc(ctx context.Context) (context.Context, error) {
 // node the verified client certificate names.
 func (a *Authenticator) authenticate(ctx context.Context) (Identity, error) {
 	if a.dev {
-		name := "dev"
-		if u := firstHeader(ctx, UserHeader); u != "" {
-			name = "dev:" + sanitizeName(u)
-		}
-		// One credential for every dev caller: any stream may replace any
-		// other, as a node restarted under another id expects on a laptop.
-		return Identity{Name: name, Role: RoleAdmin, Credential: "dev", Nodes: Patterns{AnyName}, Pools: Patterns{AnyName}}, nil
+		return devIdentity(firstHeader(ctx, UserHeader)), nil
 	}
 	if firstHeader(ctx, "authorization") == "" {
 		if leaf := verifiedClientCert(ctx); leaf != nil {
@@ -146,9 +143,52 @@ func (a *Authenticator) authenticate(ctx context.Context) (Identity, error) {
 	if err != nil {
 		return Identity{}, status.Error(codes.Unauthenticated, "missing bearer token (authorization: Bearer <token>)")
 	}
+	return a.tokenIdentity(token)
+}
+
+// devIdentity is every caller in dev mode: an admin named after the user
+// header.
+func devIdentity(user string) Identity {
+	name := "dev"
+	if user != "" {
+		name = "dev:" + sanitizeName(user)
+	}
+	// One credential for every dev caller: any stream may replace any
+	// other, as a node restarted under another id expects on a laptop.
+	return Identity{Name: name, Role: RoleAdmin, Credential: "dev", Nodes: Patterns{AnyName}, Pools: Patterns{AnyName}}
+}
+
+func (a *Authenticator) tokenIdentity(token string) (Identity, error) {
 	id, ok := a.tokens.Load().lookup(token)
 	if !ok {
 		return Identity{}, status.Error(codes.Unauthenticated, "invalid token")
+	}
+	return id, nil
+}
+
+// AuthorizeHTTP is AuthFunc for a call of fullMethod made over HTTP/JSON
+// (POST /v1/publish): the identity of the request's bearer token
+// ("Authorization: Bearer <token>"), or in dev mode the admin named by the
+// x-wsfleet-user header, if its role may call fullMethod. Errors are gRPC
+// status errors (Unauthenticated, PermissionDenied), for the caller to map
+// onto HTTP. Client certificates play no part: the HTTP listener has no
+// TLS.
+func (a *Authenticator) AuthorizeHTTP(r *http.Request, fullMethod string) (Identity, error) {
+	var id Identity
+	if a.dev {
+		id = devIdentity(r.Header.Get(UserHeader))
+	} else {
+		scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !ok || !strings.EqualFold(scheme, "bearer") || strings.TrimSpace(token) == "" {
+			return Identity{}, status.Error(codes.Unauthenticated, "missing bearer token (Authorization: Bearer <token>)")
+		}
+		var err error
+		if id, err = a.tokenIdentity(strings.TrimSpace(token)); err != nil {
+			return Identity{}, err
+		}
+	}
+	if !Allowed(id.Role, fullMethod) {
+		return Identity{}, status.Errorf(codes.PermissionDenied, "%s (role %s) may not call %s", id.Name, id.Role, fullMethod)
 	}
 	return id, nil
 }
@@ -189,6 +229,28 @@ func AuthorizeNode(ctx context.Context, nodeID, pool string) (Identity, error) {
 		return Identity{}, status.Errorf(codes.PermissionDenied, "%s may not act as node %q (its nodes: %s)", id.Name, node, id.Nodes)
 	case !id.Pools.Match(pool):
 		return Identity{}, status.Errorf(codes.PermissionDenied, "%s may not act as node %q in pool %q (its pools: %s)", id.Name, node, inPool, id.Pools)
+	}
+	return id, nil
+}
+
+// AuthorizePublish returns the caller's identity if it may publish to
+// pool: an admin (dev mode included) to any pool, a publisher to the pools
+// its token lists; anyone else, or a publisher outside its pools, gets
+// PermissionDenied naming the pool. A context without an identity is
+// refused.
+func AuthorizePublish(ctx context.Context, pool string) (Identity, error) {
+	id, ok := FromContext(ctx)
+	if !ok {
+		return Identity{}, status.Error(codes.Unauthenticated, "no authenticated caller")
+	}
+	inPool := clip.ValidString(pool, maxIDInMessage)
+	switch {
+	case id.Role == RoleAdmin:
+		return id, nil
+	case id.Role != RolePublisher:
+		return Identity{}, status.Errorf(codes.PermissionDenied, "%s (role %s) may not publish", id.Name, id.Role)
+	case !id.Pools.Match(pool):
+		return Identity{}, status.Errorf(codes.PermissionDenied, "%s may not publish to pool %q (its pools: %s)", id.Name, inPool, id.Pools)
 	}
 	return id, nil
 }

@@ -18,10 +18,13 @@ const (
 	RoleAdmin  Role = "admin"
 	RoleViewer Role = "viewer"
 	RoleNode   Role = "node"
+	// RolePublisher may only publish (PublishService.Publish), to the
+	// pools its token lists: a product's backend.
+	RolePublisher Role = "publisher"
 )
 
 func (r Role) valid() bool {
-	return r == RoleAdmin || r == RoleViewer || r == RoleNode
+	return r == RoleAdmin || r == RoleViewer || r == RoleNode || r == RolePublisher
 }
 
 // Identity is an authenticated caller.
@@ -38,8 +41,10 @@ type Identity struct {
 	// the same Credential.
 	Credential string
 	// Nodes and Pools are the node ids and pools the caller may act as in
-	// Watch and ReportTelemetry (AuthorizeNode). Only node credentials have
-	// them: an admin or viewer acts as no node. In dev mode both are "*".
+	// Watch, ReportTelemetry and Deliveries (AuthorizeNode). Only node
+	// credentials have Nodes: an admin, viewer or publisher acts as no
+	// node. A publisher's Pools are the pools it may publish to
+	// (AuthorizePublish). In dev mode both are "*".
 	Nodes, Pools Patterns
 }
 
@@ -61,10 +66,15 @@ const minTokenLength = 16
 //	    sha256: "<hex of sha256(token)>"
 //	    nodes: ["edge-*"]   # the node ids it may act as
 //	    pools: ["default"]  # the pools those nodes may be in
+//	  - name: orders-backend
+//	    role: publisher
+//	    sha256: "<hex of sha256(token)>"
+//	    pools: ["shop"]     # the pools it may publish to
 //
-// A node token must list its nodes and pools (fail closed: a forgotten
-// list would otherwise make one leaked token any node of the fleet);
-// ["*"] allows any, and must be written out.
+// A node token must list its nodes and pools, a publisher token its pools
+// (fail closed: a forgotten list would otherwise make one leaked token any
+// node of the fleet, or a voice in every pool); ["*"] allows any, and must
+// be written out.
 type tokensFile struct {
 	Tokens []tokenEntry `json:"tokens"`
 }
@@ -129,7 +139,7 @@ func ParseTokens(data []byte) (*Tokens, error) {
 		}
 		names[e.Name] = true
 		if !e.Role.valid() {
-			problems = append(problems, fmt.Sprintf("%s.role: %q is not one of admin, viewer, node", where, e.Role))
+			problems = append(problems, fmt.Sprintf("%s.role: %q is not one of admin, viewer, node, publisher", where, e.Role))
 		}
 		nodes, pools, bad := entryScope(where, e)
 		problems = append(problems, bad...)
@@ -167,13 +177,25 @@ func ParseTokens(data []byte) (*Tokens, error) {
 	return t, nil
 }
 
-// entryScope checks the nodes and pools of one entry: required for a node
-// token, refused for the others (an admin is not a node: nodes use node
-// credentials, so that what a node says is always a node's word).
+// entryScope checks the nodes and pools of one entry: both required for a
+// node token, pools (only) for a publisher token, neither for the others
+// (an admin is not a node: nodes use node credentials, so that what a node
+// says is always a node's word; an admin publishes to any pool).
 func entryScope(where string, e tokenEntry) (nodes, pools Patterns, problems []string) {
-	if e.Role != RoleNode {
+	switch e.Role {
+	case RoleNode:
+	case RolePublisher:
+		if len(e.Nodes) > 0 {
+			problems = append(problems, fmt.Sprintf("%s.nodes: publisher token %q names nodes; only a node token does (a publisher lists only its pools)", where, e.Name))
+		}
+		if len(e.Pools) == 0 {
+			problems = append(problems, fmt.Sprintf(`%s.pools: publisher token %q names no pools; list the pools it may publish to (["*"] for any)`, where, e.Name))
+		}
+		pools, bad := parsePatterns(where+".pools", e.Pools, true)
+		return nil, pools, append(problems, bad...)
+	default:
 		if len(e.Nodes) > 0 || len(e.Pools) > 0 {
-			problems = append(problems, fmt.Sprintf("%s: token %q has role %q; only a node token names nodes and pools", where, e.Name, e.Role))
+			problems = append(problems, fmt.Sprintf("%s: token %q has role %q; only a node token names nodes and pools (a publisher token only pools)", where, e.Name, e.Role))
 		}
 		return nil, nil, problems
 	}

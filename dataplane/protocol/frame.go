@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/wsfleet/wsfleet/api/channel"
 	"github.com/wsfleet/wsfleet/api/clip"
 )
 
@@ -46,7 +47,7 @@ type ClientFrame struct {
 }
 
 // DefaultMaxChannelLength is Limits.MaxChannelLength when left zero.
-const DefaultMaxChannelLength = 128
+const DefaultMaxChannelLength = channel.MaxNameLength
 
 // Limits bound what a client frame may carry. The frame's total size is
 // bounded before it gets here, by the policy's max_message_bytes at the
@@ -64,27 +65,13 @@ func (l Limits) maxChannelLength() int {
 	return l.MaxChannelLength
 }
 
-// channelByte marks the bytes a channel name may hold: [A-Za-z0-9_.:@/-].
-// Channel names end up in logs and metrics and are echoed in every message
-// frame, so they are kept to characters that need no escaping anywhere: no
-// spaces, no control characters, no quotes, nothing that is not ASCII (no
-// look-alike or invalid UTF-8 names either). That is also what lets
-// AppendMessageFrame copy them without escaping.
-var channelByte = func() (t [256]bool) {
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-	}
-	for c := 'A'; c <= 'Z'; c++ {
-		t[c] = true
-	}
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for _, c := range "_.:@/-" {
-		t[c] = true
-	}
-	return t
-}()
+// A channel name's bytes are api/channel's rule ([A-Za-z0-9_.:@/-]),
+// shared with the control plane's publish API. Channel names end up in logs
+// and metrics and are echoed in every message frame, so they are kept to
+// characters that need no escaping anywhere: no spaces, no control
+// characters, no quotes, nothing that is not ASCII (no look-alike or
+// invalid UTF-8 names either). That is also what lets AppendMessageFrame
+// copy them without escaping.
 
 // checkChannel returns nil when s is a valid, non-empty channel name of at
 // most max bytes.
@@ -96,18 +83,11 @@ func checkChannel[T string | []byte](s T, max int) *FrameError {
 		return frameErr(CodeBadChannel, fmt.Sprintf("channel is %d bytes long; at most %d allowed", len(s), max))
 	}
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; !channelByte[c] {
-			return frameErr(CodeBadChannel, fmt.Sprintf("channel has %s at byte %d; allowed are A-Z a-z 0-9 and _ . : @ / -", describeByte(c), i))
+		if c := s[i]; !channel.NameByte(c) {
+			return frameErr(CodeBadChannel, fmt.Sprintf("channel has %s at byte %d; allowed are A-Z a-z 0-9 and _ . : @ / -", channel.DescribeByte(c), i))
 		}
 	}
 	return nil
-}
-
-func describeByte(c byte) string {
-	if c < utf8.RuneSelf {
-		return strconv.QuoteRune(rune(c))
-	}
-	return fmt.Sprintf("byte 0x%02x", c)
 }
 
 // maxQuoted bounds how much of a client's own input an error message

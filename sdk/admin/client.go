@@ -33,8 +33,20 @@ const (
 
 // Config says how to reach and authenticate to a control plane.
 type Config struct {
-	// Addr is host:port or any gRPC target ("dns:///cp.internal:7400").
-	// Default DefaultAddr.
+	// Addr is where the control plane's replicas are. Default DefaultAddr.
+	//
+	//   - "a:7400,b:7400,c:7400": a comma-separated list of host:port, one
+	//     entry per replica (names in it are resolved when dialled).
+	//   - "cp.internal:7400" or "dns:///cp.internal:7400": gRPC's DNS
+	//     resolver; every A and AAAA record of the name is a replica, and
+	//     the name is resolved again (at most every 30 s) after a
+	//     connection breaks. "dns://10.0.0.53/cp.internal:7400" asks that
+	//     DNS server.
+	//   - any other gRPC target ("unix:///run/wsfleet.sock").
+	//
+	// A Client holds one connection, to one replica picked at random (so a
+	// fleet spreads over the replicas), and moves to another when that
+	// connection breaks: the next call or stream tries the others.
 	Addr string
 	// Token is the bearer token, sent as "authorization: Bearer <token>".
 	// Empty sends none (a --dev control plane needs none).
@@ -50,11 +62,16 @@ type Config struct {
 	// TLS; both or neither; imply TLS.
 	CertFile string
 	KeyFile  string
-	// ServerName overrides the name the server certificate is checked
-	// against (when Addr is an IP or a tunnel); implies nothing else.
+	// ServerName is the name every replica's certificate is checked
+	// against (when Addr is an IP or a tunnel, or the replicas share one
+	// certificate for a service name); implies nothing else. Default: each
+	// replica's host as Addr gives it: a list's own entry, or the DNS name
+	// (every replica behind it must then hold a certificate for it).
 	ServerName string
 	// DialOptions are added after the transport and credentials (e.g.
-	// keepalive for the long-lived streams of a node).
+	// keepalive for the long-lived streams of a node); a default service
+	// config among them replaces the shuffled pick_first of the package
+	// doc.
 	DialOptions []grpc.DialOption
 }
 
@@ -66,11 +83,15 @@ type Client struct {
 }
 
 // Dial checks cfg, fills defaults and creates a client without connecting
-// (see the package doc). A token is refused over plaintext unless Addr is a
-// loopback address: on the wire it is a password.
+// (see the package doc). A token is refused over plaintext unless every
+// address in Addr is a loopback address: on the wire it is a password.
 func Dial(cfg Config) (*Client, error) {
 	if cfg.Addr == "" {
 		cfg.Addr = DefaultAddr
+	}
+	addrs, err := replicas(cfg.Addr)
+	if err != nil {
+		return nil, err
 	}
 	if (cfg.CertFile == "") != (cfg.KeyFile == "") {
 		return nil, fmt.Errorf("%w: a client certificate needs both a cert file and a key file", ErrConfig)
@@ -79,8 +100,12 @@ func Dial(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("%w: the token has spaces or control characters (a stray newline from a file?)", ErrConfig)
 	}
 	useTLS := cfg.TLS || cfg.CAFile != "" || cfg.CertFile != ""
-	if cfg.Token != "" && !useTLS && !isLoopback(cfg.Addr) {
-		return nil, fmt.Errorf("%w to %s, which is not a loopback address; use TLS (--tls)", ErrInsecureToken, cfg.Addr)
+	if cfg.Token != "" && !useTLS {
+		for _, a := range addrs {
+			if !isLoopback(a) {
+				return nil, fmt.Errorf("%w to %s, which is not a loopback address; use TLS (--tls)", ErrInsecureToken, a)
+			}
+		}
 	}
 
 	transport := insecure.NewCredentials()
@@ -97,13 +122,16 @@ func Dial(cfg Config) (*Client, error) {
 		// name must not make every call fail.
 		user = url.PathEscape(user)
 	}
-	opts := append([]grpc.DialOption{
+	tgt, opts := target(addrs, cfg.ServerName)
+	opts = append(opts,
 		grpc.WithTransportCredentials(transport),
 		grpc.WithPerRPCCredentials(callCredentials{token: cfg.Token, user: user, secure: useTLS}),
+		grpc.WithDefaultServiceConfig(serviceConfig),
 		grpc.WithChainUnaryInterceptor(classify),
 		grpc.WithChainStreamInterceptor(classifyStream),
-	}, cfg.DialOptions...)
-	conn, err := grpc.NewClient(cfg.Addr, opts...)
+	)
+	opts = append(opts, cfg.DialOptions...)
+	conn, err := grpc.NewClient(tgt, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}

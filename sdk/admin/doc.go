@@ -7,10 +7,30 @@
 // bound each call (wsctl uses --timeout). A Client is safe for concurrent use;
 // Close it when done, which stops gRPC's background goroutines.
 //
+// # Replicas
+//
+// Config.Addr may name several control-plane replicas: a comma-separated
+// list of host:port, or a DNS name with several A/AAAA records (a bare
+// host:port goes through gRPC's DNS resolver). The connection uses gRPC's
+// pick_first policy with the replicas shuffled: every call and stream of a
+// Client goes to one replica, and different Clients (a fleet of nodes)
+// spread over all of them. When that replica's connection breaks, calls and
+// streams in flight fail as they would with one control plane (a write is
+// then of unknown outcome), and the next call or stream goes to the first
+// replica that accepts a connection, in the Client's shuffled order. A
+// Client does not move back when a replica returns. The TLS server name is
+// Config.ServerName for every replica if set, else each replica's own host.
+// A token is sent in plaintext only when every replica is a loopback
+// address.
+//
 // Policy and Fleet are the generated clients; Recover wraps RecoverPolicy,
 // the call that restores a pool's policy from what the fleet runs after the
 // control plane lost its store; AllNodes follows ListNodes' pages to list a
-// whole fleet.
+// whole fleet. Publish sends a backend message to a channel of a pool
+// (PublishService): its failures are classified the same way, with
+// ErrNotDelivered for the control plane answering that nothing went out
+// (NotDelivered says why), and ErrOutcomeUnknown also when NATS took the
+// message without confirming it.
 //
 // FieldViolations, Conflict and StoreUnavailable decode the structured errors
 // the control plane returns, so callers can show every invalid field of a

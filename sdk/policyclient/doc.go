@@ -47,7 +47,10 @@
 // with a hello carrying the last good revision, so the node resumes where it
 // was and the control plane resends only what changed. The client has no
 // idle timeout: a watch stream may carry nothing for days. Dead connections
-// are found by gRPC keepalive on the caller's ClientConn.
+// are found by gRPC keepalive on the caller's ClientConn. A ClientConn that
+// spans several control-plane replicas (sdk/admin Config.Addr) sends the
+// next stream to another replica when its replica dies; the hello makes it
+// resume there, and the replica pushes its head only if it is newer.
 //
 // Status.Connected turns true when the control plane answers on a stream:
 // response headers or a push. A watch server should therefore send its

@@ -533,6 +533,116 @@ func (x *ReportTelemetryResponse) GetAckedSequence() uint64 {
 	return 0
 }
 
+// DeliveriesRequest opens a node's delivery stream.
+type DeliveriesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The node's id, as in its hello.
+	NodeId string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// The node's pool; empty means `default`.
+	Pool          string `protobuf:"bytes,2,opt,name=pool,proto3" json:"pool,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeliveriesRequest) Reset() {
+	*x = DeliveriesRequest{}
+	mi := &file_wsfleet_v1_node_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeliveriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeliveriesRequest) ProtoMessage() {}
+
+func (x *DeliveriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wsfleet_v1_node_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeliveriesRequest.ProtoReflect.Descriptor instead.
+func (*DeliveriesRequest) Descriptor() ([]byte, []int) {
+	return file_wsfleet_v1_node_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *DeliveriesRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *DeliveriesRequest) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+// DeliveriesResponse is one backend publish for the node's subscribers.
+type DeliveriesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A valid channel name.
+	Channel string `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	// One JSON value in UTF-8, compact: the message frame's "data".
+	Data          []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeliveriesResponse) Reset() {
+	*x = DeliveriesResponse{}
+	mi := &file_wsfleet_v1_node_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeliveriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeliveriesResponse) ProtoMessage() {}
+
+func (x *DeliveriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wsfleet_v1_node_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeliveriesResponse.ProtoReflect.Descriptor instead.
+func (*DeliveriesResponse) Descriptor() ([]byte, []int) {
+	return file_wsfleet_v1_node_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *DeliveriesResponse) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *DeliveriesResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 var File_wsfleet_v1_node_service_proto protoreflect.FileDescriptor
 
 const file_wsfleet_v1_node_service_proto_rawDesc = "" +
@@ -574,10 +684,18 @@ const file_wsfleet_v1_node_service_proto_rawDesc = "" +
 	"\vreporter_id\x18\x06 \x01(\tR\n" +
 	"reporterId\"@\n" +
 	"\x17ReportTelemetryResponse\x12%\n" +
-	"\x0eacked_sequence\x18\x01 \x01(\x04R\rackedSequence2\xaf\x01\n" +
+	"\x0eacked_sequence\x18\x01 \x01(\x04R\rackedSequence\"@\n" +
+	"\x11DeliveriesRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x04pool\x18\x02 \x01(\tR\x04pool\"B\n" +
+	"\x12DeliveriesResponse\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data2\xfe\x01\n" +
 	"\vNodeService\x12@\n" +
 	"\x05Watch\x12\x18.wsfleet.v1.WatchRequest\x1a\x19.wsfleet.v1.WatchResponse(\x010\x01\x12^\n" +
-	"\x0fReportTelemetry\x12\".wsfleet.v1.ReportTelemetryRequest\x1a#.wsfleet.v1.ReportTelemetryResponse(\x010\x01B5Z3github.com/wsfleet/wsfleet/api/wsfleet/v1;wsfleetv1b\x06proto3"
+	"\x0fReportTelemetry\x12\".wsfleet.v1.ReportTelemetryRequest\x1a#.wsfleet.v1.ReportTelemetryResponse(\x010\x01\x12M\n" +
+	"\n" +
+	"Deliveries\x12\x1d.wsfleet.v1.DeliveriesRequest\x1a\x1e.wsfleet.v1.DeliveriesResponse0\x01B5Z3github.com/wsfleet/wsfleet/api/wsfleet/v1;wsfleetv1b\x06proto3"
 
 var (
 	file_wsfleet_v1_node_service_proto_rawDescOnce sync.Once
@@ -591,7 +709,7 @@ func file_wsfleet_v1_node_service_proto_rawDescGZIP() []byte {
 	return file_wsfleet_v1_node_service_proto_rawDescData
 }
 
-var file_wsfleet_v1_node_service_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_wsfleet_v1_node_service_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_wsfleet_v1_node_service_proto_goTypes = []any{
 	(*WatchRequest)(nil),            // 0: wsfleet.v1.WatchRequest
 	(*NodeHello)(nil),               // 1: wsfleet.v1.NodeHello
@@ -600,27 +718,31 @@ var file_wsfleet_v1_node_service_proto_goTypes = []any{
 	(*WatchResponse)(nil),           // 4: wsfleet.v1.WatchResponse
 	(*ReportTelemetryRequest)(nil),  // 5: wsfleet.v1.ReportTelemetryRequest
 	(*ReportTelemetryResponse)(nil), // 6: wsfleet.v1.ReportTelemetryResponse
-	nil,                             // 7: wsfleet.v1.NodeHello.LabelsEntry
-	(*PolicyRevision)(nil),          // 8: wsfleet.v1.PolicyRevision
-	(*ErrorEvent)(nil),              // 9: wsfleet.v1.ErrorEvent
+	(*DeliveriesRequest)(nil),       // 7: wsfleet.v1.DeliveriesRequest
+	(*DeliveriesResponse)(nil),      // 8: wsfleet.v1.DeliveriesResponse
+	nil,                             // 9: wsfleet.v1.NodeHello.LabelsEntry
+	(*PolicyRevision)(nil),          // 10: wsfleet.v1.PolicyRevision
+	(*ErrorEvent)(nil),              // 11: wsfleet.v1.ErrorEvent
 }
 var file_wsfleet_v1_node_service_proto_depIdxs = []int32{
-	1, // 0: wsfleet.v1.WatchRequest.hello:type_name -> wsfleet.v1.NodeHello
-	2, // 1: wsfleet.v1.WatchRequest.ack:type_name -> wsfleet.v1.PolicyAck
-	3, // 2: wsfleet.v1.WatchRequest.nack:type_name -> wsfleet.v1.PolicyNack
-	7, // 3: wsfleet.v1.NodeHello.labels:type_name -> wsfleet.v1.NodeHello.LabelsEntry
-	8, // 4: wsfleet.v1.NodeHello.running:type_name -> wsfleet.v1.PolicyRevision
-	8, // 5: wsfleet.v1.WatchResponse.revision:type_name -> wsfleet.v1.PolicyRevision
-	9, // 6: wsfleet.v1.ReportTelemetryRequest.events:type_name -> wsfleet.v1.ErrorEvent
-	0, // 7: wsfleet.v1.NodeService.Watch:input_type -> wsfleet.v1.WatchRequest
-	5, // 8: wsfleet.v1.NodeService.ReportTelemetry:input_type -> wsfleet.v1.ReportTelemetryRequest
-	4, // 9: wsfleet.v1.NodeService.Watch:output_type -> wsfleet.v1.WatchResponse
-	6, // 10: wsfleet.v1.NodeService.ReportTelemetry:output_type -> wsfleet.v1.ReportTelemetryResponse
-	9, // [9:11] is the sub-list for method output_type
-	7, // [7:9] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	1,  // 0: wsfleet.v1.WatchRequest.hello:type_name -> wsfleet.v1.NodeHello
+	2,  // 1: wsfleet.v1.WatchRequest.ack:type_name -> wsfleet.v1.PolicyAck
+	3,  // 2: wsfleet.v1.WatchRequest.nack:type_name -> wsfleet.v1.PolicyNack
+	9,  // 3: wsfleet.v1.NodeHello.labels:type_name -> wsfleet.v1.NodeHello.LabelsEntry
+	10, // 4: wsfleet.v1.NodeHello.running:type_name -> wsfleet.v1.PolicyRevision
+	10, // 5: wsfleet.v1.WatchResponse.revision:type_name -> wsfleet.v1.PolicyRevision
+	11, // 6: wsfleet.v1.ReportTelemetryRequest.events:type_name -> wsfleet.v1.ErrorEvent
+	0,  // 7: wsfleet.v1.NodeService.Watch:input_type -> wsfleet.v1.WatchRequest
+	5,  // 8: wsfleet.v1.NodeService.ReportTelemetry:input_type -> wsfleet.v1.ReportTelemetryRequest
+	7,  // 9: wsfleet.v1.NodeService.Deliveries:input_type -> wsfleet.v1.DeliveriesRequest
+	4,  // 10: wsfleet.v1.NodeService.Watch:output_type -> wsfleet.v1.WatchResponse
+	6,  // 11: wsfleet.v1.NodeService.ReportTelemetry:output_type -> wsfleet.v1.ReportTelemetryResponse
+	8,  // 12: wsfleet.v1.NodeService.Deliveries:output_type -> wsfleet.v1.DeliveriesResponse
+	10, // [10:13] is the sub-list for method output_type
+	7,  // [7:10] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_wsfleet_v1_node_service_proto_init() }
@@ -641,7 +763,7 @@ func file_wsfleet_v1_node_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wsfleet_v1_node_service_proto_rawDesc), len(file_wsfleet_v1_node_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	NodeService_Watch_FullMethodName           = "/wsfleet.v1.NodeService/Watch"
 	NodeService_ReportTelemetry_FullMethodName = "/wsfleet.v1.NodeService/ReportTelemetry"
+	NodeService_Deliveries_FullMethodName      = "/wsfleet.v1.NodeService/Deliveries"
 )
 
 // NodeServiceClient is the client API for NodeService service.
@@ -41,6 +42,13 @@ type NodeServiceClient interface {
 	// unacknowledged batches after a reconnect; duplicates are dropped by
 	// (reporter_id, sequence).
 	ReportTelemetry(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ReportTelemetryRequest, ReportTelemetryResponse], error)
+	// Deliveries streams backend publishes (PublishService.Publish) to the
+	// node when the control plane has no NATS. The node opens it with its
+	// node credential, naming itself as in a Watch hello, and hands every
+	// delivery to its own subscribers of the channel (never to other nodes:
+	// the control plane sends it to each node of the pool). One stream per
+	// node id; a new one with the same credential replaces it.
+	Deliveries(ctx context.Context, in *DeliveriesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DeliveriesResponse], error)
 }
 
 type nodeServiceClient struct {
@@ -77,6 +85,25 @@ func (c *nodeServiceClient) ReportTelemetry(ctx context.Context, opts ...grpc.Ca
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type NodeService_ReportTelemetryClient = grpc.BidiStreamingClient[ReportTelemetryRequest, ReportTelemetryResponse]
 
+func (c *nodeServiceClient) Deliveries(ctx context.Context, in *DeliveriesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DeliveriesResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &NodeService_ServiceDesc.Streams[2], NodeService_Deliveries_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[DeliveriesRequest, DeliveriesResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type NodeService_DeliveriesClient = grpc.ServerStreamingClient[DeliveriesResponse]
+
 // NodeServiceServer is the server API for NodeService service.
 // All implementations must embed UnimplementedNodeServiceServer
 // for forward compatibility.
@@ -95,6 +122,13 @@ type NodeServiceServer interface {
 	// unacknowledged batches after a reconnect; duplicates are dropped by
 	// (reporter_id, sequence).
 	ReportTelemetry(grpc.BidiStreamingServer[ReportTelemetryRequest, ReportTelemetryResponse]) error
+	// Deliveries streams backend publishes (PublishService.Publish) to the
+	// node when the control plane has no NATS. The node opens it with its
+	// node credential, naming itself as in a Watch hello, and hands every
+	// delivery to its own subscribers of the channel (never to other nodes:
+	// the control plane sends it to each node of the pool). One stream per
+	// node id; a new one with the same credential replaces it.
+	Deliveries(*DeliveriesRequest, grpc.ServerStreamingServer[DeliveriesResponse]) error
 	mustEmbedUnimplementedNodeServiceServer()
 }
 
@@ -110,6 +144,9 @@ func (UnimplementedNodeServiceServer) Watch(grpc.BidiStreamingServer[WatchReques
 }
 func (UnimplementedNodeServiceServer) ReportTelemetry(grpc.BidiStreamingServer[ReportTelemetryRequest, ReportTelemetryResponse]) error {
 	return status.Error(codes.Unimplemented, "method ReportTelemetry not implemented")
+}
+func (UnimplementedNodeServiceServer) Deliveries(*DeliveriesRequest, grpc.ServerStreamingServer[DeliveriesResponse]) error {
+	return status.Error(codes.Unimplemented, "method Deliveries not implemented")
 }
 func (UnimplementedNodeServiceServer) mustEmbedUnimplementedNodeServiceServer() {}
 func (UnimplementedNodeServiceServer) testEmbeddedByValue()                     {}
@@ -146,6 +183,17 @@ func _NodeService_ReportTelemetry_Handler(srv interface{}, stream grpc.ServerStr
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type NodeService_ReportTelemetryServer = grpc.BidiStreamingServer[ReportTelemetryRequest, ReportTelemetryResponse]
 
+func _NodeService_Deliveries_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(DeliveriesRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(NodeServiceServer).Deliveries(m, &grpc.GenericServerStream[DeliveriesRequest, DeliveriesResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type NodeService_DeliveriesServer = grpc.ServerStreamingServer[DeliveriesResponse]
+
 // NodeService_ServiceDesc is the grpc.ServiceDesc for NodeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -165,6 +213,11 @@ var NodeService_ServiceDesc = grpc.ServiceDesc{
 			Handler:       _NodeService_ReportTelemetry_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "Deliveries",
+			Handler:       _NodeService_Deliveries_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "wsfleet/v1/node_service.proto",

@@ -14,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/wsfleet/wsfleet/controlplane"
+	"github.com/wsfleet/wsfleet/controlplane/publish"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -46,7 +47,7 @@ func run() int {
 	fs.DurationVar(&cfg.Etcd.DialTimeout, "etcd-dial-timeout", controlplane.DefaultEtcdDialTimeout, "with --store etcd: how long the start waits for etcd before giving up")
 	fs.DurationVar(&cfg.Etcd.RequestTimeout, "etcd-request-timeout", controlplane.DefaultEtcdRequestTimeout, "with --store etcd: bound of every etcd read and write")
 	fs.BoolVar(&cfg.Dev, "dev", false, "turn authentication off (allowed only on loopback addresses)")
-	fs.StringVar(&cfg.TokensFile, "tokens-file", "", "YAML file of bearer tokens with names and roles (admin, viewer, node; a node token lists the nodes and pools it may act as); re-read on SIGHUP")
+	fs.StringVar(&cfg.TokensFile, "tokens-file", "", "YAML file of bearer tokens with names and roles (admin, viewer, node, publisher; a node token lists the nodes and pools it may act as, a publisher token the pools it may publish to); re-read on SIGHUP")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate file (PEM)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key file (PEM)")
 	fs.StringVar(&cfg.ClientCA, "client-ca", "", "CA bundle (PEM) for client certificates; turns on mutual TLS (a call without a token is then the node its certificate names)")
@@ -72,6 +73,19 @@ func run() int {
 	fs.IntVar(&cfg.TailBuffer, "tail-buffer", controlplane.DefaultTailBuffer, "events a tail may have waiting before it is dropped for reading too slowly")
 	fs.IntVar(&cfg.MaxNodes, "max-nodes", controlplane.DefaultMaxNodes, "nodes known at once; beyond, the disconnected node seen longest ago is forgotten, else a new node is refused")
 	fs.IntVar(&cfg.MaxNodesBytes, "max-nodes-bytes", controlplane.DefaultMaxNodesBytes, "the known nodes' estimated bytes, bounded the same way")
+	// Backend publish: PublishService.Publish and POST /v1/publish on
+	// --http-addr (README, Backend publish).
+	fs.IntVar(&cfg.Publish.MaxBytes, "publish-max-bytes", publish.DefaultMaxBytes, fmt.Sprintf("largest message a backend may publish, in bytes of its JSON data (at most %d)", publish.MaxBytesCeiling))
+	fs.Float64Var(&cfg.Publish.Rate, "publish-rate", publish.DefaultRate, "publishes per second per credential; more are refused (ResourceExhausted, HTTP 429); negative: no limit")
+	fs.IntVar(&cfg.Publish.Burst, "publish-burst", publish.DefaultBurst, "publishes a credential may make at once above --publish-rate")
+	fs.DurationVar(&cfg.Publish.Timeout, "publish-timeout", publish.DefaultTimeout, "how long a publish waits for NATS to confirm it")
+	fs.IntVar(&cfg.Publish.NodeQueue, "publish-node-queue", publish.DefaultNodeQueue, "messages waiting for one node's delivery stream (without NATS); a node whose queue is full misses the message")
+	fs.IntVar(&cfg.Publish.MaxBufferedBytes, "publish-max-buffered-bytes", publish.DefaultMaxBufferedBytes, "bytes of messages waiting for all nodes' delivery streams together; beyond, publishes are refused")
+	fs.StringVar(&cfg.Publish.NATS.URL, "nats-url", "", "NATS server(s), nats://HOST:PORT[,...] (user:password@ or token@ in the URL); publishes then go through NATS instead of the nodes' delivery streams")
+	fs.StringVar(&cfg.Publish.NATS.Creds, "nats-creds", "", "NATS credentials file (JWT and NKey seed)")
+	fs.StringVar(&cfg.Publish.NATS.CA, "nats-ca", "", "CA bundle (PEM) to verify the NATS server (TLS)")
+	fs.StringVar(&cfg.Publish.NATS.Cert, "nats-cert", "", "client certificate (PEM) for NATS mutual TLS")
+	fs.StringVar(&cfg.Publish.NATS.Key, "nats-key", "", "client key (PEM) for NATS mutual TLS")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logFormat := fs.String("log-format", "json", "log format: json or text")
 	showVersion := fs.Bool("version", false, "print the version and exit")

@@ -8,9 +8,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/wsfleet/wsfleet/api/channel"
+	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 	"github.com/wsfleet/wsfleet/sdk/admin"
 	"github.com/wsfleet/wsfleet/sdk/policyfile"
 )
@@ -94,6 +97,8 @@ func (a *app) report(cmd *cobra.Command, err error) int {
 		return exitStoreFailed
 	case errors.Is(err, admin.ErrOutcomeUnknown):
 		return exitOutcomeUnknown
+	case errors.Is(err, admin.ErrNotDelivered):
+		return exitNotDelivered
 	}
 	return exitError
 }
@@ -193,6 +198,20 @@ func (a *app) explainCall(ce *admin.CallError) []string {
 		op, _ := admin.StoreUnavailable(ce.Err)
 		return []string{fmt.Sprintf("error: the control plane at %s could not use its policy store (%s failed); nothing was stored: retry later (its log says why)",
 			a.addr, op)}
+	case errors.Is(ce, admin.ErrNotDelivered):
+		// The control plane's message says why and that nothing went out.
+		return []string{"error: " + st.Message() + " (publishing again is safe)"}
+	case errors.Is(ce, admin.ErrOutcomeUnknown) && ce.Method == wsfleetv1.PublishService_Publish_FullMethodName:
+		what := "the connection to the control plane at " + a.addr + " broke before it answered (" + dialDetail(st.Message()) + ")"
+		switch {
+		case st.Code() == codes.DeadlineExceeded:
+			what = fmt.Sprintf("no answer from the control plane at %s within %s", a.addr, a.timeout)
+		case st.Code() == codes.Canceled:
+			what = "interrupted before the control plane at " + a.addr + " answered"
+		case isUnconfirmed(ce.Err):
+			what = st.Message()
+		}
+		return []string{fmt.Sprintf("error: %s; the outcome is unknown: subscribers may or may not have the message (publishing again may deliver it twice)", what)}
 	case errors.Is(ce, admin.ErrOutcomeUnknown):
 		var what string
 		switch st.Code() {
@@ -229,4 +248,15 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// isUnconfirmed: the control plane answered that NATS took a publish
+// without confirming it (DELIVERY_UNCONFIRMED).
+func isUnconfirmed(err error) bool {
+	for _, d := range status.Convert(err).Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == channel.ReasonUnconfirmed {
+			return true
+		}
+	}
+	return false
 }

@@ -33,6 +33,9 @@ const (
 	exitStoreFailed = 4
 	// exitOutcomeUnknown: a write was sent and no answer came back.
 	exitOutcomeUnknown = 5
+	// exitNotDelivered: the control plane answered that a publish went
+	// nowhere; publishing again is safe.
+	exitNotDelivered = 6
 )
 
 // Main runs wsctl with args (without the program name) and returns the
@@ -101,7 +104,8 @@ time and message, which can be diffed and rolled back.
 
 It also shows the fleet: which nodes run which revision (nodes list), which
 errors clients hit and what to do about them (errors top, errors tail), and
-everything that happened to one connection attempt (trace).`,
+everything that happened to one connection attempt (trace); and publishes
+to a channel on every node of a pool, as a backend does (publish).`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		// Arbitrary args reach groupRun, which turns an unknown command into
@@ -113,17 +117,17 @@ everything that happened to one connection attempt (trace).`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err.Error()} })
 
 	f := root.PersistentFlags()
-	f.StringVar(&a.addr, "addr", admin.DefaultAddr, "control plane address host:port (env "+envAddr+")")
+	f.StringVar(&a.addr, "addr", admin.DefaultAddr, "control plane address host:port, or its replicas host:port,host:port,... or a DNS name with several addresses; calls go to one live replica (env "+envAddr+")")
 	f.StringVar(&a.token, "token", "", "bearer token (env "+envToken+")")
 	f.BoolVar(&a.tls, "tls", false, "use TLS, verifying the server with the system roots unless --ca-file")
 	f.StringVar(&a.caFile, "ca-file", "", "PEM CA bundle to verify the control plane (implies --tls)")
 	f.StringVar(&a.certFile, "cert-file", "", "client certificate for mutual TLS (implies --tls)")
 	f.StringVar(&a.keyFile, "key-file", "", "client key for mutual TLS")
-	f.StringVar(&a.serverName, "server-name", "", "server name to verify the certificate against")
+	f.StringVar(&a.serverName, "server-name", "", "server name to verify every replica's certificate against (default: each replica's host as --addr gives it)")
 	f.StringVarP(&a.output, "output", "o", formatTable, "output format: table, json or yaml")
 	f.DurationVar(&a.timeout, "timeout", 10*time.Second, "deadline for each call to the control plane")
 
-	root.AddCommand(a.policyCommand(), a.nodesCommand(), a.errorsCommand(), a.traceCommand())
+	root.AddCommand(a.policyCommand(), a.nodesCommand(), a.errorsCommand(), a.traceCommand(), a.publishCommand())
 	return root
 }
 
