@@ -15,6 +15,11 @@ const (
 	// policy store failed (disk full, I/O error, store closed): the server
 	// answered, and nothing was stored. Retrying later is safe.
 	ReasonStoreUnavailable = "STORE_UNAVAILABLE"
+	// ReasonStoreOutcomeUnknown comes with Unavailable when the control
+	// plane's store lost the answer to a write and could not tell
+	// afterwards whether it was committed (a distributed store): read the
+	// history before retrying.
+	ReasonStoreOutcomeUnknown = "STORE_OUTCOME_UNKNOWN"
 	// StoreOperationKey names, in the store ErrorInfo's metadata, what the
 	// server was doing ("append", "read head"...).
 	StoreOperationKey = "operation"

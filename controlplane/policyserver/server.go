@@ -431,8 +431,13 @@ func (s *Server) storeError(ctx context.Context, err error, what string) error {
 	}
 	s.cfg.Log.WithError(err).WithField("op", what).Error("policy store failed")
 	msg := fmt.Sprintf("the control plane's policy store failed (%s); nothing was stored, retry later", what)
+	reason := policy.ReasonStoreUnavailable
+	if errors.Is(err, store.ErrOutcomeUnknown) {
+		msg = fmt.Sprintf("the control plane's policy store lost the answer (%s) and cannot tell whether it was stored; check the history before retrying", what)
+		reason = policy.ReasonStoreOutcomeUnknown
+	}
 	st, detailErr := status.New(codes.Unavailable, msg).WithDetails(&errdetails.ErrorInfo{
-		Reason:   policy.ReasonStoreUnavailable,
+		Reason:   reason,
 		Domain:   policy.ErrorDomain,
 		Metadata: map[string]string{policy.StoreOperationKey: what},
 	})

@@ -29,6 +29,9 @@ type failingStore struct {
 	store.Store
 	failReads   atomic.Bool
 	failAppends atomic.Bool
+	// unknownAppends: appends fail as a distributed store's do when it
+	// lost the answer and cannot tell whether the write was committed.
+	unknownAppends atomic.Bool
 }
 
 var _ store.Store = (*failingStore)(nil)
@@ -53,6 +56,9 @@ func (s *failingStore) History(ctx context.Context, pool string, before int64, l
 func (s *failingStore) Append(ctx context.Context, rev *wsfleetv1.PolicyRevision, expected int64) (*wsfleetv1.PolicyRevision, error) {
 	if s.failAppends.Load() {
 		return nil, errDiskFull
+	}
+	if s.unknownAppends.Load() {
+		return nil, fmt.Errorf("etcd: append to pool %q: %w: context deadline exceeded", rev.GetPool(), store.ErrOutcomeUnknown)
 	}
 	return s.Store.Append(ctx, rev, expected)
 }
@@ -165,5 +171,27 @@ func TestStoreFailureSaysNothingWasStored(t *testing.T) {
 				t.Errorf("head is revision %d after a failed write, want 2", got)
 			}
 		})
+	}
+}
+
+func TestAStoreThatCannotTellWhetherItStoredSaysSo(t *testing.T) {
+	st, client := serveFailing(t)
+	st.unknownAppends.Store(true)
+	_, err := client.ApplyPolicy(context.Background(), &wsfleetv1.ApplyPolicyRequest{Policy: stagingPolicy(), Message: "maybe"})
+	s, ok := status.FromError(err)
+	if !ok || s.Code() != codes.Unavailable {
+		t.Fatalf("got %v, want Unavailable", err)
+	}
+	if strings.Contains(s.Message(), "nothing was stored") || !strings.Contains(s.Message(), "check the history") {
+		t.Errorf("message %q claims nothing was stored or does not say to check the history", s.Message())
+	}
+	var info *errdetails.ErrorInfo
+	for _, d := range s.Details() {
+		if i, ok := d.(*errdetails.ErrorInfo); ok {
+			info = i
+		}
+	}
+	if info == nil || info.GetReason() != policy.ReasonStoreOutcomeUnknown || info.GetDomain() != policy.ErrorDomain {
+		t.Fatalf("details %v, want ErrorInfo %s", s.Details(), policy.ReasonStoreOutcomeUnknown)
 	}
 }

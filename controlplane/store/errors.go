@@ -12,6 +12,11 @@ var (
 	ErrConflict = errors.New("store: revision conflict")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("store: closed")
+	// ErrOutcomeUnknown: a write failed without an answer and the store
+	// could not tell afterwards whether it was committed (a distributed
+	// store whose connection broke mid-commit). The caller must read
+	// before it retries.
+	ErrOutcomeUnknown = errors.New("store: the write's outcome is unknown")
 )
 
 // ConflictError reports a failed compare-and-set on a pool's head revision.

@@ -107,6 +107,10 @@ func classifyError(method string, req any, err error, sent bool) error {
 		ce.Kind = ErrStoreUnavailable
 		return ce
 	}
+	if StoreOutcomeUnknown(err) {
+		ce.Kind = ErrOutcomeUnknown
+		return ce
+	}
 	code := status.Code(err)
 	switch {
 	case !sent && (code == codes.Unavailable || code == codes.DeadlineExceeded):

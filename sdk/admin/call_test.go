@@ -427,3 +427,20 @@ func TestAdminStreamsAreClassified(t *testing.T) {
 		}
 	})
 }
+
+func TestAStoreThatLostTheAnswerIsAnUnknownOutcome(t *testing.T) {
+	st, err := status.New(codes.Unavailable, "the control plane's policy store lost the answer").WithDetails(&errdetails.ErrorInfo{
+		Reason: admin.ReasonStoreOutcomeUnknown, Domain: admin.ErrorDomain, Metadata: map[string]string{admin.StoreOperationKey: "append"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{applyErr: st.Err()}
+	c := dialT(t, serve(t, rec))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got := apply(ctx, c.Policy())
+	if !errors.Is(got, admin.ErrOutcomeUnknown) || errors.Is(got, admin.ErrStoreUnavailable) {
+		t.Fatalf("got %v, want ErrOutcomeUnknown (not ErrStoreUnavailable: something may have been stored)", got)
+	}
+}

@@ -18,6 +18,9 @@ const (
 	ErrorDomain            = policy.ErrorDomain
 	ReasonRevisionConflict = policy.ReasonRevisionConflict
 	ReasonStoreUnavailable = policy.ReasonStoreUnavailable
+	// ReasonStoreOutcomeUnknown: the server's store could not tell whether
+	// a write was stored.
+	ReasonStoreOutcomeUnknown = policy.ReasonStoreOutcomeUnknown
 	// StoreOperationKey: what the server was doing when its store failed.
 	StoreOperationKey = policy.StoreOperationKey
 	// Metadata keys of the conflict ErrorInfo.
@@ -85,4 +88,21 @@ func StoreUnavailable(err error) (operation string, ok bool) {
 		}
 	}
 	return "", false
+}
+
+// StoreOutcomeUnknown reports whether err is the control plane saying its
+// store lost the answer to a write and cannot tell whether it was stored
+// (Unavailable with the STORE_OUTCOME_UNKNOWN ErrorInfo).
+func StoreOutcomeUnknown(err error) bool {
+	st, isStatus := status.FromError(err)
+	if !isStatus || err == nil || st.Code() != codes.Unavailable {
+		return false
+	}
+	for _, d := range st.Details() {
+		info, isInfo := d.(*errdetails.ErrorInfo)
+		if isInfo && info.GetReason() == ReasonStoreOutcomeUnknown && info.GetDomain() == ErrorDomain {
+			return true
+		}
+	}
+	return false
 }

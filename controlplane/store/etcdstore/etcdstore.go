@@ -569,7 +569,7 @@ func (s *Store) settle(ctx context.Context, out *wsfleetv1.PolicyRevision, rk st
 	resp, err := s.cli.Get(cctx, rk)
 	switch {
 	case err != nil:
-		return nil, fmt.Errorf("%w: append to pool %q: %v; whether revision %d was stored is unknown: %v", ErrUnavailable, out.GetPool(), txnErr, out.GetRevision(), err)
+		return nil, fmt.Errorf("%w: %w: append to pool %q: %v; whether revision %d was stored is unknown: %v", ErrUnavailable, store.ErrOutcomeUnknown, out.GetPool(), txnErr, out.GetRevision(), err)
 	case len(resp.Kvs) > 0 && bytes.Equal(resp.Kvs[0].Value, v):
 		return out, nil
 	default:
