@@ -22,6 +22,7 @@ const (
 	DefaultMaxPingsOut      = 2
 	DefaultReconnectWait    = time.Second
 	DefaultQueueLen         = 8192
+	DefaultQueueBytes       = 64 << 20
 )
 
 // Config configures a NATS broker. Zero values take the defaults above.
@@ -71,12 +72,16 @@ type Config struct {
 	// Redials never stop. Default 1s.
 	ReconnectWait time.Duration
 
-	// QueueLen bounds each dispatcher's queue of messages received from
-	// NATS and not yet handed to local subscribers; when it is full, the
-	// client library drops what arrives (counted in
-	// wsfleet_node_nats_messages_dropped_total) rather than stop reading
-	// the connection. Default 8192.
-	QueueLen int
+	// QueueLen and QueueBytes bound the messages received from NATS and
+	// not yet handed to local subscribers (all dispatchers together, each
+	// message counting its subject and payload): what arrives beyond either
+	// is dropped (counted in wsfleet_node_nats_messages_dropped_total)
+	// rather than stop reading the connection, and with it the pings that
+	// keep it alive. A NATS publisher can send messages up to the server's
+	// max_payload, so the bytes bound is what holds a flood of large ones.
+	// Defaults 8192 messages, 64 MiB.
+	QueueLen   int
+	QueueBytes int64
 	// Dispatchers is the number of goroutines handing received messages to
 	// local subscribers; a channel always goes to the same one, so its
 	// messages stay in order. Default GOMAXPROCS.
@@ -112,6 +117,9 @@ func (c *Config) setDefaults() {
 	defInt(&c.MaxPingsOut, DefaultMaxPingsOut)
 	def(&c.ReconnectWait, DefaultReconnectWait)
 	defInt(&c.QueueLen, DefaultQueueLen)
+	if c.QueueBytes <= 0 {
+		c.QueueBytes = DefaultQueueBytes
+	}
 	defInt(&c.Dispatchers, runtime.GOMAXPROCS(0))
 	if c.Log == nil {
 		c.Log = logrus.NewEntry(logrus.StandardLogger())

@@ -35,12 +35,17 @@
 // The client library (nats.go) owns the connection: it reads in one
 // goroutine, writes buffered data in another, pings the server and redials
 // for ever with jitter, restoring every subscription after a reconnect.
-// Received messages go to Config.Dispatchers bounded queues (a channel
-// always to the same one, so its messages stay in order); one goroutine per
-// queue looks the channel's local subscribers up and calls their Deliver,
-// which never blocks. A full queue drops what arrives rather than stop the
-// reader (and with it the pings that keep the connection alive); drops are
-// counted.
+// It hands every received message to one pump goroutine, which routes it to
+// the queue of one of Config.Dispatchers dispatcher goroutines (a channel
+// always to the same one, so its messages stay in order); a dispatcher looks
+// the channel's local subscribers up and calls their Deliver, which never
+// blocks. The queues together hold at most Config.QueueLen messages and
+// Config.QueueBytes bytes; beyond either the pump drops what arrives rather
+// than stop the reader (and with it the pings that keep the connection
+// alive). Between the reader and the pump, a hand-off channel of 256
+// messages (each at most the server's max_payload) fills only while the
+// pump waits for a CPU; the client library drops what it cannot hand over.
+// Every drop is counted.
 //
 // Publish runs on the publisher's read loop and never waits for a
 // reconnect: it fails at once while the connection is down, and buffers

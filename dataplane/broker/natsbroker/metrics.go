@@ -41,8 +41,8 @@ func newMetrics(b *Broker, reg prometheus.Registerer, labels prometheus.Labels) 
 		return float64(b.nsubs.Load())
 	})
 	dropped := prometheus.NewCounterFunc(prometheus.CounterOpts(opts("nats_messages_dropped_total",
-		"Messages from NATS dropped because the dispatcher queue was full (--nats-queue): the node fell behind.")), func() float64 {
-		n := b.dropped.Load()
+		"Messages from NATS dropped because the node fell behind: its queue was full (--nats-queue, --nats-queue-bytes).")), func() float64 {
+		n := b.dropped.Load() + b.overflow.Load()
 		b.subs.Range(func(_, v any) bool {
 			if d, err := v.(*natsSub).sub.Dropped(); err == nil {
 				n += int64(d)
@@ -51,6 +51,14 @@ func newMetrics(b *Broker, reg prometheus.Registerer, labels prometheus.Labels) 
 		})
 		return float64(n)
 	})
-	reg.MustRegister(m.received, m.deliveries, m.invalid, connected, reconnects, subs, dropped)
+	queued := prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("nats_queued_messages",
+		"Messages from NATS waiting for local delivery (at most --nats-queue).")), func() float64 {
+		return float64(b.queued.Load())
+	})
+	queuedBytes := prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("nats_queued_bytes",
+		"Bytes of messages from NATS waiting for local delivery (at most --nats-queue-bytes).")), func() float64 {
+		return float64(b.queuedBytes.Load())
+	})
+	reg.MustRegister(m.received, m.deliveries, m.invalid, connected, reconnects, subs, dropped, queued, queuedBytes)
 	return m
 }

@@ -45,9 +45,16 @@ type Broker struct {
 	// dropped accumulates the drops of NATS subscriptions already gone.
 	dropped atomic.Int64
 
-	queues      []chan *nats.Msg
-	stop        chan struct{}
-	dispatchers sync.WaitGroup
+	// recv takes every received message from the client library; the
+	// pump routes it to the inbox of the channel's dispatcher, within the
+	// bounds, and the dispatcher delivers it.
+	recv    chan *nats.Msg
+	inboxes []*inbox
+	// queued and queuedBytes are what the inboxes hold (Config.QueueLen,
+	// Config.QueueBytes); overflow counts what the pump dropped over them.
+	queued, queuedBytes, overflow atomic.Int64
+	stop                          chan struct{}
+	workers                       sync.WaitGroup
 	// connClosed is closed by the client's closed handler, the last
 	// callback it makes.
 	connClosed chan struct{}
@@ -88,10 +95,11 @@ func New(cfg Config) (*Broker, error) {
 		seed:       maphash.MakeSeed(),
 		stop:       make(chan struct{}),
 		connClosed: make(chan struct{}),
-		queues:     make([]chan *nats.Msg, cfg.Dispatchers),
+		recv:       make(chan *nats.Msg, handOffLen),
+		inboxes:    make([]*inbox, cfg.Dispatchers),
 	}
-	for i := range b.queues {
-		b.queues[i] = make(chan *nats.Msg, cfg.QueueLen)
+	for i := range b.inboxes {
+		b.inboxes[i] = newInbox()
 	}
 	log := cfg.Log
 	opts := []nats.Option{
@@ -166,20 +174,16 @@ func New(cfg Config) (*Broker, error) {
 		log.WithField("nats_urls", cfg.URLs).Warn("NATS not reachable yet: publishes are answered unavailable until it is; dialling")
 	}
 	b.m = newMetrics(b, cfg.Registerer, cfg.ConstLabels)
-	for _, q := range b.queues {
-		b.dispatchers.Add(1)
-		go b.dispatch(q)
+	b.workers.Add(1 + len(b.inboxes))
+	go b.pump()
+	for _, in := range b.inboxes {
+		go b.dispatch(in)
 	}
 	return b, nil
 }
 
 func (b *Broker) shard(channel string) *shard {
 	return &b.shards[maphash.String(b.seed, channel)%numShards]
-}
-
-// queue picks a channel's dispatcher, so its messages stay in order.
-func (b *Broker) queue(channel string) chan *nats.Msg {
-	return b.queues[maphash.String(b.seed, channel)%uint64(len(b.queues))]
 }
 
 // Subscribe adds s to channel; see broker.Broker. The channel's first local
@@ -214,7 +218,7 @@ func (b *Broker) Subscribe(channel string, s broker.Subscriber) (bool, error) {
 		b.waitReady(v.(*natsSub))
 		return true, nil
 	}
-	sub, err := b.nc.ChanSubscribe(subj, b.queue(channel))
+	sub, err := b.nc.ChanSubscribe(subj, b.recv)
 	if err != nil {
 		b.local.Unsubscribe(channel, s)
 		sh.mu.Unlock()
@@ -325,16 +329,47 @@ func (b *Broker) publishErr(err error, size int) error {
 	return fmt.Errorf("%w: %w", broker.ErrUnavailable, err)
 }
 
-// dispatch hands what NATS delivers to q to local subscribers until Close.
-func (b *Broker) dispatch(q chan *nats.Msg) {
-	defer b.dispatchers.Done()
+// pump routes every received message to its channel's inbox (one subject,
+// one inbox: its messages stay in order) until Close, dropping what is over
+// the queue bounds. It is the only writer of queued and queuedBytes' growth,
+// so checking and adding need no lock.
+func (b *Broker) pump() {
+	defer b.workers.Done()
 	for {
 		select {
 		case <-b.stop:
 			return
-		case m := <-q:
-			b.deliver(m)
+		case m := <-b.recv:
+			size := msgSize(m)
+			if b.queued.Load() >= int64(b.cfg.QueueLen) || b.queuedBytes.Load()+size > b.cfg.QueueBytes {
+				b.overflow.Add(1)
+				continue
+			}
+			b.queued.Add(1)
+			b.queuedBytes.Add(size)
+			b.inboxes[maphash.String(b.seed, m.Subject)%uint64(len(b.inboxes))].push(m)
 		}
+	}
+}
+
+// dispatch delivers what the pump queues in in until Close.
+func (b *Broker) dispatch(in *inbox) {
+	defer b.workers.Done()
+	var spare []*nats.Msg
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-in.wake:
+		}
+		batch := in.take(spare)
+		for i, m := range batch {
+			b.deliver(m)
+			b.queued.Add(-1)
+			b.queuedBytes.Add(-msgSize(m))
+			batch[i] = nil
+		}
+		spare = batch
 	}
 }
 
@@ -392,7 +427,7 @@ func (b *Broker) Close() error {
 	case <-time.After(closeWait):
 	}
 	close(b.stop)
-	b.dispatchers.Wait()
+	b.workers.Wait()
 	return b.local.Close()
 }
 

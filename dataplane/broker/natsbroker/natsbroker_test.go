@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -338,6 +339,68 @@ func TestWhatIsNotAJSONValueInValidUTF8IsDroppedAndCounted(t *testing.T) {
 	}
 	if got := a.metric(t, "wsfleet_node_nats_deliveries_total"); got != 1 {
 		t.Errorf("wsfleet_node_nats_deliveries_total = %v, want 1", got)
+	}
+}
+
+// stuck is a Subscriber whose first Deliver blocks until released: a node
+// whose dispatcher has fallen behind.
+type stuck struct {
+	release chan struct{}
+	once    sync.Once
+	n       atomic.Int64
+}
+
+func (s *stuck) Deliver([]byte) {
+	s.once.Do(func() { <-s.release })
+	s.n.Add(1)
+}
+
+func TestWhatANodeCannotKeepUpWithIsBoundedInMessagesAndBytes(t *testing.T) {
+	srv := natstest.Start(t)
+	const queueBytes = 1 << 20
+	a := newBroker(t, srv.URL(), "a", func(c *natsbroker.Config) {
+		c.QueueBytes = queueBytes
+		c.QueueLen = 1000
+		c.Dispatchers = 1
+	})
+	s := &stuck{release: make(chan struct{})}
+	subscribe(t, a, "c", s)
+	defer close(s.release)
+	backend, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backend.Close()
+	// 40 messages of 100 KB, 4 MB in all, at a dispatcher stuck in its
+	// first Deliver: 10 fit in 1 MiB, the rest are dropped.
+	big := []byte(`"` + strings.Repeat("x", 100_000) + `"`)
+	for range 40 {
+		if err := backend.Publish(subject.Channel("default", "c"), big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := backend.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// A message counts as queued until its delivery is done.
+	eventually(t, 10*time.Second, "every message is either queued or dropped", func() bool {
+		return a.metric(t, "wsfleet_node_nats_messages_dropped_total")+a.metric(t, "wsfleet_node_nats_queued_messages") == 40
+	})
+	queued, bytes := a.metric(t, "wsfleet_node_nats_queued_messages"), a.metric(t, "wsfleet_node_nats_queued_bytes")
+	if bytes > queueBytes || queued != 10 {
+		t.Fatalf("%v messages of %v bytes queued; want the 10 that fit in %d bytes", queued, bytes, queueBytes)
+	}
+
+	// Once the node catches up, what was queued is delivered and the next
+	// message gets through.
+	s.release <- struct{}{}
+	eventually(t, 10*time.Second, "the queue drains", func() bool { return s.n.Load() == int64(queued) })
+	if err := backend.Publish(subject.Channel("default", "c"), []byte(`"next"`)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the next message is delivered", func() bool { return s.n.Load() == int64(queued)+1 })
+	if got := a.metric(t, "wsfleet_node_nats_queued_bytes"); got != 0 {
+		t.Errorf("wsfleet_node_nats_queued_bytes = %v after draining, want 0", got)
 	}
 }
 
