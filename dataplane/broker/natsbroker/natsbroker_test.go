@@ -337,9 +337,10 @@ func TestWhatIsNotAJSONValueInValidUTF8IsDroppedAndCounted(t *testing.T) {
 	if got := a.metric(t, "wsfleet_node_nats_messages_invalid_total"); got != 4 {
 		t.Errorf("wsfleet_node_nats_messages_invalid_total = %v, want 4", got)
 	}
-	if got := a.metric(t, "wsfleet_node_nats_deliveries_total"); got != 1 {
-		t.Errorf("wsfleet_node_nats_deliveries_total = %v, want 1", got)
-	}
+	// Counted once Deliver has returned, just after the recorder saw it.
+	eventually(t, 10*time.Second, "wsfleet_node_nats_deliveries_total is 1", func() bool {
+		return a.metric(t, "wsfleet_node_nats_deliveries_total") == 1
+	})
 }
 
 // stuck is a Subscriber whose first Deliver blocks until released: a node
