@@ -216,3 +216,49 @@ func TestWhileNATSIsDownPublishesAreRefusedAndTheNodeServesOn(t *testing.T) {
 		t.Errorf("wsfleet_node_nats_reconnects_total = %v, want at least 1", got)
 	}
 }
+
+func TestNewBreakerThresholdsReachTheBrokersBreaker(t *testing.T) {
+	// Open long enough that no probe gets through during the test.
+	policy := func(minSamples int32) *wsfleetv1.Policy {
+		p := natsBreakerPolicy()
+		p.Breaker.OpenDuration = durationpb.New(time.Minute)
+		p.Breaker.MinSamples = minSamples
+		return p
+	}
+	srv := natstest.Start(t)
+	n1 := startNATSNode(t, srv.URL(), "n1", policy(3))
+	publisher := mustDial(t, n1.addr, dialOpts{})
+	srv.Stop()
+	eventually(t, 10*time.Second, "node 1 notices NATS is gone", func() bool {
+		return gaugeValue(t, n1.cfg.Registry, "wsfleet_node_nats_connected") == 0
+	})
+	publishUntil := func(reason string) {
+		t.Helper()
+		for range 10 {
+			publisher.send(t, `{"type":"publish","channel":"c","data":1}`)
+			if strings.Contains(publisher.expect(t, `"type":"error"`), reason) {
+				return
+			}
+		}
+		t.Fatalf("10 publishes while NATS is down, none refused with %q", reason)
+	}
+	publishUntil("breaker open")
+
+	// Same thresholds, another field changed: the breaker stays open.
+	same := policy(3)
+	same.Limits.MessageBurst++
+	applyPolicy(t, n1, same)
+	publisher.send(t, `{"type":"publish","channel":"c","data":1}`)
+	if m := publisher.expect(t, `"type":"error"`); !strings.Contains(m, "breaker open") {
+		t.Fatalf("after a policy change that keeps the breaker's thresholds: %s; want the breaker still open", m)
+	}
+	// New thresholds: a new, closed breaker that tries NATS again.
+	applyPolicy(t, n1, policy(5))
+	if got := gaugeValue(t, n1.cfg.Registry, "wsfleet_node_broker_breaker_state"); got != float64(gobreaker.StateClosed) {
+		t.Fatalf("wsfleet_node_broker_breaker_state = %v after new thresholds, want closed (0)", got)
+	}
+	publisher.send(t, `{"type":"publish","channel":"c","data":1}`)
+	if m := publisher.expect(t, `"type":"error"`); !strings.Contains(m, "not connected") {
+		t.Fatalf("first publish through the new breaker: %s; want it tried (not connected)", m)
+	}
+}
