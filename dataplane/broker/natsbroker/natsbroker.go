@@ -59,8 +59,18 @@ type Broker struct {
 	// callback it makes.
 	connClosed chan struct{}
 	closed     atomic.Bool
+	// redialErr is the last failed redial's error since the connection was
+	// last up: a redial failing for a new reason is logged at warning.
+	redialErr atomic.Pointer[error]
 
 	m *metrics
+}
+
+func errText(err *error) string {
+	if err == nil || *err == nil {
+		return ""
+	}
+	return (*err).Error()
 }
 
 type shard struct {
@@ -123,6 +133,7 @@ func New(cfg Config) (*Broker, error) {
 		// was told nothing.
 		nats.ReconnectBufSize(-1),
 		nats.ConnectHandler(func(nc *nats.Conn) {
+			b.redialErr.Store(nil)
 			log.WithField("nats_url", nc.ConnectedUrlRedacted()).Info("NATS connected")
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
@@ -136,11 +147,18 @@ func New(cfg Config) (*Broker, error) {
 			e.Warn("NATS disconnected: publishes are answered unavailable until it is back; reconnecting")
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
+			b.redialErr.Store(nil)
 			log.WithFields(logrus.Fields{"nats_url": nc.ConnectedUrlRedacted(), "subscriptions": b.nsubs.Load()}).
 				Info("NATS reconnected: channel subscriptions restored")
 		}),
 		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.WithError(err).Debug("NATS reconnect attempt failed")
+			// Redials never stop, so each failure is not news; a new
+			// reason (refused, then an authorization violation) is.
+			if prev := b.redialErr.Swap(&err); errText(prev) != errText(&err) {
+				log.WithError(err).Warn("NATS redial failed; retrying")
+				return
+			}
+			log.WithError(err).Debug("NATS redial failed; retrying")
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			e := log.WithError(err)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
@@ -455,6 +456,67 @@ func TestCloseLeavesNothingBehind(t *testing.T) {
 	if got := a.metric(t, "wsfleet_node_nats_subscriptions"); got != 0 {
 		t.Errorf("wsfleet_node_nats_subscriptions = %v after Close, want 0", got)
 	}
+}
+
+// logLines collects a logger's entries.
+type logLines struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logLines) Levels() []logrus.Level { return logrus.AllLevels }
+
+func (l *logLines) Fire(e *logrus.Entry) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	line := e.Level.String() + " " + e.Message
+	if err, ok := e.Data[logrus.ErrorKey].(error); ok {
+		line += ": " + err.Error()
+	}
+	l.lines = append(l.lines, line)
+	return nil
+}
+
+func (l *logLines) count(sub string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, line := range l.lines {
+		if strings.Contains(line, sub) {
+			n++
+		}
+	}
+	return n
+}
+
+func TestCredentialsAreSentAndAWrongOneIsLoggedAndRetried(t *testing.T) {
+	srv := natstest.Start(t, func(o *server.Options) { o.Authorization = "s3cret" })
+	good := newBroker(t, srv.URL(), "good", func(c *natsbroker.Config) { c.Token = "s3cret" })
+	r := newRecorder()
+	subscribe(t, good, "c", r)
+	publish(t, good, "c", `"with a token"`)
+	r.waitFor(t, "with a token")
+
+	lines := &logLines{}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	log.AddHook(lines)
+	bad := newBroker(t, srv.URL(), "bad", func(c *natsbroker.Config) {
+		c.Token = "wrong"
+		c.Log = logrus.NewEntry(log)
+	})
+	eventually(t, 10*time.Second, "the authorization violation is logged", func() bool {
+		return lines.count("warning NATS redial failed; retrying: nats: Authorization Violation") == 1
+	})
+	if bad.Connected() {
+		t.Fatal("connected with a wrong token")
+	}
+	// The broker does not give up on an authorization error (the server's
+	// side may be fixed while the node runs): once the server takes it, it
+	// connects.
+	srv.Stop()
+	srv.Restart(func(*server.Options) {})
+	eventually(t, 10*time.Second, "the broker connects once its token is accepted", bad.Connected)
 }
 
 func TestConfigIsCheckedBeforeConnecting(t *testing.T) {

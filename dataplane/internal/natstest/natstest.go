@@ -16,14 +16,16 @@ import (
 type Server struct {
 	*server.Server
 	// Port is the client port; Restart binds the same one.
-	Port int
-	t    testing.TB
+	Port   int
+	t      testing.TB
+	mutate []func(*server.Options)
 }
 
 // Start runs a server on a free port and shuts it down when the test ends.
-func Start(t testing.TB) *Server {
+// mutate, if any, edits its options (authorization, limits).
+func Start(t testing.TB, mutate ...func(*server.Options)) *Server {
 	t.Helper()
-	s := &Server{t: t}
+	s := &Server{t: t, mutate: mutate}
 	s.run(server.RANDOM_PORT)
 	t.Cleanup(s.Stop)
 	return s
@@ -31,7 +33,11 @@ func Start(t testing.TB) *Server {
 
 func (s *Server) run(port int) {
 	s.t.Helper()
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true})
+	opts := &server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true}
+	for _, m := range s.mutate {
+		m(opts)
+	}
+	srv, err := server.NewServer(opts)
 	if err != nil {
 		s.t.Fatalf("nats server: %v", err)
 	}
@@ -59,9 +65,13 @@ func (s *Server) Stop() {
 }
 
 // Restart starts a new server on the same port after Stop (a NATS restart
-// as clients see it: same address, no state).
-func (s *Server) Restart() {
+// as clients see it: same address, no state). mutate, if given, replaces
+// Start's option edits.
+func (s *Server) Restart(mutate ...func(*server.Options)) {
 	s.t.Helper()
+	if mutate != nil {
+		s.mutate = mutate
+	}
 	s.run(s.Port)
 }
 
