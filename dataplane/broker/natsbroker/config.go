@@ -128,9 +128,8 @@ func (c *Config) setDefaults() {
 
 // Validate checks what can be checked before connecting: required fields,
 // one kind of credentials, and that the credentials file holds a user
-// seed (the TLS files are loaded by the client at connect). The node calls
-// it at startup so a typo is an error there, not a broker that never
-// connects.
+// seed (New loads the TLS files too, before dialling). So a typo is an
+// error when the node starts, not a broker that never connects.
 func (c *Config) Validate() error {
 	if strings.TrimSpace(c.URLs) == "" {
 		return fmt.Errorf("%w: URLs is required (nats://host:port)", ErrConfig)
