@@ -336,9 +336,10 @@ verify-generated: $(BUF) ## generated code is up to date with the .proto files
 generate fix-generated: $(BUF) ## buf generate
 	$(BUF) generate
 
-bench: build ## Go benchmarks, then the node's load tool side by side with bare gws
+bench: build $(ETCD) $(NATS_SERVER) ## Go benchmarks, then the load tool: the node vs bare gws, fan-out through NATS, policy propagation (bolt; etcd replicas)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
-	$(BIN)/wsfleet-bench run --node-bin $(BIN)/wsfleet-node --control-bin $(BIN)/wsfleet-control $(BENCH_FLAGS)
+	$(BIN)/wsfleet-bench run --node-bin $(BIN)/wsfleet-node --control-bin $(BIN)/wsfleet-control \
+		--etcd-bin $(ETCD) --nats-bin $(NATS_SERVER) $(BENCH_FLAGS)
 
 cover: ## test coverage report in coverage.out
 	$(GO) test -count=1 -coverprofile=coverage.out ./...
