@@ -336,10 +336,14 @@ verify-generated: $(BUF) ## generated code is up to date with the .proto files
 generate fix-generated: $(BUF) ## buf generate
 	$(BUF) generate
 
+# bench: the load tool runs even when a Go benchmark failed, so one failure
+# does not hide every other figure; the target fails if either did.
 bench: build $(ETCD) $(NATS_SERVER) ## Go benchmarks, then the load tool: the node vs bare gws, fan-out through NATS, policy propagation (bolt; etcd replicas)
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+	@failed=; \
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./... || failed="Go benchmarks"; \
 	$(BIN)/wsfleet-bench run --node-bin $(BIN)/wsfleet-node --control-bin $(BIN)/wsfleet-control \
-		--etcd-bin $(ETCD) --nats-bin $(NATS_SERVER) $(BENCH_FLAGS)
+		--etcd-bin $(ETCD) --nats-bin $(NATS_SERVER) $(BENCH_FLAGS) || failed="$${failed:+$$failed and }wsfleet-bench"; \
+	if [ -n "$$failed" ]; then echo ">> bench: $$failed failed (see above)" >&2; exit 1; fi
 
 cover: ## test coverage report in coverage.out
 	$(GO) test -count=1 -coverprofile=coverage.out ./...
