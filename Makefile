@@ -126,7 +126,9 @@ http_ok() {
 # once reaped (empty while running).
 names=() pids=() groups=() ended=()
 stopping=
-trap 'stopping=1' INT TERM
+# HUP too: a closed terminal stops the cluster as Ctrl-C does (the
+# processes, in process groups of their own, would not get it).
+trap 'stopping=1' INT TERM HUP
 
 # start GROUP NAME LOG CMD...: CMD in the background, in a process group of
 # its own (set -m). LOG is a file, or - for the terminal with each line
@@ -260,7 +262,7 @@ if up; then
 	say "  replicas (wsctl --addr): cp1 127.0.0.1:${cp_grpc[0]}, cp2 127.0.0.1:${cp_grpc[1]}, cp3 127.0.0.1:${cp_grpc[2]}; POST /v1/publish on HTTP ${cp_http[0]}, ${cp_http[1]}, ${cp_http[2]}"
 	say "  nodes: node-1 ws://127.0.0.1:${node_ws[0]}/ws, node-2 ws://127.0.0.1:${node_ws[1]}/ws (metrics ${node_admin[0]}, ${node_admin[1]})"
 	say '  in another shell: export PATH=$PWD/.bin:$PATH; wsctl nodes list'
-	say "  kill a replica: kill -9 \$(cat $dir/cp1.pid); Ctrl-C here stops everything"
+	say "  kill a replica: kill -9 \$(cat $dir/cpN.pid), N in 1 2 3; Ctrl-C here stops everything"
 	while [ -z "$stopping" ]; do
 		running=0
 		for i in "${!pids[@]}"; do
