@@ -223,12 +223,17 @@ func TestRunClusterScenarios(t *testing.T) {
 		cfg := tinyRun(t)
 		cfg.ControlBin, _ = os.Executable()
 		cfg.Scenarios = []string{ScenarioFanoutNATS, ScenarioPropagationEtcd}
+		var progress strings.Builder
+		cfg.Progress = &progress
 		rep, err := Run(context.Background(), cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if rep.Failed() || rep.FanoutNATS != nil || rep.PropagationEtcd != nil {
 			t.Errorf("want nothing run, got %+v", rep)
+		}
+		if strings.Contains(progress.String(), "starting") {
+			t.Errorf("a child was started for skipped scenarios:\n%s", progress.String())
 		}
 		if got := strings.Join(rep.Skipped, "\n"); !strings.Contains(got, "fanout-nats: no nats-server binary (--nats-bin)") ||
 			!strings.Contains(got, "propagation-etcd: no etcd binary (--etcd-bin)") {

@@ -30,10 +30,12 @@ const (
 	// HTTP/2 connection is well within what gRPC multiplexes.
 	DefaultClientsPerConn = 500
 	DefaultApplies        = 20
-	// DefaultApplyPause separates one apply's last ACK from the next apply,
-	// so the control plane has taken in the ACKs of the previous revision
-	// (they are only sent, not yet read, when the last client's Apply runs)
-	// and each apply starts from a quiet system, as an operator's would.
+	// DefaultApplyPause follows each apply's last client Apply, so the
+	// control plane has taken in the ACKs (they are only sent, not yet
+	// read, when the last client's Apply runs) before the bench reads when
+	// they arrived (ListNodes, which would otherwise compete with them),
+	// and the next apply starts from a quiet system, as an operator's
+	// would.
 	DefaultApplyPause = 100 * time.Millisecond
 	// DefaultPropagationSetup bounds starting every client and their
 	// applying the initial revision; 10,000 hellos at once take a few

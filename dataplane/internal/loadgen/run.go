@@ -379,7 +379,7 @@ func Run(ctx context.Context, cfg RunConfig) (rep *Report, err error) {
 
 	var node *child
 	var nodeTarget Target
-	if cfg.wantsNode() {
+	if slices.ContainsFunc(nodeScenarios, runs) {
 		logf(cfg.Progress, "starting node %s", cfg.NodeBin)
 		node, err = startNode(ctx, cfg, "node", "bench", policyPath)
 		if err != nil {
