@@ -264,18 +264,21 @@ func writePropagationTable(w io.Writer, setups []*PropagationRuns, s Settings) e
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	etcd := ""
+	if slices.ContainsFunc(setups, func(p *PropagationRuns) bool { return strings.HasPrefix(p.Setup, "etcd") }) {
+		etcd = "\netcd: one member on this machine, started by the bench (--etcd-bin); the replicas' RSS is\nadded up."
+	}
 	_, err := fmt.Fprintf(w, `
 Measured from just before the ApplyPolicy call to the control plane receiving
 each client's ACK: the node's last_ack_time in ListNodes, stamped by the
 replica the client watches when the ACK arrives (bench and control plane read
 one clock: one machine). p50 and max over the applies (a p99 of %d is their
 max). Applies go to the first replica; the clients are spread evenly over the
-replicas, several hundred to a gRPC connection (a real node has its own). etcd:
-one member on this machine, started by the bench (--etcd-bin). RSS: every
-replica's, added up. Not covered: a real node's own apply (the clients' Apply
-only takes the time), a network between replicas, etcd and nodes (loopback),
-an etcd cluster of several members.
-`, s.PropagationApplies)
+replicas, several hundred to a gRPC connection (a real node has its own).%s
+Not covered: a real node's own apply (the clients' Apply only takes the time),
+a network between replicas, etcd and nodes (loopback), an etcd cluster of
+several members.
+`, s.PropagationApplies, etcd)
 	return err
 }
 
