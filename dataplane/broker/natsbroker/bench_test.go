@@ -78,12 +78,17 @@ func BenchmarkCrossNodeFanout(b *testing.B) {
 			ctx := context.Background()
 			delivered := func() int64 { return min(got[0].Load(), got[1].Load()) / int64(perNode) }
 			// Wait for the whole pool: a delivery that has not happened
-			// when the clock stops does not count.
+			// when the clock stops does not count. A node that falls behind
+			// drops messages by design (its queue is bounded; core NATS is
+			// at most once), so waiting ends when deliveries stop coming
+			// too; what never came is reported as lost, not waited for.
 			wait := func(upTo int64) {
-				deadline := time.Now().Add(30 * time.Second)
-				for delivered() < upTo {
-					if time.Now().After(deadline) {
-						b.Fatalf("%d of %d messages delivered on both nodes after 30s", delivered(), upTo)
+				last, since := delivered(), time.Now()
+				for d := delivered(); d < upTo; d = delivered() {
+					if d != last {
+						last, since = d, time.Now()
+					} else if time.Since(since) > 2*time.Second {
+						return
 					}
 					time.Sleep(20 * time.Microsecond)
 				}
@@ -100,7 +105,12 @@ func BenchmarkCrossNodeFanout(b *testing.B) {
 				sent++
 			}
 			wait(sent)
-			b.ReportMetric(float64(got[0].Load()+got[1].Load())/b.Elapsed().Seconds(), "deliveries/s")
+			total := got[0].Load() + got[1].Load()
+			if total == 0 {
+				b.Fatalf("none of %d messages delivered", sent)
+			}
+			b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "deliveries/s")
+			b.ReportMetric(float64(sent*int64(2*perNode)-total), "lost")
 		})
 	}
 }

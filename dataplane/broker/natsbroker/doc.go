@@ -42,9 +42,10 @@
 // blocks. The queues together hold at most Config.QueueLen messages and
 // Config.QueueBytes bytes; beyond either the pump drops what arrives rather
 // than stop the reader (and with it the pings that keep the connection
-// alive). Between the reader and the pump, a hand-off channel of 256
-// messages (each at most the server's max_payload) fills only while the
-// pump waits for a CPU; the client library drops what it cannot hand over.
+// alive). Between the reader and the pump, a hand-off channel as long
+// as Config.QueueLen (each message at most the server's max_payload) fills
+// only while the pump waits for a CPU, long enough for a whole burst; the
+// client library drops what it cannot hand over.
 // Every drop is counted.
 //
 // Publish runs on the publisher's read loop and never waits for a

@@ -6,14 +6,6 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// handOffLen is the capacity of the channel the client library hands every
-// received message to. The pump empties it at once (it only counts and
-// routes), so it holds messages only while the pump waits for a CPU; when
-// it is full the client library drops what arrives (counted). It bounds in
-// messages what the pump has not looked at yet; everything after the pump
-// is bounded in messages and bytes (Config.QueueLen, Config.QueueBytes).
-const handOffLen = 256
-
 // inbox is one dispatcher's queue of received messages. Its length and
 // bytes count against the broker's shared bounds (Broker.queued,
 // Broker.queuedBytes), checked by the pump before a push.

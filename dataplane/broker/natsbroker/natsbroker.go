@@ -105,8 +105,17 @@ func New(cfg Config) (*Broker, error) {
 		seed:       maphash.MakeSeed(),
 		stop:       make(chan struct{}),
 		connClosed: make(chan struct{}),
-		recv:       make(chan *nats.Msg, handOffLen),
-		inboxes:    make([]*inbox, cfg.Dispatchers),
+		// The channel the client library hands every received message
+		// to. The pump empties it at once (it only counts and routes), so
+		// it holds messages only while the pump waits for a CPU, and when
+		// it is full the client library drops what arrives (counted). It
+		// must take a whole burst: with 256 slots a node on a busy 2-core
+		// machine lost most of a 2,000-message burst to one channel before
+		// its pump was scheduled. So it is as long as the queue after the
+		// pump (QueueLen): a node holds at most 2 × QueueLen messages it
+		// has not delivered, each at most NATS's max_payload.
+		recv:    make(chan *nats.Msg, cfg.QueueLen),
+		inboxes: make([]*inbox, cfg.Dispatchers),
 	}
 	for i := range b.inboxes {
 		b.inboxes[i] = newInbox()

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -552,5 +553,32 @@ func TestConfigIsCheckedBeforeConnecting(t *testing.T) {
 				t.Fatalf("New = %v, want an error containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// A busy channel sends in bursts: every message of a burst of a couple of
+// thousand must reach every node, even when the node's pump gets the CPU
+// only after the whole burst has arrived.
+func TestABurstReachesEveryNodeWhole(t *testing.T) {
+	srv := natstest.Start(t)
+	a := newBroker(t, srv.URL(), "a", nil)
+	b := newBroker(t, srv.URL(), "b", nil)
+	ra, rb := newRecorder(), newRecorder()
+	subscribe(t, a, "burst", ra)
+	subscribe(t, b, "burst", rb)
+	const n = 2000
+	for i := range n {
+		if _, err := a.Publish(t.Context(), "burst", []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, r := range map[string]*recorder{"a": ra, "b": rb} {
+		deadline := time.Now().Add(10 * time.Second)
+		for len(r.got()) < n && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if got := len(r.got()); got != n {
+			t.Errorf("node %s got %d of a burst of %d", name, got, n)
+		}
 	}
 }
