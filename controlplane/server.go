@@ -383,27 +383,24 @@ func (s *Server) Run(ctx context.Context) error {
 	}()
 
 	var runErr error
+	collected := 0
 	select {
 	case <-ctx.Done():
 	case runErr = <-errc:
+		// A serve goroutine ended first: with an error, or without one
+		// when its server was stopped from elsewhere.
+		collected = 1
 		s.log.WithError(runErr).Error("server failed")
 	}
 	s.shutdown()
 	// Collect both serve goroutines (one may already have been read above).
-	for range 2 - boolToInt(runErr != nil) {
+	for range 2 - collected {
 		if err := <-errc; err != nil && runErr == nil && !errors.Is(err, grpc.ErrServerStopped) {
 			runErr = err
 		}
 	}
 	s.log.Info("control plane stopped")
 	return runErr
-}
-
-func boolToInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // shutdown stops accepting, lets calls under way finish within the
