@@ -182,12 +182,12 @@ func (m *Member) Degraded() string {
 	defer m.mu.Unlock()
 	if m.lease == 0 {
 		return fmt.Sprintf("no lease in etcd for %s (%v): the other replicas see this one's nodes as disconnected",
-			now.Sub(m.lostAt).Round(100 * time.Millisecond), m.lostWhy)
+			now.Sub(m.lostAt).Round(100*time.Millisecond), m.lostWhy)
 	}
 	// etcd's client renews every TTL/3: two renewals missed is etcd not
 	// answering, well before the lease is lost.
 	if late := now.Sub(m.renewed); late > 2*m.cfg.LeaseTTL/3 {
-		return fmt.Sprintf("etcd has not renewed this replica's lease for %s (lease TTL %s)", late.Round(100 * time.Millisecond), m.cfg.LeaseTTL)
+		return fmt.Sprintf("etcd has not renewed this replica's lease for %s (lease TTL %s)", late.Round(100*time.Millisecond), m.cfg.LeaseTTL)
 	}
 	return ""
 }

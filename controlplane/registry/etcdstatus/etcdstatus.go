@@ -152,11 +152,11 @@ func (s *Sync) Degraded() string {
 			what = "the other replicas' nodes are not shown"
 		}
 		why = append(why, fmt.Sprintf("cannot read the fleet's node status from etcd for %s (%v): %s",
-			now.Sub(s.copySince).Round(100 * time.Millisecond), s.copyErr, what))
+			now.Sub(s.copySince).Round(100*time.Millisecond), s.copyErr, what))
 	}
 	if s.writeErr != nil {
 		why = append(why, fmt.Sprintf("cannot write this replica's node status to etcd for %s (%v): the other replicas see its nodes as they were",
-			now.Sub(s.writeSince).Round(100 * time.Millisecond), s.writeErr))
+			now.Sub(s.writeSince).Round(100*time.Millisecond), s.writeErr))
 	}
 	s.mu.Unlock()
 	return strings.Join(why, "; ")
