@@ -7,6 +7,7 @@ package controlplane
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -477,4 +478,36 @@ func TestAReplicaThatDoesNotAnswerMakesAFlaggedPartialAnswerWithinThePeerTimeout
 // forwardedCtx is a call's context as a replica forwards it.
 func forwardedCtx() context.Context {
 	return metadata.AppendToOutgoingContext(context.Background(), fanout.ForwardedHeader, "r-test")
+}
+
+func TestReplicaSettingsAreChecked(t *testing.T) {
+	etcd := func(c *Config) { onEtcd("127.0.0.1:1")(c) }
+	tests := []struct {
+		name   string
+		mutate func(*Config)
+		says   string
+	}{
+		{"an advertised address without the etcd store", func(c *Config) { c.AdvertiseAddr = "127.0.0.1:7400" }, "need --store etcd"},
+		{"a gRPC address on every interface and nothing advertised", func(c *Config) { etcd(c); c.GRPCAddr = ":7400" }, "--advertise-addr HOST:PORT"},
+		{"a wildcard advertised address", func(c *Config) { etcd(c); c.AdvertiseAddr = "0.0.0.0:7400" }, "wildcard"},
+		{"an advertised address without a port", func(c *Config) { etcd(c); c.AdvertiseAddr = "127.0.0.1" }, "not HOST:PORT"},
+		{"an address reached over the network without TLS", func(c *Config) { etcd(c); c.AdvertiseAddr = "10.1.2.3:7400" }, "plaintext"},
+		{"a lease shorter than etcd grants", func(c *Config) { etcd(c); c.LeaseTTL = time.Second }, "--lease-ttl must be at least 2s"},
+		{"a peer CA without TLS", func(c *Config) { etcd(c); c.PeerCA = "ca.pem" }, "need --tls-cert"},
+		{"a peer certificate without its key", func(c *Config) { etcd(c); c.PeerCert = "c.pem" }, "go together"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := quietConfig(t.TempDir())
+			tt.mutate(&cfg)
+			srv, err := New(cfg)
+			if err == nil {
+				srv.Close()
+				t.Fatal("New accepted it")
+			}
+			if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tt.says) {
+				t.Fatalf("New: %v, want ErrConfig saying %q", err, tt.says)
+			}
+		})
+	}
 }
