@@ -511,3 +511,50 @@ func TestReplicaSettingsAreChecked(t *testing.T) {
 		})
 	}
 }
+
+func TestATailSaysWhenAReplicasEventsStopAndResume(t *testing.T) {
+	e := etcdtest.Start(t, nil)
+	// B is reached through a proxy the test can cut: the network between
+	// the replicas fails while B lives.
+	bAddr := freeAddr(t)
+	proxy := etcdtest.NewProxy(t, bAddr)
+	a := replica(t, e.Endpoint)
+	b := replica(t, e.Endpoint, func(c *Config) { c.GRPCAddr, c.AdvertiseAddr = bAddr, proxy.Addr })
+	waitFor(t, 10*time.Second, "A knows B", func() bool { return len(a.member.Peers()) == 1 })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tail, err := fleetOf(t, a).TailEvents(ctx, &wsfleetv1.TailEventsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The header comes once every replica's tail is open.
+	if _, err := tail.Header(); err != nil {
+		t.Fatal(err)
+	}
+	next := func() *wsfleetv1.TailEventsResponse {
+		t.Helper()
+		m, err := tail.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	report(t, b, "node-b", event(wsfleetv1.ErrorClass_ERROR_CLASS_CONN_RESET, "before", time.Now()))
+	if m := next(); m.GetEvent().GetTraceId() != "before" {
+		t.Fatalf("got %v, want B's event", m)
+	}
+
+	proxy.Cut()
+	if m := next(); m.GetReplicaLost().GetReplica() != proxy.Addr {
+		t.Fatalf("got %v, want B said lost", m)
+	}
+	proxy.Heal()
+	if m := next(); m.GetReplicaBack() != proxy.Addr {
+		t.Fatalf("got %v, want B said back", m)
+	}
+	report(t, b, "node-b", event(wsfleetv1.ErrorClass_ERROR_CLASS_CONN_RESET, "after", time.Now()))
+	if m := next(); m.GetEvent().GetTraceId() != "after" {
+		t.Fatalf("got %v, want B's new event", m)
+	}
+}

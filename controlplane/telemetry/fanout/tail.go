@@ -87,10 +87,22 @@ func (f *Fleet) TailEvents(req *wsfleetv1.TailEventsRequest, stream wsfleetv1.Fl
 	}
 
 	in := make(chan *wsfleetv1.TailEventsResponse, f.cfg.TailBuffer)
+	// following: the replicas followed now. A follower ends when its
+	// replica is no longer registered, saying whether its events were
+	// said lost; if the replica registers again it is followed again
+	// (and said back once its tail is open).
 	following := map[string]bool{}
+	ended := make(chan followEnd, len(peers)+1)
+	lostEarlier := map[string]bool{}
 	follow := func(p replicas.Peer, st *peerTail, lost bool) {
 		following[p.ID] = true
-		followers.Go(func() { f.followTail(ctx, p, st, lost, req.GetFilter(), in) })
+		followers.Go(func() {
+			lost := f.followTail(ctx, p, st, lost, req.GetFilter(), in)
+			select {
+			case ended <- followEnd{p.ID, lost}:
+			case <-ctx.Done():
+			}
+		})
 	}
 	for i, p := range peers {
 		if err := opens[i].err; err != nil {
@@ -118,12 +130,17 @@ func (f *Fleet) TailEvents(req *wsfleetv1.TailEventsRequest, stream wsfleetv1.Fl
 			}
 			msg = &wsfleetv1.TailEventsResponse{Event: ev}
 		case msg = <-in:
+		case e := <-ended:
+			delete(following, e.id)
+			lostEarlier[e.id] = e.lost
+			continue
 		case <-joins.C:
-			// A replica that joined: its tail is opened, with no backlog
-			// (it has just started).
+			// A replica that joined (or registered again): its tail is
+			// opened, with no backlog (it has just started, or what it
+			// holds was said lost).
 			for _, p := range f.peers(ctx) {
 				if !following[p.ID] {
-					follow(p, nil, false)
+					follow(p, nil, lostEarlier[p.ID])
 				}
 			}
 			continue
@@ -206,13 +223,21 @@ func (f *Fleet) openTail(ctx context.Context, p replicas.Peer, filter *wsfleetv1
 	return &peerTail{st: st, cancel: cancel}, past, nil
 }
 
-// followTail hands replica p's events to in until ctx ends. st is p's
-// tail, opened; nil with lost when it could not be opened (which was
-// said); nil without lost for a replica that joined: it is opened now.
-// When the tail breaks it says so (replica_lost) and reopens it, with
-// backoff, while p is registered; once reopened it says so too
-// (replica_back).
-func (f *Fleet) followTail(ctx context.Context, p replicas.Peer, st *peerTail, lost bool, filter *wsfleetv1.EventFilter, in chan<- *wsfleetv1.TailEventsResponse) {
+// followEnd is a follower's end: its replica, and whether its events were
+// said lost (and not back).
+type followEnd struct {
+	id   string
+	lost bool
+}
+
+// followTail hands replica p's events to in until ctx ends or p is no
+// longer registered. st is p's tail, opened; nil with lost when it could
+// not be opened (which was said); nil without lost for a replica that
+// joined: it is opened now. When the tail breaks it says so
+// (replica_lost) and reopens it, with backoff, while p is registered;
+// once reopened it says so too (replica_back). It returns whether p's
+// events are said lost.
+func (f *Fleet) followTail(ctx context.Context, p replicas.Peer, st *peerTail, lost bool, filter *wsfleetv1.EventFilter, in chan<- *wsfleetv1.TailEventsResponse) bool {
 	send := func(m *wsfleetv1.TailEventsResponse) bool {
 		select {
 		case in <- m:
@@ -225,7 +250,7 @@ func (f *Fleet) followTail(ctx context.Context, p replicas.Peer, st *peerTail, l
 		var err error
 		if st, _, err = f.openTail(ctx, p, filter, 0); err != nil {
 			if !send(&wsfleetv1.TailEventsResponse{ReplicaLost: f.missing(p, err, false)}) {
-				return
+				return lost
 			}
 			lost = true
 		}
@@ -243,13 +268,13 @@ func (f *Fleet) followTail(ctx context.Context, p replicas.Peer, st *peerTail, l
 			st.close()
 			st = nil
 			if ctx.Err() != nil {
-				return
+				return lost
 			}
 			if err == io.EOF {
 				err = status.Error(codes.Unavailable, "its tail ended")
 			}
 			if !send(&wsfleetv1.TailEventsResponse{ReplicaLost: f.missing(p, err, false)}) {
-				return
+				return lost
 			}
 			lost = true
 			retry.Reset()
@@ -259,20 +284,20 @@ func (f *Fleet) followTail(ctx context.Context, p replicas.Peer, st *peerTail, l
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				return
+				return lost
 			case <-t.C:
 			}
 			if !f.isPeer(p.ID) {
 				// Gone from etcd: it stopped, and its nodes report
 				// elsewhere now.
-				return
+				return lost
 			}
 			st, _, _ = f.openTail(ctx, p, filter, 0)
 		}
 		if lost {
 			if !send(&wsfleetv1.TailEventsResponse{ReplicaBack: p.Addr}) {
 				st.close()
-				return
+				return lost
 			}
 			lost = false
 		}
