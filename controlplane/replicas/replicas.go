@@ -217,10 +217,8 @@ func (m *Member) Run(ctx context.Context) {
 		MaxInterval:         retryMax,
 	}
 	retry.Reset()
-	var id clientv3.LeaseID
 	for ctx.Err() == nil {
-		var err error
-		id, err = m.register(ctx, lessor)
+		id, err := m.register(ctx, lessor)
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -234,6 +232,7 @@ func (m *Member) Run(ctx context.Context) {
 		ka, err := lessor.KeepAlive(ctx, id)
 		if err != nil {
 			m.lost(err)
+			sleep(ctx, retry.NextBackOff())
 			continue
 		}
 		m.granted(id)
@@ -247,6 +246,8 @@ func (m *Member) Run(ctx context.Context) {
 		m.lost(fmt.Errorf("etcd did not renew lease %x within %s", int64(id), m.cfg.LeaseTTL))
 		log.WithField("lease_ttl", m.cfg.LeaseTTL).Warn("this replica's lease in etcd was lost (etcd unreachable?); the other replicas see its nodes as disconnected until it registers again")
 	}
+	// The lease held, if any (not one etcd let expire meanwhile).
+	id, _ := m.Lease()
 	m.lost(fmt.Errorf("stopped"))
 	if id != 0 {
 		// A clean stop is seen by the others at once.

@@ -331,7 +331,7 @@ func (w *writer) write(ctx context.Context, batch []string) error {
 		changes = append(changes, c)
 	}
 	if len(ops) > 0 {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.s.cfg.RequestTimeout)
+		cctx, cancel := context.WithTimeout(ctx, w.s.cfg.RequestTimeout)
 		_, err := w.s.cfg.Client.Txn(cctx).Then(ops...).Commit()
 		cancel()
 		if err != nil {
@@ -362,9 +362,18 @@ func (w *writer) write(ctx context.Context, batch []string) error {
 }
 
 // flush writes what is pending, whatever the interval, once, within one
-// RequestTimeout: the last statuses of a replica that stops.
+// RequestTimeout: the last statuses of a replica that stops. While writes
+// fail (etcd away) it does not wait for etcd again: the other replicas
+// see this one's nodes disconnected when its lease expires.
 func (w *writer) flush() {
 	w.take()
+	w.s.mu.Lock()
+	failing := w.s.writeErr != nil
+	w.s.mu.Unlock()
+	if failing && len(w.pending) > 0 {
+		w.log.WithField("nodes", len(w.pending)).Warn("etcd is away: the last node statuses of this replica are not written")
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), w.s.cfg.RequestTimeout)
 	defer cancel()
 	for len(w.pending) > 0 && ctx.Err() == nil {
