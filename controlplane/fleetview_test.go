@@ -208,18 +208,29 @@ func TestAReplicaCutOffFromEtcdKeepsItsNodesAndSaysSo(t *testing.T) {
 		}
 		t.Logf("degraded: %s", degraded)
 	})
+	top := t // the late node's stream lives as long as the test
+	t.Run("a node attaching to C meanwhile is served and listed there", func(t *testing.T) {
+		// Nothing of a watch stream waits for etcd.
+		if r := watchAs(top, c, "late-on-c", "").ackNext(); r.GetRevision() != 1 {
+			t.Fatalf("pushed %d", r.GetRevision())
+		}
+		waitFor(t, 10*time.Second, "C lists it on revision 1", func() bool {
+			nodes, _ := listAll(t, fleetOf(t, c), 0)
+			return nodes["late-on-c"].GetConnected() && nodes["late-on-c"].GetAppliedRevision() == 1
+		})
+	})
 	t.Run("A shows C's node disconnected", func(t *testing.T) {
 		waitFor(t, testLeaseTTL+5*time.Second, "A shows on-c disconnected", func() bool {
 			nodes, _ := listAll(t, fleetOf(t, a), 0)
 			return ids(nodes) == "on-a=connected,on-c=disconnected"
 		})
 	})
-	t.Run("once etcd is back C registers again and its node is connected everywhere", func(t *testing.T) {
+	t.Run("once etcd is back C registers again and its nodes are connected everywhere", func(t *testing.T) {
 		proxy.Heal()
 		for name, r := range map[string]*Server{"A": a, "C": c} {
-			waitFor(t, 15*time.Second, name+" shows both connected, not degraded", func() bool {
+			waitFor(t, 15*time.Second, name+" shows every node connected, not degraded", func() bool {
 				nodes, degraded := listAll(t, fleetOf(t, r), 0)
-				return ids(nodes) == "on-a=connected,on-c=connected" && degraded == ""
+				return ids(nodes) == "late-on-c=connected,on-a=connected,on-c=connected" && degraded == ""
 			})
 		}
 	})
