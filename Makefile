@@ -8,6 +8,13 @@ BIN         := $(CURDIR)/.bin
 BUF_VERSION := v1.75.0
 BUF         := $(BIN)/buf-$(BUF_VERSION)/buf
 # protoc-gen-go and protoc-gen-go-grpc are pinned in buf.gen.yaml (go run pkg@version).
+# etcd and nats-server (make run-cluster) are built from the module cache at
+# the versions go.mod requires (its tool block keeps them there); the names
+# carry the version, so a bump in go.mod and here builds new ones.
+ETCD_VERSION := v3.7.3
+NATS_VERSION := v2.15.2
+ETCD         := $(BIN)/etcd-$(ETCD_VERSION)
+NATS_SERVER  := $(BIN)/nats-server-$(NATS_VERSION)
 
 GOTEST_TIMEOUT ?= 15m
 BENCHTIME      ?= 2s
@@ -15,7 +22,7 @@ FUZZTIME       ?= 20s
 BENCH_FLAGS    ?=
 DATA_DIR       ?= ./.wsfleet
 
-.PHONY: help run build test bench bench-smoke generate lint cover fuzz \
+.PHONY: help run run-cluster build test bench bench-smoke generate lint cover fuzz \
         vet gotest verify-fmt fix-fmt verify-mod fix-mod verify-generated fix-generated verify-buf-format fix-buf-format clean
 
 help: ## list targets
@@ -63,6 +70,230 @@ run: build ## control plane (embedded store, --dev) and one node registered to i
 		echo ">> stopped: wsfleet-control exited $$cs$${node:+, wsfleet-node $$ns}" >&2; exit 1; \
 	fi
 
+# etcd and nats-server are built from the module cache; go.mod must require
+# the version the file name says, or the name would lie.
+$(ETCD):
+	@have=$$($(GO) list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3); \
+	if [ "$$have" != $(ETCD_VERSION) ]; then \
+		echo ">> go.mod requires go.etcd.io/etcd/server/v3 $$have but the Makefile names $(ETCD_VERSION): make them agree" >&2; exit 1; \
+	fi
+	@echo ">> building etcd $(ETCD_VERSION) (first time only)"
+	$(GO) build -o $@ go.etcd.io/etcd/server/v3
+
+$(NATS_SERVER):
+	@have=$$($(GO) list -m -f '{{.Version}}' github.com/nats-io/nats-server/v2); \
+	if [ "$$have" != $(NATS_VERSION) ]; then \
+		echo ">> go.mod requires github.com/nats-io/nats-server/v2 $$have but the Makefile names $(NATS_VERSION): make them agree" >&2; exit 1; \
+	fi
+	@echo ">> building nats-server $(NATS_VERSION) (first time only)"
+	$(GO) build -o $@ github.com/nats-io/nats-server/v2
+
+# run-cluster: etcd, then NATS, then three control-plane replicas sharing
+# that etcd (the first one creates the store), then two nodes given all
+# three replicas and NATS; each starts once the one before it answers
+# (bounded by RUN_WAIT seconds each; a piece that exits or stays silent
+# stops what started, and the recipe exits 1 naming it). A process that
+# dies later (the tour kills a replica) is reported and the rest keep
+# running. Every process runs in a process group of its own, so the
+# terminal's Ctrl-C reaches this script alone, which stops them in order:
+# the nodes (they drain their clients), the replicas, NATS, etcd — each
+# with SIGTERM, and SIGKILL after STOP_WAIT seconds. The recipe exits 0
+# when everything still running stopped cleanly, 1 (saying which did not)
+# otherwise. etcd and NATS log to files in $(DATA_DIR)/cluster, the
+# wsfleet processes to the terminal, each line prefixed with its name.
+STOP_WAIT ?= 40
+define RUN_CLUSTER
+set -u
+dir=$CLUSTER_DIR
+etcd_port=2379 etcd_peer_port=2380 nats_port=4222
+cp_grpc=(7400 7402 7404) cp_http=(7401 7403 7405)
+node_ws=(8080 8082) node_admin=(8081 8083)
+etcd_url=127.0.0.1:$etcd_port nats_url=nats://127.0.0.1:$nats_port
+control=127.0.0.1:${cp_grpc[0]},127.0.0.1:${cp_grpc[1]},127.0.0.1:${cp_grpc[2]}
+
+say() { echo ">> $*"; }
+warn() { echo ">> $*" >&3; }
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# http_ok PORT PATH [TEXT]: a GET of PATH answers 200 (with TEXT in it).
+# HTTP/1.0: the server closes the connection after its answer.
+http_ok() {
+	local out
+	out=$( (exec 3<>"/dev/tcp/127.0.0.1/$1" && printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3 && timeout 2 cat <&3) 2>/dev/null) || return 1
+	[[ $out == HTTP/1.?" 200 "* && $out == *"${3-}"* ]]
+}
+
+# Processes, in start order: name, pid, group (stop order), exit status
+# once reaped (empty while running).
+names=() pids=() groups=() ended=()
+stopping=
+# HUP too: a closed terminal stops the cluster as Ctrl-C does (the
+# processes, in process groups of their own, would not get it).
+trap 'stopping=1' INT TERM HUP
+
+# start GROUP NAME LOG CMD...: CMD in the background, in a process group of
+# its own (set -m). LOG is a file, or - for the terminal with each line
+# prefixed by NAME.
+start() {
+	local group=$1 name=$2 log=$3
+	shift 3
+	set -m
+	if [ "$log" = - ]; then
+		"$@" </dev/null > >(exec sed -u "s/^/$name | /") 2>&1 &
+	else
+		"$@" </dev/null >"$log" 2>&1 &
+	fi
+	local pid=$!
+	set +m
+	names+=("$name") pids+=("$pid") groups+=("$group") ended+=("")
+	echo "$pid" >"$dir/$name.pid"
+}
+
+# reap I: the exit status of process I, once it has exited.
+reap() {
+	if [ -z "${ended[$1]}" ]; then
+		local s=0
+		wait "${pids[$1]}" 2>/dev/null || s=$?
+		ended[$1]=$s
+		rm -f "$dir/${names[$1]}.pid"
+	fi
+}
+
+# how I: process I's exit status in words.
+how() {
+	local s=${ended[$1]}
+	if [ "$s" -gt 128 ]; then echo "status $s, SIG$(kill -l $((s - 128)))"; else echo "status $s"; fi
+}
+
+# await WHAT CHECK...: waits until CHECK succeeds for the process started
+# last, at most RUN_WAIT seconds; fails if it exits first, or on Ctrl-C.
+await() {
+	local what=$1 i=$((${#pids[@]} - 1)) n
+	shift
+	for ((n = 0; n < RUN_WAIT * 10; n++)); do
+		[ -z "$stopping" ] || return 1
+		if "$@"; then
+			say "${names[i]} is up: $what"
+			return 0
+		fi
+		if ! kill -0 "${pids[i]}" 2>/dev/null; then
+			reap "$i"
+			warn "${names[i]} exited ($(how "$i")) before it was up: $what"
+			return 1
+		fi
+		sleep 0.1 || true
+	done
+	warn "${names[i]} is not up after ${RUN_WAIT}s: $what"
+	return 1
+}
+
+up() {
+	start etcd etcd "$dir/etcd.log" "$ETCD" --name wsfleet --data-dir "$dir/etcd" \
+		--listen-client-urls "http://$etcd_url" --advertise-client-urls "http://$etcd_url" \
+		--listen-peer-urls "http://127.0.0.1:$etcd_peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer_port" \
+		--initial-cluster "wsfleet=http://127.0.0.1:$etcd_peer_port"
+	await "etcd $etcd_url healthy (log: $dir/etcd.log)" http_ok "$etcd_port" /health '"health":"true"' || return 1
+	start nats nats "$dir/nats.log" "$NATS_SERVER" -a 127.0.0.1 -p "$nats_port"
+	await "NATS $nats_url (log: $dir/nats.log)" listening "$nats_port" || return 1
+	local i
+	for i in 0 1 2; do
+		start control "cp$((i + 1))" - "$BIN/wsfleet-control" --dev --store etcd --etcd-endpoints "$etcd_url" \
+			--grpc-addr "127.0.0.1:${cp_grpc[i]}" --http-addr "127.0.0.1:${cp_http[i]}" \
+			--nats-url "$nats_url" --log-format text
+		await "gRPC 127.0.0.1:${cp_grpc[i]}, HTTP 127.0.0.1:${cp_http[i]}" listening "${cp_grpc[i]}" || return 1
+	done
+	for i in 0 1; do
+		start node "node-$((i + 1))" - "$BIN/wsfleet-node" --node-id "node-$((i + 1))" --control "$control" --broker "$nats_url" \
+			--listen "127.0.0.1:${node_ws[i]}" --metrics-addr "127.0.0.1:${node_admin[i]}" \
+			--cache-file "$dir/node-$((i + 1))/policy-default.json" --log-format text
+		await "ws://127.0.0.1:${node_ws[i]}/ws ready (policy applied)" http_ok "${node_admin[i]}" /readyz || return 1
+	done
+}
+
+# stop_all: the nodes first, then the replicas, NATS, etcd; each group
+# SIGTERMed at once, SIGKILLed after STOP_WAIT seconds. Fails if anything
+# did not stop cleanly.
+stop_all() {
+	local g i n bad=
+	for g in node control nats etcd; do
+		local members=()
+		for i in "${!pids[@]}"; do
+			if [ "${groups[i]}" = "$g" ] && [ -z "${ended[i]}" ]; then members+=("$i"); fi
+		done
+		[ ${#members[@]} -gt 0 ] || continue
+		for i in "${members[@]}"; do kill -TERM "${pids[i]}" 2>/dev/null || true; done
+		for i in "${members[@]}"; do
+			for ((n = 0; n < STOP_WAIT * 10; n++)); do
+				kill -0 "${pids[i]}" 2>/dev/null || break
+				sleep 0.1 || true
+			done
+			if kill -0 "${pids[i]}" 2>/dev/null; then
+				warn "${names[i]} did not stop within ${STOP_WAIT}s of SIGTERM; killing it"
+				kill -KILL "${pids[i]}" 2>/dev/null || true
+				bad=1
+			fi
+			reap "$i"
+			# etcd re-raises SIGTERM once it has stopped cleanly.
+			if [ "${ended[i]}" != 0 ] && ! { [ "$g" = etcd ] && [ "${ended[i]}" = 143 ]; }; then
+				warn "${names[i]} exited $(how "$i") when stopped"
+				bad=1
+			fi
+		done
+	done
+	[ -z "$bad" ]
+}
+
+busy=
+for port in $etcd_port $etcd_peer_port $nats_port "${cp_grpc[@]}" "${cp_http[@]}" "${node_ws[@]}" "${node_admin[@]}"; do
+	if listening "$port"; then busy+=" 127.0.0.1:$port"; fi
+done
+if [ -n "$busy" ]; then
+	echo ">> already in use:$busy (make run, or another make run-cluster?)" >&2
+	exit 1
+fi
+mkdir -p "$dir"
+# Our own errors go to fd 3, the terminal; bash's notices about children
+# ("Killed", when the tour kills a replica) to a file, since this script
+# reports every exit itself.
+exec 3>&2 2>>"$dir/run-cluster.log"
+
+failed=
+if up; then
+	say "cluster up; state in $dir (make clean removes it)"
+	say "  replicas (wsctl --addr): cp1 127.0.0.1:${cp_grpc[0]}, cp2 127.0.0.1:${cp_grpc[1]}, cp3 127.0.0.1:${cp_grpc[2]}; POST /v1/publish on HTTP ${cp_http[0]}, ${cp_http[1]}, ${cp_http[2]}"
+	say "  nodes: node-1 ws://127.0.0.1:${node_ws[0]}/ws, node-2 ws://127.0.0.1:${node_ws[1]}/ws (metrics ${node_admin[0]}, ${node_admin[1]})"
+	say '  in another shell: export PATH=$PWD/.bin:$PATH; wsctl nodes list'
+	say "  kill a replica: kill -9 \$(cat $dir/cpN.pid), N in 1 2 3; Ctrl-C here stops everything"
+	while [ -z "$stopping" ]; do
+		running=0
+		for i in "${!pids[@]}"; do
+			[ -z "${ended[i]}" ] || continue
+			if kill -0 "${pids[i]}" 2>/dev/null; then
+				running=$((running + 1))
+			else
+				reap "$i"
+				warn "${names[i]} exited ($(how "$i")); the rest keep running"
+			fi
+		done
+		[ "$running" -gt 0 ] || break
+		sleep 0.5 || true
+	done
+else
+	failed=1
+fi
+say "stopping: nodes, replicas, NATS, etcd"
+stop_all || failed=1
+if [ -n "$failed" ]; then
+	warn "stopped, with the errors above"
+	exit 1
+fi
+say "stopped"
+endef
+
+run-cluster: export RUN_CLUSTER_SCRIPT := $(value RUN_CLUSTER)
+run-cluster: build $(ETCD) $(NATS_SERVER) ## etcd, NATS, three control-plane replicas on etcd and two nodes on NATS, on loopback; Ctrl-C stops them all
+	@BIN=$(BIN) ETCD=$(ETCD) NATS_SERVER=$(NATS_SERVER) CLUSTER_DIR=$(DATA_DIR)/cluster \
+		RUN_WAIT=$(RUN_WAIT) STOP_WAIT=$(STOP_WAIT) bash -c "$$RUN_CLUSTER_SCRIPT"
+
 test: verify-mod verify-fmt vet lint verify-generated gotest bench-smoke ## everything CI checks
 
 bench-smoke: ## every Go benchmark once, so a change cannot break one unnoticed (figures come from make bench)
@@ -107,9 +338,14 @@ verify-generated: $(BUF) ## generated code is up to date with the .proto files
 generate fix-generated: $(BUF) ## buf generate
 	$(BUF) generate
 
-bench: build ## Go benchmarks, then the node's load tool side by side with bare gws
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
-	$(BIN)/wsfleet-bench run --node-bin $(BIN)/wsfleet-node --control-bin $(BIN)/wsfleet-control $(BENCH_FLAGS)
+# bench: the load tool runs even when a Go benchmark failed, so one failure
+# does not hide every other figure; the target fails if either did.
+bench: build $(ETCD) $(NATS_SERVER) ## Go benchmarks, then the load tool: the node vs bare gws, fan-out through NATS, policy propagation (bolt; etcd replicas)
+	@failed=; \
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./... || failed="Go benchmarks"; \
+	$(BIN)/wsfleet-bench run --node-bin $(BIN)/wsfleet-node --control-bin $(BIN)/wsfleet-control \
+		--etcd-bin $(ETCD) --nats-bin $(NATS_SERVER) $(BENCH_FLAGS) || failed="$${failed:+$$failed and }wsfleet-bench"; \
+	if [ -n "$$failed" ]; then echo ">> bench: $$failed failed (see above)" >&2; exit 1; fi
 
 cover: ## test coverage report in coverage.out
 	$(GO) test -count=1 -coverprofile=coverage.out ./...

@@ -10,6 +10,7 @@ import (
 
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 	"github.com/wsfleet/wsfleet/dataplane/broker"
+	"github.com/wsfleet/wsfleet/dataplane/broker/natsbroker"
 )
 
 // Defaults of Config. Every limit the node enforces on its own (as opposed
@@ -150,8 +151,18 @@ type Config struct {
 	// revision 0 of Pool.
 	Policy *wsfleetv1.PolicyRevision
 
-	// Broker fans publishes out; default an in-process broker.
+	// Broker fans publishes out. Default: NATS when NATS.URLs is set, an
+	// in-process broker (channels stop at the node) otherwise. A Broker
+	// given here is the caller's: the node does not close it. Any broker
+	// but the in-process one sits behind a breaker with the policy's
+	// breaker thresholds (broker.Guard).
 	Broker broker.Broker
+	// NATS, when NATS.URLs is set, makes the node's broker NATS (package
+	// dataplane/broker/natsbroker): a publish on any node of the pool
+	// reaches every subscriber on every node. The node fills in Pool, Log,
+	// Registerer and ConstLabels, and Name ("wsfleet-node <NodeID>") when
+	// empty; every other field is natsbroker's, with its defaults.
+	NATS natsbroker.Config
 	// Hooks let an embedding service take part in channel operations.
 	Hooks Hooks
 	// Sink receives every event besides the log and metrics; optional.
@@ -231,6 +242,9 @@ func (c *Config) validate() error {
 	}
 	if c.FoldIPv4Prefix > 32 || c.FoldIPv6Prefix > 128 {
 		return fmt.Errorf("%w: FoldIPv4Prefix %d / FoldIPv6Prefix %d: at most 32 / 128 bits", ErrConfig, c.FoldIPv4Prefix, c.FoldIPv6Prefix)
+	}
+	if c.Broker != nil && c.NATS.URLs != "" {
+		return fmt.Errorf("%w: Broker and NATS.URLs are both set; give one", ErrConfig)
 	}
 	for _, a := range []string{c.ListenAddr, c.MetricsAddr} {
 		if a == "-" {

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
+	"github.com/wsfleet/wsfleet/dataplane/internal/natstest"
 	"github.com/wsfleet/wsfleet/sdk/admin"
 )
 
@@ -87,13 +88,16 @@ func (f *fakeDeliveries) publish(ch, data string) {
 
 // startControlledNode runs a node with RunWithControlPlane against addr
 // and returns its WebSocket address and metrics.
-func startControlledNode(t *testing.T, addr, id, pool string) (string, *prometheus.Registry) {
+func startControlledNode(t *testing.T, addr, id, pool string, mutate ...func(*Config)) (string, *prometheus.Registry) {
 	t.Helper()
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	reg := prometheus.NewRegistry()
 	ws := unreachableAddr(t)
 	cfg := Config{NodeID: id, Pool: pool, ListenAddr: ws, MetricsAddr: "-", Log: log, Registry: reg}
+	for _, m := range mutate {
+		m(&cfg)
+	}
 	cp := ControlPlane{
 		Dial:       admin.Config{Addr: addr},
 		CacheFile:  filepath.Join(t.TempDir(), "policy.json"),
@@ -162,5 +166,41 @@ func TestBackendPublishesReachTheSubscribersOfEveryNode(t *testing.T) {
 	})
 	if got := gaugeValue(t, reg1, "wsfleet_node_deliveries_connected"); got != 1 {
 		t.Fatalf("wsfleet_node_deliveries_connected = %v", got)
+	}
+}
+
+// A backend publish the control plane hands to every node must reach each
+// subscriber once even when the nodes share a NATS broker: a node delivers
+// it to its own subscribers only, never into NATS, where every other node
+// would deliver it again.
+func TestBackendPublishesThroughNodesOnNATSReachEachSubscriberOnce(t *testing.T) {
+	srv := natstest.Start(t)
+	f := startFakeDeliveries(t)
+	onNATS := func(c *Config) {
+		c.NATS.URLs = srv.URL()
+		c.NATS.ReconnectWait = 50 * time.Millisecond
+	}
+	ws1, _ := startControlledNode(t, f.addr, "n1", "shop", onNATS)
+	ws2, _ := startControlledNode(t, f.addr, "n2", "shop", onNATS)
+	eventually(t, 10*time.Second, "both nodes' delivery streams attached", func() bool { return f.attached() == 2 })
+	var clients []*client
+	for _, ws := range []string{ws1, ws2} {
+		c, err := dial(t, ws, dialOpts{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.send(t, `{"type":"subscribe","channel":"orders"}`)
+		c.expect(t, `{"type":"subscribed","channel":"orders"}`)
+		clients = append(clients, c)
+	}
+	f.publish("orders", `{"n":1}`)
+	// A copy that went round through NATS arrives within milliseconds; the
+	// fence, sent after a pause, closes the count.
+	time.Sleep(500 * time.Millisecond)
+	f.publish("orders", `{"fence":true}`)
+	for i, c := range clients {
+		if got := received(t, c, `"fence":true`, `{"n":1}`); got != 1 {
+			t.Fatalf("subscriber on node %d got the backend publish %d times, want once", i+1, got)
+		}
 	}
 }

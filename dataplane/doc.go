@@ -6,8 +6,9 @@
 //
 //	ServeHTTP: trace id → admission (origin, capacity, handshake rate,
 //	connect authorization behind the breaker) → upgrade check → gws upgrade
-//	session:   heartbeat, pacing, frame decode → broker fan-out → bounded
-//	           outgoing queue → writer
+//	session:   heartbeat, pacing, frame decode → broker fan-out (in process,
+//	           or NATS to every node of the pool) → bounded outgoing queue →
+//	           writer
 //
 // Goroutines and blocking:
 //
@@ -28,6 +29,12 @@
 //   - Policy is one immutable snapshot behind an atomic.Pointer; Apply builds
 //     a new one and swaps it. The per-message path never takes a lock to read
 //     it.
+//   - With NATS (Config.NATS), the broker adds its own goroutines (package
+//     dataplane/broker/natsbroker): the client library's reader, writer and
+//     redialler, one pump and a few dispatchers that hand messages from NATS
+//     to local subscribers' queues. A publish blocks its read loop for at
+//     most the NATS write timeout, and not at all while NATS is down or the
+//     broker's breaker (broker.Guard, the policy's thresholds) is open.
 //   - Telemetry sinks are called synchronously on close and rejection and
 //     must not block (see EventSink).
 //   - Rejected handshakes go through a fold table (package

@@ -5,6 +5,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/wsfleet/wsfleet/api/errclass"
+	"github.com/wsfleet/wsfleet/dataplane/broker"
 )
 
 // metrics are resolved once; the per-message path only touches
@@ -30,6 +31,19 @@ type metrics struct {
 	// once, by class; foldOverflow those that went to an overflow key.
 	folded       *prometheus.CounterVec
 	foldOverflow prometheus.Counter
+	// publishOK, publishForbidden and publishUnavailable count client
+	// publishes by result; the last by the broker's reason (broker.Reason).
+	publishOK          prometheus.Counter
+	publishForbidden   prometheus.Counter
+	publishUnavailable map[string]prometheus.Counter
+	// brokerBreaker is the broker breaker's state (a distributed broker
+	// only).
+	brokerBreaker prometheus.Gauge
+}
+
+// publishFailed counts a publish the broker refused, by its reason.
+func (m *metrics) publishFailed(err error) {
+	m.publishUnavailable[broker.Reason(err)].Inc()
 }
 
 func newMetrics(reg prometheus.Registerer, nodeID, pool string) *metrics {
@@ -65,8 +79,18 @@ func newMetrics(reg prometheus.Registerer, nodeID, pool string) *metrics {
 		"Rejected handshakes counted into a folded event (repeat) instead of recorded as their own, by class; wsfleet_node_handshakes_total counts every rejection.")), []string{"class"})
 	m.foldOverflow = prometheus.NewCounter(prometheus.CounterOpts(opts("handshake_rejections_fold_overflow_total",
 		"Rejected handshakes that went to their class's overflow fold key because the fold table was full (--fold-max-keys).")))
+	publishes := prometheus.NewCounterVec(prometheus.CounterOpts(opts("publishes_total",
+		"Client publishes by result: ok (handed to the broker), forbidden (the OnPublish hook refused it) or unavailable (the broker refused it: the client got an unavailable error frame), with the broker's reason: breaker_open, not_connected, timeout, unavailable, too_big, closed, canceled, error.")), []string{"result", "reason"})
+	m.publishOK = publishes.WithLabelValues("ok", "")
+	m.publishForbidden = publishes.WithLabelValues("forbidden", "hook")
+	m.publishUnavailable = make(map[string]prometheus.Counter)
+	for _, r := range broker.Reasons() {
+		m.publishUnavailable[r] = publishes.WithLabelValues("unavailable", r)
+	}
+	m.brokerBreaker = prometheus.NewGauge(prometheus.GaugeOpts(opts("broker_breaker_state",
+		"Breaker in front of a distributed broker (NATS): 0 closed, 1 half-open, 2 open (publishes refused at once). Always 0 in process.")))
 	reg.MustRegister(m.active, m.handshakes, m.closes, messages, bytes, m.breaker, m.revision, m.draining, m.undelivered,
-		truncated, invalidUTF8, m.folded, m.foldOverflow)
+		truncated, invalidUTF8, m.folded, m.foldOverflow, publishes, m.brokerBreaker)
 	// Zero series for every class so dashboards and alerts see them before
 	// the first occurrence.
 	m.handshakes.WithLabelValues("accepted")

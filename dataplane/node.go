@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lxzan/gws"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
 	"github.com/sony/gobreaker/v2"
@@ -21,6 +22,7 @@ import (
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 	"github.com/wsfleet/wsfleet/dataplane/admission"
 	"github.com/wsfleet/wsfleet/dataplane/broker"
+	"github.com/wsfleet/wsfleet/dataplane/broker/natsbroker"
 	"github.com/wsfleet/wsfleet/dataplane/internal/fold"
 )
 
@@ -46,8 +48,10 @@ type Node struct {
 	metrics  *metrics
 	admitter *admission.Admitter
 	broker   broker.Broker
-	events   *eventHandler
-	folds    *fold.Table
+	// guard is the breaker in front of broker (nil in process).
+	guard  *broker.Guard
+	events *eventHandler
+	folds  *fold.Table
 	// foldDone is closed when the fold sweeper has stopped.
 	foldDone chan struct{}
 
@@ -93,9 +97,6 @@ func New(cfg Config) (*Node, error) {
 	n.metrics = newMetrics(cfg.Registry, cfg.NodeID, cfg.Pool)
 	n.folds = fold.New(fold.Config{Window: cfg.FoldWindow, MaxKeys: cfg.FoldMaxKeys})
 	n.metrics.registerFoldKeys(cfg.Registry, cfg.NodeID, cfg.Pool, n.folds.Len)
-	if n.broker == nil {
-		n.broker = broker.NewInProcess()
-	}
 	var err error
 	n.admitter, err = admission.New(admission.Config{
 		AuthURL:     cfg.AuthURL,
@@ -109,6 +110,11 @@ func New(cfg Config) (*Node, error) {
 		n.cancel()
 		return nil, err
 	}
+	if err := n.buildBroker(rev.GetPolicy()); err != nil {
+		n.admitter.Close()
+		n.cancel()
+		return nil, err
+	}
 	n.snap.Store(n.buildSnapshot(rev, nil))
 	n.metrics.revision.Set(float64(rev.GetRevision()))
 	n.heartbeatNudge = make(chan struct{}, 1)
@@ -117,6 +123,43 @@ func New(cfg Config) (*Node, error) {
 	n.foldDone = make(chan struct{})
 	go n.sweepFolds()
 	return n, nil
+}
+
+// buildBroker sets the node's broker: Config.Broker, NATS or in process;
+// a broker that can fail goes behind a breaker with the policy's
+// thresholds.
+func (n *Node) buildBroker(p *wsfleetv1.Policy) error {
+	cfg := n.cfg
+	switch {
+	case cfg.Broker != nil:
+		n.broker = cfg.Broker
+	case cfg.NATS.URLs != "":
+		nc := cfg.NATS
+		nc.Pool = cfg.Pool
+		if nc.Name == "" {
+			nc.Name = "wsfleet-node " + cfg.NodeID
+		}
+		nc.Log = n.log.WithFields(logrus.Fields{"node_id": cfg.NodeID, "pool": cfg.Pool})
+		nc.Registerer = cfg.Registry
+		nc.ConstLabels = prometheus.Labels{"node_id": cfg.NodeID, "pool": cfg.Pool}
+		nb, err := natsbroker.New(nc)
+		if err != nil {
+			return fmt.Errorf("%w: NATS: %w", ErrConfig, err)
+		}
+		n.broker = nb
+	default:
+		n.broker = broker.NewInProcess()
+		return nil
+	}
+	if _, local := n.broker.(*broker.InProcess); local {
+		return nil
+	}
+	n.guard = broker.NewGuard(n.broker, p.GetBreaker(), func(_, to gobreaker.State) {
+		n.metrics.brokerBreaker.Set(float64(to))
+		n.log.WithFields(logrus.Fields{"node_id": cfg.NodeID, "state": to.String()}).Warn("broker breaker changed state")
+	})
+	n.broker = n.guard
+	return nil
 }
 
 // sweepFolds hands out every fold whose window has ended, a few times per
@@ -150,7 +193,12 @@ func (n *Node) Revision() *wsfleetv1.PolicyRevision { return n.snapshot().rev }
 func (n *Node) Active() int64 { return n.admitter.Active() }
 
 // Ready reports whether the node admits connections: it is not draining
-// and Config.ReadyCheck (if any) passes.
+// and Config.ReadyCheck (if any) passes. A broker that is down (NATS
+// unreachable) does not make the node unready: every node of the pool
+// shares that NATS, so taking them all out of the load balancer would turn
+// refused publishes (an "unavailable" frame a client can retry) into a
+// fleet that accepts no connections at all; subscriptions, heartbeats and
+// policy keep working meanwhile.
 func (n *Node) Ready() error {
 	if n.draining.Load() {
 		return ErrDraining
@@ -203,8 +251,10 @@ func (n *Node) buildSnapshot(rev *wsfleetv1.PolicyRevision, prev *snapshot) *sna
 //   - handshakes_per_second, handshake_burst: the next handshake. The bucket
 //     keeps its tokens (at most the new burst); a change that keeps both
 //     leaves it untouched.
-//   - breaker: the next handshake. Changed thresholds rebuild it closed with
-//     empty counts; unchanged ones keep it and its state.
+//   - breaker: the next handshake, and the next publish through a
+//     distributed broker (each has its own breaker). Changed thresholds
+//     rebuild a breaker closed with empty counts; unchanged ones keep it
+//     and its state.
 //   - heartbeat: the wheel takes a new interval at once. A peer is closed
 //     only after a ping actually written to it went unanswered for the
 //     timeout in force: a longer timeout extends a pending wait, a shorter
@@ -228,6 +278,9 @@ func (n *Node) Apply(rev *wsfleetv1.PolicyRevision) error {
 	prev := n.snapshot()
 	if err := n.admitter.Update(rev.GetPolicy()); err != nil {
 		return err
+	}
+	if n.guard != nil {
+		n.guard.Update(rev.GetPolicy().GetBreaker())
 	}
 	next := n.buildSnapshot(rev, prev)
 	n.snap.Store(next)

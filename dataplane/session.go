@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"strconv"
@@ -290,18 +291,33 @@ func (s *session) unsubscribe(ch string) {
 	s.sendAck(protocol.AckUnsubscribed, ch)
 }
 
+// publish hands data to the broker, which delivers the message frame to
+// every subscriber it reaches (encoded once per node). A publish the broker
+// cannot carry reaches nobody and is answered with an "unavailable" error
+// frame; with NATS that includes this node's own subscribers (see package
+// natsbroker: no split view). It blocks the read loop at most for the
+// broker's own bound (natsbroker's write timeout), and not at all once the
+// broker's breaker is open.
 func (s *session) publish(ch string, data []byte) {
+	m := s.node.metrics
 	if hook := s.node.cfg.Hooks.OnPublish; hook != nil {
 		if err := hook(s.node.ctx, s.info(), ch, data); err != nil {
+			m.publishForbidden.Inc()
 			s.sendError(protocol.CodeForbidden, err.Error())
 			return
 		}
 	}
-	// Encoded once; every subscriber's queue shares these bytes.
-	frame := protocol.AppendMessageFrame(make([]byte, 0, len(ch)+len(data)+40), ch, data)
-	if _, err := s.node.broker.Publish(s.node.ctx, ch, frame); err != nil {
-		s.sendError(protocol.CodeUnavailable, "publish failed: "+err.Error())
+	_, err := s.node.broker.Publish(s.node.ctx, ch, data)
+	if err == nil {
+		m.publishOK.Inc()
+		return
 	}
+	m.publishFailed(err)
+	if errors.Is(err, broker.ErrTooBig) {
+		s.sendError(protocol.CodeUnavailable, "publish not delivered: "+err.Error())
+		return
+	}
+	s.sendError(protocol.CodeUnavailable, "publish not delivered to anyone: "+err.Error()+"; retry later")
 }
 
 // Deliver implements broker.Subscriber. It never blocks: the frame goes

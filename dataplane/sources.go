@@ -19,7 +19,6 @@ import (
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 	"github.com/wsfleet/wsfleet/dataplane/broker"
 	"github.com/wsfleet/wsfleet/dataplane/policysource"
-	"github.com/wsfleet/wsfleet/dataplane/protocol"
 	"github.com/wsfleet/wsfleet/sdk/admin"
 	"github.com/wsfleet/wsfleet/sdk/deliveryclient"
 	"github.com/wsfleet/wsfleet/sdk/policyclient"
@@ -249,8 +248,7 @@ func RunWithControlPlane(ctx context.Context, cfg Config, cp ControlPlane) error
 // plane sends the message to every node of the pool itself, so a broker
 // that spans nodes would hand it to each subscriber once per node.
 func (n *Node) deliverBackend(ch string, data []byte) {
-	frame := protocol.AppendMessageFrame(make([]byte, 0, len(ch)+len(data)+40), ch, data)
-	if _, err := n.broker.Publish(n.ctx, ch, frame); err != nil && !errors.Is(err, broker.ErrClosed) && n.ctx.Err() == nil {
+	if _, err := n.broker.PublishLocal(ch, data); err != nil && !errors.Is(err, broker.ErrClosed) && n.ctx.Err() == nil {
 		n.log.WithError(err).WithFields(logrus.Fields{"node_id": n.cfg.NodeID, "channel": ch}).Warn("backend publish not delivered to this node's subscribers")
 	}
 }

@@ -9,7 +9,7 @@
 //
 // The pool is a DNS label (a-z, 0-9, "-"), safe in a subject as it is. A
 // channel name is 1..128 characters of A-Z a-z 0-9 _ . : @ / - (see
-// dataplane/protocol), and "." separates subject tokens, so every character
+// api/channel), and "." separates subject tokens, so every character
 // outside A-Z a-z 0-9 _ - is written as "~" and two upper-case hex digits
 // ("news.eu" → "news~2Eeu"): the whole channel is one token, never empty,
 // never a wildcard, and the mapping is one-to-one. "~" itself is not a

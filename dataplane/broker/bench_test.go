@@ -15,7 +15,7 @@ type nop struct{ n int }
 func (s *nop) Deliver([]byte) { s.n++ }
 
 func BenchmarkPublish(b *testing.B) {
-	msg := []byte(`{"type":"message","channel":"room:42","data":{"text":"hello"}}`)
+	msg := []byte(`{"text":"hello"}`)
 	for _, subs := range []int{1, 100, 1000} {
 		b.Run(fmt.Sprintf("%d subscribers", subs), func(b *testing.B) {
 			br := broker.NewInProcess()

@@ -5,18 +5,23 @@ import (
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
+
+	"github.com/wsfleet/wsfleet/dataplane/protocol"
 )
 
 // Subscriber receives published messages.
 //
-// Deliver must not block: it runs on the publisher's goroutine, once per
-// subscriber, and a subscriber that waits holds up every subscriber after
-// it. The node's session enqueues msg to its bounded outgoing queue and
-// disconnects itself as a slow consumer when the queue is full.
+// Deliver must not block: it runs on the publisher's goroutine (in
+// process) or the broker's dispatcher (NATS), once per subscriber, and a
+// subscriber that waits holds up every subscriber after it. The node's
+// session enqueues msg to its bounded outgoing queue and disconnects itself
+// as a slow consumer when the queue is full.
 //
-// msg is shared by every subscriber of the publish: it is read-only. A
-// subscriber may keep it (queued until written) for as long as it likes,
-// provided it never modifies it.
+// msg is the message frame, {"type":"message","channel":…,"data":…}
+// (protocol.AppendMessageFrame), encoded once per node and message and
+// shared by every subscriber of the node: it is read-only. A subscriber may
+// keep it (queued until written) for as long as it likes, provided it never
+// modifies it.
 //
 // Subscribers are compared with ==, so an implementation must be a
 // comparable type; in practice a pointer (the session).
@@ -33,11 +38,27 @@ type Broker interface {
 	// Unsubscribe removes s from channel; removed is false when s was not
 	// subscribed (or the broker is closed).
 	Unsubscribe(channel string, s Subscriber) (removed bool)
-	// Publish delivers msg to every subscriber of channel and returns how
-	// many it was delivered to (0, nil for a channel nobody subscribes to).
-	// msg must not be modified afterwards (see Subscriber). ctx bounds the
-	// work of brokers that go over the network; ErrClosed after Close.
-	Publish(ctx context.Context, channel string, msg []byte) (delivered int, err error)
+	// Publish sends data, the JSON value a client published on channel
+	// (valid, in valid UTF-8), to every subscriber of channel the broker
+	// reaches: this process's (InProcess), or every node's of the pool
+	// (a distributed broker). Each node encodes the message frame once for
+	// all its subscribers, so a broker takes data, not a frame: NATS carries
+	// data as it is (api/subject).
+	//
+	// delivered counts the subscribers Deliver was called on before
+	// Publish returned: all of them in process (0, nil for a channel nobody
+	// subscribes to); 0 for a broker that delivers asynchronously. data
+	// must not be modified afterwards. ctx bounds the work of brokers that
+	// go over the network. Errors: ErrClosed after Close; a distributed
+	// broker's ErrUnavailable (and the errors that wrap it) or ErrTooBig.
+	Publish(ctx context.Context, channel string, data []byte) (delivered int, err error)
+	// PublishLocal delivers data to this process's subscribers of channel
+	// only, never to other nodes: for a message that reaches every node of
+	// the pool by another way (a backend publish the control plane hands
+	// to each node itself), which a distributed broker would otherwise
+	// deliver once per node. It never blocks on the network; delivered
+	// and errors as for Publish.
+	PublishLocal(channel string, data []byte) (delivered int, err error)
 	// Close drops every subscription; the broker accepts no more work.
 	// Later calls return ErrClosed.
 	Close() error
@@ -162,9 +183,13 @@ func (b *InProcess) Unsubscribe(channel string, s Subscriber) bool {
 }
 
 // Publish calls Deliver on every subscriber of channel, on the caller's
-// goroutine, without taking a lock; see Broker. A panicking Deliver is not
-// recovered here: it unwinds into the publisher, whose handler recovers it.
-func (b *InProcess) Publish(ctx context.Context, channel string, msg []byte) (int, error) {
+// goroutine, without taking a lock; see Broker and Fanout.
+// PublishLocal implements Broker: in process, every subscriber is local.
+func (b *InProcess) PublishLocal(channel string, data []byte) (int, error) {
+	return b.Publish(context.Background(), channel, data)
+}
+
+func (b *InProcess) Publish(ctx context.Context, channel string, data []byte) (int, error) {
 	if b.closed.Load() {
 		return 0, ErrClosed
 	}
@@ -173,14 +198,28 @@ func (b *InProcess) Publish(ctx context.Context, channel string, msg []byte) (in
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
+	return b.Fanout(channel, data), nil
+}
+
+// Fanout encodes the message frame of data on channel once and calls
+// Deliver with it on every subscriber of channel, on the caller's
+// goroutine, without taking a lock; it returns how many it delivered to.
+// A channel nobody subscribes to costs a map lookup and no encoding. A
+// distributed broker uses it to deliver what arrives from the network to
+// this node's subscribers. A panicking Deliver is not recovered here: it
+// unwinds into the caller (a publisher's handler recovers it).
+func (b *InProcess) Fanout(channel string, data []byte) int {
 	cur := b.load(channel)
 	if cur == nil {
-		return 0, nil
+		return 0
 	}
+	// Shared read-only by every subscriber's queue (see Subscriber): one
+	// allocation per publish, none per subscriber.
+	msg := protocol.AppendMessageFrame(nil, channel, data)
 	for _, s := range cur.list {
 		s.Deliver(msg)
 	}
-	return len(cur.list), nil
+	return len(cur.list)
 }
 
 // Close drops every subscription; see Broker. It does not notify

@@ -1,7 +1,17 @@
 // Package broker fans published messages out to the subscribers of a
-// channel. Broker is the seam: InProcess is the default, and a distributed
-// implementation (NATS between nodes) can later sit behind the same
-// interface without the node changing.
+// channel. Broker is the seam: InProcess is the default (channels stop at
+// the node), natsbroker carries channels between the nodes of a pool over
+// NATS, and Guard puts a breaker in front of a broker that can fail.
+//
+// # Messages
+//
+// Publish takes the JSON value a client published ("data"), not a frame:
+// NATS carries it as it is (api/subject), and each node encodes the message
+// frame, {"type":"message","channel":…,"data":…}, once for all its
+// subscribers (InProcess.Fanout). That frame is shared by every subscriber,
+// uncopied: it is read-only from the moment Deliver is called. Subscribers
+// may keep it (queued for writing) as long as they only read it. A publish
+// to a channel with no local subscriber encodes nothing.
 //
 // # Concurrency and blocking
 //
@@ -20,9 +30,13 @@
 // subscriber added meanwhile may miss it, one removed meanwhile may still
 // get it. The session drops what arrives after it closed.
 //
-// # Messages
+// # Failures
 //
-// The msg passed to Publish is shared by every subscriber, unencoded and
-// uncopied: it is read-only from the moment Publish is called. Subscribers
-// may keep it (queued for writing) as long as they only read it.
+// InProcess fails only after Close. A distributed broker refuses a publish
+// it cannot carry with ErrUnavailable or an error wrapping it
+// (ErrNotConnected, ErrTimeout), or ErrTooBig; the message then reached
+// nobody, and Reason names the cause for metrics. Guard counts those
+// failures with the policy's breaker thresholds and, once open, refuses
+// publishes at once with ErrBreakerOpen; it takes a lock per publish (the
+// breaker's), which is why the node puts no Guard in front of InProcess.
 package broker

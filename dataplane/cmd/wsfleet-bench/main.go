@@ -1,11 +1,15 @@
 // Command wsfleet-bench measures wsfleet-node against a bare gws echo
 // server on loopback with the same load generator: round trips per second,
 // fan-out deliveries per second, RSS per idle connection and handshakes per
-// second; and, given the control plane's binary, policy propagation from
-// an apply to the last of 1,000 and 10,000 watching policy clients.
-// Everything but process wiring lives in dataplane/internal/loadgen.
+// second; given nats-server, the fan-out across two nodes through NATS
+// against one node's, with the servers' CPU per delivery; given the
+// control plane's binary, policy propagation from an apply to the control
+// plane receiving the ACKs of 1,000 and 10,000 watching policy clients,
+// and given etcd, the same over control-plane replicas on it. Everything
+// but process wiring lives in dataplane/internal/loadgen.
 //
-//	wsfleet-bench run --node-bin .bin/wsfleet-node [--control-bin .bin/wsfleet-control] [--out bench.json]
+//	wsfleet-bench run --node-bin .bin/wsfleet-node [--control-bin .bin/wsfleet-control]
+//		[--etcd-bin .bin/etcd-v3.7.3] [--nats-bin .bin/nats-server-v2.15.2] [--out bench.json]
 package main
 
 import (

@@ -6,6 +6,9 @@
 // serves; or, standalone, from a local file (--policy-file) that is
 // re-read when it changes and on SIGHUP.
 //
+// Channels stop at the node unless --broker names NATS servers: then a
+// publish on any node of the pool reaches every subscriber on every node.
+//
 // SIGINT and SIGTERM drain the node (close 1001 to every connection, a
 // bounded telemetry flush) and exit 0; a drain that times out exits 1.
 package main
@@ -19,11 +22,13 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/wsfleet/wsfleet/dataplane"
+	"github.com/wsfleet/wsfleet/dataplane/broker/natsbroker"
 	"github.com/wsfleet/wsfleet/sdk/policyclient"
 )
 
@@ -72,6 +77,23 @@ func run() int {
 	fs.DurationVar(&cfg.FlushTimeout, "flush-timeout", dataplane.DefaultFlushTimeout, "how long shutdown may then take to hand buffered error events to the control plane (not waited for when it is unreachable; the rest is counted in the last log line)")
 	fs.StringVar(&cfg.AuthURL, "auth-url", "", "optional connect-authorization endpoint called before each upgrade")
 	fs.DurationVar(&cfg.AuthTimeout, "auth-timeout", 0, "timeout of one --auth-url call (default 2s)")
+	brokerURL := fs.String("broker", "inprocess", `channel fan-out: "inprocess" (channels stop at this node) or nats://HOST:PORT[,nats://HOST:PORT…] (tls:// for TLS): every node of the pool on that NATS shares its channels`)
+	fs.StringVar(&cfg.NATS.CredsFile, "nats-creds", "", "NATS credentials file (user JWT and nkey seed)")
+	fs.StringVar(&cfg.NATS.User, "nats-user", "", "NATS user (with --nats-password)")
+	fs.StringVar(&cfg.NATS.Password, "nats-password", os.Getenv("WSFLEET_NATS_PASSWORD"), "NATS password (env WSFLEET_NATS_PASSWORD)")
+	fs.StringVar(&cfg.NATS.Token, "nats-token", os.Getenv("WSFLEET_NATS_TOKEN"), "NATS token (env WSFLEET_NATS_TOKEN)")
+	fs.StringVar(&cfg.NATS.CAFile, "nats-ca", "", "CA bundle to verify the NATS server (implies TLS)")
+	fs.StringVar(&cfg.NATS.CertFile, "nats-cert", "", "client certificate for mutual TLS to NATS")
+	fs.StringVar(&cfg.NATS.KeyFile, "nats-key", "", "client key for mutual TLS to NATS")
+	fs.DurationVar(&cfg.NATS.WriteTimeout, "nats-write-timeout", natsbroker.DefaultWriteTimeout, "longest a publish waits for a stalled NATS server; then the connection is redialled and publishes are answered unavailable")
+	fs.DurationVar(&cfg.NATS.SubscribeTimeout, "nats-subscribe-timeout", natsbroker.DefaultSubscribeTimeout, "longest a channel's first subscriber on this node waits for NATS to confirm the subscription")
+	fs.DurationVar(&cfg.NATS.ConnectTimeout, "nats-connect-timeout", natsbroker.DefaultConnectTimeout, "bound on one dial and handshake to a NATS server")
+	fs.DurationVar(&cfg.NATS.PingInterval, "nats-ping-interval", natsbroker.DefaultPingInterval, "ping interval to NATS; a server silent for (--nats-max-pings-out + 1) intervals is dropped and redialled")
+	fs.IntVar(&cfg.NATS.MaxPingsOut, "nats-max-pings-out", natsbroker.DefaultMaxPingsOut, "unanswered pings before the NATS connection counts as dead")
+	fs.DurationVar(&cfg.NATS.ReconnectWait, "nats-reconnect-wait", natsbroker.DefaultReconnectWait, "pause between redials of a NATS server, plus up to as much jitter (redials never stop)")
+	fs.IntVar(&cfg.NATS.QueueLen, "nats-queue", natsbroker.DefaultQueueLen, "messages from NATS waiting for local delivery before new ones are dropped (counted)")
+	fs.Int64Var(&cfg.NATS.QueueBytes, "nats-queue-bytes", natsbroker.DefaultQueueBytes, "bytes of messages from NATS waiting for local delivery before new ones are dropped (counted)")
+	fs.IntVar(&cfg.NATS.Dispatchers, "nats-dispatchers", 0, "goroutines handing messages from NATS to local subscribers (default GOMAXPROCS)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logFormat := fs.String("log-format", "json", "log format: json or text")
 	showVersion := fs.Bool("version", false, "print the version and exit")
@@ -88,6 +110,10 @@ func run() int {
 	if *showVersion {
 		fmt.Println(version)
 		return 0
+	}
+	if err := setBroker(fs, &cfg, *brokerURL); err != nil {
+		fmt.Fprintf(os.Stderr, "wsfleet-node: %v\n", err)
+		return 2
 	}
 	log, err := newLogger(*logLevel, *logFormat)
 	if err != nil {
@@ -115,6 +141,30 @@ func run() int {
 		return 1
 	}
 	return 0
+}
+
+// setBroker reads --broker: in process, or NATS at the given URLs. A
+// --nats-* flag without NATS is a mistake worth stopping for: the node would
+// otherwise run with channels that silently stop at it.
+func setBroker(fs *flag.FlagSet, cfg *dataplane.Config, url string) error {
+	switch {
+	case url == "inprocess" || url == "":
+		var natsFlags []string
+		fs.Visit(func(f *flag.Flag) {
+			if strings.HasPrefix(f.Name, "nats-") {
+				natsFlags = append(natsFlags, "--"+f.Name)
+			}
+		})
+		if len(natsFlags) > 0 {
+			return fmt.Errorf("%s given without --broker nats://HOST:PORT", strings.Join(natsFlags, ", "))
+		}
+		cfg.NATS = natsbroker.Config{}
+		return nil
+	case strings.HasPrefix(url, "nats://") || strings.HasPrefix(url, "tls://"):
+		cfg.NATS.URLs = url
+		return nil
+	}
+	return fmt.Errorf(`--broker %q: want "inprocess" or nats://HOST:PORT[,…] (tls:// for TLS)`, url)
 }
 
 // reloadOnSIGHUP turns SIGHUP into reload requests for the policy file

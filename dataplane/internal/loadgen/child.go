@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -17,15 +18,22 @@ import (
 
 // childSpec says how to start a server process and how it announces itself:
 // a JSON line on stderr whose "msg" is readyMsg and whose addrField
-// ("ws_addr" unless set) is the address it serves on.
+// ("ws_addr" unless set) is the address it serves on, or, for a process
+// that does not log JSON (nats-server), a line readyRe matches, its first
+// group the address.
 type childSpec struct {
 	name      string
 	bin       string
 	args      []string
 	env       []string // appended to this process's environment
 	readyMsg  string
-	addrField string        // default "ws_addr"
-	timeout   time.Duration // to the ready line
+	addrField string         // default "ws_addr"
+	readyRe   *regexp.Regexp // instead of readyMsg and addrField
+	timeout   time.Duration  // to the ready line
+	// diesOfSIGTERM: the process stops cleanly on SIGTERM and then
+	// re-raises it, so "killed by SIGTERM" after stop's SIGTERM is a clean
+	// exit (etcd does this).
+	diesOfSIGTERM bool
 }
 
 // child is a running server process. Its stderr is read to the end by one
@@ -37,10 +45,13 @@ type child struct {
 	pid  int
 	addr string
 
-	exited     chan struct{} // closed once Wait returned
-	waitErr    error         // written before exited is closed
-	readerDone chan struct{}
-	tail       *lineTail
+	exited        chan struct{} // closed once Wait returned
+	waitErr       error         // written before exited is closed
+	readerDone    chan struct{}
+	tail          *lineTail
+	diesOfSIGTERM bool
+	// stopping is set by stop before its SIGTERM.
+	stopping bool
 }
 
 // tailLines is how many stderr lines a failed child's error shows.
@@ -58,11 +69,12 @@ func startChild(ctx context.Context, spec childSpec) (*child, error) {
 	cmd.Stderr = pw // an *os.File: the child writes to it directly, no copy goroutine
 	setDeathSignal(cmd)
 	c := &child{
-		name:       spec.name,
-		cmd:        cmd,
-		exited:     make(chan struct{}),
-		readerDone: make(chan struct{}),
-		tail:       &lineTail{max: tailLines},
+		name:          spec.name,
+		cmd:           cmd,
+		exited:        make(chan struct{}),
+		readerDone:    make(chan struct{}),
+		tail:          &lineTail{max: tailLines},
+		diesOfSIGTERM: spec.diesOfSIGTERM,
 	}
 
 	started := make(chan error, 1)
@@ -90,7 +102,7 @@ func startChild(ctx context.Context, spec childSpec) (*child, error) {
 	c.pid = cmd.Process.Pid
 
 	ready := make(chan string, 1)
-	go c.readStderr(pr, spec.readyMsg, withDefault(spec.addrField, "ws_addr"), ready)
+	go c.readStderr(pr, spec, ready)
 
 	timer := time.NewTimer(spec.timeout)
 	defer timer.Stop()
@@ -109,9 +121,9 @@ func startChild(ctx context.Context, spec childSpec) (*child, error) {
 	return nil, err
 }
 
-// readStderr reads the child's stderr until EOF, sends the addrField of
-// the ready line on ready, and keeps the last lines in c.tail.
-func (c *child) readStderr(r *os.File, readyMsg, addrField string, ready chan<- string) {
+// readStderr reads the child's stderr until EOF, sends the address of the
+// ready line on ready, and keeps the last lines in c.tail.
+func (c *child) readStderr(r *os.File, spec childSpec, ready chan<- string) {
 	defer close(c.readerDone)
 	defer func() { _ = r.Close() }()
 	sc := bufio.NewScanner(r)
@@ -120,14 +132,10 @@ func (c *child) readStderr(r *os.File, readyMsg, addrField string, ready chan<- 
 	for sc.Scan() {
 		line := sc.Bytes()
 		c.tail.add(string(line))
-		if announced || len(line) == 0 || line[0] != '{' {
+		if announced {
 			continue
 		}
-		var l map[string]any
-		if json.Unmarshal(line, &l) != nil || l["msg"] != readyMsg {
-			continue
-		}
-		if addr, _ := l[addrField].(string); addr != "" {
+		if addr := readyAddr(spec, line); addr != "" {
 			announced = true
 			ready <- addr
 		}
@@ -135,6 +143,26 @@ func (c *child) readStderr(r *os.File, readyMsg, addrField string, ready chan<- 
 	// A line over the scanner's limit ends the scan; keep draining so the
 	// child never blocks on a full pipe.
 	_, _ = io.Copy(io.Discard, r)
+}
+
+// readyAddr is the address line announces, or "" if it is not spec's
+// ready line.
+func readyAddr(spec childSpec, line []byte) string {
+	if spec.readyRe != nil {
+		if m := spec.readyRe.FindSubmatch(line); len(m) > 1 {
+			return string(m[1])
+		}
+		return ""
+	}
+	if len(line) == 0 || line[0] != '{' {
+		return ""
+	}
+	var l map[string]any
+	if json.Unmarshal(line, &l) != nil || l["msg"] != spec.readyMsg {
+		return ""
+	}
+	addr, _ := l[withDefault(spec.addrField, "ws_addr")].(string)
+	return addr
 }
 
 // alive reports an error if the process has exited.
@@ -155,6 +183,7 @@ func (c *child) stop(timeout time.Duration) error {
 	select {
 	case <-c.exited:
 	default:
+		c.stopping = true
 		_ = c.cmd.Process.Signal(syscall.SIGTERM)
 		timer := time.NewTimer(timeout)
 		defer timer.Stop()
@@ -166,10 +195,16 @@ func (c *child) stop(timeout time.Duration) error {
 		}
 	}
 	<-c.readerDone
-	if c.waitErr != nil {
+	if c.waitErr != nil && !(c.stopping && c.diesOfSIGTERM && diedOf(c.cmd.ProcessState, syscall.SIGTERM)) {
 		return fmt.Errorf("%w: %s: %v%s", ErrChild, c.name, c.waitErr, c.tail)
 	}
 	return nil
+}
+
+// diedOf reports whether the process was killed by sig.
+func diedOf(ps *os.ProcessState, sig syscall.Signal) bool {
+	ws, ok := ps.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == sig
 }
 
 // killWait bounds waiting for a killed process to be reaped; SIGKILL cannot

@@ -24,9 +24,12 @@ const usageText = `usage: wsfleet-bench <command> [flags]
 
 commands:
   run          start wsfleet-node and a bare gws echo server on loopback and
-               measure both side by side; with --control-bin, also start
-               wsfleet-control and measure policy propagation to thousands
-               of policy clients (run -h for flags)
+               measure both side by side; with --nats-bin, also the fan-out
+               across two nodes through NATS against one node's; with
+               --control-bin, also start wsfleet-control and measure policy
+               propagation to thousands of policy clients, and with
+               --etcd-bin the same over control-plane replicas on etcd
+               (run -h for flags)
   echo-server  serve the bare gws echo baseline (started by run)
 `
 
@@ -58,13 +61,16 @@ func runFlags(args []string, stderr io.Writer) (cfg RunConfig, out string, err e
 	fs := flag.NewFlagSet("wsfleet-bench run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.NodeBin, "node-bin", "", "the wsfleet-node binary (required unless only propagation runs)")
-	fs.StringVar(&cfg.ControlBin, "control-bin", "", "the wsfleet-control binary; without it the propagation scenario is skipped")
+	fs.StringVar(&cfg.ControlBin, "control-bin", "", "the wsfleet-control binary; without it the propagation scenarios are skipped")
+	fs.StringVar(&cfg.EtcdBin, "etcd-bin", "", "an etcd 3.7 server binary; without it the propagation-etcd scenario is skipped")
+	fs.IntVar(&cfg.Replicas, "replicas", DefaultReplicas, "propagation-etcd: control-plane replicas on the one etcd")
+	fs.StringVar(&cfg.NATSBin, "nats-bin", "", "a nats-server binary; without it the fanout-nats scenario is skipped")
 	fs.StringVar(&out, "out", "", "also write the results as JSON to this file")
 	fs.DurationVar(&cfg.Duration, "duration", DefaultDuration, "roundtrip time per server; cap on fan-out publishing")
 	fs.IntVar(&cfg.Rounds, "rounds", DefaultRounds, "roundtrip: alternate node and echo in this many rounds")
 	fs.IntVar(&cfg.Clients, "clients", DefaultClients, "roundtrip clients and handshake workers")
 	fs.IntVar(&cfg.IdleConns, "idle-conns", DefaultIdleConns, "idle connections held at once per server")
-	fs.IntVar(&cfg.FanoutSubs, "fanout-subs", DefaultSubscribers, "fan-out subscribers on one channel")
+	fs.IntVar(&cfg.FanoutSubs, "fanout-subs", DefaultSubscribers, "fan-out subscribers on one channel (fanout and fanout-nats)")
 	fs.IntVar(&cfg.FanoutMessages, "fanout-messages", DefaultMessages, "most messages the fan-out publisher sends")
 	fs.IntVar(&cfg.FanoutWindow, "fanout-window", DefaultWindow, "most fan-out messages not yet delivered to every subscriber")
 	fs.IntVar(&cfg.Handshakes, "handshakes", DefaultHandshakes, "handshakes per server")
@@ -73,8 +79,7 @@ func runFlags(args []string, stderr io.Writer) (cfg RunConfig, out string, err e
 		"propagation: comma-separated fleet sizes (policy clients watching at once), one run each")
 	fs.IntVar(&cfg.PropagationApplies, "propagation-applies", DefaultApplies, "propagation: policy applies measured per fleet size")
 	fs.IntVar(&cfg.ClientsPerConn, "propagation-per-conn", DefaultClientsPerConn, "propagation: policy clients sharing one gRPC connection")
-	scenarios := fs.String("scenarios", strings.Join([]string{ScenarioRoundtrip, ScenarioFanout, ScenarioIdle, ScenarioHandshake, ScenarioPropagation}, ","),
-		"comma-separated scenarios to run")
+	scenarios := fs.String("scenarios", strings.Join(AllScenarios, ","), "comma-separated scenarios to run")
 	if err := fs.Parse(args); err != nil {
 		return cfg, "", err
 	}
@@ -91,6 +96,7 @@ func runFlags(args []string, stderr io.Writer) (cfg RunConfig, out string, err e
 		{"fanout-subs", int64(cfg.FanoutSubs)}, {"fanout-messages", int64(cfg.FanoutMessages)},
 		{"fanout-window", int64(cfg.FanoutWindow)}, {"handshakes", int64(cfg.Handshakes)}, {"settle", int64(cfg.Settle)},
 		{"propagation-applies", int64(cfg.PropagationApplies)}, {"propagation-per-conn", int64(cfg.ClientsPerConn)},
+		{"replicas", int64(cfg.Replicas)},
 	} {
 		if f.v <= 0 {
 			return cfg, "", fmt.Errorf("%w: --%s must be positive, got %s", ErrConfig, f.name, fs.Lookup(f.name).Value)

@@ -185,10 +185,11 @@ func (s *connSet) closeAll() error {
 	}
 }
 
-// openMany dials n connections to t with at most dialers handshakes in
-// flight, adding each to set. newHandler builds the handler of connection i.
-// It stops at the first failure and returns it.
-func openMany(ctx context.Context, t Target, n, dialers int, set *connSet, newHandler func(i int) gws.Event) error {
+// openMany dials n connections with at most dialers handshakes in flight,
+// connection i to targets[i % len(targets)], adding each to set.
+// newHandler builds the handler of connection i. It stops at the first
+// failure and returns it.
+func openMany(ctx context.Context, targets []Target, n, dialers int, set *connSet, newHandler func(i int) gws.Event) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var next atomic.Int64
@@ -200,7 +201,7 @@ func openMany(ctx context.Context, t Target, n, dialers int, set *connSet, newHa
 				if i >= n {
 					return
 				}
-				conn, err := dial(ctx, t, newHandler(i))
+				conn, err := dial(ctx, targets[i%len(targets)], newHandler(i))
 				if err != nil {
 					cancel(err)
 					return

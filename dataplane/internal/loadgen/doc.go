@@ -7,21 +7,30 @@
 // speaks the protocol, in-process or not:
 //
 //   - Roundtrip: C clients, one request outstanding each, for a duration.
-//   - Fanout: S subscribers on one channel, one paced publisher.
+//   - Fanout: S subscribers on one channel, one paced publisher; the
+//     subscribers may be spread over several nodes sharing channels, and
+//     the servers' CPU time (ReadCPU) read around the loaded phase.
 //   - Idle: N idle connections, server RSS read before and after.
 //   - Handshakes: H complete handshakes over W workers.
 //   - Propagation: N policy clients (sdk/policyclient, in this process)
-//     watching a control plane; K policy applies, each timed from the
-//     ApplyPolicy call returning to the last client's ACK.
+//     watching a control plane, or its replicas, spread evenly; K policy
+//     applies, each timed from the ApplyPolicy call to the control plane
+//     receiving each client's ACK (the last_ack_time ListNodes shows),
+//     and from the call's return to the clients' Apply.
 //
 // Run is the thin layer on top that starts the node and the echo server as
 // child processes, runs the scenarios against both (idle first, while both
 // are fresh; the round-trip comparison in alternating rounds, so drifting
 // background load hits both sides alike) and collects a Report; Main is the
-// command line. Given a wsfleet-control binary, Run also starts a control
-// plane (--dev, loopback, store in a temporary directory) and runs
-// Propagation against it at each fleet size; without one that scenario is
-// skipped, and only the children the selected scenarios need are started.
+// command line. Given a nats-server binary, Run's fanout-nats scenario
+// runs Fanout on the node alone and then across two more nodes on a
+// nats-server it starts. Given a wsfleet-control binary, Run also starts a
+// control plane (--dev, loopback, store in a temporary directory) and runs
+// Propagation against it at each fleet size; given an etcd binary too, the
+// propagation-etcd scenario does the same against replicas sharing an etcd
+// it starts. Without its binaries a scenario is skipped, and only the
+// children the selected scenarios need are started (the cluster
+// scenarios' own children for their duration only).
 //
 // Goroutines and blocking: every scenario function blocks until it is done
 // and owns everything it starts. Each client connection has one read loop
@@ -46,7 +55,9 @@
 // Child processes: each is started from a goroutine locked to its OS thread
 // for the child's life (so Linux's parent-death signal fires only when the
 // bench dies), its stderr is drained by one goroutine until EOF, and Run
-// stops it with SIGTERM, then SIGKILL, on every return path.
+// stops it with SIGTERM, then SIGKILL, on every return path, in the
+// reverse order of their start (nodes before nats-server, replicas before
+// etcd).
 //
 // EchoServer is the baseline: gws's default server and per-connection path
 // behind an accept loop that can be stopped (gws.Server.RunListener cannot).

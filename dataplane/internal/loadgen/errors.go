@@ -16,12 +16,15 @@ var (
 	ErrStalled = errors.New("loadgen: no progress before the deadline")
 	// ErrClosed: the server closed a connection the scenario still used.
 	ErrClosed = errors.New("loadgen: connection closed by the server")
-	// ErrChild: a child process (node, echo server or control plane) did not start, did not
-	// announce its address, or did not exit cleanly.
+	// ErrChild: a child process (node, echo server, control plane, etcd,
+	// nats-server) did not start, did not announce its address, or did not
+	// exit cleanly.
 	ErrChild = errors.New("loadgen: child process failed")
 	// ErrControl: a call to the control plane's admin API (reading or
 	// applying a policy) failed.
 	ErrControl = errors.New("loadgen: control plane call failed")
 	// ErrRSS: a process's resident set size could not be read.
 	ErrRSS = errors.New("loadgen: cannot read RSS")
+	// ErrCPU: a process's CPU time could not be read.
+	ErrCPU = errors.New("loadgen: cannot read CPU time")
 )

@@ -11,11 +11,14 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/wsfleet/wsfleet/api/policy"
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
@@ -23,11 +26,14 @@ import (
 
 // fakeControl is the part of the control plane Propagation talks to, and
 // nothing else (dataplane never imports controlplane): GetPolicy and
-// ApplyPolicy on the default pool, and a Watch that pushes the head to
-// every watching stream as soon as it changes and counts the ACKs.
+// ApplyPolicy on the default pool, a Watch that pushes the head to every
+// watching stream as soon as it changes and counts the ACKs, and ListNodes
+// saying when each node's last ACK arrived. It may listen on several
+// addresses: replicas sharing one store.
 type fakeControl struct {
 	wsfleetv1.UnimplementedPolicyServiceServer
 	wsfleetv1.UnimplementedNodeServiceServer
+	wsfleetv1.UnimplementedFleetServiceServer
 
 	// withhold, when set, is a node id that gets the first push of its
 	// stream and never another: a control plane that loses a node.
@@ -37,6 +43,14 @@ type fakeControl struct {
 	applyOffset int64
 	// refuseWatch ends every watch stream at once with Unavailable.
 	refuseWatch bool
+	// ackDelay is how long the control plane takes to take in an ACK
+	// before it stamps its arrival.
+	ackDelay time.Duration
+	// ackClockBehind sets the arrival stamps this far in the past: a
+	// control plane whose clock is behind the bench's.
+	ackClockBehind time.Duration
+	// hideAcks makes ListNodes never show an applied revision.
+	hideAcks bool
 
 	srv *grpc.Server
 	ln  net.Listener
@@ -44,6 +58,9 @@ type fakeControl struct {
 	mu       sync.Mutex
 	head     *wsfleetv1.PolicyRevision
 	watchers map[chan struct{}]struct{}
+	nodes    map[string]*wsfleetv1.NodeStatus
+	// watchesOn counts watch streams by the address they came in on.
+	watchesOn map[string]int
 
 	acks    atomic.Int64
 	watches atomic.Int64
@@ -57,18 +74,65 @@ func newFakeControl(addr string, opts ...fakeControlOption) (*fakeControl, error
 		return nil, err
 	}
 	f := &fakeControl{
-		ln:       ln,
-		srv:      grpc.NewServer(),
-		head:     &wsfleetv1.PolicyRevision{Pool: policy.DefaultPool, Revision: 1, Policy: policy.Default()},
-		watchers: map[chan struct{}]struct{}{},
+		ln:        ln,
+		srv:       grpc.NewServer(),
+		head:      &wsfleetv1.PolicyRevision{Pool: policy.DefaultPool, Revision: 1, Policy: policy.Default()},
+		watchers:  map[chan struct{}]struct{}{},
+		nodes:     map[string]*wsfleetv1.NodeStatus{},
+		watchesOn: map[string]int{},
 	}
 	for _, o := range opts {
 		o(f)
 	}
 	wsfleetv1.RegisterPolicyServiceServer(f.srv, f)
 	wsfleetv1.RegisterNodeServiceServer(f.srv, f)
+	wsfleetv1.RegisterFleetServiceServer(f.srv, f)
 	go func() { _ = f.srv.Serve(ln) }()
 	return f, nil
+}
+
+// listenAlso serves f on one more loopback address, another replica of
+// the same store, and returns it.
+func (f *fakeControl) listenAlso(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = f.srv.Serve(ln) }()
+	return ln.Addr().String()
+}
+
+func (f *fakeControl) watchesAt(addr string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.watchesOn[addr]
+}
+
+// acked records that node applied rev, stamping the ACK's arrival.
+func (f *fakeControl) acked(node string, rev int64) {
+	time.Sleep(f.ackDelay)
+	now := time.Now().Add(-f.ackClockBehind)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.nodes[node] = &wsfleetv1.NodeStatus{NodeId: node, Pool: policy.DefaultPool, Connected: true,
+		AppliedPool: policy.DefaultPool, AppliedRevision: rev, LastAckTime: timestamppb.New(now)}
+}
+
+// ListNodes answers every node in one page, as a control plane that
+// predates paging does.
+func (f *fakeControl) ListNodes(_ context.Context, req *wsfleetv1.ListNodesRequest) (*wsfleetv1.ListNodesResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	resp := &wsfleetv1.ListNodesResponse{}
+	for _, n := range f.nodes {
+		n = proto.Clone(n).(*wsfleetv1.NodeStatus)
+		if f.hideAcks {
+			n.AppliedRevision, n.LastAckTime = 0, nil
+		}
+		resp.Nodes = append(resp.Nodes, n)
+	}
+	return resp, nil
 }
 
 func startFakeControl(t *testing.T, opts ...fakeControlOption) *fakeControl {
@@ -137,7 +201,13 @@ func (f *fakeControl) Watch(stream wsfleetv1.NodeService_WatchServer) error {
 	notify := make(chan struct{}, 1)
 	f.mu.Lock()
 	f.watchers[notify] = struct{}{}
+	if p, ok := peer.FromContext(stream.Context()); ok && p.LocalAddr != nil {
+		f.watchesOn[p.LocalAddr.String()]++
+	}
 	f.mu.Unlock()
+	// The revision each nonce carried, for the ACKs.
+	var sentMu sync.Mutex
+	sentRev := map[string]int64{}
 	defer func() {
 		f.mu.Lock()
 		delete(f.watchers, notify)
@@ -154,8 +224,14 @@ func (f *fakeControl) Watch(stream wsfleetv1.NodeService_WatchServer) error {
 				recvErr <- err
 				return
 			}
-			if m.GetAck() != nil {
+			if ack := m.GetAck(); ack != nil {
 				f.acks.Add(1)
+				sentMu.Lock()
+				rev, ok := sentRev[ack.GetNonce()]
+				sentMu.Unlock()
+				if ok {
+					f.acked(hello.GetNodeId(), rev)
+				}
 			}
 		}
 	}()
@@ -167,6 +243,9 @@ func (f *fakeControl) Watch(stream wsfleetv1.NodeService_WatchServer) error {
 	for nonce := 0; ; {
 		if head := f.current(); head.GetRevision() != sent && (nonce == 0 || hello.GetNodeId() != f.withhold) {
 			nonce++
+			sentMu.Lock()
+			sentRev[fmt.Sprint(nonce)] = head.GetRevision()
+			sentMu.Unlock()
 			if err := stream.Send(&wsfleetv1.WatchResponse{Revision: head, Nonce: fmt.Sprint(nonce)}); err != nil {
 				return err
 			}
@@ -195,12 +274,19 @@ func fakeControlMain(ctx context.Context, args []string) int {
 	httpAddr := fs.String("http-addr", "", "")
 	dataDir := fs.String("data-dir", "", "")
 	fs.String("log-format", "", "")
+	store := fs.String("store", "bolt", "")
+	etcd := fs.String("etcd-endpoints", "", "")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *dataDir == "" {
 		fmt.Fprintln(os.Stderr, "no --data-dir")
 		return 2
+	}
+	if *store == "etcd" {
+		// A replica: the store, and so everything, is etcd's (the fake
+		// etcd is a fake control plane).
+		return serveProxy(ctx, *etcd, controlReadyMsg, controlAddrField)
 	}
 	f, err := newFakeControl(*grpcAddr)
 	if err != nil {

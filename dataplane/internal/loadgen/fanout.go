@@ -33,8 +33,14 @@ const (
 
 // FanoutConfig configures Fanout. Zero fields take the defaults.
 type FanoutConfig struct {
-	// Target must speak the node's channel protocol.
+	// Target must speak the node's channel protocol. The publisher
+	// connects to it, and so do the subscribers unless SubscriberTargets
+	// is set.
 	Target Target
+	// SubscriberTargets, if set, are where the subscribers connect:
+	// subscriber i to SubscriberTargets[i % len]. Nodes sharing channels
+	// (through NATS) make the fan-out cross nodes.
+	SubscriberTargets []Target
 	// Channel all subscribers join. Default "fanout".
 	Channel string
 	// Subscribers is the number of subscribed connections. Default
@@ -64,11 +70,23 @@ type FanoutConfig struct {
 	// ReplyTimeout bounds the wait for progress of any delivery while
 	// publishing and draining. Default DefaultReplyTimeout.
 	ReplyTimeout time.Duration
+	// CPU, if set, reads the servers' CPU time used so far (see ReadCPU):
+	// once right before the first measured message is published and once
+	// after the last one is delivered, for FanoutResult.ServerCPU.
+	CPU func() (time.Duration, error)
 }
 
 func (c *FanoutConfig) fill() error {
 	if err := c.Target.validate(); err != nil {
 		return err
+	}
+	for _, t := range c.SubscriberTargets {
+		if err := t.validate(); err != nil {
+			return err
+		}
+	}
+	if len(c.SubscriberTargets) == 0 {
+		c.SubscriberTargets = []Target{c.Target}
 	}
 	if c.Probes < 0 {
 		c.Probes = 0
@@ -108,6 +126,12 @@ type FanoutResult struct {
 	Probes              int64         `json:"probes"`
 	ProbeLatencyP50     time.Duration `json:"probe_latency_p50_ns"`
 	ProbeLatencyP99     time.Duration `json:"probe_latency_p99_ns"`
+	// ServerCPU is the servers' CPU time (FanoutConfig.CPU) over the loaded
+	// phase, from the first measured publish to the last delivery;
+	// CPUPerDelivery divides it by the deliveries, in nanoseconds. Zero
+	// without a CPU reader.
+	ServerCPU      time.Duration `json:"server_cpu_ns,omitempty"`
+	CPUPerDelivery float64       `json:"server_cpu_ns_per_delivery,omitempty"`
 }
 
 // fanState is shared by the publisher and every subscriber's read loop;
@@ -131,13 +155,15 @@ func (s *fanState) signal() {
 	}
 }
 
-// Fanout connects cfg.Subscribers subscribers to one channel and one
-// publisher (not subscribed), then publishes up to cfg.Messages messages,
+// Fanout connects cfg.Subscribers subscribers to one channel (on
+// cfg.SubscriberTargets, else cfg.Target) and one publisher (not
+// subscribed) to cfg.Target, then publishes up to cfg.Messages messages,
 // keeping at most cfg.Window of them not yet delivered to everyone, and
 // reports deliveries (subscribers × messages) per second and the
 // publish-to-last-delivery latency; then it publishes up to cfg.Probes
-// messages one at a time for the latency of a message alone. Every subscriber must receive every
-// message exactly once. Every connection is closed before it returns.
+// messages one at a time for the latency of a message alone. Every
+// subscriber must receive every message exactly once. Every connection is
+// closed before it returns.
 func Fanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error) {
 	if err := cfg.fill(); err != nil {
 		return FanoutResult{}, err
@@ -177,7 +203,7 @@ func fanout(ctx context.Context, cancel context.CancelCauseFunc, cfg FanoutConfi
 		fmt.Errorf("%w: setup took longer than %s", ErrStalled, cfg.SetupTimeout))
 	defer setupCancel()
 	sub := subscribeFrame(cfg.Channel)
-	err := openMany(setupCtx, cfg.Target, cfg.Subscribers, cfg.Dialers, set, func(i int) gws.Event {
+	err := openMany(setupCtx, cfg.SubscriberTargets, cfg.Subscribers, cfg.Dialers, set, func(i int) gws.Event {
 		return &handler{onMessage: subscriberHook(cancel, st, cfg.Messages+cfg.Probes, i), onClose: set.closeHook()}
 	})
 	if err != nil {
@@ -259,8 +285,21 @@ func fanout(ctx context.Context, cancel context.CancelCauseFunc, cfg FanoutConfi
 		return waitProgress(func() bool { return st.completed.Load() == int64(sent) }, what+", draining")
 	}
 
+	var cpu0 time.Duration
+	if cfg.CPU != nil {
+		if cpu0, err = cfg.CPU(); err != nil {
+			return res, err
+		}
+	}
 	if err := publish("publishing", cfg.Messages, cfg.Window); err != nil {
 		return res, err
+	}
+	if cfg.CPU != nil {
+		cpu1, err := cfg.CPU()
+		if err != nil {
+			return res, err
+		}
+		res.ServerCPU = cpu1 - cpu0
 	}
 	res.Messages = int64(sent)
 	res.Deliveries = st.delivered.Load()
@@ -289,6 +328,9 @@ func fanout(ctx context.Context, cancel context.CancelCauseFunc, cfg FanoutConfi
 		}
 		res.Elapsed = time.Duration(last - st.sentAt[0].Load())
 		res.DeliveriesPerSecond = float64(res.Deliveries) / res.Elapsed.Seconds()
+		if res.Deliveries > 0 {
+			res.CPUPerDelivery = float64(res.ServerCPU) / float64(res.Deliveries)
+		}
 		sorted := sortedCopy(lat[:m])
 		res.LatencyP50 = exactQuantile(sorted, 0.50)
 		res.LatencyP99 = exactQuantile(sorted, 0.99)

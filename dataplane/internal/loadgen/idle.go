@@ -99,7 +99,7 @@ func idle(ctx context.Context, cfg IdleConfig, set *connSet) (IdleResult, error)
 	start := time.Now()
 	// One handler for all: idle connections only ever see pings.
 	h := &handler{onClose: set.closeHook()}
-	if err := openMany(setupCtx, cfg.Target, cfg.Conns, cfg.Dialers, set, func(int) gws.Event { return h }); err != nil {
+	if err := openMany(setupCtx, []Target{cfg.Target}, cfg.Conns, cfg.Dialers, set, func(int) gws.Event { return h }); err != nil {
 		return res, err
 	}
 	res.OpenElapsed = time.Since(start)

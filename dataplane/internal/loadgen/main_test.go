@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -55,6 +56,10 @@ func childMain(role string, args []string) int {
 			return Main(ctx, args, os.Stdout, os.Stderr)
 		case len(args) > 0 && args[0] == "--dev": // Run's control-plane command line
 			return fakeControlMain(ctx, args)
+		case len(args) > 0 && args[0] == "--name": // etcd's
+			return fakeEtcdMain(ctx, args)
+		case len(args) > 0 && args[0] == "-a": // nats-server's
+			return fakeNATSMain(ctx, args)
 		default:
 			return fakeNodeMain(ctx, args)
 		}
@@ -85,6 +90,7 @@ func fakeNodeMain(ctx context.Context, args []string) int {
 	policyPath := fs.String("policy-file", "", "")
 	fs.String("node-id", "", "")
 	fs.String("log-format", "", "")
+	broker := fs.String("broker", "", "")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -102,6 +108,9 @@ func fakeNodeMain(ctx context.Context, args []string) int {
 	if len(allow) != 1 || doc.Policy.GetOrigins().GetAllowMissing() {
 		fmt.Fprintln(os.Stderr, "want exactly one allowed origin and no missing origin")
 		return 1
+	}
+	if nats, ok := strings.CutPrefix(*broker, "nats://"); ok {
+		return serveProxy(ctx, nats, nodeReadyMsg, "ws_addr")
 	}
 	f, err := newFakeNode(*listen, allow[0])
 	if err != nil {

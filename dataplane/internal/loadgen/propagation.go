@@ -6,6 +6,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,10 +30,12 @@ const (
 	// HTTP/2 connection is well within what gRPC multiplexes.
 	DefaultClientsPerConn = 500
 	DefaultApplies        = 20
-	// DefaultApplyPause separates one apply's last ACK from the next apply,
-	// so the control plane has taken in the ACKs of the previous revision
-	// (they are only sent, not yet read, when the last client's Apply runs)
-	// and each apply starts from a quiet system, as an operator's would.
+	// DefaultApplyPause follows each apply's last client Apply, so the
+	// control plane has taken in the ACKs (they are only sent, not yet
+	// read, when the last client's Apply runs) before the bench reads when
+	// they arrived (ListNodes, which would otherwise compete with them),
+	// and the next apply starts from a quiet system, as an operator's
+	// would.
 	DefaultApplyPause = 100 * time.Millisecond
 	// DefaultPropagationSetup bounds starting every client and their
 	// applying the initial revision; 10,000 hellos at once take a few
@@ -44,8 +47,14 @@ const (
 	// DefaultPropagationDuration caps the apply phase: no new apply starts
 	// after it, and the result holds the applies done so far.
 	DefaultPropagationDuration = 5 * time.Minute
-	// rpcTimeout bounds one GetPolicy or ApplyPolicy call.
+	// rpcTimeout bounds one GetPolicy or ApplyPolicy call, and one
+	// listing of every node.
 	rpcTimeout = 30 * time.Second
+	// ackPoll spaces ListNodes readings while ACKs are still missing.
+	ackPoll = 50 * time.Millisecond
+	// listPageSize is the ListNodes page the ACK readings ask for: the
+	// control plane's largest, 10 pages for 10,000 clients.
+	listPageSize = 1000
 	// stuckSample is how many lagging clients a stall error describes.
 	stuckSample = 3
 )
@@ -54,22 +63,29 @@ const (
 const (
 	// TargetPropagationClients is the fleet size the target applies to.
 	TargetPropagationClients = 1000
-	// TargetPropagationP99 is the most time from an apply returning to the
-	// last client's ACK, at the 99th percentile.
-	TargetPropagationP99 = time.Second
+	// TargetPropagation is the most time from an ApplyPolicy call to the
+	// control plane receiving the last client's ACK, in every apply: the
+	// issue's "p99 under a second", since with 20 applies the p99 is their
+	// maximum.
+	TargetPropagation = time.Second
 )
 
 // PropagationConfig configures Propagation. Zero fields take the defaults.
 type PropagationConfig struct {
-	// Control is how to reach the control plane (sdk/admin's dial
-	// settings: address, token, TLS). Addr is required.
+	// Control is how to reach the control plane the applies go to
+	// (sdk/admin's dial settings: address, token, TLS). Addr is required.
 	Control admin.Config
+	// Replicas, if set, are the control-plane replicas (sharing one store)
+	// the clients watch: connection k dials Replicas[k % len(Replicas)],
+	// so the clients spread evenly over them. Default: Control alone.
+	Replicas []admin.Config
 	// Clients is the number of policy clients watching at once, node ids
 	// bench-0 ... bench-(Clients-1), all in the default pool. Default
 	// DefaultPropagationClients.
 	Clients int
-	// ClientsPerConn is how many clients share one gRPC connection.
-	// Default DefaultClientsPerConn.
+	// ClientsPerConn is the most clients sharing one gRPC connection (each
+	// replica gets as many connections as the others, so a few more may
+	// be opened). Default DefaultClientsPerConn.
 	ClientsPerConn int
 	// Applies is the number of policy changes measured. Default
 	// DefaultApplies.
@@ -87,8 +103,9 @@ type PropagationConfig struct {
 	// whole scenario is bounded by SetupTimeout + Duration + AckTimeout.
 	// Default DefaultPropagationDuration.
 	Duration time.Duration
-	// RSS, if set, reads the control plane's resident set size, before the
-	// clients start and once they all watch.
+	// RSS, if set, reads the control plane's resident set size (of every
+	// replica, added up), before the clients start and once they all
+	// watch.
 	RSS func() (int64, error)
 }
 
@@ -107,17 +124,31 @@ func (c *PropagationConfig) fill() error {
 	c.SetupTimeout = withDefault(c.SetupTimeout, DefaultPropagationSetup)
 	c.AckTimeout = withDefault(c.AckTimeout, DefaultAckTimeout)
 	c.Duration = withDefault(c.Duration, DefaultPropagationDuration)
+	for _, r := range c.Replicas {
+		if r.Addr == "" {
+			return fmt.Errorf("%w: propagation: a replica without an address", ErrConfig)
+		}
+	}
+	if len(c.Replicas) == 0 {
+		c.Replicas = []admin.Config{c.Control}
+	}
 	return nil
 }
 
-// PropagationResult is what Propagation measured. "ACK" times are the
-// moments the clients' Apply was called for the revision: policyclient
-// sends the ACK right after Apply returns (the bench's Apply only takes the
-// time), so they are the ACK send times, less a few microseconds, and
-// exclude the ACK's trip back to the control plane.
+// PropagationResult is what Propagation measured. The Received figures
+// are the control plane's side: from just before the ApplyPolicy call to
+// the moment the replica a client watches received its ACK, which it
+// stamps as the node's last_ack_time (ListNodes; nanoseconds, the
+// replica's wall clock, which is the bench's: they run on one machine).
+// The other ACK figures are the clients' side: the moments their Apply
+// was called for the revision (policyclient sends the ACK right after
+// Apply returns; the bench's Apply only takes the time), which exclude the
+// ACK's trip back.
 type PropagationResult struct {
 	Clients int `json:"clients"`
 	Conns   int `json:"conns"`
+	// Replicas is the number of control-plane replicas the clients watch.
+	Replicas int `json:"replicas"`
 	// Applies is the number of applies measured; fewer than asked when
 	// Duration ran out.
 	Applies int `json:"applies"`
@@ -128,6 +159,15 @@ type PropagationResult struct {
 	// SetupElapsed is from starting the clients to all of them applying
 	// the initial revision.
 	SetupElapsed time.Duration `json:"setup_elapsed_ns"`
+	// ReceivedLast*: per apply, from the ApplyPolicy call to the control
+	// plane receiving the last client's ACK; p50 and maximum over the
+	// applies (with 20 applies a p99 would be the maximum).
+	ReceivedLastP50 time.Duration `json:"received_last_ack_p50_ns"`
+	ReceivedLastMax time.Duration `json:"received_last_ack_max_ns"`
+	// ReceivedEach*: the same for every ACK, quantiles over clients ×
+	// applies.
+	ReceivedEachP50 time.Duration `json:"received_each_ack_p50_ns"`
+	ReceivedEachP99 time.Duration `json:"received_each_ack_p99_ns"`
 	// LastAck*: per apply, the time from ApplyPolicy returning to the last
 	// client's ACK; quantiles over the applies.
 	LastAckP50 time.Duration `json:"last_ack_p50_ns"`
@@ -149,6 +189,7 @@ type PropagationResult struct {
 	// ApplyRPC*: how long ApplyPolicy itself took (commit included).
 	ApplyRPCP50 time.Duration `json:"apply_rpc_p50_ns"`
 	ApplyRPCP99 time.Duration `json:"apply_rpc_p99_ns"`
+	ApplyRPCMax time.Duration `json:"apply_rpc_max_ns"`
 	// RSS of the control plane before the clients and with all of them
 	// watching; 0 without an RSS reader.
 	RSSBefore       int64   `json:"rss_before_bytes,omitempty"`
@@ -158,12 +199,14 @@ type PropagationResult struct {
 
 // Propagation measures how fast a policy change reaches a fleet: it starts
 // cfg.Clients policy clients (sdk/policyclient, in this process) watching
-// the control plane's default pool, waits until all run its current
-// revision, then applies cfg.Applies changes of limits.max_connections one
-// after the other, each time waiting until every client has applied the
-// new revision. Every client is stopped and every connection closed before
-// it returns. The control plane must have no other writer to the default
-// pool meanwhile: each apply expects the revision before it.
+// the default pool on the control plane's replicas, waits until all run
+// its current revision, then applies cfg.Applies changes of
+// limits.max_connections one after the other through cfg.Control, each
+// time waiting until every client has applied the new revision and every
+// replica's ListNodes shows when its clients' ACKs arrived. Every client
+// is stopped and every connection closed before it returns. The control
+// plane must have no other writer to the default pool meanwhile: each
+// apply expects the revision before it.
 func Propagation(ctx context.Context, cfg PropagationConfig) (PropagationResult, error) {
 	if err := cfg.fill(); err != nil {
 		return PropagationResult{}, err
@@ -177,26 +220,41 @@ func Propagation(ctx context.Context, cfg PropagationConfig) (PropagationResult,
 
 func propagation(ctx context.Context, cfg PropagationConfig) (res PropagationResult, err error) {
 	res.Clients = cfg.Clients
-	res.Conns = (cfg.Clients + cfg.ClientsPerConn - 1) / cfg.ClientsPerConn
+	res.Conns = ConnCount(cfg.Clients, cfg.ClientsPerConn, len(cfg.Replicas))
+	res.Replicas = len(cfg.Replicas)
 
-	// The admin calls get a connection of their own, so an apply never
-	// queues behind the pushes and ACKs of the watch streams.
-	adm, err := admin.Dial(cfg.Control)
-	if err != nil {
-		return res, fmt.Errorf("%w: %w", ErrConfig, err)
-	}
-	conns := []*admin.Client{adm}
+	// The admin calls get connections of their own (the apply, and one
+	// per replica for ListNodes), so they never queue behind the pushes
+	// and ACKs of the watch streams.
+	var conns []*admin.Client
 	defer func() {
 		for _, c := range conns {
 			_ = c.Close()
 		}
 	}()
-	for range res.Conns {
-		c, err := admin.Dial(cfg.Control)
+	dial := func(cfg admin.Config) (*admin.Client, error) {
+		c, err := admin.Dial(cfg)
 		if err != nil {
-			return res, fmt.Errorf("%w: %w", ErrConfig, err)
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 		}
 		conns = append(conns, c)
+		return c, nil
+	}
+	adm, err := dial(cfg.Control)
+	if err != nil {
+		return res, err
+	}
+	readers := make([]*admin.Client, len(cfg.Replicas))
+	for i, r := range cfg.Replicas {
+		if readers[i], err = dial(r); err != nil {
+			return res, err
+		}
+	}
+	watchConns := make([]*admin.Client, res.Conns)
+	for k := range watchConns {
+		if watchConns[k], err = dial(cfg.Replicas[k%len(cfg.Replicas)]); err != nil {
+			return res, err
+		}
 	}
 
 	head, err := currentHead(ctx, adm)
@@ -210,7 +268,7 @@ func propagation(ctx context.Context, cfg PropagationConfig) (res PropagationRes
 		}
 	}
 
-	fleet, err := newBenchFleet(cfg.Clients, conns[1:], cfg.ClientsPerConn)
+	fleet, err := newBenchFleet(cfg.Clients, watchConns)
 	if err != nil {
 		return res, err
 	}
@@ -235,20 +293,17 @@ func propagation(ctx context.Context, cfg PropagationConfig) (res PropagationRes
 	}
 
 	var (
-		lastAcks = make([]time.Duration, 0, cfg.Applies)
-		fromSent = make([]time.Duration, 0, cfg.Applies)
-		rpcs     = make([]time.Duration, 0, cfg.Applies)
-		clients  = make([]time.Duration, 0, cfg.Applies*cfg.Clients)
+		lastAcks     = make([]time.Duration, 0, cfg.Applies)
+		fromSent     = make([]time.Duration, 0, cfg.Applies)
+		rpcs         = make([]time.Duration, 0, cfg.Applies)
+		clients      = make([]time.Duration, 0, cfg.Applies*cfg.Clients)
+		receivedLast = make([]time.Duration, 0, cfg.Applies)
+		receivedEach = make([]time.Duration, 0, cfg.Applies*cfg.Clients)
 	)
 	deadline := time.Now().Add(cfg.Duration)
 	for k := range cfg.Applies {
-		if k > 0 {
-			if time.Now().After(deadline) {
-				break
-			}
-			if err := sleepCtx(ctx, cfg.Pause); err != nil {
-				return res, err
-			}
+		if k > 0 && time.Now().After(deadline) {
+			break
 		}
 		next := changed(head.GetPolicy())
 		round := fleet.expect(head.GetRevision() + 1)
@@ -271,19 +326,109 @@ func propagation(ctx context.Context, cfg PropagationConfig) (res PropagationRes
 		fromSent = append(fromSent, lastAt.Sub(sent))
 		rpcs = append(rpcs, t0.Sub(sent))
 		res.EarlyAcks += early
+
+		// The ACKs are sent; the control plane takes them in during the
+		// pause (so the readings below do not compete with them, and the
+		// next apply starts from a quiet system), then says when each
+		// arrived.
+		if err := sleepCtx(ctx, cfg.Pause); err != nil {
+			return res, err
+		}
+		arrived, err := ackArrivals(ctx, readers, round.rev, cfg.Clients, cfg.AckTimeout)
+		if err != nil {
+			return res, fmt.Errorf("apply %d: %w", k, err)
+		}
+		var latest time.Duration
+		for i, at := range arrived {
+			// at is a wall-clock reading from the control plane, sent one
+			// from here: their difference is on the wall clock.
+			d := at.Sub(sent)
+			if d < 0 {
+				return res, fmt.Errorf("%w: apply %d: the control plane stamped bench-%d's ACK of revision %d %s before ApplyPolicy was called: its clock differs from the bench's, or last_ack_time lost precision",
+					ErrReply, k, i, round.rev, -d)
+			}
+			latest = max(latest, d)
+			receivedEach = append(receivedEach, d)
+		}
+		receivedLast = append(receivedLast, latest)
 	}
 	res.Applies = len(lastAcks)
 	res.LastRevision = head.GetRevision()
 
 	sortedLast, sortedSent, sortedRPC := sortedCopy(lastAcks), sortedCopy(fromSent), sortedCopy(rpcs)
+	sortedReceived := sortedCopy(receivedLast)
 	slices.Sort(clients)
+	slices.Sort(receivedEach)
 	res.LastAckP50, res.LastAckP99 = exactQuantile(sortedLast, 0.50), exactQuantile(sortedLast, 0.99)
 	res.LastAckMax = exactQuantile(sortedLast, 1)
 	res.SentLastAckP50, res.SentLastAckP99 = exactQuantile(sortedSent, 0.50), exactQuantile(sortedSent, 0.99)
 	res.ClientP50, res.ClientP99 = exactQuantile(clients, 0.50), exactQuantile(clients, 0.99)
 	res.ApplyRPCP50, res.ApplyRPCP99 = exactQuantile(sortedRPC, 0.50), exactQuantile(sortedRPC, 0.99)
+	res.ApplyRPCMax = exactQuantile(sortedRPC, 1)
+	res.ReceivedLastP50, res.ReceivedLastMax = exactQuantile(sortedReceived, 0.50), exactQuantile(sortedReceived, 1)
+	res.ReceivedEachP50, res.ReceivedEachP99 = exactQuantile(receivedEach, 0.50), exactQuantile(receivedEach, 0.99)
 	return res, nil
 }
+
+// ackArrivals reads when the control plane received each bench client's
+// ACK of rev: node bench-i's last_ack_time in ListNodes, once it shows
+// revision rev applied. Every replica is read; a replica lists at least
+// the clients watching it, and where several list a client the earliest
+// time is the one its own replica stamped. It reads again until every
+// client is there, for at most timeout.
+func ackArrivals(ctx context.Context, replicas []*admin.Client, rev int64, n int, timeout time.Duration) ([]time.Time, error) {
+	at := make([]time.Time, n)
+	missing := n
+	deadline := time.Now().Add(timeout)
+	for {
+		for _, r := range replicas {
+			lctx, cancel := context.WithTimeout(ctx, rpcTimeout)
+			nodes, err := admin.AllNodes(lctx, r.Fleet(), policy.DefaultPool, listPageSize)
+			cancel()
+			if err != nil {
+				return nil, fmt.Errorf("%w: ListNodes: %v", ErrControl, err)
+			}
+			for _, s := range nodes {
+				i, ok := benchIndex(s.GetNodeId(), n)
+				if !ok || s.GetAppliedPool() != policy.DefaultPool || s.GetAppliedRevision() != rev || s.GetLastAckTime() == nil {
+					continue
+				}
+				t := s.GetLastAckTime().AsTime()
+				if at[i].IsZero() {
+					missing--
+				} else if !t.Before(at[i]) {
+					continue
+				}
+				at[i] = t
+			}
+		}
+		if missing == 0 {
+			return at, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%w: %d of %d clients' ACKs of revision %d not in ListNodes after %s", ErrStalled, missing, n, rev, timeout)
+		}
+		if err := sleepCtx(ctx, ackPoll); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// benchIndex is i for node id bench-i, i < n.
+func benchIndex(id string, n int) (int, bool) {
+	s, ok := strings.CutPrefix(id, benchNodePrefix)
+	if !ok {
+		return 0, false
+	}
+	i, err := strconv.Atoi(s)
+	if err != nil || i < 0 || i >= n || strconv.Itoa(i) != s {
+		return 0, false
+	}
+	return i, true
+}
+
+// benchNodePrefix starts every bench client's node id.
+const benchNodePrefix = "bench-"
 
 // currentHead reads the default pool's current revision.
 func currentHead(ctx context.Context, adm *admin.Client) (*wsfleetv1.PolicyRevision, error) {
@@ -373,12 +518,26 @@ var quietLog = func() *logrus.Logger {
 	return l
 }()
 
-func newBenchFleet(n int, conns []*admin.Client, perConn int) (*benchFleet, error) {
+// ConnCount is the number of gRPC connections Propagation opens for
+// clients policy clients, at most perConn to a connection, over replicas:
+// a multiple of replicas (each replica takes the same number), at most one
+// per client.
+func ConnCount(clients, perConn, replicas int) int {
+	n := (clients + perConn - 1) / perConn
+	if rem := n % replicas; rem != 0 {
+		n += replicas - rem
+	}
+	return min(n, clients)
+}
+
+// newBenchFleet makes n clients, client i on conns[i % len(conns)], so
+// they spread evenly over the connections and so over the replicas.
+func newBenchFleet(n int, conns []*admin.Client) (*benchFleet, error) {
 	f := &benchFleet{clients: make([]*policyclient.Client, n)}
 	for i := range n {
 		c, err := policyclient.New(policyclient.Config{
-			Conn:   conns[i/perConn].Conn(),
-			NodeID: "bench-" + strconv.Itoa(i),
+			Conn:   conns[i%len(conns)].Conn(),
+			NodeID: benchNodePrefix + strconv.Itoa(i),
 			Pool:   policy.DefaultPool,
 			Build:  "wsfleet-bench",
 			Apply:  f.applyFunc(i),

@@ -63,6 +63,14 @@ func TestPropagation(t *testing.T) {
 	if res.SetupElapsed <= 0 {
 		t.Errorf("setup elapsed %s, want positive", res.SetupElapsed)
 	}
+	// An ACK arrives after the client's Apply call that precedes it, in
+	// every apply: so do the quantiles.
+	if res.Replicas != 1 || res.ReceivedLastP50 < res.SentLastAckP50 || res.ReceivedLastMax < res.SentLastAckP99 ||
+		res.ReceivedEachP50 <= 0 || res.ReceivedEachP99 < res.ReceivedEachP50 || res.ReceivedLastMax < res.ReceivedEachP99 {
+		t.Errorf("replicas %d; ACKs received p50 %s max %s, each p50 %s p99 %s; client side p50 %s p99 %s: want 1 replica, "+
+			"received after the client side, 0 < each p50 <= p99 <= max", res.Replicas, res.ReceivedLastP50, res.ReceivedLastMax,
+			res.ReceivedEachP50, res.ReceivedEachP99, res.SentLastAckP50, res.SentLastAckP99)
+	}
 	// Each client ACKed the initial revision and the applies; the ACK of
 	// the last apply is sent right after the time the scenario takes, and
 	// the scenario may stop the client before it leaves, so it may be lost.
@@ -70,6 +78,40 @@ func TestPropagation(t *testing.T) {
 	eventually(t, "every watch stream has ended", func() bool { return fake.watching() == 0 })
 	if n := fake.watches.Load(); n != 20 {
 		t.Errorf("%d watch streams, want one per client (no reconnects)", n)
+	}
+}
+
+func TestPropagationOverReplicasMeasuresTheACKsArrival(t *testing.T) {
+	// One store behind three addresses: replicas. The control plane takes
+	// 40ms to take an ACK in, which the clients cannot see: only its own
+	// stamps show it.
+	const ackDelay = 40 * time.Millisecond
+	fake := startFakeControl(t, func(f *fakeControl) { f.ackDelay = ackDelay })
+	addrs := []string{fake.addr(), fake.listenAlso(t), fake.listenAlso(t)}
+	var replicas []admin.Config
+	for _, a := range addrs {
+		replicas = append(replicas, admin.Config{Addr: a})
+	}
+	res, err := Propagation(context.Background(), PropagationConfig{
+		Control: replicas[0], Replicas: replicas, Clients: 30, ClientsPerConn: 7, Applies: 3, Pause: 10 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Replicas != 3 || res.Conns != 6 || res.Applies != 3 {
+		t.Errorf("replicas %d conns %d applies %d; want 3 replicas, 6 connections (2 each), 3 applies", res.Replicas, res.Conns, res.Applies)
+	}
+	for _, a := range addrs {
+		if n := fake.watchesAt(a); n != 10 {
+			t.Errorf("%d clients watch replica %s, want 10 on each", n, a)
+		}
+	}
+	if res.ReceivedEachP50 < ackDelay || res.ReceivedLastP50 < ackDelay || res.ReceivedLastMax < res.ReceivedLastP50 {
+		t.Errorf("ACKs received p50 %s (each) %s (last) max %s: want at least the control plane's %s, p50 <= max",
+			res.ReceivedEachP50, res.ReceivedLastP50, res.ReceivedLastMax, ackDelay)
+	}
+	if res.ClientP99 >= ackDelay {
+		t.Errorf("client-side p99 %s: the clients should not see the control plane's delay", res.ClientP99)
 	}
 }
 
@@ -105,6 +147,18 @@ func TestPropagationFailures(t *testing.T) {
 			fake: []fakeControlOption{func(f *fakeControl) { f.refuseWatch = true }},
 			cfg:  PropagationConfig{Clients: 3, SetupTimeout: 300 * time.Millisecond},
 			want: ErrStalled, fragments: []string{"setup", "3 of 3 clients not on revision 1", "connected false", "Unavailable"},
+		},
+		{
+			name: "ACKs the control plane never shows as arrived fail the apply after the ACK timeout",
+			fake: []fakeControlOption{func(f *fakeControl) { f.hideAcks = true }},
+			cfg:  PropagationConfig{Clients: 4, Applies: 2, AckTimeout: 300 * time.Millisecond},
+			want: ErrStalled, fragments: []string{"apply 0", "4 of 4 clients' ACKs of revision 2 not in ListNodes"},
+		},
+		{
+			name: "an ACK stamped before the apply was sent is reported, not counted as zero",
+			fake: []fakeControlOption{func(f *fakeControl) { f.ackClockBehind = time.Hour }},
+			cfg:  PropagationConfig{Clients: 2, Applies: 1},
+			want: ErrReply, fragments: []string{"apply 0", "before ApplyPolicy was called", "clock"},
 		},
 		{
 			name: "a control plane without a default policy is reported",

@@ -13,8 +13,11 @@ import (
 )
 
 // WriteTable prints the report as aligned tables, node and bare gws side
-// by side, then the control plane's policy propagation, each target
-// followed by ok or MISSED, then skipped scenarios and every error.
+// by side, then the fan-out through NATS beside the in-process one, then
+// the control plane's policy propagation (embedded store and etcd
+// replicas side by side), each target followed by ok or MISSED, each table
+// followed by what its figures do not cover, then skipped scenarios and
+// every error.
 func WriteTable(w io.Writer, r *Report) error {
 	if _, err := fmt.Fprintf(w, "wsfleet-bench: on loopback, %s, %d CPUs, started %s\n",
 		r.GoVersion, r.CPUs, r.Started.Format(time.RFC3339)); err != nil {
@@ -25,8 +28,19 @@ func WriteTable(w io.Writer, r *Report) error {
 			return err
 		}
 	}
-	if r.Propagation != nil {
-		if err := writePropagationTable(w, r.Propagation, r.Settings.PropagationClients); err != nil {
+	if r.FanoutNATS != nil {
+		if err := writeFanoutNATSTable(w, r.FanoutNATS, r.Settings); err != nil {
+			return err
+		}
+	}
+	var setups []*PropagationRuns
+	for _, p := range []*PropagationRuns{r.Propagation, r.PropagationEtcd} {
+		if p != nil {
+			setups = append(setups, p)
+		}
+	}
+	if len(setups) > 0 {
+		if err := writePropagationTable(w, setups, r.Settings); err != nil {
 			return err
 		}
 	}
@@ -93,40 +107,179 @@ func writeNodeTable(w io.Writer, r *Report) error {
 	return tw.Flush()
 }
 
-// writePropagationTable prints the control plane's propagation runs, one
-// block per fleet size; a target size that was asked for and failed shows
-// as a missed target.
-func writePropagationTable(w io.Writer, p *PropagationRuns, sizes []int) error {
-	if _, err := io.WriteString(w, "\ncontrol plane: policy propagation to in-process policy clients"+
-		" (ACK time = the client's Apply call, right before it sends the ACK)\n\n"); err != nil {
+// writeFanoutNATSTable prints the fan-out through NATS beside the one on
+// the node alone.
+func writeFanoutNATSTable(w io.Writer, c *FanoutComparison, s Settings) error {
+	if _, err := fmt.Fprintf(w, "\nchannels across nodes: fan-out on one node (in-process broker) vs two nodes sharing channels through NATS\n"+
+		"(%s subscribers, up to %s messages, %d in flight)\n\n", grouped(float64(s.FanoutSubs)), grouped(float64(s.FanoutMessages)), s.FanoutWindow); err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(cells ...string) { _, _ = fmt.Fprintln(tw, strings.Join(cells, "\t")) }
-	row("clients", "measure", "value", "target")
-	row("-------", "-------", "-----", "------")
-	for _, res := range p.Runs {
+	cell := func(f *FanoutResult, render func(*FanoutResult) string) string {
+		if f == nil {
+			return "failed"
+		}
+		return render(f)
+	}
+	row("measure", "in-process (1 node)", "NATS (2 nodes + nats-server)")
+	row("-------", "-------------------", "----------------------------")
+	row("messages x subscribers = deliveries",
+		cell(c.InProcess, deliveries), cell(c.NATS, deliveries))
+	row("deliveries/s",
+		cell(c.InProcess, func(f *FanoutResult) string { return grouped(f.DeliveriesPerSecond) }),
+		cell(c.NATS, func(f *FanoutResult) string { return grouped(f.DeliveriesPerSecond) }))
+	row("server CPU per delivery",
+		cell(c.InProcess, cpuPerDelivery),
+		cell(c.NATS, func(f *FanoutResult) string {
+			return cpuPerDelivery(f) + fmt.Sprintf(" (nats-server %s)", nanos(float64(c.NATSServerCPU)/float64(max(f.Deliveries, 1))))
+		}))
+	row("server CPU / loaded phase",
+		cell(c.InProcess, cpuOverElapsed), cell(c.NATS, cpuOverElapsed))
+	row(fmt.Sprintf("publish -> last delivery p50 / p99 / max, %d in flight", s.FanoutWindow),
+		cell(c.InProcess, loadedLatency), cell(c.NATS, loadedLatency))
+	row("publish -> last delivery p50 / p99, 1 in flight",
+		cell(c.InProcess, probeLatency), cell(c.NATS, probeLatency))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, `
+in-process: every subscriber and the publisher on one node. NATS: subscribers
+split over two nodes, the publisher on the first; every message goes through
+nats-server, to each node once, and each node fans out to its subscribers.
+Server CPU: utime + stime of the servers (the node; the two nodes and
+nats-server) from the first measured publish to the last delivery, from
+/proc/PID/stat in 10 ms ticks. Not covered: the bench's own WebSocket clients
+(every delivery is also read by them, on the same CPUs), the kernel's loopback
+work not charged to the servers, and a real network between the nodes and
+NATS (here loopback, one machine).
+`)
+	return err
+}
+
+func deliveries(f *FanoutResult) string {
+	return fmt.Sprintf("%s x %s = %s", grouped(float64(f.Messages)), grouped(float64(f.Subscribers)), grouped(float64(f.Deliveries)))
+}
+
+func cpuPerDelivery(f *FanoutResult) string { return nanos(f.CPUPerDelivery) }
+
+func cpuOverElapsed(f *FanoutResult) string {
+	return short(f.ServerCPU) + " / " + short(f.Elapsed)
+}
+
+func loadedLatency(f *FanoutResult) string {
+	return fmt.Sprintf("%s / %s / %s", short(f.LatencyP50), short(f.LatencyP99), short(f.LatencyMax))
+}
+
+func probeLatency(f *FanoutResult) string {
+	return fmt.Sprintf("%s / %s", short(f.ProbeLatencyP50), short(f.ProbeLatencyP99))
+}
+
+// nanos renders a float number of nanoseconds to three figures.
+func nanos(ns float64) string {
+	if math.IsNaN(ns) || math.IsInf(ns, 0) {
+		return "-"
+	}
+	return short(time.Duration(math.Round(ns)))
+}
+
+// writePropagationTable prints the control plane's propagation runs, the
+// setups (embedded store, etcd replicas) side by side, one block per fleet
+// size; a target size that was asked for and failed shows as a missed
+// target.
+func writePropagationTable(w io.Writer, setups []*PropagationRuns, s Settings) error {
+	if _, err := fmt.Fprintf(w, "\ncontrol plane: policy propagation to in-process policy clients (sdk/policyclient), %d applies per fleet size\n\n",
+		s.PropagationApplies); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(cells ...string) { _, _ = fmt.Fprintln(tw, strings.Join(cells, "\t")) }
+	head, rule := []string{"clients", "measure"}, []string{"-------", "-------"}
+	for _, p := range setups {
+		head, rule = append(head, p.Setup), append(rule, strings.Repeat("-", len(p.Setup)))
+	}
+	row(append(head, "target")...)
+	row(append(rule, "------")...)
+
+	// Every size asked for, then any other a setup ran.
+	sizes := slices.Clone(s.PropagationClients)
+	for _, p := range setups {
+		for _, res := range p.Runs {
+			if !slices.Contains(sizes, res.Clients) {
+				sizes = append(sizes, res.Clients)
+			}
+		}
+	}
+	for _, n := range sizes {
+		results := make([]*PropagationResult, len(setups))
+		for i, p := range setups {
+			if k := slices.IndexFunc(p.Runs, func(r PropagationResult) bool { return r.Clients == n }); k >= 0 {
+				results[i] = &p.Runs[k]
+			}
+		}
+		// line prints one measure of every setup; the block's first line
+		// names the size and carries the target.
+		first := true
+		line := func(measure, target string, render func(*PropagationResult) string) {
+			cells := []string{"", measure}
+			if first {
+				cells[0], first = grouped(float64(n)), false
+			}
+			for _, res := range results {
+				if res == nil {
+					cells = append(cells, "failed")
+				} else {
+					cells = append(cells, render(res))
+				}
+			}
+			row(append(cells, target)...)
+		}
 		target := ""
-		if res.Clients == p.TargetClients {
-			target = "p99 < " + short(p.TargetP99) + " " + verdict(res.LastAckP99 < p.TargetP99)
+		if n == setups[0].TargetClients {
+			var verdicts []string
+			for i, p := range setups {
+				verdicts = append(verdicts, verdict(results[i] != nil && p.Met))
+			}
+			target = "max < " + short(setups[0].TargetMax) + " " + strings.Join(verdicts, " / ")
 		}
-		row(grouped(float64(res.Clients)), fmt.Sprintf("apply returned -> last ACK p50 / p99 / max, %d applies", res.Applies),
-			fmt.Sprintf("%s / %s / %s", short(res.LastAckP50), short(res.LastAckP99), short(res.LastAckMax)), target)
-		row("", "apply called -> last ACK p50 / p99",
-			fmt.Sprintf("%s / %s", short(res.SentLastAckP50), short(res.SentLastAckP99)), "")
-		row("", "apply returned -> each client's ACK p50 / p99",
-			fmt.Sprintf("%s / %s (%s ACKs before the reply)", short(res.ClientP50), short(res.ClientP99), grouped(float64(res.EarlyAcks))), "")
-		row("", "ApplyPolicy call p50 / p99", fmt.Sprintf("%s / %s", short(res.ApplyRPCP50), short(res.ApplyRPCP99)), "")
-		row("", fmt.Sprintf("start: all on revision %d, %d gRPC connections", res.FirstRevision, res.Conns), short(res.SetupElapsed), "")
-		if res.RSSWatching > 0 {
-			row("", "control plane RSS before -> watching",
-				fmt.Sprintf("%s -> %s (%s B per watcher)", mib(res.RSSBefore), mib(res.RSSWatching), signed(res.BytesPerWatcher)), "")
-		}
+		line("apply called -> last ACK received, p50 / max", target, func(r *PropagationResult) string {
+			return fmt.Sprintf("%s / %s", short(r.ReceivedLastP50), short(r.ReceivedLastMax))
+		})
+		line("apply called -> each ACK received, p50 / p99", "", func(r *PropagationResult) string {
+			return fmt.Sprintf("%s / %s", short(r.ReceivedEachP50), short(r.ReceivedEachP99))
+		})
+		line("ApplyPolicy call, p50 / max", "", func(r *PropagationResult) string {
+			return fmt.Sprintf("%s / %s", short(r.ApplyRPCP50), short(r.ApplyRPCMax))
+		})
+		line("start: every client on the head", "", func(r *PropagationResult) string {
+			return fmt.Sprintf("%s (%d gRPC conns)", short(r.SetupElapsed), r.Conns)
+		})
+		line("control plane RSS before -> watching", "", func(r *PropagationResult) string {
+			if r.RSSWatching == 0 {
+				return "-"
+			}
+			return fmt.Sprintf("%s -> %s (%s B/watcher)", mib(r.RSSBefore), mib(r.RSSWatching), signed(r.BytesPerWatcher))
+		})
 	}
-	if !p.Judged && slices.Contains(sizes, p.TargetClients) {
-		row(grouped(float64(p.TargetClients)), "apply returned -> last ACK p99", "failed", "p99 < "+short(p.TargetP99)+" MISSED")
+	if err := tw.Flush(); err != nil {
+		return err
 	}
-	return tw.Flush()
+	etcd := ""
+	if slices.ContainsFunc(setups, func(p *PropagationRuns) bool { return strings.HasPrefix(p.Setup, "etcd") }) {
+		etcd = "\netcd: one member on this machine, started by the bench (--etcd-bin); the replicas' RSS is\nadded up."
+	}
+	_, err := fmt.Fprintf(w, `
+Measured from just before the ApplyPolicy call to the control plane receiving
+each client's ACK: the node's last_ack_time in ListNodes, stamped by the
+replica the client watches when the ACK arrives (bench and control plane read
+one clock: one machine). p50 and max over the applies (a p99 of %d is their
+max). Applies go to the first replica; the clients are spread evenly over the
+replicas, several hundred to a gRPC connection (a real node has its own).%s
+Not covered: a real node's own apply (the clients' Apply only takes the time),
+a network between replicas, etcd and nodes (loopback), an etcd cluster of
+several members.
+`, s.PropagationApplies, etcd)
+	return err
 }
 
 // WriteJSON writes the report as indented JSON.

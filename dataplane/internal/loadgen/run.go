@@ -7,8 +7,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,9 +23,18 @@ const (
 	ScenarioFanout    = "fanout"
 	ScenarioIdle      = "idle"
 	ScenarioHandshake = "handshake"
+	// ScenarioFanoutNATS is the fan-out across two nodes sharing channels
+	// through NATS, against the same fan-out on the node alone (its
+	// in-process broker), with the servers' CPU per delivery: it runs only
+	// when RunConfig.NATSBin is set.
+	ScenarioFanoutNATS = "fanout-nats"
 	// ScenarioPropagation measures the control plane, not the node: it
 	// runs only when RunConfig.ControlBin is set.
 	ScenarioPropagation = "propagation"
+	// ScenarioPropagationEtcd is the same against RunConfig.Replicas
+	// control-plane replicas on one etcd: it runs only when ControlBin and
+	// EtcdBin are set.
+	ScenarioPropagationEtcd = "propagation-etcd"
 )
 
 // AllScenarios in the order Run runs them. Idle goes first, while both
@@ -31,10 +42,11 @@ const (
 // by the idle connections and hide part of their cost. Propagation goes
 // last: its thousands of in-process clients leave this process's heap and
 // scheduler busier than the node scenarios should find them.
-var AllScenarios = []string{ScenarioIdle, ScenarioRoundtrip, ScenarioFanout, ScenarioHandshake, ScenarioPropagation}
+var AllScenarios = []string{ScenarioIdle, ScenarioRoundtrip, ScenarioFanout, ScenarioFanoutNATS, ScenarioHandshake,
+	ScenarioPropagation, ScenarioPropagationEtcd}
 
 // nodeScenarios are those that need the node.
-var nodeScenarios = []string{ScenarioIdle, ScenarioRoundtrip, ScenarioFanout, ScenarioHandshake}
+var nodeScenarios = []string{ScenarioIdle, ScenarioRoundtrip, ScenarioFanout, ScenarioFanoutNATS, ScenarioHandshake}
 
 // Targets the issue sets for the node against bare gws.
 const (
@@ -60,7 +72,17 @@ const (
 	// addresses; its "grpc_addr" is the one the clients dial.
 	controlReadyMsg  = "control plane listening"
 	controlAddrField = "grpc_addr"
+	// etcdReadyMsg is etcd's (3.7) line naming its client address, which
+	// it logs once it serves requests; the address is its "address".
+	etcdReadyMsg  = "serving client traffic insecurely; this is strongly discouraged!"
+	etcdAddrField = "address"
+	// DefaultReplicas is the number of control-plane replicas of the
+	// propagation-etcd scenario.
+	DefaultReplicas = 3
 )
+
+// natsReady is nats-server's line naming its client address.
+var natsReady = regexp.MustCompile(`Listening for client connections on (\S+:\d+)`)
 
 // RunConfig configures Run. Zero fields take the defaults.
 type RunConfig struct {
@@ -76,6 +98,19 @@ type RunConfig struct {
 	// ControlArgs are appended to the control plane's command line; they
 	// must leave its info-level "control plane listening" line on.
 	ControlArgs []string
+	// EtcdBin is an etcd server binary (3.7: its ready line is
+	// etcdReadyMsg). With ControlBin, the propagation-etcd scenario starts
+	// one etcd on loopback with its data in a temporary directory and
+	// Replicas control planes on it (--store etcd); without it that
+	// scenario is skipped.
+	EtcdBin string
+	// Replicas is the number of control-plane replicas on etcd. Default
+	// DefaultReplicas.
+	Replicas int
+	// NATSBin is a nats-server binary. The fanout-nats scenario starts it
+	// on loopback and two more nodes with --broker on it; without it that
+	// scenario is skipped.
+	NATSBin string
 	// EchoBin is the binary serving the echo baseline. Default: this
 	// process's own executable.
 	EchoBin string
@@ -142,7 +177,7 @@ func (c *RunConfig) fill() error {
 	}
 	if c.Duration < 0 || c.Rounds < 0 || c.Clients < 0 || c.IdleConns < 0 || c.FanoutSubs < 0 || c.FanoutMessages < 0 ||
 		c.FanoutWindow < 0 || c.Handshakes < 0 || c.Dialers < 0 || c.Settle < 0 || c.StartTimeout < 0 || c.StopTimeout < 0 ||
-		c.PropagationApplies < 0 || c.ClientsPerConn < 0 {
+		c.PropagationApplies < 0 || c.ClientsPerConn < 0 || c.Replicas < 0 {
 		return fmt.Errorf("%w: negative count or duration", ErrConfig)
 	}
 	for _, n := range c.PropagationClients {
@@ -155,6 +190,7 @@ func (c *RunConfig) fill() error {
 	}
 	c.PropagationApplies = withDefault(c.PropagationApplies, DefaultApplies)
 	c.ClientsPerConn = withDefault(c.ClientsPerConn, DefaultClientsPerConn)
+	c.Replicas = withDefault(c.Replicas, DefaultReplicas)
 	c.Duration = withDefault(c.Duration, DefaultDuration)
 	c.Rounds = withDefault(c.Rounds, DefaultRounds)
 	c.Clients = withDefault(c.Clients, DefaultClients)
@@ -191,10 +227,15 @@ type Report struct {
 	Settings  Settings             `json:"settings"`
 	Roundtrip *RoundtripComparison `json:"roundtrip,omitempty"`
 	Fanout    *FanoutResult        `json:"fanout,omitempty"`
-	Idle      *IdleComparison      `json:"idle,omitempty"`
-	Handshake *HandshakeComparison `json:"handshake,omitempty"`
-	// Propagation measures the control plane; nil when skipped.
-	Propagation *PropagationRuns `json:"propagation,omitempty"`
+	// FanoutNATS is the fan-out across nodes through NATS against the
+	// node alone; nil when skipped.
+	FanoutNATS *FanoutComparison    `json:"fanout_nats,omitempty"`
+	Idle       *IdleComparison      `json:"idle,omitempty"`
+	Handshake  *HandshakeComparison `json:"handshake,omitempty"`
+	// Propagation measures the control plane on its embedded store, one
+	// replica; PropagationEtcd on etcd, several replicas. Nil when skipped.
+	Propagation     *PropagationRuns `json:"propagation,omitempty"`
+	PropagationEtcd *PropagationRuns `json:"propagation_etcd,omitempty"`
 	// Skipped names selected scenarios that did not run and why.
 	Skipped []string `json:"skipped,omitempty"`
 	Errors  []string `json:"errors,omitempty"`
@@ -219,22 +260,36 @@ type Settings struct {
 	FanoutWindow   int      `json:"fanout_window"`
 	Handshakes     int      `json:"handshakes"`
 	Settle         string   `json:"settle"`
-	// Propagation settings; empty when the scenario does not run.
+	// Propagation settings; empty when neither propagation scenario runs.
 	PropagationClients []int `json:"propagation_clients,omitempty"`
 	PropagationApplies int   `json:"propagation_applies,omitempty"`
 	ClientsPerConn     int   `json:"clients_per_conn,omitempty"`
+	// Replicas on etcd; 0 when propagation-etcd does not run.
+	Replicas int `json:"replicas,omitempty"`
 }
 
-// PropagationRuns is the propagation scenario at each fleet size, with the
+// PropagationRuns is a propagation scenario at each fleet size, with the
 // issue's target judged on the TargetClients run.
 type PropagationRuns struct {
+	// Setup names the control plane measured: its store and replicas.
+	Setup         string              `json:"setup"`
 	Runs          []PropagationResult `json:"runs"`
 	TargetClients int                 `json:"target_clients"`
-	TargetP99     time.Duration       `json:"target_p99_ns"`
-	// Judged: a run of TargetClients completed; Met: its time-to-last-ACK
-	// p99 is under TargetP99.
+	TargetMax     time.Duration       `json:"target_max_ns"`
+	// Judged: a run of TargetClients completed; Met: the time from every
+	// apply call to the last ACK received is under TargetMax.
 	Judged bool `json:"target_judged"`
 	Met    bool `json:"target_met"`
+}
+
+// FanoutComparison is one fan-out through two nodes sharing channels over
+// NATS (subscribers split between them, the publisher on the first)
+// against the same fan-out on one node with its in-process broker.
+type FanoutComparison struct {
+	InProcess *FanoutResult `json:"in_process,omitempty"`
+	NATS      *FanoutResult `json:"nats,omitempty"`
+	// NATSServerCPU is nats-server's share of NATS.ServerCPU.
+	NATSServerCPU time.Duration `json:"nats_server_cpu_ns,omitempty"`
 }
 
 // RoundtripComparison is the node against bare gws, same clients and frames.
@@ -285,13 +340,31 @@ func Run(ctx context.Context, cfg RunConfig) (rep *Report, err error) {
 			Handshakes: cfg.Handshakes, Settle: cfg.Settle.String(),
 		},
 	}
-	runPropagation := cfg.wants(ScenarioPropagation) && cfg.ControlBin != ""
-	if runPropagation {
+	// A scenario whose servers' binaries were not given is skipped, and
+	// the report says which flag it needs.
+	skip := map[string]string{}
+	if cfg.ControlBin == "" {
+		skip[ScenarioPropagation] = "no control-plane binary (--control-bin)"
+		skip[ScenarioPropagationEtcd] = skip[ScenarioPropagation]
+	} else if cfg.EtcdBin == "" {
+		skip[ScenarioPropagationEtcd] = "no etcd binary (--etcd-bin)"
+	}
+	if cfg.NATSBin == "" {
+		skip[ScenarioFanoutNATS] = "no nats-server binary (--nats-bin)"
+	}
+	runs := func(s string) bool { _, skipped := skip[s]; return cfg.wants(s) && !skipped }
+	for _, sc := range AllScenarios {
+		if why, skipped := skip[sc]; skipped && cfg.wants(sc) {
+			rep.Skipped = append(rep.Skipped, sc+": "+why)
+		}
+	}
+	if runs(ScenarioPropagation) || runs(ScenarioPropagationEtcd) {
 		rep.Settings.PropagationClients = cfg.PropagationClients
 		rep.Settings.PropagationApplies = cfg.PropagationApplies
 		rep.Settings.ClientsPerConn = cfg.ClientsPerConn
-	} else if cfg.wants(ScenarioPropagation) {
-		rep.Skipped = append(rep.Skipped, ScenarioPropagation+": no control-plane binary (--control-bin)")
+	}
+	if runs(ScenarioPropagationEtcd) {
+		rep.Settings.Replicas = cfg.Replicas
 	}
 
 	dir, err := os.MkdirTemp("", "wsfleet-bench-")
@@ -306,19 +379,9 @@ func Run(ctx context.Context, cfg RunConfig) (rep *Report, err error) {
 
 	var node *child
 	var nodeTarget Target
-	if cfg.wantsNode() {
+	if slices.ContainsFunc(nodeScenarios, runs) {
 		logf(cfg.Progress, "starting node %s", cfg.NodeBin)
-		node, err = startChild(ctx, childSpec{
-			name: "node",
-			bin:  cfg.NodeBin,
-			args: append([]string{
-				"--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0",
-				"--policy-file", policyPath, "--node-id", "bench", "--log-format", "json",
-			}, cfg.NodeArgs...),
-			env:      cfg.Env,
-			readyMsg: nodeReadyMsg,
-			timeout:  cfg.StartTimeout,
-		})
+		node, err = startNode(ctx, cfg, "node", "bench", policyPath)
 		if err != nil {
 			return nil, err
 		}
@@ -348,31 +411,19 @@ func Run(ctx context.Context, cfg RunConfig) (rep *Report, err error) {
 	}
 
 	var control *child
-	if runPropagation {
+	if runs(ScenarioPropagation) {
 		logf(cfg.Progress, "starting control plane %s", cfg.ControlBin)
-		// The default (info) log level is kept: the ready line is an info
-		// line, and the address is only known from it (port 0).
-		control, err = startChild(ctx, childSpec{
-			name: "control plane",
-			bin:  cfg.ControlBin,
-			args: append([]string{
-				"--dev", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-				"--data-dir", filepath.Join(dir, "control"), "--log-format", "json",
-			}, cfg.ControlArgs...),
-			env:       cfg.Env,
-			readyMsg:  controlReadyMsg,
-			addrField: controlAddrField,
-			timeout:   cfg.StartTimeout,
-		})
+		control, err = startControl(ctx, cfg, "control plane", filepath.Join(dir, "control"))
 		if err != nil {
 			return nil, err
 		}
 		defer stopChild(control, cfg.StopTimeout, &rep, &err)
 	}
 
-	r := runner{cfg: cfg, rep: rep, node: node, echo: echo, control: control, nodeTarget: nodeTarget, echoTarget: echoTarget}
+	r := runner{cfg: cfg, rep: rep, dir: dir, policyPath: policyPath, node: node, echo: echo, control: control,
+		nodeTarget: nodeTarget, echoTarget: echoTarget}
 	for _, s := range AllScenarios {
-		if !cfg.wants(s) || (s == ScenarioPropagation && !runPropagation) {
+		if !runs(s) {
 			continue
 		}
 		if ctx.Err() != nil {
@@ -382,6 +433,41 @@ func Run(ctx context.Context, cfg RunConfig) (rep *Report, err error) {
 		r.scenario(ctx, s)
 	}
 	return rep, nil
+}
+
+// startControl starts a wsfleet-control in --dev mode on loopback ports
+// the kernel picks, with its embedded store in dataDir; more flags (the
+// etcd store's) come before cfg.ControlArgs. The default (info) log level
+// is kept: the ready line is an info line, and the address is only known
+// from it.
+func startControl(ctx context.Context, cfg RunConfig, name, dataDir string, more ...string) (*child, error) {
+	args := []string{"--dev", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir", dataDir, "--log-format", "json"}
+	args = append(append(args, more...), cfg.ControlArgs...)
+	return startChild(ctx, childSpec{
+		name:      name,
+		bin:       cfg.ControlBin,
+		args:      args,
+		env:       cfg.Env,
+		readyMsg:  controlReadyMsg,
+		addrField: controlAddrField,
+		timeout:   cfg.StartTimeout,
+	})
+}
+
+// startNode starts a wsfleet-node on loopback ports the kernel picks,
+// running the bench policy from policyPath (no control plane), with more
+// flags before cfg.NodeArgs.
+func startNode(ctx context.Context, cfg RunConfig, name, id, policyPath string, more ...string) (*child, error) {
+	args := []string{"--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--policy-file", policyPath, "--node-id", id, "--log-format", "json"}
+	args = append(append(args, more...), cfg.NodeArgs...)
+	return startChild(ctx, childSpec{
+		name:     name,
+		bin:      cfg.NodeBin,
+		args:     args,
+		env:      cfg.Env,
+		readyMsg: nodeReadyMsg,
+		timeout:  cfg.StartTimeout,
+	})
 }
 
 // stopChild stops c at the end of Run: its failure goes into the report,
@@ -397,12 +483,21 @@ func stopChild(c *child, timeout time.Duration, rep **Report, err *error) {
 	}
 }
 
-// runner runs one scenario at a time against the two children.
+// runner runs one scenario at a time against the children.
 type runner struct {
 	cfg                    RunConfig
 	rep                    *Report
+	dir, policyPath        string
 	node, echo, control    *child
 	nodeTarget, echoTarget Target
+}
+
+// stop stops a child a scenario started; a failure to stop cleanly fails
+// the run.
+func (r *runner) stop(c *child) {
+	if err := c.stop(r.cfg.StopTimeout); err != nil {
+		r.rep.fail(err)
+	}
 }
 
 // alive fails the scenario if a child it needs has died.
@@ -492,47 +587,202 @@ func (r *runner) scenario(ctx context.Context, s string) {
 		}
 		r.rep.Handshake = cmp
 
+	case ScenarioFanoutNATS:
+		if !r.alive(s, r.node) {
+			return
+		}
+		r.rep.FanoutNATS = r.fanoutNATS(ctx)
+
 	case ScenarioPropagation:
-		r.rep.Propagation = r.propagation(ctx)
+		r.rep.Propagation = r.propagation(ctx, s, "bolt, 1 replica", []*child{r.control})
+
+	case ScenarioPropagationEtcd:
+		r.rep.PropagationEtcd = r.propagationEtcd(ctx)
 	}
 }
 
-// propagation runs Propagation at each fleet size against the control
-// plane, one size after the other. A size that fails is reported and the
-// next one still runs: the control plane stays up between them, and the
-// clients of a failed size are gone before the next starts.
-func (r *runner) propagation(ctx context.Context) *PropagationRuns {
+// fanoutNATS runs the fan-out twice with the same settings: on the node
+// alone (its in-process broker: every subscriber and the publisher on it),
+// then on two more nodes sharing channels through a nats-server started
+// for it (subscribers split between them, the publisher on the first), and
+// reads the servers' CPU time around each loaded phase. The NATS side is
+// stopped before it returns.
+func (r *runner) fanoutNATS(ctx context.Context) *FanoutComparison {
 	cfg := r.cfg
-	out := &PropagationRuns{TargetClients: TargetPropagationClients, TargetP99: TargetPropagationP99}
-	pid := r.control.pid
+	out := &FanoutComparison{}
+	fc := FanoutConfig{
+		Channel: "fanout-nats", Subscribers: cfg.FanoutSubs, Messages: cfg.FanoutMessages,
+		Window: cfg.FanoutWindow, Duration: cfg.Duration, Dialers: cfg.Dialers,
+	}
+
+	logf(cfg.Progress, "fanout-nats: in-process: %d subscribers on the node, up to %d messages", cfg.FanoutSubs, cfg.FanoutMessages)
+	in := fc
+	in.Target, in.CPU = r.nodeTarget, cpuOf(r.node.pid)
+	if res, err := Fanout(ctx, in); err != nil {
+		r.rep.fail(fmt.Errorf("%s: in-process: %w", ScenarioFanoutNATS, err))
+	} else {
+		out.InProcess = &res
+	}
+
+	logf(cfg.Progress, "fanout-nats: starting nats-server %s and two nodes on it", cfg.NATSBin)
+	ns, err := startChild(ctx, childSpec{
+		name: "nats-server", bin: cfg.NATSBin, args: []string{"-a", "127.0.0.1", "-p", "-1"},
+		env: cfg.Env, readyRe: natsReady, timeout: cfg.StartTimeout,
+	})
+	if err != nil {
+		r.rep.fail(fmt.Errorf("%s: %w", ScenarioFanoutNATS, err))
+		return out
+	}
+	defer r.stop(ns)
+	var nodes []*child
+	var targets []Target
+	var nodePids []int
+	for i := range 2 {
+		n, err := startNode(ctx, cfg, fmt.Sprintf("NATS node %d", i+1), fmt.Sprintf("bench-nats-%d", i+1), r.policyPath,
+			"--broker", "nats://"+ns.addr)
+		if err != nil {
+			r.rep.fail(fmt.Errorf("%s: %w", ScenarioFanoutNATS, err))
+			return out
+		}
+		// Stopped before nats-server (deferred later, run earlier).
+		defer r.stop(n)
+		nodes = append(nodes, n)
+		targets = append(targets, Target{Name: n.name, URL: "ws://" + n.addr + "/ws", Origin: cfg.Origin})
+		nodePids = append(nodePids, n.pid)
+	}
+	logf(cfg.Progress, "fanout-nats: NATS: %d subscribers split over 2 nodes, publisher on node 1, up to %d messages", cfg.FanoutSubs, cfg.FanoutMessages)
+	nc := fc
+	nc.Target, nc.SubscriberTargets = targets[0], targets
+	// The nodes' and nats-server's CPU; nats-server's readings are kept
+	// for its own share.
+	var natsReads []time.Duration
+	nc.CPU = func() (time.Duration, error) {
+		own, err := ReadCPU(ns.pid)
+		if err != nil {
+			return 0, err
+		}
+		natsReads = append(natsReads, own)
+		nodesCPU, err := cpuOf(nodePids...)()
+		return own + nodesCPU, err
+	}
+	if !r.alive(ScenarioFanoutNATS, append([]*child{ns}, nodes...)...) {
+		return out
+	}
+	if res, err := Fanout(ctx, nc); err != nil {
+		r.rep.fail(fmt.Errorf("%s: NATS: %w", ScenarioFanoutNATS, err))
+	} else {
+		out.NATS = &res
+		if len(natsReads) == 2 {
+			out.NATSServerCPU = natsReads[1] - natsReads[0]
+		}
+	}
+	return out
+}
+
+// propagationEtcd starts an etcd and cfg.Replicas control planes on it,
+// one after the other (the first creates the store), runs the propagation
+// scenario against them and stops them all, etcd last.
+func (r *runner) propagationEtcd(ctx context.Context) *PropagationRuns {
+	cfg := r.cfg
+	setup := fmt.Sprintf("etcd, %d replicas", cfg.Replicas)
+	logf(cfg.Progress, "propagation-etcd: starting etcd %s", cfg.EtcdBin)
+	etcdDir := filepath.Join(r.dir, "etcd")
+	etcd, err := startChild(ctx, childSpec{
+		name: "etcd", bin: cfg.EtcdBin,
+		// Port 0 everywhere: a one-member cluster never dials its peer URL,
+		// and the ready line gives the client port.
+		args: []string{"--name", "bench", "--data-dir", etcdDir,
+			"--listen-client-urls", "http://127.0.0.1:0", "--advertise-client-urls", "http://127.0.0.1:0",
+			"--listen-peer-urls", "http://127.0.0.1:0", "--initial-advertise-peer-urls", "http://127.0.0.1:0",
+			"--initial-cluster", "bench=http://127.0.0.1:0"},
+		env: cfg.Env, readyMsg: etcdReadyMsg, addrField: etcdAddrField, timeout: cfg.StartTimeout,
+		diesOfSIGTERM: true,
+	})
+	if err != nil {
+		r.rep.fail(fmt.Errorf("%s: %w", ScenarioPropagationEtcd, err))
+		return nil
+	}
+	defer r.stop(etcd)
+	replicas := make([]*child, cfg.Replicas)
+	for i := range replicas {
+		name := fmt.Sprintf("control plane replica %d", i+1)
+		logf(cfg.Progress, "propagation-etcd: starting %s on etcd %s", name, etcd.addr)
+		replicas[i], err = startControl(ctx, cfg, name, filepath.Join(r.dir, fmt.Sprint("replica-", i+1)),
+			"--store", "etcd", "--etcd-endpoints", etcd.addr)
+		if err != nil {
+			r.rep.fail(fmt.Errorf("%s: %w", ScenarioPropagationEtcd, err))
+			return nil
+		}
+		defer r.stop(replicas[i])
+	}
+	return r.propagation(ctx, ScenarioPropagationEtcd, setup, replicas)
+}
+
+// propagation runs Propagation at each fleet size against the control
+// plane's replicas (applies through the first), one size after the
+// other. A size that fails is reported and the next one still runs: the
+// control plane stays up between them, and the clients of a failed size
+// are gone before the next starts.
+func (r *runner) propagation(ctx context.Context, scenario, setup string, replicas []*child) *PropagationRuns {
+	cfg := r.cfg
+	out := &PropagationRuns{Setup: setup, TargetClients: TargetPropagationClients, TargetMax: TargetPropagation}
+	addrs := make([]admin.Config, len(replicas))
+	pids := make([]int, len(replicas))
+	for i, c := range replicas {
+		addrs[i], pids[i] = admin.Config{Addr: c.addr}, c.pid
+	}
 	for _, n := range cfg.PropagationClients {
-		if !r.alive(ScenarioPropagation, r.control) {
+		if !r.alive(scenario, replicas...) {
 			break
 		}
 		if ctx.Err() != nil {
-			r.rep.fail(fmt.Errorf("%s %d clients: not run: %w", ScenarioPropagation, n, context.Cause(ctx)))
+			r.rep.fail(fmt.Errorf("%s %d clients: not run: %w", scenario, n, context.Cause(ctx)))
 			continue
 		}
-		logf(cfg.Progress, "propagation: %d policy clients over %d connections, %d applies",
-			n, (n+cfg.ClientsPerConn-1)/cfg.ClientsPerConn, cfg.PropagationApplies)
+		logf(cfg.Progress, "%s: %d policy clients over %d connections to %s, %d applies",
+			scenario, n, ConnCount(n, cfg.ClientsPerConn, len(replicas)), plural(len(replicas), "replica"), cfg.PropagationApplies)
 		res, err := Propagation(ctx, PropagationConfig{
-			Control:        admin.Config{Addr: r.control.addr},
+			Control:        addrs[0],
+			Replicas:       addrs,
 			Clients:        n,
 			ClientsPerConn: cfg.ClientsPerConn,
 			Applies:        cfg.PropagationApplies,
-			RSS:            func() (int64, error) { return ReadRSS(pid) },
+			RSS:            rssOf(pids...),
 		})
 		if err != nil {
-			r.rep.fail(err)
+			r.rep.fail(fmt.Errorf("%s: %w", scenario, err))
 			continue
 		}
 		out.Runs = append(out.Runs, res)
 		if n == out.TargetClients {
 			out.Judged = true
-			out.Met = res.LastAckP99 < out.TargetP99
+			out.Met = res.ReceivedLastMax < out.TargetMax
 		}
 	}
 	return out
+}
+
+// plural is "1 replica", "3 replicas".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
+}
+
+// rssOf sums ReadRSS over pids.
+func rssOf(pids ...int) func() (int64, error) {
+	return func() (int64, error) {
+		var total int64
+		for _, pid := range pids {
+			n, err := ReadRSS(pid)
+			if err != nil {
+				return 0, err
+			}
+			total += n
+		}
+		return total, nil
+	}
 }
 
 // roundtrip compares round trips in cfg.Rounds alternating rounds of

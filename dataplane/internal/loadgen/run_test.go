@@ -304,7 +304,7 @@ func TestEchoServerClosesOpenConnectionsOnStop(t *testing.T) {
 	var dropped atomic.Int64
 	set := newConnSet(func(error) { dropped.Add(1) })
 	target := Target{Name: "echo", URL: "ws://" + ln.Addr().String() + "/ws"}
-	if err := openMany(context.Background(), target, 5, 2, set, func(int) gws.Event {
+	if err := openMany(context.Background(), []Target{target}, 5, 2, set, func(int) gws.Event {
 		return &handler{onClose: set.closeHook()}
 	}); err != nil {
 		t.Fatal(err)
@@ -358,7 +358,7 @@ func TestRunPropagation(t *testing.T) {
 		if s := rep.Settings; !slices.Equal(s.PropagationClients, []int{10, 25}) || s.PropagationApplies != 2 || s.ClientsPerConn != 8 {
 			t.Errorf("settings %+v do not record the propagation run", s)
 		}
-		for _, want := range []string{"starting control plane", "propagation: 25 policy clients over 4 connections, 2 applies"} {
+		for _, want := range []string{"starting control plane", "propagation: 25 policy clients over 4 connections to 1 replica, 2 applies"} {
 			if !strings.Contains(progress.String(), want) {
 				t.Errorf("progress lacks %q:\n%s", want, progress.String())
 			}
@@ -445,8 +445,8 @@ func TestMainCommandLinePropagation(t *testing.T) {
 		if code != exitOK {
 			t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 		}
-		for _, want := range []string{"policy propagation", "apply returned -> last ACK p50 / p99 / max, 2 applies",
-			"start: all on revision 1, 3 gRPC connections", "control plane RSS"} {
+		for _, want := range []string{"policy propagation", "2 applies per fleet size", "bolt, 1 replica",
+			"apply called -> last ACK received, p50 / max", "(3 gRPC conns)", "control plane RSS"} {
 			if !strings.Contains(stdout.String(), want) {
 				t.Errorf("table lacks %q:\n%s", want, stdout.String())
 			}
