@@ -77,6 +77,7 @@ type Member struct {
 	lostWhy error
 	peers   map[string]Peer // replica id → replica, self included
 	loading map[string]Peer // a read of the replicas in progress
+	read    bool            // the replicas were read once
 }
 
 // KeyDir is where the replicas' keys live under a store's prefix.
@@ -162,7 +163,9 @@ func (m *Member) Peers() []Peer {
 }
 
 // Alive reports whether replica id is registered now (its lease lives).
-// This replica is alive while it holds a lease.
+// This replica is alive while it holds a lease. Before the replicas were
+// read once, every other one is taken as alive: nothing is known yet to
+// say it is gone.
 func (m *Member) Alive(id string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -170,7 +173,7 @@ func (m *Member) Alive(id string) bool {
 		return m.lease != 0
 	}
 	_, ok := m.peers[id]
-	return ok
+	return ok || !m.read
 }
 
 // Degraded says why this replica's membership is not sound, or "" when it
@@ -355,7 +358,7 @@ func (c *peerCopy) Delete(key []byte) {
 
 func (c *peerCopy) Synced() {
 	c.mu.Lock()
-	c.peers, c.loading = c.loading, nil
+	c.peers, c.loading, c.read = c.loading, nil, true
 	c.mu.Unlock()
 }
 

@@ -9,7 +9,8 @@
 // replicas' own keys (package replicas):
 //
 //	P fleet/nodes/<replica-id>/<node-id>     the node's last known status as that replica has it:
-//	                                          {"v":1,"running":bool,"status":<NodeStatus as protojson>}
+//	                                          a layout version byte (1), a flags byte (1: the node
+//	                                          reported the revision it runs), proto.Marshal(NodeStatus)
 //	P fleet/presence/<replica-id>/<node-id>  empty, bound to the replica's lease: the node's watch
 //	                                          stream is attached to that replica now
 //
@@ -22,9 +23,10 @@
 // The registry notes which of its nodes changed (an attach, a detach, an
 // ACK or NACK, a push, a telemetry batch); Run writes their status,
 // coalesced: a node's status is written at most once per WriteInterval
-// (the first change after a quiet interval at once, later ones at the end
-// of the interval, the newest status then), at most maxBatch nodes per
-// etcd transaction, one transaction at a time. So the write rate is at
+// (the first change after a quiet interval a tenth of it later, so that
+// the changes of a burst share transactions; later ones at the end of the
+// interval, the newest status then), at most maxBatch nodes (and
+// maxBatchBytes) per etcd transaction, one transaction at a time. So the write rate is at
 // most one per node per interval and never more than etcd absorbs: while
 // a transaction is under way changes only mark nodes, and the set of
 // nodes waiting is bounded by the nodes the registry knows. A node's
@@ -34,8 +36,10 @@
 // revision and last-seen time. A record is deleted when the registry
 // forgets its node (ForgetAfter, or evicted for room); the records of a
 // replica that is gone are deleted by the other replicas once their node
-// has not been seen for ForgetAfter (a compare on the record's version,
-// so that a rewrite is never deleted). Nothing of this blocks a watch
+// has not been seen for ForgetAfter (in one transaction comparing the
+// record's version, its presence key and the replica's key, so that a
+// rewrite, an attached node or a replica that is only slow to show up
+// here is never deleted). Nothing of this blocks a watch
 // stream: a stream's change is a map insert in the registry.
 //
 // # Reads

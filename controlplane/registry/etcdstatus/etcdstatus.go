@@ -2,7 +2,6 @@ package etcdstatus
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -14,7 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 	"github.com/wsfleet/wsfleet/controlplane/internal/etcdmirror"
@@ -30,20 +29,25 @@ const (
 )
 
 const (
-	// maxBatch bounds the nodes of one write transaction: two operations
-	// each, within etcd's default limit of 128 per transaction, and at
-	// most maxRecordBytes each, well within its 1.5 MiB request limit.
-	maxBatch = 32
+	// maxBatch bounds the nodes of one write transaction: at most two
+	// operations each, within etcd's default limit of 128 per
+	// transaction; maxBatchBytes bounds its records' bytes, well within
+	// etcd's 1.5 MiB request limit.
+	maxBatch      = 64
+	maxBatchBytes = 1 << 20
 	// maxRecordBytes bounds a record read from etcd. The registry's caps
-	// keep ours under about 16 KiB (labels 4 KiB, NACK text 1 KiB, ...).
+	// keep ours under about 8 KiB (labels 4 KiB, NACK text 1 KiB, ...).
 	maxRecordBytes = 64 << 10
 	// maxSweep bounds the records of gone replicas one sweep deletes.
 	maxSweep = 1000
 	// Failed writes are retried from retryMin to retryMax apart.
 	retryMin = 100 * time.Millisecond
 	retryMax = 5 * time.Second
-	// schema is the records' layout version ("v").
+	// schema is the records' layout version, their first byte.
 	schema = 1
+	// flagRunning, in a record's second byte: the node reported the
+	// revision it runs (registry.LocalRecord.Running).
+	flagRunning = 1
 )
 
 // Config configures a Sync.
@@ -58,7 +62,9 @@ type Config struct {
 	// Registry is this replica's registry, made with Config.Shared.
 	Registry *registry.Registry
 	// WriteInterval is the least time between two writes of one node's
-	// status. Default 1s.
+	// status. A change is written WriteInterval/10 after it is noted at
+	// the earliest, so that the changes of a burst (every node ACKing a
+	// new revision) share transactions. Default 1s.
 	WriteInterval time.Duration
 	// SweepInterval is how often forgotten nodes' records are deleted.
 	// Default 1m.
@@ -178,7 +184,7 @@ func (s *Sync) Run(ctx context.Context) {
 	})
 	defer copies.Wait()
 
-	w := &writer{s: s, log: log, owned: map[string]*own{}, pending: map[string]struct{}{}}
+	w := &writer{s: s, log: log, owned: map[string]*own{}, pending: map[string]time.Time{}}
 	w.retry = &backoff.ExponentialBackOff{
 		InitialInterval:     retryMin,
 		RandomizationFactor: backoff.DefaultRandomizationFactor,
@@ -193,8 +199,8 @@ func (s *Sync) Run(ctx context.Context) {
 type writer struct {
 	s       *Sync
 	log     logrus.FieldLogger
-	owned   map[string]*own     // node id → what was written of it
-	pending map[string]struct{} // node ids to write
+	owned   map[string]*own      // node id → what was written of it
+	pending map[string]time.Time // node ids to write → when first noted
 	retry   backoff.BackOff
 	wait    time.Time // no write before this (backoff after a failure)
 }
@@ -221,9 +227,10 @@ func (w *writer) run(ctx context.Context) {
 		case <-leaseChanged:
 			// Presence keys go with a lease: under a new one they are put
 			// again.
+			now := w.s.cfg.Now()
 			for id, o := range w.owned {
-				if o.attached {
-					w.pending[id] = struct{}{}
+				if _, ok := w.pending[id]; o.attached && !ok {
+					w.pending[id] = now
 				}
 			}
 		case <-sweep.C:
@@ -235,8 +242,11 @@ func (w *writer) run(ctx context.Context) {
 
 // take moves the registry's changed nodes to pending.
 func (w *writer) take() {
+	now := w.s.cfg.Now()
 	for _, id := range w.s.cfg.Registry.TakeDirty() {
-		w.pending[id] = struct{}{}
+		if _, ok := w.pending[id]; !ok {
+			w.pending[id] = now
+		}
 	}
 	w.s.metrics.pending.Set(float64(len(w.pending)))
 }
@@ -262,17 +272,20 @@ func (w *writer) writeDue(ctx context.Context) time.Time {
 	return time.Time{}
 }
 
-// due picks up to maxBatch pending nodes whose interval has passed, and
-// says when the earliest of the others is due.
+// due picks up to maxBatch pending nodes that are due, and says when the
+// earliest of the others is. A node is due a tenth of the interval after
+// its change was noted (so that a burst's changes share transactions),
+// and an interval after its last write.
 func (w *writer) due(now time.Time) ([]string, time.Time) {
 	var (
 		batch []string
 		next  time.Time
 	)
-	for id := range w.pending {
-		at := now
+	gather := w.s.cfg.WriteInterval / 10
+	for id, noted := range w.pending {
+		at := noted.Add(gather)
 		if o := w.owned[id]; o != nil {
-			at = o.written.Add(w.s.cfg.WriteInterval)
+			at = later(at, o.written.Add(w.s.cfg.WriteInterval))
 		}
 		if !at.After(now) {
 			if len(batch) < maxBatch {
@@ -288,6 +301,13 @@ func (w *writer) due(now time.Time) ([]string, time.Time) {
 	return batch, next
 }
 
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
 // write writes the status of the nodes of batch in one transaction.
 func (w *writer) write(ctx context.Context, batch []string) error {
 	lease, _ := w.s.cfg.Member.Lease()
@@ -299,7 +319,11 @@ func (w *writer) write(ctx context.Context, batch []string) error {
 	}
 	ops := make([]clientv3.Op, 0, 2*len(batch))
 	changes := make([]change, 0, len(batch))
+	bytes := 0
 	for _, id := range batch {
+		if bytes > maxBatchBytes {
+			break // the rest stay pending, for the next transaction
+		}
 		o := w.owned[id]
 		rec, ok := w.s.cfg.Registry.Local(id)
 		if !ok {
@@ -315,6 +339,7 @@ func (w *writer) write(ctx context.Context, batch []string) error {
 			delete(w.pending, id)
 			continue
 		}
+		bytes += len(v)
 		ops = append(ops, clientv3.OpPut(w.s.nodesDir+w.s.self+"/"+id, string(v)))
 		c := change{id: id, attached: rec.Status.GetConnected()}
 		if o != nil {
@@ -407,9 +432,13 @@ func (w *writer) sweep(ctx context.Context) {
 		}
 		key := w.s.nodesDir + e.Replica + "/" + e.NodeID
 		cctx, cancel := context.WithTimeout(ctx, w.s.cfg.RequestTimeout)
+		// Deleted only if, in etcd itself, it is still the record read,
+		// not attached, and its replica is gone: this replica's view of
+		// the others may lag.
 		_, err := w.s.cfg.Client.Txn(cctx).If(
 			clientv3.Compare(clientv3.ModRevision(key), "=", e.Mod),
 			clientv3.Compare(clientv3.CreateRevision(w.s.presentDir+e.Replica+"/"+e.NodeID), "=", 0),
+			clientv3.Compare(clientv3.CreateRevision(replicas.KeyDir(w.s.cfg.Prefix)+e.Replica), "=", 0),
 		).Then(clientv3.OpDelete(key)).Commit()
 		cancel()
 		if err != nil {
@@ -432,19 +461,15 @@ func (s *Sync) writeFailed(err error) {
 	s.writeErr = err
 }
 
-// stored is a record's value.
-type stored struct {
-	V       int             `json:"v"`
-	Running bool            `json:"running,omitempty"`
-	Status  json.RawMessage `json:"status"`
-}
-
+// encode is a record's value: the layout version, the flags, then the
+// status as protobuf (as the store keeps revisions: compact and quick to
+// read on every replica).
 func encode(rec registry.LocalRecord) ([]byte, error) {
-	st, err := protojson.Marshal(rec.Status)
-	if err != nil {
-		return nil, err
+	flags := byte(0)
+	if rec.Running {
+		flags |= flagRunning
 	}
-	v, err := json.Marshal(stored{V: schema, Running: rec.Running, Status: st})
+	v, err := proto.MarshalOptions{}.MarshalAppend([]byte{schema, flags}, rec.Status)
 	if err != nil {
 		return nil, err
 	}
@@ -454,22 +479,21 @@ func encode(rec registry.LocalRecord) ([]byte, error) {
 	return v, nil
 }
 
+// decode reads a record's value.
 func decode(v []byte) (*wsfleetv1.NodeStatus, bool, error) {
-	if len(v) > maxRecordBytes {
+	switch {
+	case len(v) > maxRecordBytes:
 		return nil, false, fmt.Errorf("%d bytes, at most %d", len(v), maxRecordBytes)
-	}
-	var r stored
-	if err := json.Unmarshal(v, &r); err != nil {
-		return nil, false, err
-	}
-	if r.V != schema {
-		return nil, false, fmt.Errorf("layout version %d, this build reads %d", r.V, schema)
+	case len(v) < 2:
+		return nil, false, errors.New("too short")
+	case v[0] != schema:
+		return nil, false, fmt.Errorf("layout version %d, this build reads %d", v[0], schema)
 	}
 	st := &wsfleetv1.NodeStatus{}
-	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(r.Status, st); err != nil {
+	if err := proto.Unmarshal(v[2:], st); err != nil {
 		return nil, false, err
 	}
-	return st, r.Running, nil
+	return st, v[1]&flagRunning != 0, nil
 }
 
 // copyHandler is the Sync as the handler of its copy of the others'

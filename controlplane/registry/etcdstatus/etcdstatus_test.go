@@ -3,7 +3,6 @@ package etcdstatus_test
 import (
 	"context"
 	"io"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,7 +11,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
@@ -130,11 +128,11 @@ func listed(t *testing.T, reg *registry.Registry) map[string]*wsfleetv1.NodeStat
 // record is a node status record as a replica writes it.
 func record(t *testing.T, s *wsfleetv1.NodeStatus) string {
 	t.Helper()
-	b, err := protojson.Marshal(s)
+	b, err := etcdstatus.Encode(registry.LocalRecord{Status: s})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return `{"v":1,"status":` + string(b) + `}`
+	return string(b)
 }
 
 func TestANodesStatusIsWrittenAtMostOncePerInterval(t *testing.T) {
@@ -168,7 +166,11 @@ func TestANodesStatusIsWrittenAtMostOncePerInterval(t *testing.T) {
 	took := time.Since(begin)
 	waitFor(t, 10*time.Second, "the last status written", func() bool {
 		resp := get(t, cli, key)
-		return len(resp.Kvs) == 1 && strings.Contains(string(resp.Kvs[0].Value), `"telemetryEvents":"100"`)
+		if len(resp.Kvs) != 1 {
+			return false
+		}
+		s, _, err := etcdstatus.Decode(resp.Kvs[0].Value)
+		return err == nil && s.GetTelemetryEvents() == batches
 	})
 	cancel()
 	writes.Wait()
@@ -195,7 +197,7 @@ func TestEachReplicaSeesTheOthersRecordsAndNotItsOwnTwice(t *testing.T) {
 		})
 	}
 	// A record that cannot be read is left out, not fatal.
-	put(t, cli, etcdstatus.NodesDir(prefix)+"r-other/garbage", "not json")
+	put(t, cli, etcdstatus.NodesDir(prefix)+"r-other/garbage", "not a record")
 	put(t, cli, etcdstatus.NodesDir(prefix)+"r-other/wrong-id", record(t, &wsfleetv1.NodeStatus{NodeId: "someone-else"}))
 	put(t, cli, etcdstatus.NodesDir(prefix)+"r-other/fine", record(t, &wsfleetv1.NodeStatus{NodeId: "fine", LastSeenTime: timestamppb.Now()}))
 	waitFor(t, 10*time.Second, "A lists the readable record only", func() bool {
