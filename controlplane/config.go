@@ -110,7 +110,8 @@ type Config struct {
 	AdvertiseAddr string
 	// LeaseTTL is this replica's lease in etcd: a replica that dies is
 	// gone, and its nodes are shown disconnected on the others, within it.
-	// Default 10s, at least 2s.
+	// Default 10s, at least 2s; etcd counts it in whole seconds (rounded
+	// up).
 	LeaseTTL time.Duration
 	// PeerTimeout bounds each call to another replica (a query's part, the
 	// opening of a tail's); a replica that does not answer within it is

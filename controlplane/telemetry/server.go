@@ -279,7 +279,9 @@ func (srv *Server) TopErrors(_ context.Context, req *wsfleetv1.TopErrorsRequest)
 
 // TailEvents implements FleetService.TailEvents: up to backlog recent
 // matching events, oldest first, then every matching event as it is
-// ingested until the client goes away or Shutdown. Beyond Config.MaxTails
+// ingested until the client goes away or Shutdown. The stream's header,
+// sent once the tail is open, says how many events are backlog
+// (BacklogHeader). Beyond Config.MaxTails
 // open tails it fails with ResourceExhausted. A client that reads too
 // slowly for its tail's buffer is dropped rather than slow ingest down:
 // its stream ends with ResourceExhausted once it has read what was
