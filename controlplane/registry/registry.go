@@ -98,7 +98,7 @@ type Registry struct {
 	dirtyC chan struct{}
 	// peers are the records other replicas share: node id → replica id →
 	// record; peerCount counts them. peerGen is the current full read of
-	// them (BeginPeerSync); peersRefused counts the records not kept for
+	// them (BeginPeerSync); peersRefused counts the records refused for
 	// the bounds since then.
 	peers        map[string]map[string]*peerRecord
 	peerCount    int
@@ -695,7 +695,7 @@ func (r *Registry) ListNodes(_ context.Context, req *wsfleetv1.ListNodesRequest)
 		resp.NextPageToken = pageTokenEncoding.EncodeToString([]byte(resp.Nodes[len(resp.Nodes)-1].GetNodeId()))
 	}
 	if r.peersRefused > 0 {
-		resp.Degraded = fmt.Sprintf("%d node status records shared by other replicas are not kept here: the fleet has more nodes than --max-nodes and --max-nodes-bytes allow", r.peersRefused)
+		resp.Degraded = fmt.Sprintf("node status records shared by other replicas are not kept here (%d refused): the fleet has more nodes than --max-nodes and --max-nodes-bytes allow", r.peersRefused)
 	}
 	return resp, nil
 }
