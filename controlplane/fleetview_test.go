@@ -316,7 +316,7 @@ func TestEveryReplicaAnswersEventQueriesForTheWholeFleet(t *testing.T) {
 		}
 	})
 	t.Run("a tail on B has every replica's backlog and A's new events", func(t *testing.T) {
-		ctx, cancel := context.WithCancel(context.Background())
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // a tail that gets nothing fails, not hangs
 		defer cancel()
 		tail, err := fleetOf(t, rs[1]).TailEvents(ctx, &wsfleetv1.TailEventsRequest{Backlog: 3})
 		if err != nil {
@@ -450,7 +450,7 @@ func TestAReplicaThatDoesNotAnswerMakesAFlaggedPartialAnswerWithinThePeerTimeout
 		}
 	})
 	t.Run("errors tail --follow", func(t *testing.T) {
-		ctx, cancel := context.WithCancel(context.Background())
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // a tail that gets nothing fails, not hangs
 		defer cancel()
 		tail, err := fleetOf(t, a).TailEvents(ctx, &wsfleetv1.TailEventsRequest{Backlog: 5})
 		if err != nil {
@@ -533,7 +533,7 @@ func TestATailSaysWhenAReplicasEventsStopAndResume(t *testing.T) {
 	b := replica(t, e.Endpoint, func(c *Config) { c.GRPCAddr, c.AdvertiseAddr = bAddr, proxy.Addr })
 	waitFor(t, 10*time.Second, "A knows B", func() bool { return len(a.member.Peers()) == 1 })
 
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // a tail that gets nothing fails, not hangs
 	defer cancel()
 	tail, err := fleetOf(t, a).TailEvents(ctx, &wsfleetv1.TailEventsRequest{})
 	if err != nil {
