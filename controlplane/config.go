@@ -11,8 +11,11 @@ import (
 	"github.com/wsfleet/wsfleet/controlplane/auth"
 	"github.com/wsfleet/wsfleet/controlplane/publish"
 	"github.com/wsfleet/wsfleet/controlplane/registry"
+	"github.com/wsfleet/wsfleet/controlplane/registry/etcdstatus"
+	"github.com/wsfleet/wsfleet/controlplane/replicas"
 	"github.com/wsfleet/wsfleet/controlplane/store/etcdstore"
 	"github.com/wsfleet/wsfleet/controlplane/telemetry"
+	"github.com/wsfleet/wsfleet/controlplane/telemetry/fanout"
 )
 
 // The stores of Config.Store.
@@ -53,6 +56,12 @@ const (
 	DefaultTailBuffer                   = telemetry.DefaultTailBuffer
 	DefaultMaxNodes                     = registry.DefaultMaxNodes
 	DefaultMaxNodesBytes                = registry.DefaultMaxNodesBytes
+
+	// The replicas' defaults (Store "etcd"), from the packages that apply
+	// them.
+	DefaultLeaseTTL            = replicas.DefaultLeaseTTL
+	DefaultPeerTimeout         = fanout.DefaultTimeout
+	DefaultStatusWriteInterval = etcdstatus.DefaultWriteInterval
 )
 
 // Config configures a control plane.
@@ -85,6 +94,38 @@ type Config struct {
 	// EtcdPasswordFile, if set, holds Etcd.Password (a trailing newline
 	// is dropped): a password in a flag would show in the process list.
 	EtcdPasswordFile string
+
+	// With Store "etcd" every replica answers for the whole fleet: each
+	// writes the status of its nodes to etcd (under the store's prefix,
+	// fleet/) and registers itself there under a lease; ListNodes reads
+	// every replica's nodes from etcd, the event queries ask every
+	// registered replica (see packages replicas, registry/etcdstatus and
+	// telemetry/fanout).
+
+	// AdvertiseAddr is the gRPC address the other replicas dial to reach
+	// this one (host:port). Default GRPCAddr as bound; it must then not be
+	// a wildcard (0.0.0.0, [::], an empty host): set it when GRPCAddr is
+	// one. Without TLS it must be a loopback address: replicas forward
+	// their callers' tokens to each other.
+	AdvertiseAddr string
+	// LeaseTTL is this replica's lease in etcd: a replica that dies is
+	// gone, and its nodes are shown disconnected on the others, within it.
+	// Default 10s, at least 2s; etcd counts it in whole seconds (rounded
+	// up).
+	LeaseTTL time.Duration
+	// PeerTimeout bounds each call to another replica (a query's part, the
+	// opening of a tail's); a replica that does not answer within it is
+	// named in the answer as missing. Default 2s.
+	PeerTimeout time.Duration
+	// StatusWriteInterval is the least time between two etcd writes of one
+	// node's status (changes in between are coalesced). Default 1s.
+	StatusWriteInterval time.Duration
+	// PeerCA verifies the other replicas' certificates when they serve TLS
+	// (TLSCert set); default the system's roots. PeerCert and PeerKey are
+	// the client certificate shown to them when they require one
+	// (ClientCA set); default TLSCert and TLSKey (which then need the
+	// client authentication usage).
+	PeerCA, PeerCert, PeerKey string
 
 	// Dev turns authentication off. Allowed only when every listen address
 	// is loopback.
@@ -219,6 +260,9 @@ func (c *Config) validate() error {
 	if err := c.validateStore(); err != nil {
 		return err
 	}
+	if err := c.validateReplicas(); err != nil {
+		return err
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return fmt.Errorf("%w: --tls-cert and --tls-key go together", ErrConfig)
 	}
@@ -274,6 +318,62 @@ func (c *Config) validateStore() error {
 		return fmt.Errorf("%w: --store must be %s or %s, got %q", ErrConfig, StoreBolt, StoreEtcd, c.Store)
 	}
 	return nil
+}
+
+// validateReplicas checks the replicas' settings: with the bolt store
+// they would do nothing, which is a mistake to be loud about.
+func (c *Config) validateReplicas() error {
+	if c.Store != StoreEtcd {
+		if c.AdvertiseAddr != "" || c.PeerCA != "" || c.PeerCert != "" || c.PeerKey != "" {
+			return fmt.Errorf("%w: --advertise-addr and --peer-* need --store etcd", ErrConfig)
+		}
+		return nil
+	}
+	if c.LeaseTTL < 0 || c.PeerTimeout < 0 || c.StatusWriteInterval < 0 {
+		return fmt.Errorf("%w: --lease-ttl, --peer-timeout and --status-write-interval must not be negative", ErrConfig)
+	}
+	if c.LeaseTTL != 0 && c.LeaseTTL < replicas.MinLeaseTTL {
+		return fmt.Errorf("%w: --lease-ttl must be at least %s, got %s", ErrConfig, replicas.MinLeaseTTL, c.LeaseTTL)
+	}
+	if (c.PeerCert == "") != (c.PeerKey == "") {
+		return fmt.Errorf("%w: --peer-cert and --peer-key go together", ErrConfig)
+	}
+	if (c.PeerCA != "" || c.PeerCert != "") && c.TLSCert == "" {
+		return fmt.Errorf("%w: --peer-ca, --peer-cert and --peer-key are for replicas serving TLS: they need --tls-cert and --tls-key", ErrConfig)
+	}
+	if c.AdvertiseAddr != "" {
+		return c.checkAdvertised(c.AdvertiseAddr, "--advertise-addr")
+	}
+	host, _, err := net.SplitHostPort(c.GRPCAddr)
+	if err == nil && isWildcard(host) {
+		return fmt.Errorf("%w: --grpc-addr %s listens on every interface: with --store etcd give the address the other replicas reach this one at, --advertise-addr HOST:PORT", ErrConfig, c.GRPCAddr)
+	}
+	return nil
+}
+
+// checkAdvertised checks an address the other replicas are to dial.
+func (c *Config) checkAdvertised(addr, flag string) error {
+	host, port, err := net.SplitHostPort(addr)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: %s %q is not HOST:PORT: %v", ErrConfig, flag, addr, err)
+	case isWildcard(host):
+		return fmt.Errorf("%w: %s %q is a wildcard address; the other replicas need one they can dial", ErrConfig, flag, addr)
+	case port == "" || port == "0":
+		return fmt.Errorf("%w: %s %q has no port", ErrConfig, flag, addr)
+	case c.TLSCert == "" && !isLoopback(addr):
+		return fmt.Errorf("%w: %s %s is not loopback and the gRPC port has no TLS: replicas forward their callers' tokens to each other, which must not cross the network in plaintext; use --tls-cert and --tls-key", ErrConfig, flag, addr)
+	}
+	return nil
+}
+
+// isWildcard reports whether a listen host binds every interface.
+func isWildcard(host string) bool {
+	if host == "" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsUnspecified()
 }
 
 // isLoopback reports whether a listen address binds loopback only. An empty

@@ -30,6 +30,17 @@
 // replica sharing the store reaches the nodes of every replica the same
 // way.
 //
+// Replicas (the etcd store only): every replica answers for the whole
+// fleet. It registers itself in etcd under a lease (package replicas,
+// --lease-ttl, --advertise-addr), writes the status of the nodes attached
+// to it there, coalesced, and keeps a copy of every other replica's
+// (package registry/etcdstatus), so that ListNodes lists every node; the
+// event queries (QueryEvents, TopErrors, TailEvents) ask every other
+// registered replica too, forwarding the caller's credentials (package
+// telemetry/fanout, --peer-timeout). Run starts both and, when it stops,
+// writes the last statuses and revokes the lease before the store closes.
+// With bolt, node status stays in this process as it always was.
+//
 // A request on the policy path: interceptors (metrics → logging → auth →
 // recovery) → policyserver → store. A node's watch: NodeService.Watch →
 // registry; its telemetry: NodeService.ReportTelemetry → telemetry. A

@@ -34,29 +34,67 @@ func (s *nodeService) Deliveries(req *wsfleetv1.DeliveriesRequest, stream wsflee
 }
 
 // fleetService is the operators' query API: node status (registry) and
-// error events (telemetry).
+// error events (telemetry; with replicas, every replica's through fanout).
 type fleetService struct {
 	wsfleetv1.UnimplementedFleetServiceServer
-	fleet     *registry.Registry
-	telemetry *telemetry.Server
+	fleet  *registry.Registry
+	events eventQueries
+	// degraded says why the registry's view of the fleet may be incomplete
+	// or stale ("" when it is whole).
+	degraded func() string
+}
+
+// eventQueries answers the event queries: telemetry.Server for this
+// replica's events, fanout.Fleet for every replica's.
+type eventQueries interface {
+	QueryEvents(context.Context, *wsfleetv1.QueryEventsRequest) (*wsfleetv1.QueryEventsResponse, error)
+	TopErrors(context.Context, *wsfleetv1.TopErrorsRequest) (*wsfleetv1.TopErrorsResponse, error)
+	TailEvents(*wsfleetv1.TailEventsRequest, wsfleetv1.FleetService_TailEventsServer) error
 }
 
 var _ wsfleetv1.FleetServiceServer = (*fleetService)(nil)
 
 func (s *fleetService) ListNodes(ctx context.Context, req *wsfleetv1.ListNodesRequest) (*wsfleetv1.ListNodesResponse, error) {
-	return s.fleet.ListNodes(ctx, req)
+	resp, err := s.fleet.ListNodes(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if d := s.degraded(); d != "" {
+		if resp.Degraded != "" {
+			d = resp.Degraded + "; " + d
+		}
+		resp.Degraded = d
+	}
+	return resp, nil
 }
 
 func (s *fleetService) QueryEvents(ctx context.Context, req *wsfleetv1.QueryEventsRequest) (*wsfleetv1.QueryEventsResponse, error) {
-	return s.telemetry.QueryEvents(ctx, req)
+	return s.events.QueryEvents(ctx, req)
 }
 
 func (s *fleetService) TopErrors(ctx context.Context, req *wsfleetv1.TopErrorsRequest) (*wsfleetv1.TopErrorsResponse, error) {
-	return s.telemetry.TopErrors(ctx, req)
+	return s.events.TopErrors(ctx, req)
 }
 
 func (s *fleetService) TailEvents(req *wsfleetv1.TailEventsRequest, stream wsfleetv1.FleetService_TailEventsServer) error {
-	return s.telemetry.TailEvents(req, stream)
+	return s.events.TailEvents(req, stream)
+}
+
+// eventQueries is every replica's events with replicas, else this one's.
+func (s *Server) eventQueries() eventQueries {
+	if s.queries != nil {
+		return s.queries
+	}
+	return s.telemetry
+}
+
+// degraded is why ListNodes may not show the whole fleet as it is: with
+// replicas, the sharing's state (etcd unreachable, ...).
+func (s *Server) degraded() string {
+	if s.status == nil {
+		return ""
+	}
+	return s.status.Degraded()
 }
 
 // fleetRunning is what every known node runs, as RecoverPolicy reads it:

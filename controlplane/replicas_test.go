@@ -65,15 +65,21 @@ func TestAnApplyOnOneReplicaReachesTheNodesOfAnother(t *testing.T) {
 			}
 		}
 	})
-	t.Run("each replica shows its nodes on the head and the head's revision", func(t *testing.T) {
-		waitFor(t, 10*time.Second, "B records node-b's ACK of eu@1", func() bool {
-			resp, err := b.fleet.ListNodes(context.Background(), &wsfleetv1.ListNodesRequest{})
-			if err != nil || len(resp.GetNodes()) != 1 {
-				return false
-			}
-			n := resp.GetNodes()[0]
-			return n.GetAppliedPool() == "eu" && n.GetAppliedRevision() == 1 && n.GetHeadRevision() == 1
-		})
+	t.Run("each replica shows every node on the head and the head's revision", func(t *testing.T) {
+		for name, srv := range map[string]*Server{"A": a, "B": b} {
+			waitFor(t, 10*time.Second, name+" shows both nodes' ACKs of eu@1", func() bool {
+				resp, err := srv.fleet.ListNodes(context.Background(), &wsfleetv1.ListNodesRequest{})
+				if err != nil || len(resp.GetNodes()) != 2 {
+					return false
+				}
+				for _, n := range resp.GetNodes() {
+					if !n.GetConnected() || n.GetAppliedPool() != "eu" || n.GetAppliedRevision() != 1 || n.GetHeadRevision() != 1 {
+						return false
+					}
+				}
+				return true
+			})
+		}
 		body := httpGet(t, "http://"+a.HTTPAddr().String()+"/metrics")
 		for _, want := range []string{`wsfleet_control_policy_revision{pool="default"} 2`, `wsfleet_control_policy_revision{pool="eu"} 1`} {
 			if !strings.Contains(body, want) {

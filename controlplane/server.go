@@ -38,8 +38,12 @@ import (
 	"github.com/wsfleet/wsfleet/controlplane/policyserver"
 	"github.com/wsfleet/wsfleet/controlplane/publish"
 	"github.com/wsfleet/wsfleet/controlplane/registry"
+	"github.com/wsfleet/wsfleet/controlplane/registry/etcdstatus"
+	"github.com/wsfleet/wsfleet/controlplane/replicas"
 	"github.com/wsfleet/wsfleet/controlplane/store"
+	"github.com/wsfleet/wsfleet/controlplane/store/etcdstore"
 	"github.com/wsfleet/wsfleet/controlplane/telemetry"
+	"github.com/wsfleet/wsfleet/controlplane/telemetry/fanout"
 )
 
 // Server is a running control plane.
@@ -59,6 +63,11 @@ type Server struct {
 	events    *telemetry.Store
 	telemetry *telemetry.Server
 	publish   *publish.Server
+	// With the etcd store: this replica's membership, the sharing of node
+	// status and the queries that ask every replica (replica.go).
+	member  *replicas.Member
+	status  *etcdstatus.Sync
+	queries *fanout.Fleet
 
 	closeOnce sync.Once
 }
@@ -120,6 +129,7 @@ func New(cfg Config) (_ *Server, err error) {
 	}
 	if s.fleet, err = registry.New(registry.Config{
 		Heads:         pools,
+		Shared:        cfg.Store == StoreEtcd,
 		MaxNodes:      cfg.MaxNodes,
 		MaxNodesBytes: cfg.MaxNodesBytes,
 		Registerer:    s.prom,
@@ -146,17 +156,23 @@ func New(cfg Config) (_ *Server, err error) {
 	s.telemetry = telemetry.NewServer(s.events, s.log)
 	registerTelemetryMetrics(s.prom, s.events)
 
-	if err := s.buildGRPC(); err != nil {
-		return nil, err
-	}
-	s.buildHTTP()
-
 	if s.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("controlplane: listen gRPC: %w", err)
 	}
 	if s.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("controlplane: listen HTTP: %w", err)
 	}
+	// After the listeners: a replica advertises the gRPC address as bound.
+	if est, ok := s.store.(*etcdstore.Store); ok {
+		if err := s.buildReplicas(est); err != nil {
+			return nil, err
+		}
+	}
+
+	if err := s.buildGRPC(); err != nil {
+		return nil, err
+	}
+	s.buildHTTP()
 	return s, nil
 }
 
@@ -240,7 +256,7 @@ func (s *Server) buildGRPC() error {
 	wsfleetv1.RegisterPolicyServiceServer(s.grpc, s.policy)
 	wsfleetv1.RegisterNodeServiceServer(s.grpc, &nodeService{fleet: s.fleet, telemetry: s.telemetry, publish: s.publish})
 	wsfleetv1.RegisterPublishServiceServer(s.grpc, s.publish)
-	wsfleetv1.RegisterFleetServiceServer(s.grpc, &fleetService{fleet: s.fleet, telemetry: s.telemetry})
+	wsfleetv1.RegisterFleetServiceServer(s.grpc, &fleetService{fleet: s.fleet, events: s.eventQueries(), degraded: s.degraded})
 
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
@@ -329,6 +345,9 @@ func (s *Server) Run(ctx context.Context) error {
 		stopWatch()
 		<-followed
 	}()
+	// Deferred after the watch's end, so it runs before: the last node
+	// statuses are written, then the lease revoked, then the store closed.
+	defer s.runReplicas()()
 
 	fields := logrus.Fields{
 		"grpc_addr": s.GRPCAddr().String(),
@@ -343,6 +362,8 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.cfg.Store == StoreEtcd {
 		fields["etcd_endpoints"] = strings.Join(s.cfg.Etcd.Endpoints, ",")
 		fields["etcd_prefix"] = s.cfg.Etcd.Prefix
+		fields["replica_id"] = s.member.ID()
+		fields["advertise_addr"] = s.member.Addr()
 	} else {
 		fields["data_dir"] = s.cfg.DataDir
 	}
@@ -362,27 +383,24 @@ func (s *Server) Run(ctx context.Context) error {
 	}()
 
 	var runErr error
+	collected := 0
 	select {
 	case <-ctx.Done():
 	case runErr = <-errc:
+		// A serve goroutine ended first: with an error, or without one
+		// when its server was stopped from elsewhere.
+		collected = 1
 		s.log.WithError(runErr).Error("server failed")
 	}
 	s.shutdown()
 	// Collect both serve goroutines (one may already have been read above).
-	for range 2 - boolToInt(runErr != nil) {
+	for range 2 - collected {
 		if err := <-errc; err != nil && runErr == nil && !errors.Is(err, grpc.ErrServerStopped) {
 			runErr = err
 		}
 	}
 	s.log.Info("control plane stopped")
 	return runErr
-}
-
-func boolToInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // shutdown stops accepting, lets calls under way finish within the
@@ -430,6 +448,9 @@ func (s *Server) Close() {
 		}
 		if s.publish != nil {
 			s.publish.Close()
+		}
+		if s.queries != nil {
+			s.queries.Close()
 		}
 	})
 }

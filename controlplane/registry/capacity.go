@@ -2,6 +2,7 @@ package registry
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -136,31 +137,26 @@ func (r *Registry) shareRunning(run *wsfleetv1.PolicyRevision) *wsfleetv1.Policy
 // admit makes room for the entry of node id at size estimated bytes, the
 // entry replacing id's current one if there is one: while the registry
 // would hold more than MaxNodes entries or MaxNodesBytes, it forgets the
-// disconnected node seen longest ago (never id itself). When only
-// connected nodes are left to forget it refuses with ResourceExhausted,
-// having changed nothing but the forgetting. On success the caller stores
-// the entry with insert (a new id) or keeps it (a known one); admit has
-// accounted its size. r.mu must be held.
+// disconnected entry seen longest ago (never id's own). Entries are this
+// replica's nodes and, with shared status, the records other replicas
+// share (see shared.go). When only connected entries are left to forget
+// it refuses with ResourceExhausted, having changed nothing but the
+// forgetting. On success the caller stores the entry with insert (a new
+// id) or keeps it (a known one); admit has accounted its size. r.mu must
+// be held.
 func (r *Registry) admit(id string, size int) error {
 	old, known := r.nodes[id]
-	count, bytes := len(r.nodes), r.bytes+size
+	count, bytes := len(r.nodes)+r.peerCount, r.bytes+size
 	if known {
 		bytes -= old.bytes
 	} else {
 		count++
 	}
-	for count > r.cfg.MaxNodes || bytes > r.cfg.MaxNodesBytes {
-		victim := r.oldestDisconnected(id)
-		if victim == nil {
-			r.metrics.nodesRefused.Inc()
-			return status.Errorf(codes.ResourceExhausted,
-				"the control plane knows %d nodes (%d bytes), at most %d (%d bytes), all connected: node %q not admitted",
-				len(r.nodes), r.bytes, r.cfg.MaxNodes, r.cfg.MaxNodesBytes, clipForError(id))
-		}
-		bytes -= victim.bytes
-		count--
-		r.remove(victim.status.GetNodeId())
-		r.metrics.nodesEvicted.Inc()
+	if err := r.makeRoom(count, bytes, entryKey{node: id}); err != nil {
+		r.metrics.nodesRefused.Inc()
+		return status.Errorf(codes.ResourceExhausted,
+			"the control plane knows %d nodes (%d bytes), at most %d (%d bytes), all connected: node %q not admitted",
+			len(r.nodes)+r.peerCount, r.bytes, r.cfg.MaxNodes, r.cfg.MaxNodesBytes, clipForError(id))
 	}
 	if known {
 		r.bytes += size - old.bytes
@@ -171,22 +167,62 @@ func (r *Registry) admit(id string, size int) error {
 	return nil
 }
 
-// oldestDisconnected is the disconnected node other than except seen
-// longest ago, or nil. A scan: it runs only when the registry is full.
-// r.mu must be held.
-func (r *Registry) oldestDisconnected(except string) *node {
-	var oldest *node
-	var oldestSeen time.Time
-	for id, nd := range r.nodes {
-		if nd.status.GetConnected() || id == except {
-			continue
+// errFull: every entry that could be forgotten is connected.
+var errFull = errors.New("registry full")
+
+// makeRoom forgets the disconnected entry seen longest ago, other than
+// except, while count entries of bytes would be over a bound; errFull when
+// only connected ones are left. r.mu must be held.
+func (r *Registry) makeRoom(count, bytes int, except entryKey) error {
+	for count > r.cfg.MaxNodes || bytes > r.cfg.MaxNodesBytes {
+		victim, size, ok := r.oldestDisconnected(except)
+		if !ok {
+			return errFull
 		}
-		seen := nd.status.GetLastSeenTime().AsTime()
-		if oldest == nil || seen.Before(oldestSeen) {
-			oldest, oldestSeen = nd, seen
+		bytes -= size
+		count--
+		if victim.replica == "" {
+			r.remove(victim.node)
+		} else {
+			r.removePeer(victim.node, victim.replica)
+		}
+		r.metrics.nodesEvicted.Inc()
+	}
+	return nil
+}
+
+// entryKey names an entry: a node of this replica (replica empty), or a
+// node's record shared by another replica.
+type entryKey struct{ node, replica string }
+
+// oldestDisconnected is the disconnected entry other than except seen
+// longest ago, and its size. A scan: it runs only when the registry is
+// full. r.mu must be held.
+func (r *Registry) oldestDisconnected(except entryKey) (entryKey, int, bool) {
+	var (
+		oldest     entryKey
+		oldestSeen time.Time
+		size       int
+		found      bool
+	)
+	consider := func(k entryKey, s *wsfleetv1.NodeStatus, connected bool, n int) {
+		if connected || k == except {
+			return
+		}
+		seen := s.GetLastSeenTime().AsTime()
+		if !found || seen.Before(oldestSeen) {
+			oldest, oldestSeen, size, found = k, seen, n, true
 		}
 	}
-	return oldest
+	for id, nd := range r.nodes {
+		consider(entryKey{node: id}, nd.status, nd.status.GetConnected(), nd.bytes)
+	}
+	for id, recs := range r.peers {
+		for replica, p := range recs {
+			consider(entryKey{node: id, replica: replica}, p.status, p.present, p.bytes)
+		}
+	}
+	return oldest, size, found
 }
 
 // insert adds a new node entry, admitted at size bytes, to the map and the
@@ -194,12 +230,13 @@ func (r *Registry) oldestDisconnected(except string) *node {
 func (r *Registry) insert(id string, nd *node, size int) {
 	nd.bytes = size
 	r.nodes[id] = nd
-	i, _ := slices.BinarySearch(r.ids, id)
-	r.ids = slices.Insert(r.ids, i, id)
-	r.metrics.nodesKnown.Set(float64(len(r.nodes)))
+	r.index(id)
+	r.metrics.nodesKnown.Set(float64(len(r.nodes) + r.peerCount))
 }
 
-// remove forgets a node: map, index and bytes. r.mu must be held.
+// remove forgets a node of this replica: map, index and bytes. With shared
+// status the forgetting is shared too (its record is deleted). r.mu must
+// be held.
 func (r *Registry) remove(id string) {
 	nd, ok := r.nodes[id]
 	if !ok {
@@ -207,10 +244,28 @@ func (r *Registry) remove(id string) {
 	}
 	delete(r.nodes, id)
 	r.bytes -= nd.bytes
+	r.unindex(id)
+	r.markDirty(id)
+	r.metrics.nodesKnown.Set(float64(len(r.nodes) + r.peerCount))
+}
+
+// index adds id to the sorted index of node ids unless it is there.
+// r.mu must be held.
+func (r *Registry) index(id string) {
+	if i, found := slices.BinarySearch(r.ids, id); !found {
+		r.ids = slices.Insert(r.ids, i, id)
+	}
+}
+
+// unindex takes id out of the sorted index once neither this replica nor
+// another has an entry for it. r.mu must be held.
+func (r *Registry) unindex(id string) {
+	if _, ok := r.nodes[id]; ok || len(r.peers[id]) > 0 {
+		return
+	}
 	if i, found := slices.BinarySearch(r.ids, id); found {
 		r.ids = slices.Delete(r.ids, i, i+1)
 	}
-	r.metrics.nodesKnown.Set(float64(len(r.nodes)))
 }
 
 // pageTokenEncoding makes a page token of a node id: opaque to clients, and

@@ -48,6 +48,20 @@
 // encoded bytes; its token is the last id listed, so paging works while
 // nodes come and go.
 //
+// Shared status (Config.Shared, with several control-plane replicas on
+// one etcd store): the registry notes every status change of its own
+// nodes (Dirty, TakeDirty, Local) for package registry/etcdstatus to
+// write to etcd, and keeps the records the other replicas write there
+// (PutPeer, SetPeerPresent, DeletePeer, BeginPeerSync/EndPeerSync), so
+// that ListNodes lists the whole fleet, each node once (see merged in
+// shared.go: the replica the node is attached to speaks for it, its
+// counters add up every replica's). Those records count against MaxNodes
+// and MaxNodesBytes like its own nodes; one that does not fit is not
+// kept, and ListNodes says its view is degraded. Pushes, NACK memory and
+// Running stay this replica's own: a node is pushed by the replica it is
+// attached to. ahead and head_revision are computed from this replica's
+// heads, which follow the shared store, so every replica shows the same.
+//
 // Where heads come from: the store's watch (store.Store.WatchHeads),
 // which Follow consumes, so a revision committed through any control-plane
 // replica sharing the store is pushed to the nodes attached to this one;

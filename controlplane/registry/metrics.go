@@ -37,7 +37,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "From this control plane learning of a revision (the store's watch delivering it) to a node's ACK of it.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}),
-		nodesKnown:   prometheus.NewGauge(prometheus.GaugeOpts(opts("nodes_known", "Nodes the registry knows, connected or not (bounded by --max-nodes)."))),
+		nodesKnown:   prometheus.NewGauge(prometheus.GaugeOpts(opts("nodes_known", "Node status entries the registry holds, connected or not: its own nodes and, with replicas, the records the other replicas share (bounded by --max-nodes)."))),
 		nodesEvicted: prometheus.NewCounter(prometheus.CounterOpts(opts("nodes_evicted_total", "Disconnected nodes forgotten early to make room for new ones."))),
 		nodesRefused: prometheus.NewCounter(prometheus.CounterOpts(opts("nodes_refused_total", "New nodes not admitted because every known node was connected and the registry full."))),
 	}

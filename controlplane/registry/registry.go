@@ -63,6 +63,13 @@ type Config struct {
 	// most MaxLabelsBytes, and its running revision unless it is the
 	// head's, at most MaxRunningBytes). Default 256 MiB.
 	MaxNodesBytes int
+	// Shared makes the registry keep the fleet's node status as the
+	// control-plane replicas sharing a store share it (package
+	// registry/etcdstatus): it tracks which of its own nodes changed
+	// (Dirty, TakeDirty, Local) and keeps the records the other replicas
+	// share (PutPeer and the rest), so that ListNodes answers for the
+	// whole fleet. See shared.go.
+	Shared bool
 	// Registerer receives the registry's metrics; optional.
 	Registerer prometheus.Registerer
 	Log        logrus.FieldLogger
@@ -80,9 +87,23 @@ type Registry struct {
 	mu     sync.Mutex
 	heads  map[string]*head // pool → current revision
 	nodes  map[string]*node // node id → node
-	ids    []string         // the keys of nodes, sorted: ListNodes pages through it
-	bytes  int              // the nodes' estimated memory (node.bytes summed)
+	ids    []string         // the ids of nodes and peers, sorted: ListNodes pages through it
+	bytes  int              // the entries' estimated memory (node.bytes and peerRecord.bytes summed)
 	closed bool
+
+	// With Config.Shared: this replica's nodes whose status changed since
+	// the last TakeDirty (bounded by the nodes known), and a one-slot
+	// channel saying there are some.
+	dirty  map[string]struct{}
+	dirtyC chan struct{}
+	// peers are the records other replicas share: node id → replica id →
+	// record; peerCount counts them. peerGen is the current full read of
+	// them (BeginPeerSync); peersRefused counts the records refused for
+	// the bounds since then.
+	peers        map[string]map[string]*peerRecord
+	peerCount    int
+	peerGen      uint64
+	peersRefused int
 }
 
 type head struct {
@@ -153,6 +174,9 @@ func New(cfg Config) (*Registry, error) {
 		nonceID: hex.EncodeToString(b[:]),
 		heads:   map[string]*head{},
 		nodes:   map[string]*node{},
+		dirty:   map[string]struct{}{},
+		dirtyC:  make(chan struct{}, 1),
+		peers:   map[string]map[string]*peerRecord{},
 	}
 	for _, h := range cfg.Heads {
 		r.advance(h)
@@ -523,6 +547,7 @@ func (r *Registry) attach(h *wsfleetv1.NodeHello, addr, cred string) (pool strin
 	s.AppliedPool, s.AppliedRevision, s.AppliedStoreId = applied.pool, applied.rev, applied.store
 	s.LastSeenTime = now
 	s.ConnectTime = now
+	r.markDirty(h.GetNodeId())
 	r.metrics.connected.Inc()
 	return pool, nd.gen, nd.notify, nd.stop, nil
 }
@@ -578,6 +603,7 @@ func (r *Registry) detach(id string, gen uint64) {
 	nd.status.LastSeenTime = timestamppb.New(r.cfg.Now())
 	nd.notify = nil
 	nd.stop = nil
+	r.markDirty(id)
 }
 
 func (r *Registry) isClosed() bool {
@@ -592,6 +618,7 @@ func (r *Registry) update(id string, gen uint64, f func(*wsfleetv1.NodeStatus, *
 	defer r.mu.Unlock()
 	if nd := r.nodes[id]; nd != nil && nd.gen == gen {
 		f(nd.status, nd)
+		r.markDirty(id)
 	}
 }
 
@@ -616,6 +643,7 @@ func (r *Registry) TelemetryBatch(nodeID string, events int, dropped uint64) {
 	if !nd.status.GetConnected() {
 		nd.status.LastSeenTime = timestamppb.New(r.cfg.Now())
 	}
+	r.markDirty(nodeID)
 }
 
 // ListNodes implements FleetService.ListNodes: the nodes by id, one page at
@@ -623,7 +651,8 @@ func (r *Registry) TelemetryBatch(nodeID string, events int, dropped uint64) {
 // capped at MaxPageSize) and MaxPageBytes encoded, so that it never
 // exceeds a client's message limit; next_page_token resumes after its last
 // node, so paging works while nodes come and go: a node present
-// throughout is listed exactly once.
+// throughout is listed exactly once. With shared status the nodes are the
+// whole fleet's, each once, whichever replicas know it (see merged).
 func (r *Registry) ListNodes(_ context.Context, req *wsfleetv1.ListNodesRequest) (*wsfleetv1.ListNodesResponse, error) {
 	size, err := pageSize(req.GetPageSize())
 	if err != nil {
@@ -644,18 +673,16 @@ func (r *Registry) ListNodes(_ context.Context, req *wsfleetv1.ListNodesRequest)
 	}
 	bytes := 0
 	for ; i < len(r.ids); i++ {
-		nd := r.nodes[r.ids[i]]
-		if req.GetPool() != "" && nd.status.GetPool() != req.GetPool() {
+		if req.GetPool() != "" && !r.mayBeInPool(r.ids[i], req.GetPool()) {
 			continue
 		}
 		if len(resp.Nodes) == size {
 			break
 		}
-		s := proto.Clone(nd.status).(*wsfleetv1.NodeStatus)
-		if eff := r.effective(s.GetPool()); eff != nil {
-			s.HeadRevision = eff.rev.GetRevision()
+		s := r.merged(r.ids[i], now)
+		if s == nil || req.GetPool() != "" && s.GetPool() != req.GetPool() {
+			continue
 		}
-		s.Ahead = r.ahead(nd)
 		// protowire's bound on a repeated field's tag and length.
 		n := proto.Size(s) + 1 + 4
 		if bytes+n > MaxPageBytes && len(resp.Nodes) > 0 {
@@ -667,27 +694,25 @@ func (r *Registry) ListNodes(_ context.Context, req *wsfleetv1.ListNodesRequest)
 	if i < len(r.ids) && len(resp.Nodes) > 0 {
 		resp.NextPageToken = pageTokenEncoding.EncodeToString([]byte(resp.Nodes[len(resp.Nodes)-1].GetNodeId()))
 	}
+	if r.peersRefused > 0 {
+		resp.Degraded = fmt.Sprintf("node status records shared by other replicas are not kept here (%d refused): the fleet has more nodes than --max-nodes and --max-nodes-bytes allow", r.peersRefused)
+	}
 	return resp, nil
 }
 
-// ahead reports whether a node runs a revision this control plane does not
-// have: a higher number than the head of the pool it runs, a pool with no
-// head here at all, or the head's number from another store. That is what
-// a node looks like after the store was reset or replaced while it kept
-// running; RecoverPolicy brings the control plane back above it. r.mu must
-// be held.
-func (r *Registry) ahead(nd *node) bool {
-	run := nd.running
-	if run == nil {
-		return false
-	}
-	h := r.heads[run.GetPool()]
+// aheadOf reports whether a node that runs revision rev of pool from store
+// runs a revision this control plane does not have: a higher number than
+// the head of that pool, a pool with no head here at all, or the head's
+// number from another store. That is what a node looks like after the
+// store was reset or replaced while it kept running; RecoverPolicy brings
+// the control plane back above it. r.mu must be held.
+func (r *Registry) aheadOf(pool string, rev int64, store string) bool {
+	h := r.heads[pool]
 	if h == nil {
 		return true
 	}
 	head := h.rev
-	return run.GetRevision() > head.GetRevision() ||
-		run.GetRevision() == head.GetRevision() && run.GetStoreId() != head.GetStoreId()
+	return rev > head.GetRevision() || rev == head.GetRevision() && store != head.GetStoreId()
 }
 
 // forget drops the nodes disconnected for longer than ForgetAfter. r.mu

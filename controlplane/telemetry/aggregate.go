@@ -266,15 +266,29 @@ func topOf(groups map[string]*group, total int64, limit int) *wsfleetv1.TopError
 	resp := &wsfleetv1.TopErrorsResponse{Total: total, Groups: make([]*wsfleetv1.TopErrorsResponse_Group, 0, len(groups))}
 	for key, g := range groups {
 		top, best := 0, int64(0)
+		var classes []*wsfleetv1.TopErrorsResponse_ClassCount
 		for c, n := range g.byClass {
+			if n == 0 {
+				continue
+			}
 			if n > best {
 				top, best = c, n
 			}
+			classes = append(classes, &wsfleetv1.TopErrorsResponse_ClassCount{Class: wsfleetv1.ErrorClass(c), Count: n})
 		}
+		// Largest first, ties by class: the class counts are what lets
+		// replicas' answers be added up exactly (TopClass alone would not).
+		sort.Slice(classes, func(i, j int) bool {
+			if classes[i].Count != classes[j].Count {
+				return classes[i].Count > classes[j].Count
+			}
+			return classes[i].Class < classes[j].Class
+		})
 		resp.Groups = append(resp.Groups, &wsfleetv1.TopErrorsResponse_Group{
 			Key:      key,
 			Count:    g.count,
 			TopClass: wsfleetv1.ErrorClass(top),
+			Classes:  classes,
 		})
 	}
 	sort.Slice(resp.Groups, func(i, j int) bool {

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -277,7 +279,9 @@ func (srv *Server) TopErrors(_ context.Context, req *wsfleetv1.TopErrorsRequest)
 
 // TailEvents implements FleetService.TailEvents: up to backlog recent
 // matching events, oldest first, then every matching event as it is
-// ingested until the client goes away or Shutdown. Beyond Config.MaxTails
+// ingested until the client goes away or Shutdown. The stream's header,
+// sent once the tail is open, says how many events are backlog
+// (BacklogHeader). Beyond Config.MaxTails
 // open tails it fails with ResourceExhausted. A client that reads too
 // slowly for its tail's buffer is dropped rather than slow ingest down:
 // its stream ends with ResourceExhausted once it has read what was
@@ -286,9 +290,8 @@ func (srv *Server) TopErrors(_ context.Context, req *wsfleetv1.TopErrorsRequest)
 // blocked sending to it, but its transport buffers at most 64 KiB and the
 // store sends it nothing more.)
 func (srv *Server) TailEvents(req *wsfleetv1.TailEventsRequest, stream wsfleetv1.FleetService_TailEventsServer) error {
-	vs := validateFilter(req.GetFilter(), false)
-	backlog, vs := limitOf(vs, "backlog", req.GetBacklog(), 0, MaxTailBacklog)
-	if err := badRequest(vs); err != nil {
+	backlog, err := TailBacklog(req)
+	if err != nil {
 		return err
 	}
 	select {
@@ -296,11 +299,17 @@ func (srv *Server) TailEvents(req *wsfleetv1.TailEventsRequest, stream wsfleetv1
 		return errShuttingDown
 	default:
 	}
-	past, tail, err := srv.store.tail(req.GetFilter(), backlog, 0)
+	past, tail, err := srv.Tail(req.GetFilter(), backlog)
 	if err != nil {
-		return status.Errorf(codes.ResourceExhausted, "%v; try again later", err)
+		return err
 	}
 	defer tail.Cancel()
+	// The header says how many of the first events are backlog: a replica
+	// merging this stream with its own (package fanout) tells them from
+	// live ones by it.
+	if err := stream.SendHeader(metadata.Pairs(BacklogHeader, strconv.Itoa(len(past)))); err != nil {
+		return err
+	}
 	for _, ev := range past {
 		if err := stream.Send(&wsfleetv1.TailEventsResponse{Event: ev}); err != nil {
 			return err
@@ -325,6 +334,34 @@ func (srv *Server) TailEvents(req *wsfleetv1.TailEventsRequest, stream wsfleetv1
 		}
 	}
 }
+
+// TailBacklog checks a TailEvents request (InvalidArgument naming every
+// invalid field) and returns its backlog, capped at MaxTailBacklog.
+func TailBacklog(req *wsfleetv1.TailEventsRequest) (int, error) {
+	vs := validateFilter(req.GetFilter(), false)
+	backlog, vs := limitOf(vs, "backlog", req.GetBacklog(), 0, MaxTailBacklog)
+	return backlog, badRequest(vs)
+}
+
+// BacklogHeader is the header of a TailEvents stream that says how many of
+// its first events are backlog (the rest are live), in decimal.
+const BacklogHeader = "wsfleet-tail-backlog"
+
+// Tail opens a live tail of the Store for a TailEvents stream: up to backlog
+// of the most recent events matching f, oldest first, and then the tail's
+// channel, with neither a gap nor a repeat between the two. Beyond
+// Config.MaxTails open tails it fails with ResourceExhausted. The caller
+// must cancel the tail. The request must have been validated.
+func (srv *Server) Tail(f *wsfleetv1.EventFilter, backlog int) ([]*wsfleetv1.ErrorEvent, *Tail, error) {
+	past, tail, err := srv.store.tail(f, backlog, 0)
+	if err != nil {
+		return nil, nil, status.Errorf(codes.ResourceExhausted, "%v; try again later", err)
+	}
+	return past, tail, nil
+}
+
+// Done is closed once Shutdown has begun: streams end then.
+func (srv *Server) Done() <-chan struct{} { return srv.done }
 
 // validateFilter names every invalid field of f; withTime false skips the
 // time range (tails ignore it).

@@ -80,7 +80,64 @@ func (x TopErrorsRequest_GroupBy) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TopErrorsRequest_GroupBy.Descriptor instead.
 func (TopErrorsRequest_GroupBy) EnumDescriptor() ([]byte, []int) {
-	return file_wsfleet_v1_fleet_service_proto_rawDescGZIP(), []int{6, 0}
+	return file_wsfleet_v1_fleet_service_proto_rawDescGZIP(), []int{7, 0}
+}
+
+// ReplicaError names a control-plane replica whose part is missing from an
+// answer meant to cover the whole fleet.
+type ReplicaError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The replica's advertised gRPC address.
+	Replica string `protobuf:"bytes,1,opt,name=replica,proto3" json:"replica,omitempty"`
+	// Why its part is missing (no answer within the peer timeout, refused,
+	// unreachable, ...).
+	Error         string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaError) Reset() {
+	*x = ReplicaError{}
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaError) ProtoMessage() {}
+
+func (x *ReplicaError) ProtoReflect() protoreflect.Message {
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaError.ProtoReflect.Descriptor instead.
+func (*ReplicaError) Descriptor() ([]byte, []int) {
+	return file_wsfleet_v1_fleet_service_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ReplicaError) GetReplica() string {
+	if x != nil {
+		return x.Replica
+	}
+	return ""
+}
+
+func (x *ReplicaError) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
 }
 
 // NodeStatus is the control plane's view of one node.
@@ -133,7 +190,7 @@ type NodeStatus struct {
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[0]
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -145,7 +202,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[0]
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -158,7 +215,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_wsfleet_v1_fleet_service_proto_rawDescGZIP(), []int{0}
+	return file_wsfleet_v1_fleet_service_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *NodeStatus) GetNodeId() string {
@@ -310,7 +367,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[1]
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -322,7 +379,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[1]
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -335,7 +392,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_wsfleet_v1_fleet_service_proto_rawDescGZIP(), []int{1}
+	return file_wsfleet_v1_fleet_service_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ListNodesRequest) GetPool() string {
@@ -366,13 +423,17 @@ type ListNodesResponse struct {
 	Nodes []*NodeStatus `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	// Pass it as page_token for the next page; empty on the last page.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// Set when this replica's view of the fleet may be incomplete or stale,
+	// and why (it cannot reach etcd, say): nodes attached to it are shown as
+	// they are, the others as last read. Empty when the view is whole.
+	Degraded      string `protobuf:"bytes,3,opt,name=degraded,proto3" json:"degraded,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[2]
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -384,7 +445,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[2]
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -397,7 +458,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_wsfleet_v1_fleet_service_proto_rawDescGZIP(), []int{2}
+	return file_wsfleet_v1_fleet_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ListNodesResponse) GetNodes() []*NodeStatus {
@@ -410,6 +471,13 @@ func (x *ListNodesResponse) GetNodes() []*NodeStatus {
 func (x *ListNodesResponse) GetNextPageToken() string {
 	if x != nil {
 		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListNodesResponse) GetDegraded() string {
+	if x != nil {
+		return x.Degraded
 	}
 	return ""
 }
@@ -439,7 +507,7 @@ type EventFilter struct {
 
 func (x *EventFilter) Reset() {
 	*x = EventFilter{}
-	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[3]
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -451,7 +519,7 @@ func (x *EventFilter) String() string {
 func (*EventFilter) ProtoMessage() {}
 
 func (x *EventFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[3]
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -464,7 +532,7 @@ func (x *EventFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventFilter.ProtoReflect.Descriptor instead.
 func (*EventFilter) Descriptor() ([]byte, []int) {
-	return file_wsfleet_v1_fleet_service_proto_rawDescGZIP(), []int{3}
+	return file_wsfleet_v1_fleet_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *EventFilter) GetStartTime() *timestamppb.Timestamp {
@@ -536,7 +604,7 @@ type QueryEventsRequest struct {
 
 func (x *QueryEventsRequest) Reset() {
 	*x = QueryEventsRequest{}
-	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[4]
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -548,7 +616,7 @@ func (x *QueryEventsRequest) String() string {
 func (*QueryEventsRequest) ProtoMessage() {}
 
 func (x *QueryEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[4]
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -561,7 +629,7 @@ func (x *QueryEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryEventsRequest.ProtoReflect.Descriptor instead.
 func (*QueryEventsRequest) Descriptor() ([]byte, []int) {
-	return file_wsfleet_v1_fleet_service_proto_rawDescGZIP(), []int{4}
+	return file_wsfleet_v1_fleet_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *QueryEventsRequest) GetFilter() *EventFilter {
@@ -584,14 +652,17 @@ type QueryEventsResponse struct {
 	// Events, newest first.
 	Events []*ErrorEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
 	// True when the raw-event buffer no longer holds the whole range asked for.
-	Truncated     bool `protobuf:"varint,2,opt,name=truncated,proto3" json:"truncated,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Truncated bool `protobuf:"varint,2,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	// Replicas whose events are missing from the answer; empty when every
+	// replica answered.
+	MissingReplicas []*ReplicaError `protobuf:"bytes,3,rep,name=missing_replicas,json=missingReplicas,proto3" json:"missing_replicas,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *QueryEventsResponse) Reset() {
 	*x = QueryEventsResponse{}
-	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[5]
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -603,7 +674,7 @@ func (x *QueryEventsResponse) String() string {
 func (*QueryEventsResponse) ProtoMessage() {}
 
 func (x *QueryEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[5]
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -616,7 +687,7 @@ func (x *QueryEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryEventsResponse.ProtoReflect.Descriptor instead.
 func (*QueryEventsResponse) Descriptor() ([]byte, []int) {
-	return file_wsfleet_v1_fleet_service_proto_rawDescGZIP(), []int{5}
+	return file_wsfleet_v1_fleet_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *QueryEventsResponse) GetEvents() []*ErrorEvent {
@@ -631,6 +702,13 @@ func (x *QueryEventsResponse) GetTruncated() bool {
 		return x.Truncated
 	}
 	return false
+}
+
+func (x *QueryEventsResponse) GetMissingReplicas() []*ReplicaError {
+	if x != nil {
+		return x.MissingReplicas
+	}
+	return nil
 }
 
 // TopErrorsRequest asks for grouped counts.
@@ -648,7 +726,7 @@ type TopErrorsRequest struct {
 
 func (x *TopErrorsRequest) Reset() {
 	*x = TopErrorsRequest{}
-	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[6]
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -660,7 +738,7 @@ func (x *TopErrorsRequest) String() string {
 func (*TopErrorsRequest) ProtoMessage() {}
 
 func (x *TopErrorsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[6]
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -673,7 +751,7 @@ func (x *TopErrorsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopErrorsRequest.ProtoReflect.Descriptor instead.
 func (*TopErrorsRequest) Descriptor() ([]byte, []int) {
-	return file_wsfleet_v1_fleet_service_proto_rawDescGZIP(), []int{6}
+	return file_wsfleet_v1_fleet_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *TopErrorsRequest) GetFilter() *EventFilter {
@@ -703,14 +781,17 @@ type TopErrorsResponse struct {
 	// Groups, largest first.
 	Groups []*TopErrorsResponse_Group `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
 	// Total events in the range.
-	Total         int64 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Total int64 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
+	// Replicas whose counts are missing from the answer; empty when every
+	// replica answered.
+	MissingReplicas []*ReplicaError `protobuf:"bytes,3,rep,name=missing_replicas,json=missingReplicas,proto3" json:"missing_replicas,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *TopErrorsResponse) Reset() {
 	*x = TopErrorsResponse{}
-	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[7]
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -722,7 +803,7 @@ func (x *TopErrorsResponse) String() string {
 func (*TopErrorsResponse) ProtoMessage() {}
 
 func (x *TopErrorsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[7]
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -735,7 +816,7 @@ func (x *TopErrorsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopErrorsResponse.ProtoReflect.Descriptor instead.
 func (*TopErrorsResponse) Descriptor() ([]byte, []int) {
-	return file_wsfleet_v1_fleet_service_proto_rawDescGZIP(), []int{7}
+	return file_wsfleet_v1_fleet_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *TopErrorsResponse) GetGroups() []*TopErrorsResponse_Group {
@@ -752,6 +833,13 @@ func (x *TopErrorsResponse) GetTotal() int64 {
 	return 0
 }
 
+func (x *TopErrorsResponse) GetMissingReplicas() []*ReplicaError {
+	if x != nil {
+		return x.MissingReplicas
+	}
+	return nil
+}
+
 // TailEventsRequest asks for a live stream.
 type TailEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -765,7 +853,7 @@ type TailEventsRequest struct {
 
 func (x *TailEventsRequest) Reset() {
 	*x = TailEventsRequest{}
-	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[8]
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -777,7 +865,7 @@ func (x *TailEventsRequest) String() string {
 func (*TailEventsRequest) ProtoMessage() {}
 
 func (x *TailEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[8]
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -790,7 +878,7 @@ func (x *TailEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TailEventsRequest.ProtoReflect.Descriptor instead.
 func (*TailEventsRequest) Descriptor() ([]byte, []int) {
-	return file_wsfleet_v1_fleet_service_proto_rawDescGZIP(), []int{8}
+	return file_wsfleet_v1_fleet_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TailEventsRequest) GetFilter() *EventFilter {
@@ -807,18 +895,26 @@ func (x *TailEventsRequest) GetBacklog() int32 {
 	return 0
 }
 
-// TailEventsResponse carries one event.
+// TailEventsResponse carries one event, or news of a replica whose
+// events stopped or resumed reaching the stream (then event is unset).
 type TailEventsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The event.
-	Event         *ErrorEvent `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	Event *ErrorEvent `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	// A replica whose events no longer reach this stream (it did not answer,
+	// or its tail broke): what it ingests is missing from here on, until a
+	// message with replica_back names it.
+	ReplicaLost *ReplicaError `protobuf:"bytes,2,opt,name=replica_lost,json=replicaLost,proto3" json:"replica_lost,omitempty"`
+	// A replica named by replica_lost whose events reach this stream again;
+	// what it ingested in between is missing.
+	ReplicaBack   string `protobuf:"bytes,3,opt,name=replica_back,json=replicaBack,proto3" json:"replica_back,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TailEventsResponse) Reset() {
 	*x = TailEventsResponse{}
-	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[9]
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -830,7 +926,7 @@ func (x *TailEventsResponse) String() string {
 func (*TailEventsResponse) ProtoMessage() {}
 
 func (x *TailEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[9]
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -843,7 +939,7 @@ func (x *TailEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TailEventsResponse.ProtoReflect.Descriptor instead.
 func (*TailEventsResponse) Descriptor() ([]byte, []int) {
-	return file_wsfleet_v1_fleet_service_proto_rawDescGZIP(), []int{9}
+	return file_wsfleet_v1_fleet_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TailEventsResponse) GetEvent() *ErrorEvent {
@@ -851,6 +947,20 @@ func (x *TailEventsResponse) GetEvent() *ErrorEvent {
 		return x.Event
 	}
 	return nil
+}
+
+func (x *TailEventsResponse) GetReplicaLost() *ReplicaError {
+	if x != nil {
+		return x.ReplicaLost
+	}
+	return nil
+}
+
+func (x *TailEventsResponse) GetReplicaBack() string {
+	if x != nil {
+		return x.ReplicaBack
+	}
+	return ""
 }
 
 // One group.
@@ -861,14 +971,16 @@ type TopErrorsResponse_Group struct {
 	// Events in the range.
 	Count int64 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
 	// For GROUP_BY_CLASS, the class; otherwise the group's most common class.
-	TopClass      ErrorClass `protobuf:"varint,3,opt,name=top_class,json=topClass,proto3,enum=wsfleet.v1.ErrorClass" json:"top_class,omitempty"`
+	TopClass ErrorClass `protobuf:"varint,3,opt,name=top_class,json=topClass,proto3,enum=wsfleet.v1.ErrorClass" json:"top_class,omitempty"`
+	// The group's count per class, largest first.
+	Classes       []*TopErrorsResponse_ClassCount `protobuf:"bytes,4,rep,name=classes,proto3" json:"classes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TopErrorsResponse_Group) Reset() {
 	*x = TopErrorsResponse_Group{}
-	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[11]
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -880,7 +992,7 @@ func (x *TopErrorsResponse_Group) String() string {
 func (*TopErrorsResponse_Group) ProtoMessage() {}
 
 func (x *TopErrorsResponse_Group) ProtoReflect() protoreflect.Message {
-	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[11]
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -893,7 +1005,7 @@ func (x *TopErrorsResponse_Group) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopErrorsResponse_Group.ProtoReflect.Descriptor instead.
 func (*TopErrorsResponse_Group) Descriptor() ([]byte, []int) {
-	return file_wsfleet_v1_fleet_service_proto_rawDescGZIP(), []int{7, 0}
+	return file_wsfleet_v1_fleet_service_proto_rawDescGZIP(), []int{8, 0}
 }
 
 func (x *TopErrorsResponse_Group) GetKey() string {
@@ -917,12 +1029,77 @@ func (x *TopErrorsResponse_Group) GetTopClass() ErrorClass {
 	return ErrorClass_ERROR_CLASS_UNSPECIFIED
 }
 
+func (x *TopErrorsResponse_Group) GetClasses() []*TopErrorsResponse_ClassCount {
+	if x != nil {
+		return x.Classes
+	}
+	return nil
+}
+
+// One class's count within a group.
+type TopErrorsResponse_ClassCount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The class.
+	Class ErrorClass `protobuf:"varint,1,opt,name=class,proto3,enum=wsfleet.v1.ErrorClass" json:"class,omitempty"`
+	// Events of that class in the group.
+	Count         int64 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TopErrorsResponse_ClassCount) Reset() {
+	*x = TopErrorsResponse_ClassCount{}
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TopErrorsResponse_ClassCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TopErrorsResponse_ClassCount) ProtoMessage() {}
+
+func (x *TopErrorsResponse_ClassCount) ProtoReflect() protoreflect.Message {
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TopErrorsResponse_ClassCount.ProtoReflect.Descriptor instead.
+func (*TopErrorsResponse_ClassCount) Descriptor() ([]byte, []int) {
+	return file_wsfleet_v1_fleet_service_proto_rawDescGZIP(), []int{8, 1}
+}
+
+func (x *TopErrorsResponse_ClassCount) GetClass() ErrorClass {
+	if x != nil {
+		return x.Class
+	}
+	return ErrorClass_ERROR_CLASS_UNSPECIFIED
+}
+
+func (x *TopErrorsResponse_ClassCount) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 var File_wsfleet_v1_fleet_service_proto protoreflect.FileDescriptor
 
 const file_wsfleet_v1_fleet_service_proto_rawDesc = "" +
 	"\n" +
 	"\x1ewsfleet/v1/fleet_service.proto\x12\n" +
-	"wsfleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1awsfleet/v1/telemetry.proto\"\xb8\x06\n" +
+	"wsfleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1awsfleet/v1/telemetry.proto\">\n" +
+	"\fReplicaError\x12\x18\n" +
+	"\areplica\x18\x01 \x01(\tR\areplica\x12\x14\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\"\xb8\x06\n" +
 	"\n" +
 	"NodeStatus\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
@@ -952,10 +1129,11 @@ const file_wsfleet_v1_fleet_service_proto_rawDesc = "" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\"i\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\x85\x01\n" +
 	"\x11ListNodesResponse\x12,\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x16.wsfleet.v1.NodeStatusR\x05nodes\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xb2\x02\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1a\n" +
+	"\bdegraded\x18\x03 \x01(\tR\bdegraded\"\xb2\x02\n" +
 	"\vEventFilter\x129\n" +
 	"\n" +
 	"start_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
@@ -969,10 +1147,11 @@ const file_wsfleet_v1_fleet_service_proto_rawDesc = "" +
 	"errorsOnly\"[\n" +
 	"\x12QueryEventsRequest\x12/\n" +
 	"\x06filter\x18\x01 \x01(\v2\x17.wsfleet.v1.EventFilterR\x06filter\x12\x14\n" +
-	"\x05limit\x18\x02 \x01(\x05R\x05limit\"c\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\"\xa8\x01\n" +
 	"\x13QueryEventsResponse\x12.\n" +
 	"\x06events\x18\x01 \x03(\v2\x16.wsfleet.v1.ErrorEventR\x06events\x12\x1c\n" +
-	"\ttruncated\x18\x02 \x01(\bR\ttruncated\"\x8e\x02\n" +
+	"\ttruncated\x18\x02 \x01(\bR\ttruncated\x12C\n" +
+	"\x10missing_replicas\x18\x03 \x03(\v2\x18.wsfleet.v1.ReplicaErrorR\x0fmissingReplicas\"\x8e\x02\n" +
 	"\x10TopErrorsRequest\x12/\n" +
 	"\x06filter\x18\x01 \x01(\v2\x17.wsfleet.v1.EventFilterR\x06filter\x12?\n" +
 	"\bgroup_by\x18\x02 \x01(\x0e2$.wsfleet.v1.TopErrorsRequest.GroupByR\agroupBy\x12\x14\n" +
@@ -982,19 +1161,27 @@ const file_wsfleet_v1_fleet_service_proto_rawDesc = "" +
 	"\x0eGROUP_BY_CLASS\x10\x01\x12\x13\n" +
 	"\x0fGROUP_BY_ORIGIN\x10\x02\x12\x11\n" +
 	"\rGROUP_BY_NODE\x10\x03\x12\x11\n" +
-	"\rGROUP_BY_POOL\x10\x04\"\xcc\x01\n" +
+	"\rGROUP_BY_POOL\x10\x04\"\xa8\x03\n" +
 	"\x11TopErrorsResponse\x12;\n" +
 	"\x06groups\x18\x01 \x03(\v2#.wsfleet.v1.TopErrorsResponse.GroupR\x06groups\x12\x14\n" +
-	"\x05total\x18\x02 \x01(\x03R\x05total\x1ad\n" +
+	"\x05total\x18\x02 \x01(\x03R\x05total\x12C\n" +
+	"\x10missing_replicas\x18\x03 \x03(\v2\x18.wsfleet.v1.ReplicaErrorR\x0fmissingReplicas\x1a\xa8\x01\n" +
 	"\x05Group\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x03R\x05count\x123\n" +
-	"\ttop_class\x18\x03 \x01(\x0e2\x16.wsfleet.v1.ErrorClassR\btopClass\"^\n" +
+	"\ttop_class\x18\x03 \x01(\x0e2\x16.wsfleet.v1.ErrorClassR\btopClass\x12B\n" +
+	"\aclasses\x18\x04 \x03(\v2(.wsfleet.v1.TopErrorsResponse.ClassCountR\aclasses\x1aP\n" +
+	"\n" +
+	"ClassCount\x12,\n" +
+	"\x05class\x18\x01 \x01(\x0e2\x16.wsfleet.v1.ErrorClassR\x05class\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count\"^\n" +
 	"\x11TailEventsRequest\x12/\n" +
 	"\x06filter\x18\x01 \x01(\v2\x17.wsfleet.v1.EventFilterR\x06filter\x12\x18\n" +
-	"\abacklog\x18\x02 \x01(\x05R\abacklog\"B\n" +
+	"\abacklog\x18\x02 \x01(\x05R\abacklog\"\xa2\x01\n" +
 	"\x12TailEventsResponse\x12,\n" +
-	"\x05event\x18\x01 \x01(\v2\x16.wsfleet.v1.ErrorEventR\x05event2\xc1\x02\n" +
+	"\x05event\x18\x01 \x01(\v2\x16.wsfleet.v1.ErrorEventR\x05event\x12;\n" +
+	"\freplica_lost\x18\x02 \x01(\v2\x18.wsfleet.v1.ReplicaErrorR\vreplicaLost\x12!\n" +
+	"\freplica_back\x18\x03 \x01(\tR\vreplicaBack2\xc1\x02\n" +
 	"\fFleetService\x12H\n" +
 	"\tListNodes\x12\x1c.wsfleet.v1.ListNodesRequest\x1a\x1d.wsfleet.v1.ListNodesResponse\x12N\n" +
 	"\vQueryEvents\x12\x1e.wsfleet.v1.QueryEventsRequest\x1a\x1f.wsfleet.v1.QueryEventsResponse\x12H\n" +
@@ -1015,55 +1202,62 @@ func file_wsfleet_v1_fleet_service_proto_rawDescGZIP() []byte {
 }
 
 var file_wsfleet_v1_fleet_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wsfleet_v1_fleet_service_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_wsfleet_v1_fleet_service_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_wsfleet_v1_fleet_service_proto_goTypes = []any{
-	(TopErrorsRequest_GroupBy)(0),   // 0: wsfleet.v1.TopErrorsRequest.GroupBy
-	(*NodeStatus)(nil),              // 1: wsfleet.v1.NodeStatus
-	(*ListNodesRequest)(nil),        // 2: wsfleet.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),       // 3: wsfleet.v1.ListNodesResponse
-	(*EventFilter)(nil),             // 4: wsfleet.v1.EventFilter
-	(*QueryEventsRequest)(nil),      // 5: wsfleet.v1.QueryEventsRequest
-	(*QueryEventsResponse)(nil),     // 6: wsfleet.v1.QueryEventsResponse
-	(*TopErrorsRequest)(nil),        // 7: wsfleet.v1.TopErrorsRequest
-	(*TopErrorsResponse)(nil),       // 8: wsfleet.v1.TopErrorsResponse
-	(*TailEventsRequest)(nil),       // 9: wsfleet.v1.TailEventsRequest
-	(*TailEventsResponse)(nil),      // 10: wsfleet.v1.TailEventsResponse
-	nil,                             // 11: wsfleet.v1.NodeStatus.LabelsEntry
-	(*TopErrorsResponse_Group)(nil), // 12: wsfleet.v1.TopErrorsResponse.Group
-	(*timestamppb.Timestamp)(nil),   // 13: google.protobuf.Timestamp
-	(ErrorClass)(0),                 // 14: wsfleet.v1.ErrorClass
-	(*ErrorEvent)(nil),              // 15: wsfleet.v1.ErrorEvent
+	(TopErrorsRequest_GroupBy)(0),        // 0: wsfleet.v1.TopErrorsRequest.GroupBy
+	(*ReplicaError)(nil),                 // 1: wsfleet.v1.ReplicaError
+	(*NodeStatus)(nil),                   // 2: wsfleet.v1.NodeStatus
+	(*ListNodesRequest)(nil),             // 3: wsfleet.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),            // 4: wsfleet.v1.ListNodesResponse
+	(*EventFilter)(nil),                  // 5: wsfleet.v1.EventFilter
+	(*QueryEventsRequest)(nil),           // 6: wsfleet.v1.QueryEventsRequest
+	(*QueryEventsResponse)(nil),          // 7: wsfleet.v1.QueryEventsResponse
+	(*TopErrorsRequest)(nil),             // 8: wsfleet.v1.TopErrorsRequest
+	(*TopErrorsResponse)(nil),            // 9: wsfleet.v1.TopErrorsResponse
+	(*TailEventsRequest)(nil),            // 10: wsfleet.v1.TailEventsRequest
+	(*TailEventsResponse)(nil),           // 11: wsfleet.v1.TailEventsResponse
+	nil,                                  // 12: wsfleet.v1.NodeStatus.LabelsEntry
+	(*TopErrorsResponse_Group)(nil),      // 13: wsfleet.v1.TopErrorsResponse.Group
+	(*TopErrorsResponse_ClassCount)(nil), // 14: wsfleet.v1.TopErrorsResponse.ClassCount
+	(*timestamppb.Timestamp)(nil),        // 15: google.protobuf.Timestamp
+	(ErrorClass)(0),                      // 16: wsfleet.v1.ErrorClass
+	(*ErrorEvent)(nil),                   // 17: wsfleet.v1.ErrorEvent
 }
 var file_wsfleet_v1_fleet_service_proto_depIdxs = []int32{
-	11, // 0: wsfleet.v1.NodeStatus.labels:type_name -> wsfleet.v1.NodeStatus.LabelsEntry
-	13, // 1: wsfleet.v1.NodeStatus.last_ack_time:type_name -> google.protobuf.Timestamp
-	13, // 2: wsfleet.v1.NodeStatus.last_seen_time:type_name -> google.protobuf.Timestamp
-	13, // 3: wsfleet.v1.NodeStatus.connect_time:type_name -> google.protobuf.Timestamp
-	1,  // 4: wsfleet.v1.ListNodesResponse.nodes:type_name -> wsfleet.v1.NodeStatus
-	13, // 5: wsfleet.v1.EventFilter.start_time:type_name -> google.protobuf.Timestamp
-	13, // 6: wsfleet.v1.EventFilter.end_time:type_name -> google.protobuf.Timestamp
-	14, // 7: wsfleet.v1.EventFilter.classes:type_name -> wsfleet.v1.ErrorClass
-	4,  // 8: wsfleet.v1.QueryEventsRequest.filter:type_name -> wsfleet.v1.EventFilter
-	15, // 9: wsfleet.v1.QueryEventsResponse.events:type_name -> wsfleet.v1.ErrorEvent
-	4,  // 10: wsfleet.v1.TopErrorsRequest.filter:type_name -> wsfleet.v1.EventFilter
-	0,  // 11: wsfleet.v1.TopErrorsRequest.group_by:type_name -> wsfleet.v1.TopErrorsRequest.GroupBy
-	12, // 12: wsfleet.v1.TopErrorsResponse.groups:type_name -> wsfleet.v1.TopErrorsResponse.Group
-	4,  // 13: wsfleet.v1.TailEventsRequest.filter:type_name -> wsfleet.v1.EventFilter
-	15, // 14: wsfleet.v1.TailEventsResponse.event:type_name -> wsfleet.v1.ErrorEvent
-	14, // 15: wsfleet.v1.TopErrorsResponse.Group.top_class:type_name -> wsfleet.v1.ErrorClass
-	2,  // 16: wsfleet.v1.FleetService.ListNodes:input_type -> wsfleet.v1.ListNodesRequest
-	5,  // 17: wsfleet.v1.FleetService.QueryEvents:input_type -> wsfleet.v1.QueryEventsRequest
-	7,  // 18: wsfleet.v1.FleetService.TopErrors:input_type -> wsfleet.v1.TopErrorsRequest
-	9,  // 19: wsfleet.v1.FleetService.TailEvents:input_type -> wsfleet.v1.TailEventsRequest
-	3,  // 20: wsfleet.v1.FleetService.ListNodes:output_type -> wsfleet.v1.ListNodesResponse
-	6,  // 21: wsfleet.v1.FleetService.QueryEvents:output_type -> wsfleet.v1.QueryEventsResponse
-	8,  // 22: wsfleet.v1.FleetService.TopErrors:output_type -> wsfleet.v1.TopErrorsResponse
-	10, // 23: wsfleet.v1.FleetService.TailEvents:output_type -> wsfleet.v1.TailEventsResponse
-	20, // [20:24] is the sub-list for method output_type
-	16, // [16:20] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	12, // 0: wsfleet.v1.NodeStatus.labels:type_name -> wsfleet.v1.NodeStatus.LabelsEntry
+	15, // 1: wsfleet.v1.NodeStatus.last_ack_time:type_name -> google.protobuf.Timestamp
+	15, // 2: wsfleet.v1.NodeStatus.last_seen_time:type_name -> google.protobuf.Timestamp
+	15, // 3: wsfleet.v1.NodeStatus.connect_time:type_name -> google.protobuf.Timestamp
+	2,  // 4: wsfleet.v1.ListNodesResponse.nodes:type_name -> wsfleet.v1.NodeStatus
+	15, // 5: wsfleet.v1.EventFilter.start_time:type_name -> google.protobuf.Timestamp
+	15, // 6: wsfleet.v1.EventFilter.end_time:type_name -> google.protobuf.Timestamp
+	16, // 7: wsfleet.v1.EventFilter.classes:type_name -> wsfleet.v1.ErrorClass
+	5,  // 8: wsfleet.v1.QueryEventsRequest.filter:type_name -> wsfleet.v1.EventFilter
+	17, // 9: wsfleet.v1.QueryEventsResponse.events:type_name -> wsfleet.v1.ErrorEvent
+	1,  // 10: wsfleet.v1.QueryEventsResponse.missing_replicas:type_name -> wsfleet.v1.ReplicaError
+	5,  // 11: wsfleet.v1.TopErrorsRequest.filter:type_name -> wsfleet.v1.EventFilter
+	0,  // 12: wsfleet.v1.TopErrorsRequest.group_by:type_name -> wsfleet.v1.TopErrorsRequest.GroupBy
+	13, // 13: wsfleet.v1.TopErrorsResponse.groups:type_name -> wsfleet.v1.TopErrorsResponse.Group
+	1,  // 14: wsfleet.v1.TopErrorsResponse.missing_replicas:type_name -> wsfleet.v1.ReplicaError
+	5,  // 15: wsfleet.v1.TailEventsRequest.filter:type_name -> wsfleet.v1.EventFilter
+	17, // 16: wsfleet.v1.TailEventsResponse.event:type_name -> wsfleet.v1.ErrorEvent
+	1,  // 17: wsfleet.v1.TailEventsResponse.replica_lost:type_name -> wsfleet.v1.ReplicaError
+	16, // 18: wsfleet.v1.TopErrorsResponse.Group.top_class:type_name -> wsfleet.v1.ErrorClass
+	14, // 19: wsfleet.v1.TopErrorsResponse.Group.classes:type_name -> wsfleet.v1.TopErrorsResponse.ClassCount
+	16, // 20: wsfleet.v1.TopErrorsResponse.ClassCount.class:type_name -> wsfleet.v1.ErrorClass
+	3,  // 21: wsfleet.v1.FleetService.ListNodes:input_type -> wsfleet.v1.ListNodesRequest
+	6,  // 22: wsfleet.v1.FleetService.QueryEvents:input_type -> wsfleet.v1.QueryEventsRequest
+	8,  // 23: wsfleet.v1.FleetService.TopErrors:input_type -> wsfleet.v1.TopErrorsRequest
+	10, // 24: wsfleet.v1.FleetService.TailEvents:input_type -> wsfleet.v1.TailEventsRequest
+	4,  // 25: wsfleet.v1.FleetService.ListNodes:output_type -> wsfleet.v1.ListNodesResponse
+	7,  // 26: wsfleet.v1.FleetService.QueryEvents:output_type -> wsfleet.v1.QueryEventsResponse
+	9,  // 27: wsfleet.v1.FleetService.TopErrors:output_type -> wsfleet.v1.TopErrorsResponse
+	11, // 28: wsfleet.v1.FleetService.TailEvents:output_type -> wsfleet.v1.TailEventsResponse
+	25, // [25:29] is the sub-list for method output_type
+	21, // [21:25] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_wsfleet_v1_fleet_service_proto_init() }
@@ -1078,7 +1272,7 @@ func file_wsfleet_v1_fleet_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wsfleet_v1_fleet_service_proto_rawDesc), len(file_wsfleet_v1_fleet_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -31,6 +31,12 @@ const (
 //
 // FleetService answers operators' questions about nodes and their errors.
 // It needs the `viewer` or `admin` role.
+//
+// With several control-plane replicas (an etcd store), every replica
+// answers for the whole fleet: ListNodes from the node status the replicas
+// share in etcd, the event queries by asking the other replicas too. An
+// answer that may miss part of the fleet says so (ListNodesResponse's
+// degraded, missing_replicas, TailEventsResponse's replica_lost).
 type FleetServiceClient interface {
 	// ListNodes returns every node known to the control plane and its status.
 	ListNodes(ctx context.Context, in *ListNodesRequest, opts ...grpc.CallOption) (*ListNodesResponse, error)
@@ -105,6 +111,12 @@ type FleetService_TailEventsClient = grpc.ServerStreamingClient[TailEventsRespon
 //
 // FleetService answers operators' questions about nodes and their errors.
 // It needs the `viewer` or `admin` role.
+//
+// With several control-plane replicas (an etcd store), every replica
+// answers for the whole fleet: ListNodes from the node status the replicas
+// share in etcd, the event queries by asking the other replicas too. An
+// answer that may miss part of the fleet says so (ListNodesResponse's
+// degraded, missing_replicas, TailEventsResponse's replica_lost).
 type FleetServiceServer interface {
 	// ListNodes returns every node known to the control plane and its status.
 	ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error)

@@ -15,6 +15,11 @@
 //	                             20 decimal digits, zero-padded, so that key order
 //	                             is numeric order
 //
+//	P fleet/...                  the replicas' membership and shared node status
+//	                             (packages replicas and registry/etcdstatus); not
+//	                             the store's, but wsfleet's: a prefix holding only
+//	                             these and no identity is refused as damaged
+//
 // A pool name is a DNS label (no "/"), so one pool's keys never fall under
 // another's prefix, and heads/ sorts by pool name, which gives Pools its
 // order. The head is a copy of the newest revs/ entry: Pools is one range

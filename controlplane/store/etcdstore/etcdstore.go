@@ -251,7 +251,7 @@ func (s *Store) identify(ctx context.Context, create bool) error {
 		case len(first) > 0:
 			key := string(first[0].Key)
 			rest := strings.TrimPrefix(key, s.cfg.Prefix)
-			for _, ours := range []string{"meta/", "heads/", "revs/"} {
+			for _, ours := range []string{"meta/", "heads/", "revs/", "fleet/"} {
 				if strings.HasPrefix(rest, ours) {
 					return fmt.Errorf("%w: %s has key %q but no %q", ErrNoIdentity, where(s.cfg), clipKey(key), s.idKey)
 				}
@@ -361,6 +361,14 @@ func (s *Store) Created() bool { return s.created }
 
 // Prefix is the key prefix the store lives under, with its trailing "/".
 func (s *Store) Prefix() string { return s.cfg.Prefix }
+
+// Client is the store's etcd client, for the control plane's other uses of
+// etcd (the replicas' membership and shared node status, under Prefix()
+// fleet/): one client per process. Close closes it; stop using it first.
+func (s *Store) Client() *clientv3.Client { return s.cli }
+
+// RequestTimeout bounds each etcd call (Config.RequestTimeout).
+func (s *Store) RequestTimeout() time.Duration { return s.cfg.RequestTimeout }
 
 func (s *Store) headKey(pool string) string { return s.headsDir + pool }
 

@@ -91,6 +91,9 @@ func TestOpenRefusesAPrefixItCannotUse(t *testing.T) {
 		{"a revision without an identity is wsfleet data without an identity", func(t *testing.T, prefix string) {
 			put(t, cli, prefix+"revs/default/00000000000000000001", "x")
 		}, etcdstore.ErrNoIdentity, "revs/default"},
+		{"a node status record left without an identity is wsfleet data without an identity", func(t *testing.T, prefix string) {
+			put(t, cli, prefix+"fleet/nodes/r-0123/edge-1", "{}")
+		}, etcdstore.ErrNoIdentity, "fleet/nodes"},
 		{"another program's key is foreign", func(t *testing.T, prefix string) {
 			put(t, cli, prefix+"config/feature-flags", "on")
 		}, etcdstore.ErrForeign, "config/feature-flags"},

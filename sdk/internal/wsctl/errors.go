@@ -66,9 +66,14 @@ type noTraceError struct {
 	// truncated: the control plane's bounded event buffer no longer
 	// reaches back to the start of the range.
 	truncated bool
+	// partial: some control-plane replicas did not answer (noted above).
+	partial bool
 }
 
 func (e *noTraceError) Error() string {
+	if e.partial {
+		return fmt.Sprintf("no events for trace %s from the control-plane replicas that answered (the others may hold it)", e.trace)
+	}
 	if e.truncated {
 		return fmt.Sprintf("no events for trace %s (the control plane keeps a bounded number of recent events and no longer holds all of %s; the trace may be older)",
 			e.trace, sinceText(e.since))

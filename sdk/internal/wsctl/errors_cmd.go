@@ -95,6 +95,7 @@ closes (normal, client_going_away) are left out unless --all.`,
 			if err != nil {
 				return err
 			}
+			defer a.noteMissing(resp.GetMissingReplicas())
 			return a.emit(resp, func(w io.Writer) error {
 				return writeTop(w, resp, topView{header: group.header, byClass: by == "class", flags: &f, start: start, end: now})
 			})
@@ -231,6 +232,7 @@ document.`,
 			if err != nil {
 				return err
 			}
+			defer a.noteMissing(resp.GetMissingReplicas())
 			return a.emit(resp, func(w io.Writer) error { return a.writeTail(w, resp, &f, limit) })
 		},
 	}
@@ -269,6 +271,15 @@ func (a *app) writeTail(w io.Writer, resp *wsfleetv1.QueryEventsResponse, f *eve
 	return nil
 }
 
+// noteMissing says, on stderr, which control-plane replicas did not
+// answer: their events are missing from what was printed.
+func (a *app) noteMissing(missing []*wsfleetv1.ReplicaError) {
+	for _, m := range missing {
+		fmt.Fprintf(a.stderr, "note: control-plane replica %s did not answer (%s); the events it received are missing\n",
+			oneLine(m.GetReplica()), oneLine(m.GetError()))
+	}
+}
+
 // followEvents streams events until ctx ends, which is success: Ctrl-C is
 // how a follow is meant to stop. The stream gets no --timeout.
 func (a *app) followEvents(ctx context.Context, req *wsfleetv1.TailEventsRequest, notBefore time.Time) error {
@@ -298,6 +309,14 @@ func (a *app) followEvents(ctx context.Context, req *wsfleetv1.TailEventsRequest
 			default:
 				return err
 			}
+		}
+		if lost := resp.GetReplicaLost(); lost != nil {
+			a.noteMissing([]*wsfleetv1.ReplicaError{lost})
+			continue
+		}
+		if back := resp.GetReplicaBack(); back != "" {
+			fmt.Fprintf(a.stderr, "note: control-plane replica %s answers again; what it received meanwhile is missing\n", oneLine(back))
+			continue
 		}
 		if !notBefore.IsZero() && resp.GetEvent().GetTime().AsTime().Before(notBefore) {
 			continue

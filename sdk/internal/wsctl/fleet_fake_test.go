@@ -37,6 +37,12 @@ type fakeFleet struct {
 	// nodePage, when set, makes ListNodes answer in pages of that many
 	// nodes, the token the index of the next one.
 	nodePage int
+	// degraded is what ListNodes says of its view; missing the replicas
+	// QueryEvents and TopErrors name as not answering; tailNews the
+	// replica messages a tail sends after its backlog.
+	degraded string
+	missing  []*wsfleetv1.ReplicaError
+	tailNews []*wsfleetv1.TailEventsResponse
 
 	nodeReqs  []*wsfleetv1.ListNodesRequest
 	queries   []*wsfleetv1.QueryEventsRequest
@@ -154,7 +160,7 @@ func (f *fakeFleet) ListNodes(_ context.Context, req *wsfleetv1.ListNodesRequest
 	defer f.mu.Unlock()
 	f.callCount++
 	f.nodeReqs = append(f.nodeReqs, req)
-	resp := &wsfleetv1.ListNodesResponse{}
+	resp := &wsfleetv1.ListNodesResponse{Degraded: f.degraded}
 	from := 0
 	if tok := req.GetPageToken(); tok != "" {
 		var err error
@@ -190,7 +196,7 @@ func (f *fakeFleet) QueryEvents(_ context.Context, req *wsfleetv1.QueryEventsReq
 	if len(evs) > limit {
 		evs = evs[:limit]
 	}
-	return &wsfleetv1.QueryEventsResponse{Events: evs, Truncated: f.truncated}, nil
+	return &wsfleetv1.QueryEventsResponse{Events: evs, Truncated: f.truncated, MissingReplicas: f.missing}, nil
 }
 
 func (f *fakeFleet) TopErrors(_ context.Context, req *wsfleetv1.TopErrorsRequest) (*wsfleetv1.TopErrorsResponse, error) {
@@ -204,7 +210,7 @@ func (f *fakeFleet) TopErrors(_ context.Context, req *wsfleetv1.TopErrorsRequest
 		classes map[wsfleetv1.ErrorClass]int64
 	}
 	groups := map[string]*group{}
-	resp := &wsfleetv1.TopErrorsResponse{}
+	resp := &wsfleetv1.TopErrorsResponse{MissingReplicas: f.missing}
 	for _, ev := range f.selectLocked(req.GetFilter(), true) {
 		var key string
 		switch req.GetGroupBy() {
@@ -259,9 +265,15 @@ func (f *fakeFleet) TailEvents(req *wsfleetv1.TailEventsRequest, stream wsfleetv
 		backlog = backlog[len(backlog)-n:]
 	}
 	end := f.endTail
+	news := f.tailNews
 	f.mu.Unlock()
 	for _, ev := range backlog {
 		if err := stream.Send(&wsfleetv1.TailEventsResponse{Event: ev}); err != nil {
+			return err
+		}
+	}
+	for _, m := range news {
+		if err := stream.Send(m); err != nil {
 			return err
 		}
 	}

@@ -57,18 +57,27 @@ fleet runs the pool's next revision.`,
 			}
 			// The control plane answers a large fleet in pages; --timeout
 			// bounds each page's call.
-			nodes, err := admin.AllNodes(cmd.Context(), pagedCalls{fc, a.timeout}, pool, 0)
+			pages := &pagedCalls{fleet: fc, timeout: a.timeout}
+			nodes, err := admin.AllNodes(cmd.Context(), pages, pool, 0)
 			if err != nil {
 				return err
 			}
-			resp := &wsfleetv1.ListNodesResponse{Nodes: nodes}
+			resp := &wsfleetv1.ListNodesResponse{Nodes: nodes, Degraded: pages.degraded}
 			// The API promises id order; sorting again costs nothing and
 			// keeps the output stable against an older server.
 			slices.SortStableFunc(resp.Nodes, func(x, y *wsfleetv1.NodeStatus) int {
 				return cmp.Compare(x.GetNodeId(), y.GetNodeId())
 			})
 			now := time.Now()
-			return a.emit(resp, func(w io.Writer) error { return writeNodes(w, resp.GetNodes(), pool, now) })
+			if err := a.emit(resp, func(w io.Writer) error { return writeNodes(w, resp.GetNodes(), pool, now) }); err != nil {
+				return err
+			}
+			if d := resp.GetDegraded(); d != "" {
+				// A replica that cannot read the fleet's shared status
+				// (etcd away) lists what it knows; it is said, not hidden.
+				fmt.Fprintf(a.stderr, "note: this control plane's view of the fleet may be incomplete or stale: %s\n", oneLine(d))
+			}
+			return nil
 		},
 	}
 	cmd.Flags().StringVar(&pool, "pool", "", "only nodes of this pool (default: all)")
@@ -76,16 +85,21 @@ fleet runs the pool's next revision.`,
 }
 
 // pagedCalls gives each ListNodes call of a paged listing its own
-// --timeout deadline.
+// --timeout deadline, and keeps what a page says of a degraded view.
 type pagedCalls struct {
-	fleet   wsfleetv1.FleetServiceClient
-	timeout time.Duration
+	fleet    wsfleetv1.FleetServiceClient
+	timeout  time.Duration
+	degraded string
 }
 
-func (p pagedCalls) ListNodes(ctx context.Context, req *wsfleetv1.ListNodesRequest, opts ...grpc.CallOption) (*wsfleetv1.ListNodesResponse, error) {
+func (p *pagedCalls) ListNodes(ctx context.Context, req *wsfleetv1.ListNodesRequest, opts ...grpc.CallOption) (*wsfleetv1.ListNodesResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	return p.fleet.ListNodes(ctx, req, opts...)
+	resp, err := p.fleet.ListNodes(ctx, req, opts...)
+	if d := resp.GetDegraded(); d != "" {
+		p.degraded = d
+	}
+	return resp, err
 }
 
 func writeNodes(w io.Writer, nodes []*wsfleetv1.NodeStatus, pool string, now time.Time) error {

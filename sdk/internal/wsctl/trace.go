@@ -62,8 +62,9 @@ Exits 1 when the control plane holds no event of that trace.`,
 			if err != nil {
 				return err
 			}
+			a.noteMissing(resp.GetMissingReplicas())
 			if len(resp.GetEvents()) == 0 {
-				return &noTraceError{trace: trace, since: f.since, truncated: resp.GetTruncated()}
+				return &noTraceError{trace: trace, since: f.since, truncated: resp.GetTruncated(), partial: len(resp.GetMissingReplicas()) > 0}
 			}
 			return a.emit(resp, func(w io.Writer) error { return a.writeTrace(w, trace, resp) })
 		},

@@ -1,0 +1,6 @@
+package fanout
+
+import "errors"
+
+// ErrConfig: the Config is incomplete or out of range.
+var ErrConfig = errors.New("fanout: invalid config")
