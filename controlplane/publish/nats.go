@@ -60,7 +60,10 @@ func connectNATS(cfg NATSConfig, timeout time.Duration, log *logrus.Logger, m *m
 			m.natsReconnects.Inc()
 			log.WithField("nats_url", nc.ConnectedUrlRedacted()).Info("reconnected to NATS")
 		}),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if nc.IsClosed() {
+				return // our own Close at shutdown, not an outage
+			}
 			log.WithError(err).Warn("disconnected from NATS; publishes are refused until it is back")
 		}),
 	}
