@@ -56,6 +56,12 @@ type Config struct {
 	MetricsAddr string
 	// Path is the WebSocket endpoint. Default /ws.
 	Path string
+	// Pprof serves net/http/pprof's profiles at /debug/pprof/ on
+	// MetricsAddr, so the node can be profiled under load. Off by default:
+	// a profile shows the node's code and data, and some profiles cost CPU
+	// while they are taken, so only an operator who reaches the metrics
+	// address on purpose should have them.
+	Pprof bool
 
 	// ReadHeaderTimeout cuts a client that trickles its request headers.
 	// gws's own server has none. Default 5s.

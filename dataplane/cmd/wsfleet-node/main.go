@@ -47,6 +47,7 @@ func run() int {
 	fs := flag.NewFlagSet("wsfleet-node", flag.ContinueOnError)
 	fs.StringVar(&cfg.ListenAddr, "listen", dataplane.DefaultListenAddr, "WebSocket listen address (endpoint at /ws)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", dataplane.DefaultMetricsAddr, `address for /metrics, /healthz and /readyz ("-" to disable)`)
+	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve net/http/pprof's profiles at /debug/pprof/ on --metrics-addr (go tool pprof http://ADDR/debug/pprof/profile); off by default")
 	fs.StringVar(&cfg.NodeID, "node-id", "", "node id (default: host name plus a short random suffix)")
 	fs.StringVar(&cfg.Pool, "pool", "default", "the node's pool")
 	fs.Var(&labels, "label", "node label key=value, repeatable (shown by `wsctl nodes list`)")
