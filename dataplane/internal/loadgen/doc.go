@@ -59,6 +59,7 @@
 // reverse order of their start (nodes before nats-server, replicas before
 // etcd).
 //
-// EchoServer is the baseline: gws's default server and per-connection path
-// behind an accept loop that can be stopped (gws.Server.RunListener cannot).
+// EchoServer is the baseline: a net/http server upgrading with gws's
+// Upgrader (default options), the request goroutine gone after the upgrade,
+// nothing kept per connection but gws's own state and read loop.
 package loadgen

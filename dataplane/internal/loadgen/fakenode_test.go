@@ -225,14 +225,11 @@ func startEcho(t *testing.T) (*EchoServer, Target) {
 		if err := <-done; err != nil {
 			t.Errorf("echo server: %v", err)
 		}
+		// Every scenario closes its connections; a read loop still
+		// running here would be a leak.
+		s.Wait()
 	})
 	return s, Target{Name: "echo", URL: "ws://" + ln.Addr().String() + "/ws", Origin: DefaultOrigin}
-}
-
-func (s *EchoServer) open() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.conns)
 }
 
 // eventually polls cond for up to 5s: a server notices a client's close a

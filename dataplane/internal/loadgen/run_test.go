@@ -290,7 +290,10 @@ func TestMainCommandLine(t *testing.T) {
 	})
 }
 
-func TestEchoServerClosesOpenConnectionsOnStop(t *testing.T) {
+// The lean baseline keeps nothing per connection, so it cannot close its
+// connections when it stops: it stops accepting, and the connections it
+// upgraded serve on until their clients close them.
+func TestEchoServerStopsAcceptingAndLeavesConnectionsToTheirClients(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -309,18 +312,30 @@ func TestEchoServerClosesOpenConnectionsOnStop(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the server holds 5 connections", func() bool { return s.open() == 5 })
+	eventually(t, "the server holds 5 connections", func() bool { return s.Open() == 5 })
 
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Serve after cancel: %v", err)
 	}
-	if n := s.open(); n != 0 {
-		t.Errorf("%d connections tracked after Serve returned", n)
+	if _, err := dial(context.Background(), target, &handler{}); !errors.Is(err, ErrDial) {
+		t.Errorf("a dial after Serve returned: %v, want ErrDial", err)
 	}
-	eventually(t, "every client saw its connection closed", func() bool { return dropped.Load() == 5 })
+	if n, d := s.Open(), dropped.Load(); n != 5 || d != 0 {
+		t.Errorf("after Serve returned: %d connections open on the server, %d dropped; want 5 and 0", n, d)
+	}
 	if err := set.closeAll(); err != nil {
 		t.Error(err)
+	}
+	waited := make(chan struct{})
+	go func() { s.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("read loops still running 10s after the clients closed")
+	}
+	if n := s.Open(); n != 0 {
+		t.Errorf("%d connections open after Wait", n)
 	}
 }
 

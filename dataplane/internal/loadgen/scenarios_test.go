@@ -18,7 +18,7 @@ func TestRoundtrip(t *testing.T) {
 		open   func() int
 	}{
 		{"each node client receives its own publish on its own channel", fake.target(), ModeChannel, fake.open},
-		{"the echo server sends the same frames straight back", echoTarget, ModeEcho, echo.open},
+		{"the echo server sends the same frames straight back", echoTarget, ModeEcho, echo.Open},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res, err := Roundtrip(context.Background(), RoundtripConfig{
@@ -157,7 +157,7 @@ func TestIdle(t *testing.T) {
 		open   func() int
 	}{
 		{"the node holds every idle connection until the bench closes it", fake.target(), fake.open},
-		{"the echo server holds every idle connection until the bench closes it", echoTarget, echo.open},
+		{"the echo server holds every idle connection until the bench closes it", echoTarget, echo.Open},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// A scripted RSS: 1 MiB before, 1 MiB + 20 × 5000 B after, and
@@ -225,7 +225,7 @@ func TestHandshakes(t *testing.T) {
 		upgrades func() int64
 	}{
 		{"every handshake to the node completes with the allowed origin", fake.target(), fake.open, fake.upgrades.Load},
-		{"every handshake to the echo server completes", echoTarget, echo.open, nil},
+		{"every handshake to the echo server completes", echoTarget, echo.Open, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res, err := Handshakes(context.Background(), HandshakeConfig{Target: tc.target, Total: 20, Workers: 4})
