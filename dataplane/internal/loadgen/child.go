@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -34,6 +35,9 @@ type childSpec struct {
 	// re-raises it, so "killed by SIGTERM" after stop's SIGTERM is a clean
 	// exit (etcd does this).
 	diesOfSIGTERM bool
+	// cpus, if set, are the only CPUs the process and its threads may run
+	// on, from birth (see startOn); checked once it has started.
+	cpus []int
 }
 
 // child is a running server process. Its stderr is read to the end by one
@@ -44,6 +48,9 @@ type child struct {
 	cmd  *exec.Cmd
 	pid  int
 	addr string
+	// readyLine is the line that announced addr (written before addr is
+	// handed over).
+	readyLine []byte
 
 	exited        chan struct{} // closed once Wait returned
 	waitErr       error         // written before exited is closed
@@ -85,7 +92,7 @@ func startChild(ctx context.Context, spec childSpec) (*child, error) {
 		// runtime from retiring that thread earlier. The thread is never
 		// unlocked, so it ends with this goroutine, after the child.
 		runtime.LockOSThread()
-		if err := cmd.Start(); err != nil {
+		if err := startOn(spec.cpus, cmd.Start); err != nil {
 			started <- err
 			return
 		}
@@ -103,6 +110,12 @@ func startChild(ctx context.Context, spec childSpec) (*child, error) {
 
 	ready := make(chan string, 1)
 	go c.readStderr(pr, spec, ready)
+	if len(spec.cpus) > 0 {
+		if got, err := cpusAllowed(c.pid); err != nil || !slices.Equal(got, spec.cpus) {
+			_ = c.kill()
+			return nil, fmt.Errorf("%w: %s runs on CPUs %s, want %s (%v)", ErrPin, spec.name, cpuList(got), cpuList(spec.cpus), err)
+		}
+	}
 
 	timer := time.NewTimer(spec.timeout)
 	defer timer.Stop()
@@ -137,6 +150,7 @@ func (c *child) readStderr(r *os.File, spec childSpec, ready chan<- string) {
 		}
 		if addr := readyAddr(spec, line); addr != "" {
 			announced = true
+			c.readyLine = slices.Clone(line)
 			ready <- addr
 		}
 	}
@@ -163,6 +177,14 @@ func readyAddr(spec childSpec, line []byte) string {
 	}
 	addr, _ := l[withDefault(spec.addrField, "ws_addr")].(string)
 	return addr
+}
+
+// readyField is a string field of the JSON ready line, "" if none.
+func (c *child) readyField(name string) string {
+	var l map[string]any
+	_ = json.Unmarshal(c.readyLine, &l)
+	v, _ := l[name].(string)
+	return v
 }
 
 // alive reports an error if the process has exited.

@@ -24,7 +24,9 @@ const usageText = `usage: wsfleet-bench <command> [flags]
 
 commands:
   run          start wsfleet-node and a bare gws echo server on loopback and
-               measure both side by side; with --nats-bin, also the fan-out
+               measure both side by side, with the servers' CPU per
+               operation, and a channel of 100,000 subscribers; print every
+               goal of issue 10 beside its target; with --nats-bin, also the fan-out
                across two nodes through NATS against one node's; with
                --control-bin, also start wsfleet-control and measure policy
                propagation to thousands of policy clients, and with
@@ -72,9 +74,13 @@ func runFlags(args []string, stderr io.Writer) (cfg RunConfig, out string, err e
 	fs.IntVar(&cfg.IdleConns, "idle-conns", DefaultIdleConns, "idle connections held at once per server")
 	fs.IntVar(&cfg.FanoutSubs, "fanout-subs", DefaultSubscribers, "fan-out subscribers on one channel (fanout and fanout-nats)")
 	fs.IntVar(&cfg.FanoutMessages, "fanout-messages", DefaultMessages, "most messages the fan-out publisher sends")
-	fs.IntVar(&cfg.FanoutWindow, "fanout-window", DefaultWindow, "most fan-out messages not yet delivered to every subscriber")
-	fs.IntVar(&cfg.Handshakes, "handshakes", DefaultHandshakes, "handshakes per server")
-	fs.DurationVar(&cfg.Settle, "settle", DefaultSettle, "idle: wait after opening before reading RSS")
+	windows := fs.String("fanout-window", joinInts(DefaultFanoutWindows),
+		"comma-separated fan-out windows (most messages not yet delivered to every subscriber), one fan-out run each; fanout-nats runs with the largest")
+	fs.IntVar(&cfg.Handshakes, "handshakes", DefaultHandshakes, "handshakes per server, split over --rounds alternating rounds")
+	fs.IntVar(&cfg.ChannelSubs, "channel-subs", DefaultChannelSubscribers, "channel: subscribers on the one channel (each a connection: this process and the node need a descriptor for each)")
+	fs.DurationVar(&cfg.Settle, "settle", DefaultSettle, "idle and channel: wait before reading RSS")
+	pin := fs.String("pin", "off", `CPUs: "off", "auto" (servers on the highest CPU, the load on the others; with one CPU nothing is pinned), or "server=1,load=0"`)
+	fs.BoolVar(&cfg.NodePprof, "node-pprof", false, "start the nodes with --pprof and print where to profile them")
 	propClients := fs.String("propagation-clients", joinInts(DefaultPropagationSizes),
 		"propagation: comma-separated fleet sizes (policy clients watching at once), one run each")
 	fs.IntVar(&cfg.PropagationApplies, "propagation-applies", DefaultApplies, "propagation: policy applies measured per fleet size")
@@ -94,7 +100,7 @@ func runFlags(args []string, stderr io.Writer) (cfg RunConfig, out string, err e
 	}{
 		{"duration", int64(cfg.Duration)}, {"rounds", int64(cfg.Rounds)}, {"clients", int64(cfg.Clients)}, {"idle-conns", int64(cfg.IdleConns)},
 		{"fanout-subs", int64(cfg.FanoutSubs)}, {"fanout-messages", int64(cfg.FanoutMessages)},
-		{"fanout-window", int64(cfg.FanoutWindow)}, {"handshakes", int64(cfg.Handshakes)}, {"settle", int64(cfg.Settle)},
+		{"channel-subs", int64(cfg.ChannelSubs)}, {"handshakes", int64(cfg.Handshakes)}, {"settle", int64(cfg.Settle)},
 		{"propagation-applies", int64(cfg.PropagationApplies)}, {"propagation-per-conn", int64(cfg.ClientsPerConn)},
 		{"replicas", int64(cfg.Replicas)},
 	} {
@@ -113,14 +119,20 @@ func runFlags(args []string, stderr io.Writer) (cfg RunConfig, out string, err e
 	if cfg.NodeBin == "" && cfg.wantsNode() {
 		return cfg, "", fmt.Errorf("%w: --node-bin is required", ErrConfig)
 	}
-	if cfg.PropagationClients, err = parseSizes(*propClients); err != nil {
+	if cfg.PropagationClients, err = parseSizes("--propagation-clients", *propClients); err != nil {
+		return cfg, "", err
+	}
+	if cfg.FanoutWindows, err = parseSizes("--fanout-window", *windows); err != nil {
+		return cfg, "", err
+	}
+	if cfg.Pin, err = ParsePin(*pin); err != nil {
 		return cfg, "", err
 	}
 	return cfg, out, nil
 }
 
-// parseSizes reads --propagation-clients: positive counts, comma-separated.
-func parseSizes(s string) ([]int, error) {
+// parseSizes reads a list flag (name): positive counts, comma-separated.
+func parseSizes(name, s string) ([]int, error) {
 	var sizes []int
 	for f := range strings.SplitSeq(s, ",") {
 		if f = strings.TrimSpace(f); f == "" {
@@ -128,12 +140,12 @@ func parseSizes(s string) ([]int, error) {
 		}
 		n, err := strconv.Atoi(f)
 		if err != nil || n <= 0 {
-			return nil, fmt.Errorf("%w: --propagation-clients: %q is not a positive count", ErrConfig, f)
+			return nil, fmt.Errorf("%w: %s: %q is not a positive count", ErrConfig, name, f)
 		}
 		sizes = append(sizes, n)
 	}
 	if len(sizes) == 0 {
-		return nil, fmt.Errorf("%w: --propagation-clients is empty", ErrConfig)
+		return nil, fmt.Errorf("%w: %s is empty", ErrConfig, name)
 	}
 	return sizes, nil
 }

@@ -55,16 +55,22 @@ const (
 type ctxDialer struct {
 	ctx     context.Context
 	timeout time.Duration
+	local   net.Addr // nil: the kernel picks
 }
 
 func (d ctxDialer) Dial(network, addr string) (net.Conn, error) {
-	nd := net.Dialer{Timeout: d.timeout}
+	nd := net.Dialer{Timeout: d.timeout, LocalAddr: d.local}
 	return nd.DialContext(d.ctx, network, addr)
 }
 
 // dial opens one WebSocket connection to t with h as its event handler. The
 // caller owns the connection and starts its read loop (or closes it).
 func dial(ctx context.Context, t Target, h gws.Event) (*gws.Conn, error) {
+	return dialFrom(ctx, t, h, nil)
+}
+
+// dialFrom is dial from the local address local (nil: any).
+func dialFrom(ctx context.Context, t Target, h gws.Event, local net.Addr) (*gws.Conn, error) {
 	hdr := http.Header{}
 	if t.Origin != "" {
 		hdr.Set("Origin", t.Origin)
@@ -75,7 +81,7 @@ func dial(ctx context.Context, t Target, h gws.Event) (*gws.Conn, error) {
 		RequestHeader:    hdr,
 		HandshakeTimeout: DefaultDialTimeout,
 		NewDialer: func() (gws.Dialer, error) {
-			return ctxDialer{ctx: ctx, timeout: DefaultDialTimeout}, nil
+			return ctxDialer{ctx: ctx, timeout: DefaultDialTimeout, local: local}, nil
 		},
 	})
 	if err != nil {
@@ -190,6 +196,13 @@ func (s *connSet) closeAll() error {
 // newHandler builds the handler of connection i. It stops at the first
 // failure and returns it.
 func openMany(ctx context.Context, targets []Target, n, dialers int, set *connSet, newHandler func(i int) gws.Event) error {
+	return openManyFrom(ctx, targets, n, dialers, set, newHandler, nil)
+}
+
+// openManyFrom is openMany with connection i dialled from local(i) (nil
+// local: any address).
+func openManyFrom(ctx context.Context, targets []Target, n, dialers int, set *connSet, newHandler func(i int) gws.Event,
+	local func(i int) net.Addr) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var next atomic.Int64
@@ -201,7 +214,11 @@ func openMany(ctx context.Context, targets []Target, n, dialers int, set *connSe
 				if i >= n {
 					return
 				}
-				conn, err := dial(ctx, targets[i%len(targets)], newHandler(i))
+				var from net.Addr
+				if local != nil {
+					from = local(i)
+				}
+				conn, err := dialFrom(ctx, targets[i%len(targets)], newHandler(i), from)
 				if err != nil {
 					cancel(err)
 					return

@@ -65,3 +65,51 @@ func cpuOf(pids ...int) func() (time.Duration, error) {
 		return total, nil
 	}
 }
+
+// cpuMeter reads CPU time around one measured window: the servers' (its
+// reader, when set: ReadCPU of the children) and this process's, the
+// load's. Reading /proc is cheap next to any window it measures.
+type cpuMeter struct {
+	server func() (time.Duration, error)
+	s0, l0 time.Duration
+}
+
+func newCPUMeter(server func() (time.Duration, error)) *cpuMeter {
+	return &cpuMeter{server: server}
+}
+
+func (m *cpuMeter) start() error {
+	var err error
+	if m.server != nil {
+		if m.s0, err = m.server(); err != nil {
+			return err
+		}
+	}
+	m.l0, err = ReadCPU(os.Getpid())
+	return err
+}
+
+// stop returns the servers' and the load's CPU time since start; the
+// servers' is zero without a reader.
+func (m *cpuMeter) stop() (server, load time.Duration, err error) {
+	if m.server != nil {
+		s1, err := m.server()
+		if err != nil {
+			return 0, 0, err
+		}
+		server = s1 - m.s0
+	}
+	l1, err := ReadCPU(os.Getpid())
+	if err != nil {
+		return 0, 0, err
+	}
+	return server, l1 - m.l0, nil
+}
+
+// perOp is cpu / ops in nanoseconds, 0 without ops.
+func perOp(cpu time.Duration, ops int64) float64 {
+	if ops <= 0 {
+		return 0
+	}
+	return float64(cpu) / float64(ops)
+}

@@ -27,4 +27,9 @@ var (
 	ErrRSS = errors.New("loadgen: cannot read RSS")
 	// ErrCPU: a process's CPU time could not be read.
 	ErrCPU = errors.New("loadgen: cannot read CPU time")
+	// ErrPin: the servers or the load could not be pinned to their CPUs.
+	ErrPin = errors.New("loadgen: cannot pin to CPUs")
+	// ErrFiles: the descriptor limit is below what a scenario needs and
+	// cannot be raised.
+	ErrFiles = errors.New("loadgen: too few file descriptors")
 )

@@ -132,6 +132,8 @@ type FanoutResult struct {
 	// without a CPU reader.
 	ServerCPU      time.Duration `json:"server_cpu_ns,omitempty"`
 	CPUPerDelivery float64       `json:"server_cpu_ns_per_delivery,omitempty"`
+	// LoadCPU is this process's CPU time over the same phase.
+	LoadCPU time.Duration `json:"load_cpu_ns,omitempty"`
 }
 
 // fanState is shared by the publisher and every subscriber's read loop;
@@ -285,21 +287,15 @@ func fanout(ctx context.Context, cancel context.CancelCauseFunc, cfg FanoutConfi
 		return waitProgress(func() bool { return st.completed.Load() == int64(sent) }, what+", draining")
 	}
 
-	var cpu0 time.Duration
-	if cfg.CPU != nil {
-		if cpu0, err = cfg.CPU(); err != nil {
-			return res, err
-		}
+	meter := newCPUMeter(cfg.CPU)
+	if err := meter.start(); err != nil {
+		return res, err
 	}
 	if err := publish("publishing", cfg.Messages, cfg.Window); err != nil {
 		return res, err
 	}
-	if cfg.CPU != nil {
-		cpu1, err := cfg.CPU()
-		if err != nil {
-			return res, err
-		}
-		res.ServerCPU = cpu1 - cpu0
+	if res.ServerCPU, res.LoadCPU, err = meter.stop(); err != nil {
+		return res, err
 	}
 	res.Messages = int64(sent)
 	res.Deliveries = st.delivered.Load()

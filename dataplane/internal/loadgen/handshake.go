@@ -27,6 +27,9 @@ type HandshakeConfig struct {
 	Workers int
 	// Timeout bounds the scenario. Default DefaultHandshakeTimeout.
 	Timeout time.Duration
+	// CPU, if set, reads the server's CPU time used so far, before the
+	// first handshake and after the last, for HandshakeResult.ServerCPU.
+	CPU func() (time.Duration, error)
 }
 
 func (c *HandshakeConfig) fill() error {
@@ -49,6 +52,26 @@ type HandshakeResult struct {
 	Workers   int           `json:"workers"`
 	Elapsed   time.Duration `json:"elapsed_ns"`
 	PerSecond float64       `json:"per_second"`
+	// ServerCPU is the server's CPU time over the handshakes (zero
+	// without HandshakeConfig.CPU), CPUPerHandshake that per handshake in
+	// nanoseconds, LoadCPU this process's.
+	ServerCPU       time.Duration `json:"server_cpu_ns,omitempty"`
+	CPUPerHandshake float64       `json:"server_cpu_ns_per_handshake,omitempty"`
+	LoadCPU         time.Duration `json:"load_cpu_ns,omitempty"`
+}
+
+// Merge adds another run against the same target (one round of an
+// interleaved comparison): counts, time and CPU add up, the rates are
+// recomputed over both.
+func (r *HandshakeResult) Merge(o HandshakeResult) {
+	r.Total += o.Total
+	r.Elapsed += o.Elapsed
+	r.ServerCPU += o.ServerCPU
+	r.LoadCPU += o.LoadCPU
+	if r.Elapsed > 0 {
+		r.PerSecond = float64(r.Total) / r.Elapsed.Seconds()
+	}
+	r.CPUPerHandshake = perOp(r.ServerCPU, int64(r.Total))
 }
 
 // Handshakes performs cfg.Total complete handshakes (TCP connect, upgrade
@@ -72,6 +95,10 @@ func Handshakes(ctx context.Context, cfg HandshakeConfig) (HandshakeResult, erro
 	h := &handler{}
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	meter := newCPUMeter(cfg.CPU)
+	if err := meter.start(); err != nil {
+		return res, fmt.Errorf("handshake %s: %w", cfg.Target.Name, err)
+	}
 	start := time.Now()
 	for range min(cfg.Workers, cfg.Total) {
 		wg.Go(func() {
@@ -90,7 +117,12 @@ func Handshakes(ctx context.Context, cfg HandshakeConfig) (HandshakeResult, erro
 	if err := context.Cause(ctx); err != nil {
 		return res, fmt.Errorf("handshake %s: %w", cfg.Target.Name, err)
 	}
+	var err error
+	if res.ServerCPU, res.LoadCPU, err = meter.stop(); err != nil {
+		return res, fmt.Errorf("handshake %s: %w", cfg.Target.Name, err)
+	}
 	res.PerSecond = float64(cfg.Total) / res.Elapsed.Seconds()
+	res.CPUPerHandshake = perOp(res.ServerCPU, int64(cfg.Total))
 	return res, nil
 }
 

@@ -34,6 +34,10 @@ type IdleConfig struct {
 	// RSS reads the server's resident set size in bytes (ReadRSS for a
 	// child process). Required.
 	RSS func() (int64, error)
+	// CPU, if set, reads the server's CPU time used so far, before the
+	// first connection opens and after the last, for
+	// IdleResult.OpenServerCPU.
+	CPU func() (time.Duration, error)
 }
 
 func (c *IdleConfig) fill() error {
@@ -61,6 +65,12 @@ type IdleResult struct {
 	RSSAfter     int64         `json:"rss_after_bytes"`
 	BytesPerConn float64       `json:"bytes_per_conn"`
 	OpenElapsed  time.Duration `json:"open_elapsed_ns"`
+	// OpenServerCPU is the server's CPU time while the connections
+	// opened (zero without IdleConfig.CPU), CPUPerConn that per
+	// connection in nanoseconds: the handshake and what the server sets
+	// up for a connection.
+	OpenServerCPU time.Duration `json:"open_server_cpu_ns,omitempty"`
+	CPUPerConn    float64       `json:"server_cpu_ns_per_conn,omitempty"`
 }
 
 // Idle reads the server's RSS, opens cfg.Conns connections that send
@@ -96,6 +106,10 @@ func idle(ctx context.Context, cfg IdleConfig, set *connSet) (IdleResult, error)
 	setupCtx, setupCancel := context.WithTimeoutCause(ctx, cfg.SetupTimeout,
 		fmt.Errorf("%w: opening %d connections took longer than %s", ErrStalled, cfg.Conns, cfg.SetupTimeout))
 	defer setupCancel()
+	meter := newCPUMeter(cfg.CPU)
+	if err := meter.start(); err != nil {
+		return res, err
+	}
 	start := time.Now()
 	// One handler for all: idle connections only ever see pings.
 	h := &handler{onClose: set.closeHook()}
@@ -103,6 +117,10 @@ func idle(ctx context.Context, cfg IdleConfig, set *connSet) (IdleResult, error)
 		return res, err
 	}
 	res.OpenElapsed = time.Since(start)
+	if res.OpenServerCPU, _, err = meter.stop(); err != nil {
+		return res, err
+	}
+	res.CPUPerConn = perOp(res.OpenServerCPU, int64(cfg.Conns))
 	settle := time.NewTimer(cfg.Settle)
 	defer settle.Stop()
 	select {

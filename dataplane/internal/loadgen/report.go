@@ -13,18 +13,33 @@ import (
 )
 
 // WriteTable prints the report as aligned tables, node and bare gws side
-// by side, then the fan-out through NATS beside the in-process one, then
-// the control plane's policy propagation (embedded store and etcd
-// replicas side by side), each target followed by ok or MISSED, each table
-// followed by what its figures do not cover, then skipped scenarios and
+// by side (with the servers' CPU per operation), the node's fan-out at
+// each window, the channel of 100,000 subscribers, then the fan-out
+// through NATS beside the in-process one, then the control plane's policy
+// propagation (embedded store and etcd replicas side by side), each target
+// followed by ok or MISSED, each table followed by what its figures do not
+// cover, then the goals of issue 10 in one table, skipped scenarios and
 // every error.
 func WriteTable(w io.Writer, r *Report) error {
 	if _, err := fmt.Fprintf(w, "wsfleet-bench: on loopback, %s, %d CPUs, started %s\n",
 		r.GoVersion, r.CPUs, r.Started.Format(time.RFC3339)); err != nil {
 		return err
 	}
-	if r.Idle != nil || r.Roundtrip != nil || r.Fanout != nil || r.Handshake != nil {
+	if err := writeSetup(w, r); err != nil {
+		return err
+	}
+	if r.Idle != nil || r.Roundtrip != nil || r.Handshake != nil {
 		if err := writeNodeTable(w, r); err != nil {
+			return err
+		}
+	}
+	if len(r.Fanout) > 0 {
+		if err := writeFanoutTable(w, r.Fanout); err != nil {
+			return err
+		}
+	}
+	if r.Channel != nil {
+		if err := writeChannelTable(w, r.Channel); err != nil {
 			return err
 		}
 	}
@@ -44,6 +59,11 @@ func WriteTable(w io.Writer, r *Report) error {
 			return err
 		}
 	}
+	if len(r.Goals) > 0 {
+		if err := writeGoals(w, r.Goals); err != nil {
+			return err
+		}
+	}
 	for _, s := range r.Skipped {
 		if _, err := fmt.Fprintf(w, "\nskipped: %s\n", s); err != nil {
 			return err
@@ -57,10 +77,36 @@ func WriteTable(w io.Writer, r *Report) error {
 	return nil
 }
 
+// writeSetup says where the servers and the load ran and the descriptor
+// limit.
+func writeSetup(w io.Writer, r *Report) error {
+	where := "servers and load not pinned: they share every CPU (--pin auto pins them)"
+	switch {
+	case r.Pin.On():
+		where = fmt.Sprintf("servers pinned to CPU %s, load (this process) to CPU %s", cpuList(r.Pin.Server), cpuList(r.Pin.Load))
+	case r.PinNote != "":
+		where = r.PinNote
+	}
+	if _, err := fmt.Fprintf(w, "%s\n", where); err != nil {
+		return err
+	}
+	if r.Files.Needed > 0 {
+		note := ""
+		if r.Files.Note != "" {
+			note = ": " + r.Files.Note
+		}
+		if _, err := fmt.Fprintf(w, "descriptor limit %s (hard %s), %s needed%s\n",
+			grouped(float64(r.Files.Soft)), grouped(float64(r.Files.Hard)), grouped(float64(r.Files.Needed)), note); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // writeNodeTable prints the node against bare gws.
 func writeNodeTable(w io.Writer, r *Report) error {
 	s := r.Settings
-	if _, err := io.WriteString(w, "\nnode vs bare gws\n\n"); err != nil {
+	if _, err := io.WriteString(w, "\nnode (full bench policy: origin, limits, pacing, UTF-8, metrics) vs bare gws (net/http + gws.Upgrader, default options)\n\n"); err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -77,41 +123,168 @@ func writeNodeTable(w io.Writer, r *Report) error {
 		}
 		row(ScenarioIdle, measure, idleBytes(c.Node), idleBytes(c.Echo), diff, target)
 		row("", "RSS before -> after", idleRSS(c.Node), idleRSS(c.Echo), "", "")
+		row("", "server CPU per conn opened", idleCPU(c.Node), idleCPU(c.Echo), ratioOf(idleCPUPer(c.Node), idleCPUPer(c.Echo)), "")
 	}
 	if c := r.Roundtrip; c != nil {
-		measure := fmt.Sprintf("round trips/s, %d clients, %s in %d rounds", s.Clients, s.Duration, s.Rounds)
+		target := fmt.Sprintf("<= %.2fx", c.Target)
+		cpuRatio := "-"
+		if c.Node != nil && c.Echo != nil && c.CPURatio > 0 {
+			cpuRatio = fmt.Sprintf("%.2fx", c.CPURatio)
+			target += " " + verdict(c.Met)
+		}
+		row(ScenarioRoundtrip, fmt.Sprintf("server CPU per round trip, %d clients", s.Clients),
+			rtCPU(c.Node), rtCPU(c.Echo), cpuRatio, target)
+		ratio := "-"
+		if c.Node != nil && c.Echo != nil {
+			ratio = fmt.Sprintf("%.2f", c.Ratio)
+		}
+		row("", fmt.Sprintf("round trips/s, %s in %d rounds", s.Duration, s.Rounds), rtRate(c.Node), rtRate(c.Echo), ratio, "")
+		row("", "latency p50 / p99", rtLatency(c.Node), rtLatency(c.Echo), "", "")
+		row("", "CPU busy: server / load", rtBusy(c.Node), rtBusy(c.Echo), "", "")
+	}
+	if c := r.Handshake; c != nil {
 		ratio, target := "-", fmt.Sprintf(">= %.2f", c.Target)
 		if c.Node != nil && c.Echo != nil {
 			ratio = fmt.Sprintf("%.2f", c.Ratio)
 			target += " " + verdict(c.Met)
 		}
-		row(ScenarioRoundtrip, measure, rtRate(c.Node), rtRate(c.Echo), ratio, target)
-		row("", "latency p50 / p99", rtLatency(c.Node), rtLatency(c.Echo), "", "")
-	}
-	if f := r.Fanout; f != nil {
-		row(ScenarioFanout, fmt.Sprintf("deliveries/s, %s subs x %s msgs", grouped(float64(f.Subscribers)), grouped(float64(f.Messages))),
-			grouped(f.DeliveriesPerSecond), "-", "", "")
-		row("", fmt.Sprintf("publish -> last delivery p50 / p99 / max, %d in flight", f.Window),
-			fmt.Sprintf("%s / %s / %s", short(f.LatencyP50), short(f.LatencyP99), short(f.LatencyMax)), "-", "", "")
-		row("", fmt.Sprintf("publish -> last delivery p50 / p99, 1 in flight (%d probes)", f.Probes),
-			fmt.Sprintf("%s / %s", short(f.ProbeLatencyP50), short(f.ProbeLatencyP99)), "-", "", "")
-	}
-	if c := r.Handshake; c != nil {
-		ratio := "-"
-		if c.Node != nil && c.Echo != nil {
-			ratio = fmt.Sprintf("%.2f", c.Ratio)
+		row(ScenarioHandshake, fmt.Sprintf("handshakes/s, %s over %d workers in %d rounds", grouped(float64(s.Handshakes)), s.Clients, s.Rounds),
+			hsRate(c.Node), hsRate(c.Echo), ratio, target)
+		cpuRatio := "-"
+		if c.CPURatio > 0 {
+			cpuRatio = fmt.Sprintf("%.2fx", c.CPURatio)
 		}
-		row(ScenarioHandshake, fmt.Sprintf("handshakes/s, %s over %d workers", grouped(float64(s.Handshakes)), s.Clients),
-			hsRate(c.Node), hsRate(c.Echo), ratio, "")
+		row("", "server CPU per handshake", hsCPU(c.Node), hsCPU(c.Echo), cpuRatio, "")
+		row("", "CPU busy: server / load", hsBusy(c.Node), hsBusy(c.Echo), "", "")
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, `
+Server CPU: utime + stime of the server process (/proc/PID/stat, 10 ms
+ticks) over exactly the measured phase; "CPU busy" is that over the phase's
+wall time (100% = one CPU), for the server and for this process, the load.
+The round trip is judged on CPU per operation: when the load shares the
+machine, round trips/s says as much about the load as about the server.
+Not covered: the kernel's loopback work not charged to either process.
+`)
+	return err
+}
+
+// writeFanoutTable prints the node's fan-out runs, one column per window.
+func writeFanoutTable(w io.Writer, runs []FanoutResult) error {
+	if _, err := fmt.Fprintf(w, "\nfan-out on the node: 1 publisher -> %s subscribers on one channel, by messages in flight\n\n",
+		grouped(float64(runs[0].Subscribers))); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(cells ...string) { _, _ = fmt.Fprintln(tw, strings.Join(cells, "\t")) }
+	line := func(measure string, render func(*FanoutResult) string) {
+		cells := []string{measure}
+		for i := range runs {
+			cells = append(cells, render(&runs[i]))
+		}
+		row(cells...)
+	}
+	line("measure", func(f *FanoutResult) string { return fmt.Sprintf("%d in flight", f.Window) })
+	line("-------", func(f *FanoutResult) string { return strings.Repeat("-", len(fmt.Sprintf("%d in flight", f.Window))) })
+	line("messages x subscribers = deliveries", deliveries)
+	line("deliveries/s", func(f *FanoutResult) string { return grouped(f.DeliveriesPerSecond) })
+	line("server CPU per delivery", cpuPerDelivery)
+	line("server CPU / loaded phase", cpuOverElapsed)
+	line("CPU busy: server / load", func(f *FanoutResult) string { return busy(f.ServerCPU, f.LoadCPU, f.Elapsed) })
+	line("publish -> last delivery p50 / p99 / max", loadedLatency)
+	line("publish -> last delivery p50 / p99, probes 1 at a time", probeLatency)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, `
+Publishing stops at --fanout-messages or --duration. Not covered: the
+bench's subscribers read every delivery on the load CPUs; when those are
+busy (load near 100%), deliveries/s is the load's ceiling, not the node's,
+and CPU per delivery is the node's figure.
+`)
+	return err
+}
+
+// writeChannelTable prints the channel of many subscribers.
+func writeChannelTable(w io.Writer, c *ChannelResult) error {
+	if _, err := fmt.Fprintf(w, "\none channel, %s subscribers on a node of its own\n\n", grouped(float64(c.Subscribers))); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(cells ...string) { _, _ = fmt.Fprintln(tw, strings.Join(cells, "\t")) }
+	row("measure", "node")
+	row("-------", "----")
+	row("connections opened (none subscribed)", fmt.Sprintf("%s in %s, server RSS %s", grouped(float64(c.Subscribers)), short(c.OpenElapsed), mib(c.RSSOpen)))
+	if !c.SubscribeComplete {
+		row("build: first subscribe -> last ack", fmt.Sprintf("not done in %s: %s of %s acked", short(c.SubscribeElapsed),
+			grouped(float64(c.Subscribed)), grouped(float64(c.Subscribers))))
+	} else {
+		row("build: first subscribe -> last ack", fmt.Sprintf("%s (%s subscriptions/s)", short(c.SubscribeElapsed),
+			grouped(float64(c.Subscribers)/c.SubscribeElapsed.Seconds())))
+		row("server CPU per subscription", nanos(c.CPUPerSubscription))
+		row("memory per subscription", fmt.Sprintf("%s RSS (%s -> %s)", signedBytes(c.BytesPerSubscription), mib(c.RSSOpen), mib(c.RSSSubscribed)))
+		switch {
+		case c.DeliveryComplete:
+			row("one publish -> last delivery", fmt.Sprintf("%s (%s deliveries)", short(c.DeliveryElapsed), grouped(float64(c.Delivered))))
+			row("server CPU per delivery", nanos(c.CPUPerDelivery))
+		default:
+			row("one publish -> last delivery", fmt.Sprintf("not done in %s: %s of %s delivered", short(c.DeliveryElapsed),
+				grouped(float64(c.Delivered)), grouped(float64(c.Subscribers))))
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, `
+Build: every subscribe is written at once (16 writers) and the node
+acknowledges each; timed from the first written to the last
+acknowledgement read, so it includes the load's writing and reading.
+Memory: server RSS with every subscription minus with none, the same
+connections open, each read after --settle. Not covered: more than one
+channel per connection, unsubscribing.
+`)
+	return err
+}
+
+// writeGoals prints every goal of issue 10 with its measured figure.
+func writeGoals(w io.Writer, goals []Goal) error {
+	if _, err := io.WriteString(w, "\ngoals (issue 10), measured in this run\n\n"); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(cells ...string) { _, _ = fmt.Fprintln(tw, strings.Join(cells, "\t")) }
+	row("goal", "measured", "target", "")
+	row("----", "--------", "------", "")
+	for _, g := range goals {
+		row(g.Goal, g.Measured, g.Target, g.Status)
 	}
 	return tw.Flush()
+}
+
+// busy renders server / load CPU over elapsed as percentages of one CPU.
+func busy(server, load, elapsed time.Duration) string {
+	if elapsed <= 0 || server == 0 && load == 0 {
+		return "-"
+	}
+	pct := func(d time.Duration) string { return strconv.Itoa(int(math.Round(100*float64(d)/float64(elapsed)))) + "%" }
+	return pct(server) + " / " + pct(load)
+}
+
+// ratioOf renders a / b as "1.23x", "-" without both.
+func ratioOf(a, b float64) string {
+	if a <= 0 || b <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", a/b)
 }
 
 // writeFanoutNATSTable prints the fan-out through NATS beside the one on
 // the node alone.
 func writeFanoutNATSTable(w io.Writer, c *FanoutComparison, s Settings) error {
 	if _, err := fmt.Fprintf(w, "\nchannels across nodes: fan-out on one node (in-process broker) vs two nodes sharing channels through NATS\n"+
-		"(%s subscribers, up to %s messages, %d in flight)\n\n", grouped(float64(s.FanoutSubs)), grouped(float64(s.FanoutMessages)), s.FanoutWindow); err != nil {
+		"(%s subscribers, up to %s messages, %d in flight)\n\n", grouped(float64(s.FanoutSubs)), grouped(float64(s.FanoutMessages)), slices.Max(s.FanoutWindows)); err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -136,7 +309,7 @@ func writeFanoutNATSTable(w io.Writer, c *FanoutComparison, s Settings) error {
 		}))
 	row("server CPU / loaded phase",
 		cell(c.InProcess, cpuOverElapsed), cell(c.NATS, cpuOverElapsed))
-	row(fmt.Sprintf("publish -> last delivery p50 / p99 / max, %d in flight", s.FanoutWindow),
+	row(fmt.Sprintf("publish -> last delivery p50 / p99 / max, %d in flight", slices.Max(s.FanoutWindows)),
 		cell(c.InProcess, loadedLatency), cell(c.NATS, loadedLatency))
 	row("publish -> last delivery p50 / p99, 1 in flight",
 		cell(c.InProcess, probeLatency), cell(c.NATS, probeLatency))
@@ -325,6 +498,51 @@ func rtLatency(r *RoundtripResult) string {
 		return ""
 	}
 	return short(r.LatencyP50) + " / " + short(r.LatencyP99)
+}
+
+func idleCPUPer(r *IdleResult) float64 {
+	if r == nil {
+		return 0
+	}
+	return r.CPUPerConn
+}
+
+func idleCPU(r *IdleResult) string {
+	if r == nil || r.OpenServerCPU == 0 {
+		return "-"
+	}
+	return nanos(r.CPUPerConn)
+}
+
+func rtCPU(r *RoundtripResult) string {
+	if r == nil {
+		return "failed"
+	}
+	if r.ServerCPU == 0 {
+		return "-"
+	}
+	return nanos(r.CPUPerRoundTrip)
+}
+
+func rtBusy(r *RoundtripResult) string {
+	if r == nil {
+		return ""
+	}
+	return busy(r.ServerCPU, r.LoadCPU, r.Elapsed)
+}
+
+func hsCPU(r *HandshakeResult) string {
+	if r == nil || r.ServerCPU == 0 {
+		return "-"
+	}
+	return nanos(r.CPUPerHandshake)
+}
+
+func hsBusy(r *HandshakeResult) string {
+	if r == nil {
+		return ""
+	}
+	return busy(r.ServerCPU, r.LoadCPU, r.Elapsed)
 }
 
 func hsRate(r *HandshakeResult) string {

@@ -60,6 +60,10 @@ type RoundtripConfig struct {
 	// ReplyTimeout bounds the wait for one reply. Default
 	// DefaultReplyTimeout.
 	ReplyTimeout time.Duration
+	// CPU, if set, reads the server's CPU time used so far (ReadCPU of
+	// its process): once when the measured phase starts and once when
+	// every client has finished it, for RoundtripResult.ServerCPU.
+	CPU func() (time.Duration, error)
 }
 
 func (c *RoundtripConfig) fill() error {
@@ -89,6 +93,13 @@ type RoundtripResult struct {
 	PerSecond  float64       `json:"per_second"`
 	LatencyP50 time.Duration `json:"latency_p50_ns"`
 	LatencyP99 time.Duration `json:"latency_p99_ns"`
+	// ServerCPU is the server's CPU time over the measured phase (zero
+	// without RoundtripConfig.CPU) and CPUPerRoundTrip that over the round
+	// trips, in nanoseconds; LoadCPU is this process's over the same
+	// phase.
+	ServerCPU       time.Duration `json:"server_cpu_ns,omitempty"`
+	CPUPerRoundTrip float64       `json:"server_cpu_ns_per_round_trip,omitempty"`
+	LoadCPU         time.Duration `json:"load_cpu_ns,omitempty"`
 
 	// hist keeps every latency so that rounds can be merged.
 	hist *histogram
@@ -106,6 +117,9 @@ func (r *RoundtripResult) Merge(o RoundtripResult) {
 	}
 	r.RoundTrips += o.RoundTrips
 	r.Elapsed += o.Elapsed
+	r.ServerCPU += o.ServerCPU
+	r.LoadCPU += o.LoadCPU
+	r.CPUPerRoundTrip = perOp(r.ServerCPU, r.RoundTrips)
 	if r.Elapsed > 0 {
 		r.PerSecond = float64(r.RoundTrips) / r.Elapsed.Seconds()
 	}
@@ -170,8 +184,12 @@ func roundtrip(ctx context.Context, cancel context.CancelCauseFunc, cfg Roundtri
 		})
 	}
 	var t0 time.Time
+	meter := newCPUMeter(cfg.CPU)
 	select {
 	case <-allReady:
+		if err := meter.start(); err != nil {
+			cancel(err)
+		}
 		t0 = time.Now()
 		deadline = t0.Add(cfg.Duration)
 		close(start)
@@ -182,12 +200,17 @@ func roundtrip(ctx context.Context, cancel context.CancelCauseFunc, cfg Roundtri
 		return res, err
 	}
 	res.Elapsed = time.Since(t0)
+	var err error
+	if res.ServerCPU, res.LoadCPU, err = meter.stop(); err != nil {
+		return res, err
+	}
 	res.hist = &histogram{}
 	for i := range clients {
 		res.RoundTrips += clients[i].count
 		res.hist.merge(&clients[i].hist)
 	}
 	res.PerSecond = float64(res.RoundTrips) / res.Elapsed.Seconds()
+	res.CPUPerRoundTrip = perOp(res.ServerCPU, res.RoundTrips)
 	res.LatencyP50 = res.hist.quantile(0.50)
 	res.LatencyP99 = res.hist.quantile(0.99)
 	return res, nil

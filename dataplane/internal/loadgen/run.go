@@ -23,6 +23,11 @@ const (
 	ScenarioFanout    = "fanout"
 	ScenarioIdle      = "idle"
 	ScenarioHandshake = "handshake"
+	// ScenarioChannel is one channel with RunConfig.ChannelSubs
+	// subscribers (100,000 by default) on a node of its own: how long
+	// building it takes, its memory per subscription, and one publish to
+	// all of them.
+	ScenarioChannel = "channel"
 	// ScenarioFanoutNATS is the fan-out across two nodes sharing channels
 	// through NATS, against the same fan-out on the node alone (its
 	// in-process broker), with the servers' CPU per delivery: it runs only
@@ -43,18 +48,49 @@ const (
 // last: its thousands of in-process clients leave this process's heap and
 // scheduler busier than the node scenarios should find them.
 var AllScenarios = []string{ScenarioIdle, ScenarioRoundtrip, ScenarioFanout, ScenarioFanoutNATS, ScenarioHandshake,
-	ScenarioPropagation, ScenarioPropagationEtcd}
+	ScenarioChannel, ScenarioPropagation, ScenarioPropagationEtcd}
 
-// nodeScenarios are those that need the node.
-var nodeScenarios = []string{ScenarioIdle, ScenarioRoundtrip, ScenarioFanout, ScenarioFanoutNATS, ScenarioHandshake}
+// nodeScenarios are those that need the node (the channel scenario starts
+// one of its own, from the same binary).
+var nodeScenarios = []string{ScenarioIdle, ScenarioRoundtrip, ScenarioFanout, ScenarioFanoutNATS, ScenarioHandshake, ScenarioChannel}
 
-// Targets the issue sets for the node against bare gws.
+// sharedNodeScenarios are those that run on the node Run starts first.
+var sharedNodeScenarios = []string{ScenarioIdle, ScenarioRoundtrip, ScenarioFanout, ScenarioFanoutNATS, ScenarioHandshake}
+
+// Targets issue 10 sets for the node, measured side by side with bare gws
+// in one run.
 const (
-	// TargetRoundtripRatio is the least node/echo round-trip ratio.
-	TargetRoundtripRatio = 0.85
-	// TargetIdleDiffBytes is the most extra RSS per idle connection.
-	TargetIdleDiffBytes = 2048
+	// TargetRoundtripCPURatio is the most node/echo server CPU per round
+	// trip (with the full policy on: origin, limits, pacing, UTF-8 check,
+	// metrics).
+	TargetRoundtripCPURatio = 1.10
+	// TargetIdleDiffBytes is the most extra RSS per idle connection over
+	// the lean bare gws.
+	TargetIdleDiffBytes = 1024
+	// TargetHandshakeRatio is the least node/echo handshakes per second.
+	TargetHandshakeRatio = 0.90
+	// TargetFanoutDeliveries is the least deliveries per second of a
+	// fan-out to TargetFanoutSubscribers with TargetFanoutWindow
+	// publishes in flight, and TargetFanoutCPU the most server CPU per
+	// delivery.
+	TargetFanoutDeliveries  = 1_000_000
+	TargetFanoutCPU         = time.Microsecond
+	TargetFanoutSubscribers = 1000
+	TargetFanoutWindow      = 32
+	// TargetChannelBuild is the longest building a channel of
+	// TargetChannelSubscribers may take (first subscribe written to last
+	// acknowledgement).
+	TargetChannelBuild       = time.Second
+	TargetChannelSubscribers = 100_000
 )
+
+// DefaultFanoutWindows are the fan-out runs: each publish waiting for
+// every delivery, and 32 in flight.
+var DefaultFanoutWindows = []int{1, 32}
+
+// descriptorSlack is descriptors beyond a scenario's connections: the
+// children's pipes, the publishers, the control-plane connections.
+const descriptorSlack = 1024
 
 // Run defaults for the child processes.
 const (
@@ -66,6 +102,9 @@ const (
 	// DefaultStopTimeout is how long a child gets to exit after SIGTERM;
 	// the node closes every connection with 1001 first.
 	DefaultStopTimeout = 30 * time.Second
+	// channelStopTimeout is the channel scenario's node's: it may still
+	// be unsubscribing its 100,000 closed connections.
+	channelStopTimeout = 3 * time.Minute
 	nodeReadyMsg       = "node listening"
 	echoReadyMsg       = "echo listening"
 	// controlReadyMsg is wsfleet-control's info line naming its bound
@@ -131,10 +170,22 @@ type RunConfig struct {
 	IdleConns      int
 	FanoutSubs     int
 	FanoutMessages int
-	FanoutWindow   int
-	Handshakes     int
-	Dialers        int
-	Settle         time.Duration // idle: wait before the second RSS reading
+	// FanoutWindows: one fan-out run per window (messages in flight).
+	// Default DefaultFanoutWindows. fanout-nats runs with the largest.
+	FanoutWindows []int
+	Handshakes    int
+	// ChannelSubs is the channel scenario's subscribers. Default
+	// DefaultChannelSubscribers.
+	ChannelSubs int
+	Dialers     int
+	Settle      time.Duration // idle and channel: wait before an RSS reading
+
+	// Pin places the servers and the load on CPUs of their own (see
+	// ParsePin); the zero Pin places nothing.
+	Pin Pin
+	// NodePprof starts every node with --pprof, so it can be profiled
+	// under load at the metrics address the progress lines name.
+	NodePprof bool
 
 	// PropagationClients lists the fleet sizes measured, one run each, in
 	// order. Default DefaultPropagationSizes.
@@ -176,7 +227,7 @@ func (c *RunConfig) fill() error {
 		}
 	}
 	if c.Duration < 0 || c.Rounds < 0 || c.Clients < 0 || c.IdleConns < 0 || c.FanoutSubs < 0 || c.FanoutMessages < 0 ||
-		c.FanoutWindow < 0 || c.Handshakes < 0 || c.Dialers < 0 || c.Settle < 0 || c.StartTimeout < 0 || c.StopTimeout < 0 ||
+		c.ChannelSubs < 0 || c.Handshakes < 0 || c.Dialers < 0 || c.Settle < 0 || c.StartTimeout < 0 || c.StopTimeout < 0 ||
 		c.PropagationApplies < 0 || c.ClientsPerConn < 0 || c.Replicas < 0 {
 		return fmt.Errorf("%w: negative count or duration", ErrConfig)
 	}
@@ -197,7 +248,15 @@ func (c *RunConfig) fill() error {
 	c.IdleConns = withDefault(c.IdleConns, DefaultIdleConns)
 	c.FanoutSubs = withDefault(c.FanoutSubs, DefaultSubscribers)
 	c.FanoutMessages = withDefault(c.FanoutMessages, DefaultMessages)
-	c.FanoutWindow = withDefault(c.FanoutWindow, DefaultWindow)
+	for _, w := range c.FanoutWindows {
+		if w <= 0 {
+			return fmt.Errorf("%w: fan-out window %d is not positive", ErrConfig, w)
+		}
+	}
+	if len(c.FanoutWindows) == 0 {
+		c.FanoutWindows = DefaultFanoutWindows
+	}
+	c.ChannelSubs = withDefault(c.ChannelSubs, DefaultChannelSubscribers)
 	c.Handshakes = withDefault(c.Handshakes, DefaultHandshakes)
 	c.Dialers = withDefault(c.Dialers, DefaultDialers)
 	c.Settle = withDefault(c.Settle, DefaultSettle)
@@ -215,6 +274,30 @@ func (c *RunConfig) wantsNode() bool {
 	return slices.ContainsFunc(c.Scenarios, func(s string) bool { return slices.Contains(nodeScenarios, s) })
 }
 
+func (c *RunConfig) wantsSharedNode() bool {
+	return slices.ContainsFunc(c.Scenarios, func(s string) bool { return slices.Contains(sharedNodeScenarios, s) })
+}
+
+// descriptors is how many file descriptors the selected scenarios need in
+// this process (one per client connection, the largest scenario's) and,
+// as many, in the node.
+func (c *RunConfig) descriptors() uint64 {
+	n := 0
+	if c.wants(ScenarioIdle) {
+		n = max(n, c.IdleConns)
+	}
+	if c.wants(ScenarioFanout) || c.wants(ScenarioFanoutNATS) {
+		n = max(n, c.FanoutSubs)
+	}
+	if c.wants(ScenarioChannel) {
+		n = max(n, c.ChannelSubs)
+	}
+	return uint64(n + descriptorSlack)
+}
+
+// maxWindow is the largest fan-out window.
+func (c *RunConfig) maxWindow() int { return slices.Max(c.FanoutWindows) }
+
 // DefaultPropagationSizes are the fleet sizes the issue asks about.
 var DefaultPropagationSizes = []int{1000, 10_000}
 
@@ -225,8 +308,19 @@ type Report struct {
 	GoVersion string               `json:"go_version"`
 	CPUs      int                  `json:"cpus"`
 	Settings  Settings             `json:"settings"`
+	// Pin is where the servers and the load ran; PinNote says why they
+	// were not pinned as asked, when they were not.
+	Pin     Pin    `json:"pin"`
+	PinNote string `json:"pin_note,omitempty"`
+	// Files is this process's descriptor limit as Run set it.
+	Files     FileLimit            `json:"files"`
 	Roundtrip *RoundtripComparison `json:"roundtrip,omitempty"`
-	Fanout    *FanoutResult        `json:"fanout,omitempty"`
+	// Fanout is one run per window, in RunConfig.FanoutWindows order.
+	Fanout []FanoutResult `json:"fanout,omitempty"`
+	// Channel is the 100,000-subscriber channel; nil when not run.
+	Channel *ChannelResult `json:"channel,omitempty"`
+	// Goals is every target of issue 10 with what this run measured.
+	Goals []Goal `json:"goals,omitempty"`
 	// FanoutNATS is the fan-out across nodes through NATS against the
 	// node alone; nil when skipped.
 	FanoutNATS *FanoutComparison    `json:"fanout_nats,omitempty"`
@@ -257,8 +351,9 @@ type Settings struct {
 	IdleConns      int      `json:"idle_conns"`
 	FanoutSubs     int      `json:"fanout_subscribers"`
 	FanoutMessages int      `json:"fanout_messages"`
-	FanoutWindow   int      `json:"fanout_window"`
+	FanoutWindows  []int    `json:"fanout_windows"`
 	Handshakes     int      `json:"handshakes"`
+	ChannelSubs    int      `json:"channel_subscribers"`
 	Settle         string   `json:"settle"`
 	// Propagation settings; empty when neither propagation scenario runs.
 	PropagationClients []int `json:"propagation_clients,omitempty"`
@@ -292,13 +387,16 @@ type FanoutComparison struct {
 	NATSServerCPU time.Duration `json:"nats_server_cpu_ns,omitempty"`
 }
 
-// RoundtripComparison is the node against bare gws, same clients and frames.
+// RoundtripComparison is the node against bare gws, same clients and
+// frames, judged on the servers' CPU per round trip (throughput on a
+// machine the load generator shares says more about the load).
 type RoundtripComparison struct {
-	Node   *RoundtripResult `json:"node,omitempty"`
-	Echo   *RoundtripResult `json:"echo,omitempty"`
-	Ratio  float64          `json:"ratio"` // node / echo round trips per second
-	Target float64          `json:"target_min_ratio"`
-	Met    bool             `json:"target_met"`
+	Node     *RoundtripResult `json:"node,omitempty"`
+	Echo     *RoundtripResult `json:"echo,omitempty"`
+	Ratio    float64          `json:"ratio"`     // node / echo round trips per second
+	CPURatio float64          `json:"cpu_ratio"` // node / echo server CPU per round trip
+	Target   float64          `json:"target_max_cpu_ratio"`
+	Met      bool             `json:"target_met"`
 }
 
 // IdleComparison is the node against bare gws, same number of connections.
@@ -311,11 +409,14 @@ type IdleComparison struct {
 }
 
 // HandshakeComparison is the node (origin check and limits on) against bare
-// gws, for reference.
+// gws, in alternating rounds.
 type HandshakeComparison struct {
-	Node  *HandshakeResult `json:"node,omitempty"`
-	Echo  *HandshakeResult `json:"echo,omitempty"`
-	Ratio float64          `json:"ratio"` // node / echo handshakes per second
+	Node     *HandshakeResult `json:"node,omitempty"`
+	Echo     *HandshakeResult `json:"echo,omitempty"`
+	Ratio    float64          `json:"ratio"`     // node / echo handshakes per second
+	CPURatio float64          `json:"cpu_ratio"` // node / echo server CPU per handshake
+	Target   float64          `json:"target_min_ratio"`
+	Met      bool             `json:"target_met"`
 }
 
 // Run starts the node (with BenchPolicy in a temporary policy file), the
@@ -336,8 +437,8 @@ func Run(ctx context.Context, cfg RunConfig) (rep *Report, err error) {
 		Settings: Settings{
 			Scenarios: cfg.Scenarios, Origin: cfg.Origin, Duration: cfg.Duration.String(), Rounds: cfg.Rounds,
 			Clients: cfg.Clients, IdleConns: cfg.IdleConns, FanoutSubs: cfg.FanoutSubs,
-			FanoutMessages: cfg.FanoutMessages, FanoutWindow: cfg.FanoutWindow,
-			Handshakes: cfg.Handshakes, Settle: cfg.Settle.String(),
+			FanoutMessages: cfg.FanoutMessages, FanoutWindows: cfg.FanoutWindows,
+			Handshakes: cfg.Handshakes, ChannelSubs: cfg.ChannelSubs, Settle: cfg.Settle.String(),
 		},
 	}
 	// A scenario whose servers' binaries were not given is skipped, and
@@ -367,6 +468,19 @@ func Run(ctx context.Context, cfg RunConfig) (rep *Report, err error) {
 		rep.Settings.Replicas = cfg.Replicas
 	}
 
+	// Descriptors before anything starts: the children inherit the limit.
+	if rep.Files, err = raiseFileLimit(cfg.descriptors()); err != nil {
+		return nil, err
+	}
+	if rep.Files.Note != "" {
+		logf(cfg.Progress, "%s", rep.Files.Note)
+	}
+	undo, err := applyPin(&cfg, rep)
+	if err != nil {
+		return nil, err
+	}
+	defer undo()
+
 	dir, err := os.MkdirTemp("", "wsfleet-bench-")
 	if err != nil {
 		return nil, fmt.Errorf("loadgen: policy directory: %w", err)
@@ -379,7 +493,7 @@ func Run(ctx context.Context, cfg RunConfig) (rep *Report, err error) {
 
 	var node *child
 	var nodeTarget Target
-	if slices.ContainsFunc(nodeScenarios, runs) {
+	if slices.ContainsFunc(sharedNodeScenarios, runs) {
 		logf(cfg.Progress, "starting node %s", cfg.NodeBin)
 		node, err = startNode(ctx, cfg, "node", "bench", policyPath)
 		if err != nil {
@@ -402,6 +516,7 @@ func Run(ctx context.Context, cfg RunConfig) (rep *Report, err error) {
 			env:      cfg.Env,
 			readyMsg: echoReadyMsg,
 			timeout:  cfg.StartTimeout,
+			cpus:     cfg.Pin.Server,
 		})
 		if err != nil {
 			return nil, err
@@ -432,6 +547,9 @@ func Run(ctx context.Context, cfg RunConfig) (rep *Report, err error) {
 		}
 		r.scenario(ctx, s)
 	}
+	if cfg.wantsNode() {
+		rep.Goals = Goals(rep)
+	}
 	return rep, nil
 }
 
@@ -451,6 +569,7 @@ func startControl(ctx context.Context, cfg RunConfig, name, dataDir string, more
 		readyMsg:  controlReadyMsg,
 		addrField: controlAddrField,
 		timeout:   cfg.StartTimeout,
+		cpus:      cfg.Pin.Server,
 	})
 }
 
@@ -459,15 +578,60 @@ func startControl(ctx context.Context, cfg RunConfig, name, dataDir string, more
 // flags before cfg.NodeArgs.
 func startNode(ctx context.Context, cfg RunConfig, name, id, policyPath string, more ...string) (*child, error) {
 	args := []string{"--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--policy-file", policyPath, "--node-id", id, "--log-format", "json"}
+	if cfg.NodePprof {
+		args = append(args, "--pprof")
+	}
 	args = append(append(args, more...), cfg.NodeArgs...)
-	return startChild(ctx, childSpec{
+	c, err := startChild(ctx, childSpec{
 		name:     name,
 		bin:      cfg.NodeBin,
 		args:     args,
 		env:      cfg.Env,
 		readyMsg: nodeReadyMsg,
 		timeout:  cfg.StartTimeout,
+		cpus:     cfg.Pin.Server,
 	})
+	if err == nil && cfg.NodePprof {
+		logf(cfg.Progress, "%s: profiles at http://%s/debug/pprof/ (go tool pprof http://%s/debug/pprof/profile?seconds=10)",
+			name, c.readyField("metrics_addr"), c.readyField("metrics_addr"))
+	}
+	return c, err
+}
+
+// applyPin resolves cfg.Pin against the CPUs this process may use, pins
+// this process (every thread; GOMAXPROCS follows) to the load CPUs and
+// leaves the server CPUs in cfg.Pin for startChild, recording both in rep.
+// undo puts this process back as it was.
+func applyPin(cfg *RunConfig, rep *Report) (undo func(), err error) {
+	undo = func() {}
+	if !cfg.Pin.On() && !cfg.Pin.Auto {
+		return undo, nil
+	}
+	allowed, err := allowedCPUs()
+	if err != nil {
+		return undo, err
+	}
+	pin, note, err := cfg.Pin.resolve(allowed)
+	if err != nil {
+		return undo, err
+	}
+	cfg.Pin, rep.Pin, rep.PinNote = pin, pin, note
+	if !pin.On() {
+		logf(cfg.Progress, "%s", note)
+		return undo, nil
+	}
+	if err := pinProcess(os.Getpid(), pin.Load); err != nil {
+		return undo, err
+	}
+	procs := runtime.GOMAXPROCS(len(pin.Load))
+	logf(cfg.Progress, "pinned: servers on CPU %s, load (this process, GOMAXPROCS %d) on CPU %s",
+		cpuList(pin.Server), len(pin.Load), cpuList(pin.Load))
+	return func() {
+		runtime.GOMAXPROCS(procs)
+		if err := pinProcess(os.Getpid(), allowed); err != nil {
+			logf(cfg.Progress, "unpinning: %v", err)
+		}
+	}, nil
 }
 
 // stopChild stops c at the end of Run: its failure goes into the report,
@@ -530,7 +694,7 @@ func (r *runner) scenario(ctx context.Context, s string) {
 			pid := side.c.pid
 			res, err := Idle(ctx, IdleConfig{
 				Target: side.t, Conns: cfg.IdleConns, Dialers: cfg.Dialers, Settle: cfg.Settle,
-				RSS: func() (int64, error) { return ReadRSS(pid) },
+				RSS: func() (int64, error) { return ReadRSS(pid) }, CPU: cpuOf(pid),
 			})
 			if err != nil {
 				r.rep.fail(err)
@@ -551,41 +715,30 @@ func (r *runner) scenario(ctx context.Context, s string) {
 		r.rep.Roundtrip = r.roundtrip(ctx)
 
 	case ScenarioFanout:
-		if !r.alive(s, r.node) {
-			return
+		for _, w := range cfg.FanoutWindows {
+			if !r.alive(s, r.node) {
+				return
+			}
+			logf(cfg.Progress, "fanout: node: %d subscribers, up to %d messages, window %d", cfg.FanoutSubs, cfg.FanoutMessages, w)
+			res, err := Fanout(ctx, FanoutConfig{
+				Target: r.nodeTarget, Subscribers: cfg.FanoutSubs, Messages: cfg.FanoutMessages,
+				Window: w, Duration: cfg.Duration, Dialers: cfg.Dialers, CPU: cpuOf(r.node.pid),
+			})
+			if err != nil {
+				r.rep.fail(fmt.Errorf("window %d: %w", w, err))
+				continue
+			}
+			r.rep.Fanout = append(r.rep.Fanout, res)
 		}
-		logf(cfg.Progress, "fanout: node: %d subscribers, up to %d messages, window %d", cfg.FanoutSubs, cfg.FanoutMessages, cfg.FanoutWindow)
-		res, err := Fanout(ctx, FanoutConfig{
-			Target: r.nodeTarget, Subscribers: cfg.FanoutSubs, Messages: cfg.FanoutMessages,
-			Window: cfg.FanoutWindow, Duration: cfg.Duration, Dialers: cfg.Dialers,
-		})
-		if err != nil {
-			r.rep.fail(err)
-			return
-		}
-		r.rep.Fanout = &res
 
 	case ScenarioHandshake:
 		if !r.alive(s, r.node, r.echo) {
 			return
 		}
-		cmp := &HandshakeComparison{}
-		for _, side := range []struct {
-			t   Target
-			out **HandshakeResult
-		}{{r.nodeTarget, &cmp.Node}, {r.echoTarget, &cmp.Echo}} {
-			logf(cfg.Progress, "handshake: %s: %d handshakes over %d workers", side.t.Name, cfg.Handshakes, cfg.Clients)
-			res, err := Handshakes(ctx, HandshakeConfig{Target: side.t, Total: cfg.Handshakes, Workers: cfg.Clients})
-			if err != nil {
-				r.rep.fail(err)
-				continue
-			}
-			*side.out = &res
-		}
-		if cmp.Node != nil && cmp.Echo != nil && cmp.Echo.PerSecond > 0 {
-			cmp.Ratio = cmp.Node.PerSecond / cmp.Echo.PerSecond
-		}
-		r.rep.Handshake = cmp
+		r.rep.Handshake = r.handshakes(ctx)
+
+	case ScenarioChannel:
+		r.rep.Channel = r.channel(ctx)
 
 	case ScenarioFanoutNATS:
 		if !r.alive(s, r.node) {
@@ -612,7 +765,7 @@ func (r *runner) fanoutNATS(ctx context.Context) *FanoutComparison {
 	out := &FanoutComparison{}
 	fc := FanoutConfig{
 		Channel: "fanout-nats", Subscribers: cfg.FanoutSubs, Messages: cfg.FanoutMessages,
-		Window: cfg.FanoutWindow, Duration: cfg.Duration, Dialers: cfg.Dialers,
+		Window: cfg.maxWindow(), Duration: cfg.Duration, Dialers: cfg.Dialers,
 	}
 
 	logf(cfg.Progress, "fanout-nats: in-process: %d subscribers on the node, up to %d messages", cfg.FanoutSubs, cfg.FanoutMessages)
@@ -627,7 +780,7 @@ func (r *runner) fanoutNATS(ctx context.Context) *FanoutComparison {
 	logf(cfg.Progress, "fanout-nats: starting nats-server %s and two nodes on it", cfg.NATSBin)
 	ns, err := startChild(ctx, childSpec{
 		name: "nats-server", bin: cfg.NATSBin, args: []string{"-a", "127.0.0.1", "-p", "-1"},
-		env: cfg.Env, readyRe: natsReady, timeout: cfg.StartTimeout,
+		env: cfg.Env, readyRe: natsReady, timeout: cfg.StartTimeout, cpus: cfg.Pin.Server,
 	})
 	if err != nil {
 		r.rep.fail(fmt.Errorf("%s: %w", ScenarioFanoutNATS, err))
@@ -696,7 +849,7 @@ func (r *runner) propagationEtcd(ctx context.Context) *PropagationRuns {
 			"--listen-peer-urls", "http://127.0.0.1:0", "--initial-advertise-peer-urls", "http://127.0.0.1:0",
 			"--initial-cluster", "bench=http://127.0.0.1:0"},
 		env: cfg.Env, readyMsg: etcdReadyMsg, addrField: etcdAddrField, timeout: cfg.StartTimeout,
-		diesOfSIGTERM: true,
+		diesOfSIGTERM: true, cpus: cfg.Pin.Server,
 	})
 	if err != nil {
 		r.rep.fail(fmt.Errorf("%s: %w", ScenarioPropagationEtcd, err))
@@ -789,17 +942,19 @@ func rssOf(pids ...int) func() (int64, error) {
 // Duration/Rounds each, so both servers get Duration in total.
 func (r *runner) roundtrip(ctx context.Context) *RoundtripComparison {
 	cfg := r.cfg
-	cmp := &RoundtripComparison{Target: TargetRoundtripRatio}
+	cmp := &RoundtripComparison{Target: TargetRoundtripCPURatio}
 	slice := cfg.Duration / time.Duration(cfg.Rounds)
 	node := func() error {
-		res, err := Roundtrip(ctx, RoundtripConfig{Target: r.nodeTarget, Mode: ModeChannel, Clients: cfg.Clients, Duration: slice})
+		res, err := Roundtrip(ctx, RoundtripConfig{Target: r.nodeTarget, Mode: ModeChannel, Clients: cfg.Clients, Duration: slice,
+			CPU: cpuOf(r.node.pid)})
 		if err == nil {
 			cmp.Node = merged(cmp.Node, res)
 		}
 		return err
 	}
 	echo := func() error {
-		res, err := Roundtrip(ctx, RoundtripConfig{Target: r.echoTarget, Mode: ModeEcho, Clients: cfg.Clients, Duration: slice})
+		res, err := Roundtrip(ctx, RoundtripConfig{Target: r.echoTarget, Mode: ModeEcho, Clients: cfg.Clients, Duration: slice,
+			CPU: cpuOf(r.echo.pid)})
 		if err == nil {
 			cmp.Echo = merged(cmp.Echo, res)
 		}
@@ -819,9 +974,90 @@ func (r *runner) roundtrip(ctx context.Context) *RoundtripComparison {
 	}
 	if cmp.Echo.PerSecond > 0 {
 		cmp.Ratio = cmp.Node.PerSecond / cmp.Echo.PerSecond
-		cmp.Met = cmp.Ratio >= cmp.Target
+	}
+	if cmp.Echo.CPUPerRoundTrip > 0 {
+		cmp.CPURatio = cmp.Node.CPUPerRoundTrip / cmp.Echo.CPUPerRoundTrip
+		cmp.Met = cmp.CPURatio <= cmp.Target
 	}
 	return cmp
+}
+
+// handshakes compares handshakes in cfg.Rounds alternating rounds of
+// Handshakes/Rounds each per server, as roundtrip does.
+func (r *runner) handshakes(ctx context.Context) *HandshakeComparison {
+	cfg := r.cfg
+	cmp := &HandshakeComparison{Target: TargetHandshakeRatio}
+	per := max(1, cfg.Handshakes/cfg.Rounds)
+	side := func(t Target, pid int, out **HandshakeResult) func() error {
+		return func() error {
+			res, err := Handshakes(ctx, HandshakeConfig{Target: t, Total: per, Workers: cfg.Clients, CPU: cpuOf(pid)})
+			if err == nil {
+				if *out == nil {
+					*out = &res
+				} else {
+					(*out).Merge(res)
+				}
+			}
+			return err
+		}
+	}
+	node, echo := side(r.nodeTarget, r.node.pid, &cmp.Node), side(r.echoTarget, r.echo.pid, &cmp.Echo)
+	logf(cfg.Progress, "handshake: node and echo: %d handshakes over %d workers, %d alternating rounds", per*cfg.Rounds, cfg.Clients, cfg.Rounds)
+	for round := range cfg.Rounds {
+		first, second := node, echo
+		if round%2 == 1 {
+			first, second = echo, node
+		}
+		if err := errors.Join(first(), second()); err != nil {
+			r.rep.fail(err)
+			cmp.Node, cmp.Echo = nil, nil
+			return cmp
+		}
+	}
+	if cmp.Echo.PerSecond > 0 {
+		cmp.Ratio = cmp.Node.PerSecond / cmp.Echo.PerSecond
+		cmp.Met = cmp.Ratio >= cmp.Target
+	}
+	if cmp.Echo.CPUPerHandshake > 0 {
+		cmp.CPURatio = cmp.Node.CPUPerHandshake / cmp.Echo.CPUPerHandshake
+	}
+	return cmp
+}
+
+// channel runs the channel scenario on a node started for it alone, so
+// its connections find a fresh node and leave nothing behind for the next
+// scenario; the node is stopped before it returns (it may first have to
+// unsubscribe every connection the scenario closed, hence the longer
+// stop timeout).
+func (r *runner) channel(ctx context.Context) *ChannelResult {
+	cfg := r.cfg
+	if need := uint64(cfg.ChannelSubs + descriptorSlack); r.rep.Files.Soft < need {
+		r.rep.fail(fmt.Errorf("%s: %w: %d subscribers need %d descriptors here and in the node; %s",
+			ScenarioChannel, ErrFiles, cfg.ChannelSubs, need, r.rep.Files.Note))
+		return nil
+	}
+	logf(cfg.Progress, "channel: starting a node of its own")
+	n, err := startNode(ctx, cfg, "channel node", "bench-channel", r.policyPath)
+	if err != nil {
+		r.rep.fail(fmt.Errorf("%s: %w", ScenarioChannel, err))
+		return nil
+	}
+	defer func() {
+		if err := n.stop(max(cfg.StopTimeout, channelStopTimeout)); err != nil {
+			r.rep.fail(fmt.Errorf("%s: %w", ScenarioChannel, err))
+		}
+	}()
+	logf(cfg.Progress, "channel: %d subscribers on one channel, then one publish", cfg.ChannelSubs)
+	res, err := Channel(ctx, ChannelConfig{
+		Target:      Target{Name: "node", URL: "ws://" + n.addr + "/ws", Origin: cfg.Origin},
+		Subscribers: cfg.ChannelSubs, Dialers: cfg.Dialers, Settle: cfg.Settle,
+		RSS: func() (int64, error) { return ReadRSS(n.pid) }, CPU: cpuOf(n.pid),
+	})
+	if err != nil {
+		r.rep.fail(err)
+		return nil
+	}
+	return &res
 }
 
 // merged adds res to acc, the first round becoming acc.

@@ -31,7 +31,7 @@ func tinyRun(t *testing.T) RunConfig {
 	return RunConfig{
 		NodeBin: exe, EchoBin: exe, Env: []string{childRoleEnv + "=" + roleServers},
 		Duration: 300 * time.Millisecond, Rounds: 2, Clients: 2, IdleConns: 20, FanoutSubs: 10, FanoutMessages: 50,
-		FanoutWindow: 4, Handshakes: 20, Settle: 100 * time.Millisecond, StopTimeout: 10 * time.Second,
+		FanoutWindows: []int{1, 4}, Handshakes: 20, ChannelSubs: 30, Settle: 100 * time.Millisecond, StopTimeout: 10 * time.Second,
 	}
 }
 
@@ -71,8 +71,21 @@ func TestRunMeasuresNodeAndEchoSideBySide(t *testing.T) {
 	} else if rt.Node.Elapsed < 300*time.Millisecond || rt.Echo.Elapsed < 300*time.Millisecond {
 		t.Errorf("roundtrip elapsed node %s echo %s: want both rounds of 150ms added up", rt.Node.Elapsed, rt.Echo.Elapsed)
 	}
-	if f := rep.Fanout; f == nil || f.Deliveries != 500 || f.DeliveriesPerSecond <= 0 {
-		t.Errorf("fanout: %+v, want 500 deliveries", f)
+	if f := rep.Fanout; len(f) != 2 || f[0].Window != 1 || f[1].Window != 4 {
+		t.Errorf("fanout: %+v, want a run with window 1 and one with 4", f)
+	} else {
+		for _, r := range f {
+			if r.Deliveries != 500 || r.DeliveriesPerSecond <= 0 {
+				t.Errorf("fanout window %d: %+v, want 500 deliveries", r.Window, r)
+			}
+		}
+	}
+	if c := rep.Channel; c == nil || c.Subscribers != 30 || !c.SubscribeComplete || c.Subscribed != 30 || !c.DeliveryComplete ||
+		c.Delivered != 30 || c.RSSOpen <= 0 || c.RSSSubscribed <= 0 {
+		t.Errorf("channel: %+v, want 30 subscribed and delivered, RSS read", c)
+	}
+	if len(rep.Goals) != 8 {
+		t.Errorf("goals: %+v, want the 8 of issue 10", rep.Goals)
 	}
 	idle := rep.Idle
 	if idle == nil || idle.Node == nil || idle.Echo == nil || idle.Node.Conns != 20 || idle.Echo.Conns != 20 ||
@@ -84,7 +97,7 @@ func TestRunMeasuresNodeAndEchoSideBySide(t *testing.T) {
 	if h := rep.Handshake; h == nil || h.Node == nil || h.Echo == nil || h.Ratio <= 0 {
 		t.Errorf("handshake comparison incomplete: %+v", h)
 	}
-	for _, want := range []string{"starting node", "starting echo server", "2 alternating rounds of 150ms", "idle: node", "fanout: node", "handshake: echo"} {
+	for _, want := range []string{"starting node", "starting echo server", "2 alternating rounds of 150ms", "idle: node", "fanout: node", "handshake: node and echo: 20 handshakes", "channel: 30 subscribers"} {
 		if !strings.Contains(progress.String(), want) {
 			t.Errorf("progress lacks %q:\n%s", want, progress.String())
 		}
@@ -102,7 +115,7 @@ func TestRunOnlyStartsWhatTheScenariosNeed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Failed() || rep.Fanout == nil || rep.Roundtrip != nil || rep.Idle != nil || rep.Handshake != nil {
+	if rep.Failed() || len(rep.Fanout) == 0 || rep.Roundtrip != nil || rep.Idle != nil || rep.Handshake != nil || rep.Channel != nil {
 		t.Errorf("want only a fan-out result, got %+v", rep)
 	}
 }
@@ -232,11 +245,11 @@ func TestMainCommandLine(t *testing.T) {
 		var stdout, stderr strings.Builder
 		code := Main(context.Background(), []string{"run", "--node-bin", exe, "--out", out,
 			"--duration", "200ms", "--clients", "2", "--idle-conns", "10", "--fanout-subs", "5",
-			"--fanout-messages", "20", "--handshakes", "10", "--settle", "50ms"}, &stdout, &stderr)
+			"--fanout-messages", "20", "--handshakes", "10", "--channel-subs", "12", "--settle", "50ms"}, &stdout, &stderr)
 		if code != exitOK {
 			t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 		}
-		for _, want := range []string{"roundtrip", "fanout", "idle", "handshake", "bare gws"} {
+		for _, want := range []string{"roundtrip", "fan-out on the node", "idle", "handshake", "bare gws", "12 subscribers on a node of its own", "goals (issue 10)"} {
 			if !strings.Contains(stdout.String(), want) {
 				t.Errorf("table lacks %q:\n%s", want, stdout.String())
 			}
@@ -245,7 +258,8 @@ func TestMainCommandLine(t *testing.T) {
 		if err := json.Unmarshal(readFile(t, out), &rep); err != nil {
 			t.Fatal(err)
 		}
-		if rep.Settings.Clients != 2 || rep.Roundtrip == nil || rep.Fanout == nil || rep.Idle == nil || rep.Handshake == nil {
+		if rep.Settings.Clients != 2 || rep.Roundtrip == nil || len(rep.Fanout) != 2 || rep.Idle == nil || rep.Handshake == nil ||
+			rep.Channel == nil || len(rep.Goals) == 0 {
 			t.Errorf("JSON report incomplete: %+v", rep)
 		}
 	})
@@ -393,7 +407,7 @@ func TestRunPropagation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rep.Failed() || rep.Fanout == nil || rep.Propagation != nil {
+		if rep.Failed() || len(rep.Fanout) == 0 || rep.Propagation != nil {
 			t.Errorf("want a fan-out result and no propagation, got %+v", rep)
 		}
 		if len(rep.Skipped) != 1 || !strings.Contains(rep.Skipped[0], "--control-bin") {

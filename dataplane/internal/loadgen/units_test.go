@@ -173,15 +173,16 @@ func TestWriteTable(t *testing.T) {
 		GoVersion: "go1.x", CPUs: 2,
 		Settings: Settings{Clients: 32, Duration: "5s", IdleConns: 10000, Handshakes: 5000},
 		Roundtrip: &RoundtripComparison{
-			Node:  &RoundtripResult{PerSecond: 80_000, LatencyP50: 400 * time.Microsecond, LatencyP99: 1234567},
-			Echo:  &RoundtripResult{PerSecond: 100_000},
-			Ratio: 0.8, Target: TargetRoundtripRatio, Met: false,
+			Node: &RoundtripResult{PerSecond: 80_000, LatencyP50: 400 * time.Microsecond, LatencyP99: 1234567,
+				Elapsed: 5 * time.Second, ServerCPU: 4 * time.Second, LoadCPU: 5 * time.Second, RoundTrips: 400_000, CPUPerRoundTrip: 10_000},
+			Echo:  &RoundtripResult{PerSecond: 100_000, Elapsed: 5 * time.Second, ServerCPU: 4 * time.Second, RoundTrips: 500_000, CPUPerRoundTrip: 8_000},
+			Ratio: 0.8, CPURatio: 1.25, Target: TargetRoundtripCPURatio, Met: false,
 		},
 		Idle: &IdleComparison{
 			Node: &IdleResult{BytesPerConn: 11_000}, Echo: &IdleResult{BytesPerConn: 10_000},
 			DiffBytesPerConn: 1000, TargetMaxDiff: TargetIdleDiffBytes, Met: true,
 		},
-		Fanout:    &FanoutResult{Subscribers: 1000, Messages: 5000, DeliveriesPerSecond: 1_234_567.4, Window: 32},
+		Fanout:    []FanoutResult{{Subscribers: 1000, Messages: 5000, DeliveriesPerSecond: 1_234_567.4, Window: 32, LatencyP50: 1234567}},
 		Handshake: &HandshakeComparison{Node: &HandshakeResult{PerSecond: 5000}},
 		Errors:    []string{"handshake echo: boom"},
 	}
@@ -191,8 +192,10 @@ func TestWriteTable(t *testing.T) {
 	}
 	out := b.String()
 	for _, want := range []string{
-		"80,000", "100,000", "0.80", ">= 0.85 MISSED", // ratio under target
-		"11,000 B", "+1,000 B", "<= +2,048 B ok", // memory within target
+		"80,000", "100,000", "0.80", // round trips/s, for reference
+		"10µs", "8µs", "1.25x", "<= 1.10x MISSED", // CPU per round trip over target
+		"80% / 100%",                             // CPU busy, server and load
+		"11,000 B", "+1,000 B", "<= +1,024 B ok", // memory within target
 		"1,234,567", "1.23ms", // fan-out rate, latency to three figures
 		"5,000", "failed", // echo handshake failed
 		"FAILED: handshake echo: boom",
@@ -317,7 +320,7 @@ func TestWriteTableFanoutNATS(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rep := &Report{GoVersion: "go1.x", CPUs: 2, FanoutNATS: tc.cmp, Settings: Settings{FanoutSubs: 1000, FanoutMessages: 5000, FanoutWindow: 32}}
+			rep := &Report{GoVersion: "go1.x", CPUs: 2, FanoutNATS: tc.cmp, Settings: Settings{FanoutSubs: 1000, FanoutMessages: 5000, FanoutWindows: []int{1, 32}}}
 			var b strings.Builder
 			if err := WriteTable(&b, rep); err != nil {
 				t.Fatal(err)

@@ -1,0 +1,115 @@
+package loadgen
+
+import "fmt"
+
+// Goal is one target of issue 10 beside what a run measured.
+type Goal struct {
+	Goal     string `json:"goal"`
+	Measured string `json:"measured"`
+	Target   string `json:"target"`
+	// Status is ok or MISSED against the target; "not measured" when the
+	// scenario did not run or failed; "-" for a figure the issue asks to
+	// state, with no target.
+	Status string `json:"status"`
+}
+
+const (
+	statusNotMeasured = "not measured"
+	statusStated      = "-"
+)
+
+// Goals lists every goal of issue 10 with the figure rep measured for it,
+// in the issue's order.
+func Goals(rep *Report) []Goal {
+	var out []Goal
+	add := func(goal, target string, measured func() (string, string)) {
+		g := Goal{Goal: goal, Target: target, Measured: "-", Status: statusNotMeasured}
+		if m, st := measured(); st != "" {
+			g.Measured, g.Status = m, st
+		}
+		out = append(out, g)
+	}
+
+	fan := fanoutRun(rep.Fanout, TargetFanoutWindow)
+	fanGoal := fmt.Sprintf("fan-out 1 -> %s, %d in flight", grouped(TargetFanoutSubscribers), TargetFanoutWindow)
+	if fan != nil && fan.Subscribers != TargetFanoutSubscribers {
+		fanGoal = fmt.Sprintf("fan-out 1 -> %s (not %s), %d in flight", grouped(float64(fan.Subscribers)), grouped(TargetFanoutSubscribers), TargetFanoutWindow)
+	}
+	add(fanGoal+": deliveries/s", ">= "+grouped(TargetFanoutDeliveries), func() (string, string) {
+		if fan == nil {
+			return "", ""
+		}
+		return grouped(fan.DeliveriesPerSecond), verdict(fan.DeliveriesPerSecond >= TargetFanoutDeliveries)
+	})
+	add(fanGoal+": server CPU per delivery", "<= "+short(TargetFanoutCPU), func() (string, string) {
+		if fan == nil || fan.ServerCPU == 0 {
+			return "", ""
+		}
+		return nanos(fan.CPUPerDelivery), verdict(fan.CPUPerDelivery <= float64(TargetFanoutCPU))
+	})
+
+	add("round trip: server CPU per round trip, node / bare gws", fmt.Sprintf("<= %.2fx", TargetRoundtripCPURatio), func() (string, string) {
+		c := rep.Roundtrip
+		if c == nil || c.Node == nil || c.Echo == nil || c.CPURatio == 0 {
+			return "", ""
+		}
+		return fmt.Sprintf("%.2fx (%s / %s)", c.CPURatio, nanos(c.Node.CPUPerRoundTrip), nanos(c.Echo.CPUPerRoundTrip)), verdict(c.Met)
+	})
+
+	add("idle: RSS per connection, node - bare gws", "<= +"+grouped(TargetIdleDiffBytes)+" B", func() (string, string) {
+		c := rep.Idle
+		if c == nil || c.Node == nil || c.Echo == nil {
+			return "", ""
+		}
+		return fmt.Sprintf("%s (%s / %s B)", signedBytes(c.DiffBytesPerConn), grouped(c.Node.BytesPerConn), grouped(c.Echo.BytesPerConn)), verdict(c.Met)
+	})
+
+	add("handshakes/s, node / bare gws", fmt.Sprintf(">= %.2f", TargetHandshakeRatio), func() (string, string) {
+		c := rep.Handshake
+		if c == nil || c.Node == nil || c.Echo == nil {
+			return "", ""
+		}
+		return fmt.Sprintf("%.2f (%s / %s)", c.Ratio, grouped(c.Node.PerSecond), grouped(c.Echo.PerSecond)), verdict(c.Met)
+	})
+
+	ch := rep.Channel
+	chGoal := fmt.Sprintf("%s subscribers on one channel", grouped(TargetChannelSubscribers))
+	if ch != nil && ch.Subscribers != TargetChannelSubscribers {
+		chGoal = fmt.Sprintf("%s (not %s) subscribers on one channel", grouped(float64(ch.Subscribers)), grouped(TargetChannelSubscribers))
+	}
+	add(chGoal+": built (first subscribe -> last ack)", "< "+short(TargetChannelBuild), func() (string, string) {
+		if ch == nil {
+			return "", ""
+		}
+		if !ch.SubscribeComplete {
+			return fmt.Sprintf("> %s (%s of %s acked)", short(ch.SubscribeElapsed), grouped(float64(ch.Subscribed)), grouped(float64(ch.Subscribers))), verdict(false)
+		}
+		return short(ch.SubscribeElapsed), verdict(ch.SubscribeElapsed < TargetChannelBuild)
+	})
+	add(chGoal+": memory per subscription", "stated", func() (string, string) {
+		if ch == nil || !ch.SubscribeComplete {
+			return "", ""
+		}
+		return signedBytes(ch.BytesPerSubscription) + " RSS", statusStated
+	})
+	add(chGoal+": one publish -> last delivery", "stated", func() (string, string) {
+		if ch == nil || !ch.SubscribeComplete {
+			return "", ""
+		}
+		if !ch.DeliveryComplete {
+			return fmt.Sprintf("> %s (%s of %s delivered)", short(ch.DeliveryElapsed), grouped(float64(ch.Delivered)), grouped(float64(ch.Subscribers))), statusStated
+		}
+		return short(ch.DeliveryElapsed), statusStated
+	})
+	return out
+}
+
+// fanoutRun is the fan-out run with window w, nil if there is none.
+func fanoutRun(runs []FanoutResult, w int) *FanoutResult {
+	for i := range runs {
+		if runs[i].Window == w {
+			return &runs[i]
+		}
+	}
+	return nil
+}
