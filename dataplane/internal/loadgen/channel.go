@@ -105,8 +105,12 @@ func sourceIPs(n int) []net.IP {
 // within its timeout is reported with how far it got (Subscribed,
 // Delivered) and the figures after it are zero.
 type ChannelResult struct {
-	Target      string        `json:"target"`
-	Subscribers int           `json:"subscribers"`
+	Target      string `json:"target"`
+	Subscribers int    `json:"subscribers"`
+	// Requested is the number of subscribers asked for, and Limited says
+	// why Subscribers is fewer (set by Run, from the descriptor limit).
+	Requested   int           `json:"requested,omitempty"`
+	Limited     string        `json:"limited,omitempty"`
 	OpenElapsed time.Duration `json:"open_elapsed_ns"`
 	// RSSOpen is the server's RSS with every connection open and none
 	// subscribed; RSSSubscribed with every one subscribed.

@@ -28,6 +28,8 @@ type fakeNode struct {
 	errorOnPublish bool
 	// closeAfterOpen closes every connection this long after its upgrade.
 	closeAfterOpen time.Duration
+	// noAck subscribes without acknowledging.
+	noAck bool
 
 	upgrader *gws.Upgrader
 	srv      *http.Server
@@ -181,6 +183,9 @@ func (h fakeHandler) OnMessage(c *gws.Conn, m *gws.Message) {
 		f.subs[in.Channel] = append(f.subs[in.Channel], c)
 		f.mu.Unlock()
 		// Acknowledged as the real node does; the scenarios skip it.
+		if f.noAck {
+			return
+		}
 		_ = c.WriteString(`{"type":"subscribed","channel":` + strconv.Quote(in.Channel) + `}`)
 	case "publish":
 		if f.errorOnPublish {

@@ -60,8 +60,9 @@ func raiseFileLimit(need uint64) (FileLimit, error) {
 	}
 	fl.Soft, fl.Hard = rl.Cur, rl.Max
 	if fl.Soft < need {
-		fl.Note = fmt.Sprintf("the descriptor limit is %d and could not be raised to the %d needed "+
-			"(the hard limit takes root to raise, up to %s): raise it (ulimit -Hn) or ask for fewer connections", fl.Soft, need, nrOpenPath)
+		fl.Note = fmt.Sprintf("the descriptor limit is %d (hard) and could not be raised to the %d needed: "+
+			"raising a hard limit takes CAP_SYS_RESOURCE, which this process lacks or the system refuses "+
+			"(ulimit -Hn as root, or LimitNOFILE for a service)", fl.Soft, need)
 	}
 	return fl, nil
 }

@@ -60,7 +60,7 @@ func WriteTable(w io.Writer, r *Report) error {
 		}
 	}
 	if len(r.Goals) > 0 {
-		if err := writeGoals(w, r.Goals); err != nil {
+		if err := writeGoals(w, r.Goals, GoalsFootnote(r)); err != nil {
 			return err
 		}
 	}
@@ -212,6 +212,11 @@ func writeChannelTable(w io.Writer, c *ChannelResult) error {
 	if _, err := fmt.Fprintf(w, "\none channel, %s subscribers on a node of its own\n\n", grouped(float64(c.Subscribers))); err != nil {
 		return err
 	}
+	if c.Limited != "" {
+		if _, err := fmt.Fprintf(w, "%s\n\n", wrap(c.Limited, 78)); err != nil {
+			return err
+		}
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(cells ...string) { _, _ = fmt.Fprintln(tw, strings.Join(cells, "\t")) }
 	row("measure", "node")
@@ -249,7 +254,7 @@ channel per connection, unsubscribing.
 }
 
 // writeGoals prints every goal of issue 10 with its measured figure.
-func writeGoals(w io.Writer, goals []Goal) error {
+func writeGoals(w io.Writer, goals []Goal, footnote string) error {
 	if _, err := io.WriteString(w, "\ngoals (issue 10), measured in this run\n\n"); err != nil {
 		return err
 	}
@@ -260,7 +265,35 @@ func writeGoals(w io.Writer, goals []Goal) error {
 	for _, g := range goals {
 		row(g.Goal, g.Measured, g.Target, g.Status)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if footnote != "" {
+		if _, err := fmt.Fprintf(w, "\n%s\n", wrap(footnote, 78)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// wrap breaks s into lines of at most width bytes at spaces.
+func wrap(s string, width int) string {
+	var b strings.Builder
+	n := 0
+	for i, word := range strings.Fields(s) {
+		if i > 0 {
+			if n+1+len(word) > width {
+				b.WriteByte('\n')
+				n = 0
+			} else {
+				b.WriteByte(' ')
+				n++
+			}
+		}
+		b.WriteString(word)
+		n += len(word)
+	}
+	return b.String()
 }
 
 // busy renders server / load CPU over elapsed as percentages of one CPU.
@@ -268,7 +301,9 @@ func busy(server, load, elapsed time.Duration) string {
 	if elapsed <= 0 || server == 0 && load == 0 {
 		return "-"
 	}
-	pct := func(d time.Duration) string { return strconv.Itoa(int(math.Round(100*float64(d)/float64(elapsed)))) + "%" }
+	pct := func(d time.Duration) string {
+		return strconv.Itoa(int(math.Round(100*float64(d)/float64(elapsed)))) + "%"
+	}
 	return pct(server) + " / " + pct(load)
 }
 
