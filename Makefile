@@ -339,12 +339,18 @@ generate fix-generated: $(BUF) ## buf generate
 	$(BUF) generate
 
 # bench: the load tool runs even when a Go benchmark failed, so one failure
-# does not hide every other figure; the target fails if either did.
-bench: build $(ETCD) $(NATS_SERVER) ## Go benchmarks, then the load tool: the node vs bare gws, fan-out through NATS, policy propagation (bolt; etcd replicas)
+# does not hide every other figure; the target fails if either did. The
+# load tool pins the servers to one CPU and itself to the others (--pin
+# auto; nothing is pinned on a one-CPU machine, and it says so), runs the
+# fan-out with 1 and 32 messages in flight, and ends with the goals of
+# issue 10, each measured beside its target. BENCH_PIN=off to share CPUs.
+BENCH_PIN ?= auto
+bench: build $(ETCD) $(NATS_SERVER) ## Go benchmarks, then the load tool: the node vs bare gws with CPU per operation, fan-out, a 100,000-subscriber channel, fan-out through NATS, policy propagation; the goals table last
 	@failed=; \
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./... || failed="Go benchmarks"; \
 	$(BIN)/wsfleet-bench run --node-bin $(BIN)/wsfleet-node --control-bin $(BIN)/wsfleet-control \
-		--etcd-bin $(ETCD) --nats-bin $(NATS_SERVER) $(BENCH_FLAGS) || failed="$${failed:+$$failed and }wsfleet-bench"; \
+		--etcd-bin $(ETCD) --nats-bin $(NATS_SERVER) --pin $(BENCH_PIN) --fanout-window 1,32 \
+		$(BENCH_FLAGS) || failed="$${failed:+$$failed and }wsfleet-bench"; \
 	if [ -n "$$failed" ]; then echo ">> bench: $$failed failed (see above)" >&2; exit 1; fi
 
 cover: ## test coverage report in coverage.out

@@ -73,7 +73,7 @@ func TestGoals(t *testing.T) {
 		},
 		{
 			name: "a build still running at the timeout is missed with how far it got, and nothing after it is measured",
-			rep: &Report{Channel: &ChannelResult{Subscribers: 100_000, Subscribed: 41_234, SubscribeElapsed: time.Minute}},
+			rep:  &Report{Channel: &ChannelResult{Subscribers: 100_000, Subscribed: 41_234, SubscribeElapsed: time.Minute}},
 			want: []string{
 				"100,000 subscribers on one channel: built (first subscribe -> last ack)|> 1m0s (41,234 of 100,000 acked)|< 1s|MISSED",
 				"100,000 subscribers on one channel: memory per subscription|-|stated|not measured",
