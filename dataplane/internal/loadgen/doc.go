@@ -8,10 +8,17 @@
 //
 //   - Roundtrip: C clients, one request outstanding each, for a duration.
 //   - Fanout: S subscribers on one channel, one paced publisher; the
-//     subscribers may be spread over several nodes sharing channels, and
-//     the servers' CPU time (ReadCPU) read around the loaded phase.
+//     subscribers may be spread over several nodes sharing channels.
 //   - Idle: N idle connections, server RSS read before and after.
 //   - Handshakes: H complete handshakes over W workers.
+//   - Channel: N connections (from several loopback source addresses, as
+//     one has too few ports) subscribing to one channel at once, timed to
+//     the last acknowledgement, server RSS read before and after; then
+//     one publish timed to the last delivery.
+//
+// Each takes an optional reader of the server's CPU time (ReadCPU:
+// utime + stime from /proc/PID/stat) and reads it, and this process's,
+// around exactly its measured phase, for CPU per operation.
 //   - Propagation: N policy clients (sdk/policyclient, in this process)
 //     watching a control plane, or its replicas, spread evenly; K policy
 //     applies, each timed from the ApplyPolicy call to the control plane
@@ -20,9 +27,15 @@
 //
 // Run is the thin layer on top that starts the node and the echo server as
 // child processes, runs the scenarios against both (idle first, while both
-// are fresh; the round-trip comparison in alternating rounds, so drifting
-// background load hits both sides alike) and collects a Report; Main is the
-// command line. Given a nats-server binary, Run's fanout-nats scenario
+// are fresh; the round-trip and handshake comparisons in alternating
+// rounds, so drifting background load hits both sides alike; the fan-out
+// once per window; the channel on a node of its own) and collects a Report
+// ending with Goals, every target of issue 10 beside what was measured;
+// Main is the command line. Run raises its descriptor limit (which the
+// children inherit) to what the scenarios need, or as far as the hard
+// limit allows, and with a Pin starts every child on the server CPUs (the
+// starting thread is pinned around the fork, so the child's every thread
+// inherits the mask) and moves its own threads to the load CPUs. Given a nats-server binary, Run's fanout-nats scenario
 // runs Fanout on the node alone and then across two more nodes on a
 // nats-server it starts. Given a wsfleet-control binary, Run also starts a
 // control plane (--dev, loopback, store in a temporary directory) and runs

@@ -399,3 +399,25 @@ func TestConnCount(t *testing.T) {
 		})
 	}
 }
+
+func TestCPUPerOperationAddsUpAcrossRounds(t *testing.T) {
+	t.Run("round trips: CPU and counts add up, CPU per round trip over both", func(t *testing.T) {
+		acc := merged(nil, RoundtripResult{RoundTrips: 1000, Elapsed: time.Second, ServerCPU: 10 * time.Millisecond, hist: &histogram{}})
+		acc = merged(acc, RoundtripResult{RoundTrips: 3000, Elapsed: time.Second, ServerCPU: 50 * time.Millisecond, LoadCPU: time.Second, hist: &histogram{}})
+		if acc.ServerCPU != 60*time.Millisecond || acc.CPUPerRoundTrip != 15_000 || acc.LoadCPU != time.Second {
+			t.Errorf("merged %+v, want 60ms over 4,000 round trips = 15µs each", acc)
+		}
+	})
+	t.Run("handshakes: CPU and counts add up, rates over both", func(t *testing.T) {
+		acc := HandshakeResult{Total: 100, Elapsed: time.Second, ServerCPU: 10 * time.Millisecond}
+		acc.Merge(HandshakeResult{Total: 300, Elapsed: time.Second, ServerCPU: 30 * time.Millisecond})
+		if acc.Total != 400 || acc.PerSecond != 200 || acc.CPUPerHandshake != 100_000 {
+			t.Errorf("merged %+v, want 400 handshakes at 200/s, 100µs each", acc)
+		}
+	})
+	t.Run("no operations is no CPU per operation", func(t *testing.T) {
+		if got := perOp(time.Second, 0); got != 0 {
+			t.Errorf("perOp(1s, 0) = %v", got)
+		}
+	})
+}
