@@ -56,7 +56,7 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		n.recordRejection(r, traceID, open, admission.NewRejection(wsfleetv1.ErrorClass_ERROR_CLASS_BAD_HANDSHAKE, err.Error()))
 		return
 	}
-	n.metrics.handshakes.WithLabelValues("accepted").Inc()
+	n.metrics.accepted.Inc()
 	n.metrics.active.Inc()
 	n.sessions.add(s)
 	// Shutdown sets draining before it walks the sessions: either it saw
@@ -142,7 +142,7 @@ func (n *Node) reject(w http.ResponseWriter, r *http.Request, traceID string, op
 func (n *Node) recordRejection(r *http.Request, traceID string, open time.Time, rej *admission.Rejection) {
 	now := time.Now()
 	name := errclass.Name(rej.Class)
-	n.metrics.handshakes.WithLabelValues(name).Inc()
+	n.metrics.handshakeRejected(rej.Class)
 	ev := newEvent(wsfleetv1.EventKind_EVENT_KIND_HANDSHAKE_REJECTED, rej.Class, open, now)
 	ev.HttpStatus = int32(rej.HTTPStatus())
 	ev.TraceId = traceID
