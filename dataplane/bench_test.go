@@ -117,3 +117,26 @@ func BenchmarkRecordEvent(b *testing.B) {
 		n.record(ev)
 	}
 }
+
+// BenchmarkHandshake is one complete handshake with the origin check and
+// limits on, closed by the client with 1000 at once: the upgrade and the
+// close as the node explains it (event, metric, log line through a JSON
+// formatter to io.Discard, as the binary logs). The client's own cost is
+// part of it; the load tool (make bench) measures the server alone.
+func BenchmarkHandshake(b *testing.B) {
+	n := startNode(b, testPolicy(), func(c *Config) {
+		c.Log.SetFormatter(&logrus.JSONFormatter{})
+	})
+	h := &gws.BuiltinEventHandler{}
+	opt := &gws.ClientOption{Addr: "ws://" + n.addr + "/ws", RequestHeader: map[string][]string{"Origin": {testOrigin}}}
+	b.ReportAllocs()
+	for b.Loop() {
+		conn, _, err := gws.NewClient(h, opt)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := conn.WriteClose(1000, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

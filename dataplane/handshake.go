@@ -1,7 +1,10 @@
 package dataplane
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"time"
 	"unique"
@@ -36,8 +39,7 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		n.reject(w, r, traceID, open, rej)
 		return
 	}
-	hj, ok := w.(http.Hijacker)
-	if !ok {
+	if _, ok := w.(http.Hijacker); !ok {
 		ticket.Release()
 		n.reject(w, r, traceID, open, admission.NewRejection(wsfleetv1.ErrorClass_ERROR_CLASS_BAD_HANDSHAKE,
 			"connection cannot be upgraded (HTTP/2 or a non-hijackable server)"))
@@ -48,7 +50,7 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		n.reject(w, r, traceID, open, n.drainRejection())
 		return
 	}
-	s, socket, err := n.upgrade(hj, r, traceID, ticket, open)
+	s, socket, err := n.upgrade(w, r, traceID, ticket, open)
 	if err != nil {
 		n.loops.Done()
 		ticket.Release()
@@ -56,7 +58,7 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		n.recordRejection(r, traceID, open, admission.NewRejection(wsfleetv1.ErrorClass_ERROR_CLASS_BAD_HANDSHAKE, err.Error()))
 		return
 	}
-	n.metrics.handshakes.WithLabelValues("accepted").Inc()
+	n.metrics.accepted.Inc()
 	n.metrics.active.Inc()
 	n.sessions.add(s)
 	// Shutdown sets draining before it walks the sessions: either it saw
@@ -93,23 +95,59 @@ func (n *Node) drainRejection() *admission.Rejection {
 	return rej
 }
 
-// upgrade hijacks the connection and lets gws answer 101 (with our
-// X-Trace-ID spliced in); gws answers 400 itself if it refuses.
-func (n *Node) upgrade(hj http.Hijacker, r *http.Request, traceID string, ticket *admission.Ticket, open time.Time) (*session, *gws.Conn, error) {
-	netConn, brw, err := hj.Hijack()
+// errPipelined stops gws's own hijack when the client sent bytes after its
+// upgrade request that net/http has already read (see hijacker).
+var errPipelined = errors.New("dataplane: bytes pipelined after the upgrade request")
+
+// hijacker is the ResponseWriter gws upgrades through: its Hijack hands gws
+// the connection wrapped in a traceConn. gws then reads the connection
+// through a reader from its own pool, as bare gws does, and net/http's
+// reader, which parsed the upgrade request, is dropped with the rest of
+// net/http's per-connection state. An idle connection thus keeps a reader
+// that may never have been written to (pages the kernel has not handed out
+// yet), not one that has.
+//
+// When the client sent bytes after the request (frames before the 101),
+// net/http has them buffered and gws would lose them: Hijack refuses
+// (errPipelined) and the node upgrades with net/http's reader instead.
+type hijacker struct {
+	http.ResponseWriter
+	header []byte
+	conn   *traceConn
+	// pipelined is net/http's reader when it holds the client's bytes.
+	pipelined *bufio.Reader
+}
+
+func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	netConn, brw, err := h.ResponseWriter.(http.Hijacker).Hijack()
 	if err != nil {
 		return nil, nil, fmt.Errorf("hijack: %w", err)
 	}
-	conn := &traceConn{Conn: netConn, header: []byte(admission.TraceHeader + ": " + traceID + "\r\n")}
-	br := brw.Reader
-	if br.Buffered() == 0 {
-		// Read the socket directly rather than through net/http's
-		// connection reader, which would stay reachable (with its state)
-		// for the connection's whole life.
-		br.Reset(netConn)
+	h.conn = &traceConn{Conn: netConn, header: h.header}
+	if brw.Reader.Buffered() > 0 {
+		h.pipelined = brw.Reader
+		return nil, nil, errPipelined
 	}
-	socket, err := n.snapshot().upgrader.UpgradeFromConn(conn, br, r)
+	return h.conn, brw, nil
+}
+
+// upgrade hijacks the connection and lets gws answer 101 (with our
+// X-Trace-ID spliced in); gws answers 400 itself if it refuses.
+func (n *Node) upgrade(w http.ResponseWriter, r *http.Request, traceID string, ticket *admission.Ticket, open time.Time) (*session, *gws.Conn, error) {
+	up := n.snapshot().upgrader
+	hj := &hijacker{ResponseWriter: w, header: []byte(admission.TraceHeader + ": " + traceID + "\r\n")}
+	socket, err := up.Upgrade(hj, r)
+	if errors.Is(err, errPipelined) {
+		// net/http's reader holds the first frames; it reads on through
+		// net/http's connection reader.
+		socket, err = up.UpgradeFromConn(hj.conn, hj.pipelined, r)
+	}
 	if err != nil {
+		if hj.conn != nil {
+			// gws has answered 400 and closed (half-closed) the socket;
+			// no read loop will finish the close.
+			hj.conn.abort()
+		}
 		return nil, nil, err
 	}
 	s := sessionOf(socket)
@@ -142,7 +180,7 @@ func (n *Node) reject(w http.ResponseWriter, r *http.Request, traceID string, op
 func (n *Node) recordRejection(r *http.Request, traceID string, open time.Time, rej *admission.Rejection) {
 	now := time.Now()
 	name := errclass.Name(rej.Class)
-	n.metrics.handshakes.WithLabelValues(name).Inc()
+	n.metrics.handshakeRejected(rej.Class)
 	ev := newEvent(wsfleetv1.EventKind_EVENT_KIND_HANDSHAKE_REJECTED, rej.Class, open, now)
 	ev.HttpStatus = int32(rej.HTTPStatus())
 	ev.TraceId = traceID

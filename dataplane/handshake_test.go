@@ -269,3 +269,42 @@ func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
 }
+
+// A client may send its first frames right behind the upgrade request,
+// before it has read the 101: net/http has read them along with the
+// request, and the node must still see them.
+func TestFramesPipelinedAfterTheUpgradeRequestAreRead(t *testing.T) {
+	n := startNode(t, testPolicy(), nil)
+	conn, err := net.Dial("tcp", n.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	req := "GET /ws HTTP/1.1\r\nHost: " + n.addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: " + testOrigin + "\r\n\r\n"
+	frame := maskedFrame(0x1, []byte(`{"type":"subscribe","channel":"early"}`))
+	if _, err := conn.Write(append([]byte(req), frame...)); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	// The answer to the pipelined subscribe: an unmasked text frame.
+	head := make([]byte, 2)
+	if _, err := io.ReadFull(br, head); err != nil {
+		t.Fatalf("no frame after the 101: %v", err)
+	}
+	body := make([]byte, head[1]&0x7f)
+	if _, err := io.ReadFull(br, body); err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"type":"subscribed","channel":"early"}`; string(body) != want {
+		t.Fatalf("got %q, want %q", body, want)
+	}
+}

@@ -1,23 +1,29 @@
 package dataplane
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/wsfleet/wsfleet/api/errclass"
+	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 	"github.com/wsfleet/wsfleet/dataplane/broker"
 )
 
-// metrics are resolved once; the per-message path only touches
-// pre-resolved counters (an atomic add each).
+// metrics are resolved once. The per-message counters (messages, bytes,
+// publishes) are not Prometheus counters at all: see dataCounters.
 type metrics struct {
+	data       *dataCounters
 	active     prometheus.Gauge
 	handshakes *prometheus.CounterVec
 	closes     *prometheus.CounterVec
-	msgsIn     prometheus.Counter
-	msgsOut    prometheus.Counter
-	bytesIn    prometheus.Counter
-	bytesOut   prometheus.Counter
+	// accepted, rejectedBy and closedBy are handshakes and closes
+	// resolved per result and class (indexed by class), so a handshake
+	// does not look its series up by label.
+	accepted   prometheus.Counter
+	rejectedBy []prometheus.Counter
+	closedBy   []prometheus.Counter
 	breaker    prometheus.Gauge
 	revision   prometheus.Gauge
 	draining   prometheus.Gauge
@@ -31,19 +37,149 @@ type metrics struct {
 	// once, by class; foldOverflow those that went to an overflow key.
 	folded       *prometheus.CounterVec
 	foldOverflow prometheus.Counter
-	// publishOK, publishForbidden and publishUnavailable count client
-	// publishes by result; the last by the broker's reason (broker.Reason).
-	publishOK          prometheus.Counter
-	publishForbidden   prometheus.Counter
-	publishUnavailable map[string]prometheus.Counter
 	// brokerBreaker is the broker breaker's state (a distributed broker
 	// only).
 	brokerBreaker prometheus.Gauge
 }
 
+// The names and help of the per-message counters (dataCounters).
+const (
+	helpMessages  = "WebSocket data messages, by direction."
+	helpBytes     = "WebSocket payload bytes, by direction."
+	helpPublishes = "Client publishes by result: ok (handed to the broker), forbidden (the OnPublish hook refused it) or unavailable (the broker refused it: the client got an unavailable error frame), with the broker's reason: breaker_open, not_connected, timeout, unavailable, too_big, closed, canceled, error."
+)
+
+// stripe is one cache line of per-message counters. Only integers are
+// added, so a uint64 holds them exactly (as Prometheus's own counter does
+// for integer adds).
+type stripe struct {
+	msgsIn, bytesIn, msgsOut, bytesOut, publishOK atomic.Uint64
+	_                                             [64 - 5*8]byte
+}
+
+// dataCounters are the counters every message moves: messages and bytes in
+// and out, and publishes. A Prometheus counter is one atomic word shared by
+// every core, and the node added to three of them per message read and two
+// per message written: with read loops and writers on several cores, that
+// word moved between their caches on every message. Here each connection
+// adds to the stripe of its session-set shard (session.shard; shards are
+// dealt round-robin), so two cores meet on a stripe only when they serve
+// connections of the same shard at the same moment, and a scrape sums the
+// stripes. The sums are exact and never go down: nothing is ever
+// subtracted, and no count moves between stripes.
+type dataCounters struct {
+	stripes [numShards]stripe
+	// The rare publish results are plain atomics, one per series.
+	publishForbidden   atomic.Uint64
+	publishUnavailable []atomic.Uint64 // by reason, in the order of reasons
+	reasons            []string        // broker.Reasons()
+
+	messages, bytes, publishes *prometheus.Desc
+}
+
+var _ prometheus.Collector = (*dataCounters)(nil)
+
+func newDataCounters(labels prometheus.Labels) *dataCounters {
+	name := func(n string) string { return prometheus.BuildFQName("wsfleet", "node", n) }
+	d := &dataCounters{
+		reasons:   broker.Reasons(),
+		messages:  prometheus.NewDesc(name("messages_total"), helpMessages, []string{"direction"}, labels),
+		bytes:     prometheus.NewDesc(name("bytes_total"), helpBytes, []string{"direction"}, labels),
+		publishes: prometheus.NewDesc(name("publishes_total"), helpPublishes, []string{"result", "reason"}, labels),
+	}
+	d.publishUnavailable = make([]atomic.Uint64, len(d.reasons))
+	return d
+}
+
+// Describe implements prometheus.Collector.
+func (d *dataCounters) Describe(ch chan<- *prometheus.Desc) {
+	ch <- d.messages
+	ch <- d.bytes
+	ch <- d.publishes
+}
+
+// Collect implements prometheus.Collector: every series, zero or not, as
+// the counter vectors it replaces showed them.
+func (d *dataCounters) Collect(ch chan<- prometheus.Metric) {
+	var sum stripeSum
+	for i := range d.stripes {
+		sum.add(&d.stripes[i])
+	}
+	counter := func(desc *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), labels...)
+	}
+	counter(d.messages, sum.msgsIn, "in")
+	counter(d.messages, sum.msgsOut, "out")
+	counter(d.bytes, sum.bytesIn, "in")
+	counter(d.bytes, sum.bytesOut, "out")
+	counter(d.publishes, sum.publishOK, "ok", "")
+	counter(d.publishes, d.publishForbidden.Load(), "forbidden", "hook")
+	for i, r := range d.reasons {
+		counter(d.publishes, d.publishUnavailable[i].Load(), "unavailable", r)
+	}
+}
+
+// stripeSum is the stripes added up.
+type stripeSum struct{ msgsIn, bytesIn, msgsOut, bytesOut, publishOK uint64 }
+
+func (s *stripeSum) add(st *stripe) {
+	s.msgsIn += st.msgsIn.Load()
+	s.bytesIn += st.bytesIn.Load()
+	s.msgsOut += st.msgsOut.Load()
+	s.bytesOut += st.bytesOut.Load()
+	s.publishOK += st.publishOK.Load()
+}
+
 // publishFailed counts a publish the broker refused, by its reason.
-func (m *metrics) publishFailed(err error) {
-	m.publishUnavailable[broker.Reason(err)].Inc()
+func (d *dataCounters) publishFailed(err error) {
+	r := broker.Reason(err)
+	for i := range d.reasons {
+		if d.reasons[i] == r {
+			d.publishUnavailable[i].Add(1)
+			return
+		}
+	}
+}
+
+// stripe is the connection's stripe of the node's per-message counters.
+func (s *session) stripe() *stripe { return &s.node.metrics.data.stripes[s.shard] }
+
+// countIn counts a message of n bytes read from the client (read loop
+// only): in the connection's own counts, for its close event, and in the
+// node's.
+func (s *session) countIn(n int) {
+	s.msgsIn++
+	s.bytesIn += int64(n)
+	st := s.stripe()
+	st.msgsIn.Add(1)
+	st.bytesIn.Add(uint64(n))
+}
+
+// countOut counts a message of n bytes written to the client (the writer).
+func (s *session) countOut(n int) {
+	s.msgsOut.Add(1)
+	s.bytesOut.Add(int64(n))
+	st := s.stripe()
+	st.msgsOut.Add(1)
+	st.bytesOut.Add(uint64(n))
+}
+
+// handshakeRejected counts a rejection of class.
+func (m *metrics) handshakeRejected(class wsfleetv1.ErrorClass) {
+	if int(class) < len(m.rejectedBy) && m.rejectedBy[class] != nil {
+		m.rejectedBy[class].Inc()
+		return
+	}
+	m.handshakes.WithLabelValues(errclass.Name(class)).Inc()
+}
+
+// closed counts a connection closed as class.
+func (m *metrics) closed(class wsfleetv1.ErrorClass) {
+	if int(class) < len(m.closedBy) && m.closedBy[class] != nil {
+		m.closedBy[class].Inc()
+		return
+	}
+	m.closes.WithLabelValues(errclass.Name(class)).Inc()
 }
 
 func newMetrics(reg prometheus.Registerer, nodeID, pool string) *metrics {
@@ -51,16 +187,11 @@ func newMetrics(reg prometheus.Registerer, nodeID, pool string) *metrics {
 	opts := func(name, help string) prometheus.Opts {
 		return prometheus.Opts{Namespace: "wsfleet", Subsystem: "node", Name: name, Help: help, ConstLabels: labels}
 	}
-	messages := prometheus.NewCounterVec(prometheus.CounterOpts(opts("messages_total", "WebSocket data messages, by direction.")), []string{"direction"})
-	bytes := prometheus.NewCounterVec(prometheus.CounterOpts(opts("bytes_total", "WebSocket payload bytes, by direction.")), []string{"direction"})
 	m := &metrics{
+		data:       newDataCounters(labels),
 		active:     prometheus.NewGauge(prometheus.GaugeOpts(opts("connections_active", "Open WebSocket connections."))),
 		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts(opts("handshakes_total", "Handshakes by result: accepted or the rejection's error class.")), []string{"result"}),
 		closes:     prometheus.NewCounterVec(prometheus.CounterOpts(opts("closes_total", "Closed connections by error class.")), []string{"class"}),
-		msgsIn:     messages.WithLabelValues("in"),
-		msgsOut:    messages.WithLabelValues("out"),
-		bytesIn:    bytes.WithLabelValues("in"),
-		bytesOut:   bytes.WithLabelValues("out"),
 		breaker:    prometheus.NewGauge(prometheus.GaugeOpts(opts("breaker_state", "Connect-authorization breaker: 0 closed, 1 half-open, 2 open."))),
 		revision:   prometheus.NewGauge(prometheus.GaugeOpts(opts("policy_revision", "Applied policy revision."))),
 		draining:   prometheus.NewGauge(prometheus.GaugeOpts(opts("draining", "1 while the node shuts down."))),
@@ -79,27 +210,25 @@ func newMetrics(reg prometheus.Registerer, nodeID, pool string) *metrics {
 		"Rejected handshakes counted into a folded event (repeat) instead of recorded as their own, by class; wsfleet_node_handshakes_total counts every rejection.")), []string{"class"})
 	m.foldOverflow = prometheus.NewCounter(prometheus.CounterOpts(opts("handshake_rejections_fold_overflow_total",
 		"Rejected handshakes that went to their class's overflow fold key because the fold table was full (--fold-max-keys).")))
-	publishes := prometheus.NewCounterVec(prometheus.CounterOpts(opts("publishes_total",
-		"Client publishes by result: ok (handed to the broker), forbidden (the OnPublish hook refused it) or unavailable (the broker refused it: the client got an unavailable error frame), with the broker's reason: breaker_open, not_connected, timeout, unavailable, too_big, closed, canceled, error.")), []string{"result", "reason"})
-	m.publishOK = publishes.WithLabelValues("ok", "")
-	m.publishForbidden = publishes.WithLabelValues("forbidden", "hook")
-	m.publishUnavailable = make(map[string]prometheus.Counter)
-	for _, r := range broker.Reasons() {
-		m.publishUnavailable[r] = publishes.WithLabelValues("unavailable", r)
-	}
 	m.brokerBreaker = prometheus.NewGauge(prometheus.GaugeOpts(opts("broker_breaker_state",
 		"Breaker in front of a distributed broker (NATS): 0 closed, 1 half-open, 2 open (publishes refused at once). Always 0 in process.")))
-	reg.MustRegister(m.active, m.handshakes, m.closes, messages, bytes, m.breaker, m.revision, m.draining, m.undelivered,
-		truncated, invalidUTF8, m.folded, m.foldOverflow, publishes, m.brokerBreaker)
+	reg.MustRegister(m.active, m.handshakes, m.closes, m.data, m.breaker, m.revision, m.draining, m.undelivered,
+		truncated, invalidUTF8, m.folded, m.foldOverflow, m.brokerBreaker)
 	// Zero series for every class so dashboards and alerts see them before
 	// the first occurrence.
-	m.handshakes.WithLabelValues("accepted")
-	for _, c := range errclass.All() {
+	m.accepted = m.handshakes.WithLabelValues("accepted")
+	all := errclass.All()
+	m.rejectedBy = make([]prometheus.Counter, len(all)+1)
+	m.closedBy = make([]prometheus.Counter, len(all)+1)
+	for _, c := range all {
+		if int(c.Class) >= len(m.closedBy) {
+			continue // not indexable: counted by label
+		}
 		if c.HTTPStatus != 0 {
-			m.handshakes.WithLabelValues(c.Name)
+			m.rejectedBy[c.Class] = m.handshakes.WithLabelValues(c.Name)
 			m.folded.WithLabelValues(c.Name)
 		} else {
-			m.closes.WithLabelValues(c.Name)
+			m.closedBy[c.Class] = m.closes.WithLabelValues(c.Name)
 		}
 	}
 	return m

@@ -131,11 +131,7 @@ func (h *eventHandler) OnMessage(socket *gws.Conn, msg *gws.Message) {
 	s.sawFrame()
 	now := time.Now()
 	n := msg.Data.Len()
-	s.msgsIn++
-	s.bytesIn += int64(n)
-	m := h.node.metrics
-	m.msgsIn.Inc()
-	m.bytesIn.Add(float64(n))
+	s.countIn(n)
 
 	snap := h.node.snapshot()
 	// gws enforces the limit in force when the connection opened; a lower
@@ -299,17 +295,17 @@ func (s *session) unsubscribe(ch string) {
 // broker's own bound (natsbroker's write timeout), and not at all once the
 // broker's breaker is open.
 func (s *session) publish(ch string, data []byte) {
-	m := s.node.metrics
+	m := s.node.metrics.data
 	if hook := s.node.cfg.Hooks.OnPublish; hook != nil {
 		if err := hook(s.node.ctx, s.info(), ch, data); err != nil {
-			m.publishForbidden.Inc()
+			m.publishForbidden.Add(1)
 			s.sendError(protocol.CodeForbidden, err.Error())
 			return
 		}
 	}
 	_, err := s.node.broker.Publish(s.node.ctx, ch, data)
 	if err == nil {
-		m.publishOK.Inc()
+		s.stripe().publishOK.Add(1)
 		return
 	}
 	m.publishFailed(err)
@@ -347,7 +343,6 @@ func (s *session) send(it outItem) {
 // writeLoop drains the queue, one write at a time, each with a deadline.
 // It runs only while there is something to write.
 func (s *session) writeLoop() {
-	m := s.node.metrics
 	for {
 		it, ok := s.q.pop()
 		if !ok {
@@ -368,10 +363,7 @@ func (s *session) writeLoop() {
 			s.pingSent(seen)
 		}
 		if it.op == gws.OpcodeText {
-			s.msgsOut.Add(1)
-			s.bytesOut.Add(int64(len(it.data)))
-			m.msgsOut.Inc()
-			m.bytesOut.Add(float64(len(it.data)))
+			s.countOut(len(it.data))
 		}
 	}
 }

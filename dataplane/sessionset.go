@@ -5,11 +5,15 @@ import (
 	"sync/atomic"
 )
 
+// numShards is the number of session-set shards, and of stripes of the
+// per-message counters (dataCounters): a session's shard picks both.
+const numShards = 32
+
 // sessionSet holds the open sessions, for the heartbeat wheel and
 // Shutdown. Sharded plain maps cost a fraction of a sync.Map's per-entry
 // memory, which matters at hundreds of thousands of idle connections.
 type sessionSet struct {
-	shards [32]struct {
+	shards [numShards]struct {
 		mu sync.Mutex
 		m  map[*session]struct{}
 	}

@@ -41,7 +41,7 @@ func (f EventSinkFunc) Record(ev *wsfleetv1.ErrorEvent) { f(ev) }
 // the sink. Rejected handshakes go through recordRejection, which counts
 // every one but may fold them into fewer events.
 func (n *Node) record(ev *wsfleetv1.ErrorEvent) {
-	n.metrics.closes.WithLabelValues(errclass.Name(ev.GetClass())).Inc()
+	n.metrics.closed(ev.GetClass())
 	n.emit(ev)
 }
 
@@ -97,7 +97,30 @@ func (n *Node) capField(f field, s string) string {
 	return clip.ValidString(s, limit)
 }
 
+// logLevel is the level of an event's log line: warn for an error class;
+// debug for a connection the client ended the ordinary way (normal,
+// client_going_away) — most closes, at a rate set by clients, and nothing
+// an operator acts on: wsfleet_node_closes_total counts them and the sink
+// still gets every event; info for the rest (a close at the node's own
+// drain, a rejection by a draining node).
+func logLevel(ev *wsfleetv1.ErrorEvent, info errclass.Info) logrus.Level {
+	switch {
+	case info.Error:
+		return logrus.WarnLevel
+	case ev.GetKind() == wsfleetv1.EventKind_EVENT_KIND_CONNECTION_CLOSED &&
+		(info.Class == wsfleetv1.ErrorClass_ERROR_CLASS_NORMAL || info.Class == wsfleetv1.ErrorClass_ERROR_CLASS_CLIENT_GOING_AWAY):
+		return logrus.DebugLevel
+	}
+	return logrus.InfoLevel
+}
+
+// logEvent writes the event's log line. A line the logger's level drops
+// costs nothing: the fields are built only for a line that is written.
 func (n *Node) logEvent(ev *wsfleetv1.ErrorEvent, info errclass.Info) {
+	level := logLevel(ev, info)
+	if !n.log.IsLevelEnabled(level) {
+		return
+	}
 	fields := logrus.Fields{
 		"class":      info.Name,
 		"trace_id":   ev.GetTraceId(),
@@ -133,12 +156,7 @@ func (n *Node) logEvent(ev *wsfleetv1.ErrorEvent, info errclass.Info) {
 		fields["bytes_in"] = ev.GetBytesIn()
 		fields["bytes_out"] = ev.GetBytesOut()
 	}
-	entry := n.log.WithFields(fields)
-	if info.Error {
-		entry.Warn(msg)
-	} else {
-		entry.Info(msg)
-	}
+	n.log.WithFields(fields).Log(level, msg)
 }
 
 func newEvent(kind wsfleetv1.EventKind, class wsfleetv1.ErrorClass, open, now time.Time) *wsfleetv1.ErrorEvent {

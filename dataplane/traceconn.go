@@ -27,8 +27,8 @@ const (
 //     every later write passes straight through;
 //   - it closes lingering, so the close frame reaches the client (Close).
 //
-// gws reads through its own bufio.Reader on the underlying connection, not
-// through traceConn.
+// gws reads through traceConn too (its Read is the underlying
+// connection's), with a reader from gws's own pool (see hijacker).
 type traceConn struct {
 	net.Conn
 	header     []byte // "X-Trace-ID: <id>\r\n", nil once written

@@ -49,13 +49,19 @@ type ClientFrame struct {
 // DefaultMaxChannelLength is Limits.MaxChannelLength when left zero.
 const DefaultMaxChannelLength = channel.MaxNameLength
 
-// Limits bound what a client frame may carry. The frame's total size is
-// bounded before it gets here, by the policy's max_message_bytes at the
-// WebSocket layer.
+// Limits bound what a client frame may carry, and say what the caller has
+// checked already. The frame's total size is bounded before it gets here,
+// by the policy's max_message_bytes at the WebSocket layer.
 type Limits struct {
 	// MaxChannelLength is the longest channel name in bytes. Zero or
 	// negative means DefaultMaxChannelLength.
 	MaxChannelLength int
+	// FrameUTF8Checked says the caller has already checked that the whole
+	// frame is valid UTF-8, as gws does for every text frame when
+	// CheckUtf8Enabled is set (the node sets it); the decoder then does not
+	// check data a second time. Leave it false otherwise: data goes on to
+	// every subscriber in a text frame.
+	FrameUTF8Checked bool
 }
 
 func (l Limits) maxChannelLength() int {
@@ -121,45 +127,48 @@ func DecodeClientFrame(b []byte, lim Limits) (ClientFrame, *FrameError) {
 	if i == len(b) || b[i] != '{' {
 		return ClientFrame{}, frameErr(CodeBadJSON, "a frame must be a JSON object")
 	}
-	// encoding/json is the authority on syntax; once it has said the frame
-	// is valid, finding the three top-level values is a short walk over
-	// the bytes. Unmarshalling into a struct costs about twice as long
-	// and six more allocations per message for the same answer.
-	if !json.Valid(b) {
+	// One pass decides validity as json.Valid would and finds the three
+	// top-level values (see scan.go).
+	raw, ok := scanFrame(b, i)
+	if !ok {
 		return ClientFrame{}, frameErr(CodeBadJSON, "frame is not valid JSON: "+syntaxError(b))
-	}
-	typ, channel, data, ferr := topLevel(b, i)
-	if ferr != nil {
-		return ClientFrame{}, ferr
 	}
 
 	var f ClientFrame
-	if typ == nil {
+	var ferr *FrameError
+	if raw.typ == nil {
 		return ClientFrame{}, frameErr(CodeUnknownType, `"type" is missing; want subscribe, unsubscribe or publish`)
 	}
-	if f.Type, ferr = parseType(typ); ferr != nil {
+	if f.Type, ferr = parseType(raw.typ); ferr != nil {
 		return ClientFrame{}, ferr
 	}
-	if channel == nil || string(channel) == "null" {
+	if raw.channel == nil || string(raw.channel) == "null" {
 		return ClientFrame{}, frameErr(CodeMissingChannel, `"channel" is missing`)
 	}
-	if f.Channel, ferr = parseChannel(channel, lim.maxChannelLength()); ferr != nil {
+	if f.Channel, ferr = parseChannel(raw.channel, lim.maxChannelLength()); ferr != nil {
 		return ClientFrame{}, ferr
 	}
 	if f.Type != Publish {
 		return f, nil
 	}
+	data := raw.data
 	if data == nil {
 		return ClientFrame{}, frameErr(CodeMissingData, `a publish needs "data" (null is allowed)`)
 	}
 	// encoding/json checks syntax but passes invalid UTF-8 inside strings
 	// through, and data goes on to every subscriber in a text frame, where
 	// a browser fails the whole connection on invalid UTF-8. One bad
-	// publish must not disconnect a channel's audience.
-	if !utf8.Valid(data) {
+	// publish must not disconnect a channel's audience. Only data with a
+	// byte of 0x80 or above can be invalid, and none is when the caller
+	// has checked the whole frame already.
+	if raw.dataInfo.high && !lim.FrameUTF8Checked && !utf8.Valid(data) {
 		return ClientFrame{}, frameErr(CodeBadJSON, `"data" is not valid UTF-8`)
 	}
-	f.Data = appendCompact(make([]byte, 0, len(data)), data)
+	if raw.dataInfo.spaced {
+		f.Data = appendCompact(make([]byte, 0, len(data)), data)
+	} else {
+		f.Data = append(make([]byte, 0, len(data)), data...)
+	}
 	return f, nil
 }
 
@@ -173,40 +182,6 @@ func syntaxError(b []byte) string {
 	return err.Error()
 }
 
-// topLevel returns the raw values of the type, channel and data keys of the
-// object that starts at b[i] (nil when absent). b must be valid JSON.
-func topLevel(b []byte, i int) (typ, channel, data []byte, ferr *FrameError) {
-	i = skipSpace(b, i+1)
-	if b[i] == '}' {
-		return nil, nil, nil, nil
-	}
-	for {
-		kEnd := stringEnd(b, i)
-		key := b[i:kEnd]
-		i = skipSpace(b, kEnd) // at ':'
-		i = skipSpace(b, i+1)  // at the value
-		vEnd := valueEnd(b, i)
-		val := b[i:vEnd]
-		k, ferr := whichKey(key)
-		if ferr != nil {
-			return nil, nil, nil, ferr
-		}
-		switch k {
-		case keyType:
-			typ = val
-		case keyChannel:
-			channel = val
-		case keyData:
-			data = val
-		}
-		i = skipSpace(b, vEnd)
-		if b[i] == '}' {
-			return typ, channel, data, nil
-		}
-		i = skipSpace(b, i+1) // past ','
-	}
-}
-
 // The top-level keys the decoder reads.
 const (
 	keyOther = iota
@@ -216,24 +191,24 @@ const (
 )
 
 // whichKey names the key token; it allocates only for a key with escapes.
-func whichKey(key []byte) (int, *FrameError) {
+func whichKey(key []byte, escaped bool) int {
 	body := key[1 : len(key)-1]
-	if bytes.IndexByte(body, '\\') >= 0 {
+	if escaped {
 		s, ferr := unquote(key)
 		if ferr != nil {
-			return keyOther, ferr
+			return keyOther
 		}
 		body = []byte(s)
 	}
 	switch string(body) {
 	case "type":
-		return keyType, nil
+		return keyType
 	case "channel":
-		return keyChannel, nil
+		return keyChannel
 	case "data":
-		return keyData, nil
+		return keyData
 	}
-	return keyOther, nil
+	return keyOther
 }
 
 // unquote decodes a JSON string token with escapes (rare).
@@ -313,38 +288,6 @@ func stringEnd(b []byte, i int) int {
 		case '\\':
 			j++ // skip the escaped byte; the hex digits of a \u escape need no care
 		}
-	}
-}
-
-// valueEnd returns the index just past the value starting at b[i].
-func valueEnd(b []byte, i int) int {
-	switch b[i] {
-	case '"':
-		return stringEnd(b, i)
-	case '{', '[':
-		depth := 0
-		for j := i; ; j++ {
-			switch b[j] {
-			case '"':
-				j = stringEnd(b, j) - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				if depth--; depth == 0 {
-					return j + 1
-				}
-			}
-		}
-	default: // number, true, false, null
-		j := i
-		for j < len(b) {
-			switch b[j] {
-			case ',', '}', ']', ' ', '\t', '\n', '\r':
-				return j
-			}
-			j++
-		}
-		return j
 	}
 }
 

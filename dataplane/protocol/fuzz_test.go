@@ -31,18 +31,38 @@ func FuzzDecodeClientFrame(f *testing.F) {
 		``,
 		`{`,
 		`{"type":"subscribe","channel":"` + strings.Repeat("x", 129) + `"}`,
+		`{"type":"publish","channel":"c","data":` + strings.Repeat("[", 9999) + strings.Repeat("]", 9999) + `}`,
+		`{"type":"publish","channel":"c","data":` + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + `}`,
+		`{"type":"publish","channel":"c","data":{"a":[{"b":{}},[],"x\u00e9",-0.5e+7,true,false,null]}}`,
+		"{\"type\":\"publish\",\"channel\":\"c\",\"data\":[\"\xe2\x82\"]}",
+		`{"type":"publish","channel":"c","data":01}`,
+		`{"type":"publish","channel":"c","data":"\x"}`,
+		`{"type":"publish","channel":"c","data":[1,]}`,
+		`{"type":"publish","channel":"c","data":{"a" 1}}`,
+		`{"type":"subscribe","channel":"c"} x`,
+		`{"type":"subscribe","channel":null}`,
 	} {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		frame, ferr := protocol.DecodeClientFrame(b, protocol.Limits{})
-		refType, refChannel, refData, refOK := referenceDecode(b)
-		if (ferr == nil) != refOK {
-			t.Fatalf("decoder accepted = %v (%v), reference accepted = %v", ferr == nil, ferr, refOK)
+		refType, refChannel, refData, refCode := referenceDecode(b)
+		if ferr == nil && refCode != "" || ferr != nil && ferr.Code != refCode {
+			t.Fatalf("decoder answered %v, reference expects code %q", ferr, refCode)
 		}
 		if ferr == nil && (frame.Type.String() != refType || frame.Channel != refChannel ||
 			frame.Type == protocol.Publish && !bytes.Equal(frame.Data, refData)) {
 			t.Fatalf("decoded {%v %q %q}, reference {%s %q %q}", frame.Type, frame.Channel, frame.Data, refType, refChannel, refData)
+		}
+		if utf8.Valid(b) {
+			// A caller that checked the frame's UTF-8 itself gets the
+			// same answer without the decoder checking again.
+			checked, cerr := protocol.DecodeClientFrame(b, protocol.Limits{FrameUTF8Checked: true})
+			if (cerr == nil) != (ferr == nil) || cerr != nil && *cerr != *ferr ||
+				checked.Type != frame.Type || checked.Channel != frame.Channel || !bytes.Equal(checked.Data, frame.Data) {
+				t.Fatalf("with FrameUTF8Checked: {%v %q %q} %v, without: {%v %q %q} %v",
+					checked.Type, checked.Channel, checked.Data, cerr, frame.Type, frame.Channel, frame.Data, ferr)
+			}
 		}
 		if ferr != nil {
 			switch ferr.Code {
@@ -132,38 +152,52 @@ func FuzzAppendErrorFrame(f *testing.F) {
 }
 
 // referenceDecode is the protocol written the slow, obvious way with
-// encoding/json: a map gives exact key matching and last-wins repeats.
-func referenceDecode(b []byte) (typ, channel string, data []byte, ok bool) {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(b, &m); err != nil || m == nil {
-		return "", "", nil, false
+// encoding/json: json.Valid for syntax, a map for exact key matching and
+// last-wins repeats. code is the error code the decoder must answer ("" when
+// it must accept), in the decoder's documented order: syntax, type,
+// channel, data.
+func referenceDecode(b []byte) (typ, channel string, data []byte, code string) {
+	if t := bytes.TrimLeft(b, " \t\r\n"); len(t) == 0 || t[0] != '{' || !json.Valid(b) {
+		return "", "", nil, protocol.CodeBadJSON
 	}
-	if json.Unmarshal(m["type"], &typ) != nil {
-		return "", "", nil, false
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return "", "", nil, protocol.CodeBadJSON
+	}
+	rawType, has := m["type"]
+	if !has || rawType[0] != '"' || json.Unmarshal(rawType, &typ) != nil {
+		return "", "", nil, protocol.CodeUnknownType
 	}
 	switch typ {
 	case "subscribe", "unsubscribe", "publish":
 	default:
-		return "", "", nil, false
+		return "", "", nil, protocol.CodeUnknownType
 	}
 	raw, has := m["channel"]
-	if !has || raw[0] != '"' || json.Unmarshal(raw, &channel) != nil {
-		return "", "", nil, false
-	}
-	if channel == "" || len(channel) > protocol.DefaultMaxChannelLength ||
-		strings.Trim(channel, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:@/-") != "" {
-		return "", "", nil, false
+	switch {
+	case !has || string(raw) == "null":
+		return "", "", nil, protocol.CodeMissingChannel
+	case raw[0] != '"' || json.Unmarshal(raw, &channel) != nil:
+		return "", "", nil, protocol.CodeBadChannel
+	case channel == "":
+		return "", "", nil, protocol.CodeMissingChannel
+	case len(channel) > protocol.DefaultMaxChannelLength ||
+		strings.Trim(channel, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:@/-") != "":
+		return "", "", nil, protocol.CodeBadChannel
 	}
 	if typ != "publish" {
-		return typ, channel, nil, true
+		return typ, channel, nil, ""
 	}
 	d, has := m["data"]
-	if !has || !utf8.Valid(d) {
-		return "", "", nil, false
+	if !has {
+		return "", "", nil, protocol.CodeMissingData
+	}
+	if !utf8.Valid(d) {
+		return "", "", nil, protocol.CodeBadJSON
 	}
 	var buf bytes.Buffer
 	if json.Compact(&buf, d) != nil {
-		return "", "", nil, false
+		return "", "", nil, protocol.CodeBadJSON
 	}
-	return typ, channel, buf.Bytes(), true
+	return typ, channel, buf.Bytes(), ""
 }
