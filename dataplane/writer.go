@@ -53,6 +53,10 @@ const writeBufferBytes = 64 << 10
 // the rest must wait for it.
 var errWouldBlock = errors.New("dataplane: write would block")
 
+// errBatchCut: the connection is closing, and the batch stopped at a frame
+// boundary so the close frame can go next.
+var errBatchCut = errors.New("dataplane: batch cut short by a close")
+
 var writeBuffers = sync.Pool{New: func() any {
 	b := make([]byte, 0, writeBufferBytes)
 	return &b
@@ -202,8 +206,12 @@ func (f *frames) fill() {
 
 // writeTo writes what is left of the batch to w; it returns nil once
 // everything is written, and w's error otherwise (errWouldBlock from a
-// rawWriter: call it again when the socket has room).
-func (f *frames) writeTo(w io.Writer) error {
+// rawWriter: call it again when the socket has room). Before encoding more
+// frames it asks stop: when that says true (the node decided to close the
+// connection) it returns errBatchCut with every frame begun written whole,
+// so the close frame follows on a frame boundary instead of waiting for,
+// or being cut by the deadline of, the rest of a large batch.
+func (f *frames) writeTo(w io.Writer, stop func() bool) error {
 	for {
 		switch {
 		case f.off < len(*f.buf):
@@ -219,6 +227,9 @@ func (f *frames) writeTo(w io.Writer) error {
 				return err
 			}
 		case f.next < len(f.items):
+			if stop() {
+				return errBatchCut
+			}
 			f.fill()
 		default:
 			return nil
@@ -248,7 +259,7 @@ func (s *session) flush(w *rawWriter) {
 		return
 	}
 	w.conn = tc.Conn
-	err := f.writeTo(w)
+	err := f.writeTo(w, s.isClosing)
 	w.conn = nil
 	if errors.Is(err, errWouldBlock) {
 		// The socket is full: a goroutine of s's own waits for it,
@@ -257,12 +268,20 @@ func (s *session) flush(w *rawWriter) {
 		go s.writeBlocked(tc, f, true)
 		return
 	}
+	if errors.Is(err, errBatchCut) {
+		tc.wmu.Unlock()
+		s.dropBatch(f)
+		return
+	}
 	if err != nil {
 		tc.broken = true
 	}
 	tc.wmu.Unlock()
 	s.batchEnded(f, err)
 }
+
+// isClosing reports whether the node has decided to close s.
+func (s *session) isClosing() bool { return s.closing.Load() != nil }
 
 // writeBlocked writes the rest of f, waiting for the socket for at most
 // WriteTimeout per write. It runs on a goroutine of s's own; locked says
@@ -281,7 +300,13 @@ func (s *session) writeBlocked(tc *traceConn, f *frames, locked bool) {
 		s.dropBatch(f)
 		return
 	}
-	err := f.writeTo(tc.Conn)
+	err := f.writeTo(tc.Conn, s.isClosing)
+	if errors.Is(err, errBatchCut) {
+		_ = tc.Conn.SetWriteDeadline(time.Time{})
+		tc.wmu.Unlock()
+		s.dropBatch(f)
+		return
+	}
 	if err != nil {
 		tc.broken = true
 	}
