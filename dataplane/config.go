@@ -3,6 +3,7 @@ package dataplane
 import (
 	"fmt"
 	"net"
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -71,14 +72,22 @@ type Config struct {
 	// HandshakeTimeout bounds writing the 101 response. Default 5s.
 	HandshakeTimeout time.Duration
 
-	// WriteTimeout bounds every write to a client; a client that does not
-	// take a message within it is closed as slow_consumer. Default 10s.
+	// WriteTimeout bounds every write to a client that has to wait for
+	// its socket; a client that does not take a write within it is closed
+	// as slow_consumer. Default 10s.
 	WriteTimeout time.Duration
 	// MaxQueueMessages and MaxQueueBytes bound each connection's outgoing
-	// queue; overflowing either closes it as slow_consumer. Defaults 1024
-	// messages, 4 MiB.
+	// queue, the frames being written included; overflowing either closes
+	// it as slow_consumer. Defaults 1024 messages, 4 MiB.
 	MaxQueueMessages int
 	MaxQueueBytes    int
+	// Writers is the number of goroutines writing queued frames to the
+	// node's connections, shared by all of them (no goroutine per message
+	// or per connection). A writer writes everything a connection has
+	// queued with one system call and never waits for a client: a
+	// connection whose socket is full gets a goroutine of its own until
+	// that write is done (see WriteTimeout). Default GOMAXPROCS.
+	Writers int
 
 	// MaxMessageBytesCap, if set, is this node's own ceiling on the
 	// policy's max_message_bytes (gws buffers a whole frame): a policy above
@@ -214,6 +223,7 @@ func (c *Config) setDefaults() {
 	def(&c.WriteTimeout, DefaultWriteTimeout)
 	defInt(&c.MaxQueueMessages, DefaultMaxQueueMessages)
 	defInt(&c.MaxQueueBytes, DefaultMaxQueueBytes)
+	defInt(&c.Writers, runtime.GOMAXPROCS(0))
 	defInt(&c.MaxSubscriptions, DefaultMaxSubscriptions)
 	defInt(&c.MaxChannelLength, DefaultMaxChannelLength)
 	def(&c.AbuseWindow, DefaultAbuseWindow)

@@ -9,4 +9,8 @@ var (
 	ErrInvalidPolicy = errors.New("dataplane: invalid policy")
 	// ErrDraining: the node is shutting down.
 	ErrDraining = errors.New("dataplane: node is draining")
+
+	// errStreamBroken: a write to the client failed part-way, so nothing
+	// more can be written on its connection, not even a close frame.
+	errStreamBroken = errors.New("dataplane: an earlier write to the client failed; the stream is cut")
 )

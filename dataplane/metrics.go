@@ -155,12 +155,13 @@ func (s *session) countIn(n int) {
 	st.bytesIn.Add(uint64(n))
 }
 
-// countOut counts a message of n bytes written to the client (the writer).
-func (s *session) countOut(n int) {
-	s.msgsOut.Add(1)
+// countOut counts msgs messages of n bytes in all written to the client
+// (the writer, once per batch).
+func (s *session) countOut(msgs, n int) {
+	s.msgsOut.Add(int64(msgs))
 	s.bytesOut.Add(int64(n))
 	st := s.stripe()
-	st.msgsOut.Add(1)
+	st.msgsOut.Add(uint64(msgs))
 	st.bytesOut.Add(uint64(n))
 }
 

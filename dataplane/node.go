@@ -73,6 +73,9 @@ type Node struct {
 	heartbeatNudge chan struct{}
 	heartbeatDone  chan struct{}
 
+	// writers write every connection's queued frames (writer.go).
+	writers *writerPool
+
 	wsServer, metricsServer *http.Server
 	wsLis, metricsLis       net.Listener
 }
@@ -118,6 +121,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.snap.Store(n.buildSnapshot(rev, nil))
 	n.metrics.revision.Set(float64(rev.GetRevision()))
+	n.writers = newWriterPool(cfg.Writers)
 	n.heartbeatNudge = make(chan struct{}, 1)
 	n.heartbeatDone = make(chan struct{})
 	go n.runHeartbeats()
@@ -490,6 +494,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		<-done
 	}
 	n.cancel()
+	n.writers.stop()
 	<-n.heartbeatDone
 	<-n.foldDone
 	// Every count still folding goes out before the sink's last flush;

@@ -330,41 +330,15 @@ func (s *session) sendAck(kind, ch string) {
 	s.send(outItem{op: gws.OpcodeText, data: protocol.AppendAckFrame(nil, kind, ch)})
 }
 
+// send queues a frame for the connection's writer (writer.go). It never
+// blocks: a full queue closes the connection as a slow consumer instead.
 func (s *session) send(it outItem) {
 	switch s.q.push(it, s.node.cfg.MaxQueueMessages, s.node.cfg.MaxQueueBytes) {
-	case pushStartWriter:
-		go s.writeLoop()
+	case pushSchedule:
+		s.node.writers.add(s)
 	case pushOverflow:
 		s.closeWith(wsfleetv1.ErrorClass_ERROR_CLASS_SLOW_CONSUMER,
 			fmt.Sprintf("outgoing queue full (%d messages or %d bytes): the client is not reading", s.node.cfg.MaxQueueMessages, s.node.cfg.MaxQueueBytes))
-	}
-}
-
-// writeLoop drains the queue, one write at a time, each with a deadline.
-// It runs only while there is something to write.
-func (s *session) writeLoop() {
-	for {
-		it, ok := s.q.pop()
-		if !ok {
-			return
-		}
-		var seen uint64
-		if it.op == gws.OpcodePing {
-			seen = s.frames.Load() // a frame counted after this answers the ping
-		}
-		_ = s.conn.SetWriteDeadline(time.Now().Add(s.node.cfg.WriteTimeout))
-		if err := s.conn.WriteMessage(it.op, it.data); err != nil {
-			// gws has closed the connection; OnClose explains why (a write
-			// timeout is a slow consumer).
-			s.q.close()
-			return
-		}
-		if it.op == gws.OpcodePing {
-			s.pingSent(seen)
-		}
-		if it.op == gws.OpcodeText {
-			s.countOut(len(it.data))
-		}
 	}
 }
 
@@ -400,8 +374,8 @@ func (s *session) closeWith(class wsfleetv1.ErrorClass, reason string) {
 const maxCloseReason = 123
 
 func (s *session) writeClose(code uint16, reason string) {
-	// The deadline also cuts a write in flight on the writer goroutine,
-	// which holds gws's write lock.
+	// The deadline also cuts a write in flight on the connection's own
+	// writer goroutine, which holds the write lock (writer.go).
 	_ = s.conn.SetWriteDeadline(time.Now().Add(closeGrace))
 	// The reason must be valid UTF-8 (RFC 6455 §5.5.1; browsers fail the
 	// connection otherwise): cut on a rune boundary, never inside one.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -17,7 +18,7 @@ const (
 	maxLingerBytes = 16 << 20
 )
 
-// traceConn is the net.Conn gws writes a connection through. It does two
+// traceConn is the net.Conn gws writes a connection through. It does three
 // things net.Conn alone does not:
 //
 //   - it adds the X-Trace-ID header to the 101 response gws writes. gws's
@@ -25,6 +26,10 @@ const (
 //     per request; gws writes the whole response in one Write, so the
 //     header is spliced in after the status line of that first write, and
 //     every later write passes straight through;
+//   - it serializes gws's writes with the node's own writer (writer.go),
+//     which writes queued frames straight to the underlying connection,
+//     many per system call (gws writes one frame per call): every write of
+//     either holds wmu for a whole frame or batch of frames;
 //   - it closes lingering, so the close frame reaches the client (Close).
 //
 // gws reads through traceConn too (its Read is the underlying
@@ -33,12 +38,49 @@ type traceConn struct {
 	net.Conn
 	header     []byte // "X-Trace-ID: <id>\r\n", nil once written
 	halfClosed atomic.Bool
+
+	wmu sync.Mutex
+	// closeSent: a close frame was written (or tried); nothing may follow
+	// it. Under wmu.
+	closeSent bool
+	// broken: a write failed, possibly part-way through a frame: the
+	// stream is not frame-aligned any more, so nothing else is written,
+	// not even a close frame. Under wmu.
+	broken bool
 }
 
+// closeFrameByte is the first byte of a server's close frame (FIN, opcode
+// 8). After the 101 response gws writes nothing but close frames: the
+// node queues pings, pongs and messages to its own writer.
+const closeFrameByte = 0x88
+
+// Write is gws's write: the 101 response (or a refusal), then close frames.
 func (c *traceConn) Write(p []byte) (int, error) {
-	if c.header == nil {
-		return c.Conn.Write(p)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.header != nil {
+		return c.writeResponse(p)
 	}
+	if c.broken {
+		return 0, errStreamBroken
+	}
+	if len(p) > 0 && p[0] == closeFrameByte {
+		c.closeSent = true
+		// The node's writer leaves no deadline behind (a pool goroutine's
+		// non-blocking writes would fail on one once it passed), so the
+		// close frame bounds itself: a client that does not read must
+		// not hold the read loop that writes it.
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(closeGrace))
+	}
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		c.broken = true
+	}
+	return n, err
+}
+
+// writeResponse writes the upgrade response with the trace header.
+func (c *traceConn) writeResponse(p []byte) (int, error) {
 	h := c.header
 	c.header = nil
 	i := bytes.Index(p, []byte("\r\n"))

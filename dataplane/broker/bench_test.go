@@ -3,7 +3,9 @@ package broker_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"testing"
+	"time"
 
 	"github.com/wsfleet/wsfleet/dataplane/broker"
 )
@@ -16,7 +18,7 @@ func (s *nop) Deliver([]byte) { s.n++ }
 
 func BenchmarkPublish(b *testing.B) {
 	msg := []byte(`{"text":"hello"}`)
-	for _, subs := range []int{1, 100, 1000} {
+	for _, subs := range []int{1, 100, 1000, 100_000} {
 		b.Run(fmt.Sprintf("%d subscribers", subs), func(b *testing.B) {
 			br := broker.NewInProcess()
 			defer br.Close()
@@ -63,6 +65,57 @@ func BenchmarkPublish(b *testing.B) {
 // counterSub tolerates concurrent Deliver calls.
 type counterSub struct{ counter }
 
+// BenchmarkBuildChannel subscribes n subscribers to one channel, with a
+// publish every 1,000 (so the changes go on under published views), then
+// unsubscribes them all; it reports the time per subscribe and per
+// unsubscribe, and the heap each subscription holds while subscribed.
+func BenchmarkBuildChannel(b *testing.B) {
+	for _, n := range []int{1000, 100_000} {
+		b.Run(fmt.Sprintf("%d subscribers", n), func(b *testing.B) {
+			subs := make([]*nop, n)
+			for i := range subs {
+				subs[i] = &nop{}
+			}
+			ctx := context.Background()
+			var build, drop time.Duration
+			var held uint64
+			for b.Loop() {
+				br := broker.NewInProcess()
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				start := time.Now()
+				for i, s := range subs {
+					if _, err := br.Subscribe("big", s); err != nil {
+						b.Fatal(err)
+					}
+					if i%1000 == 999 {
+						_, _ = br.Publish(ctx, "big", []byte("1"))
+					}
+				}
+				build += time.Since(start)
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				held += after.HeapAlloc - before.HeapAlloc
+				start = time.Now()
+				for i, s := range subs {
+					br.Unsubscribe("big", s)
+					if i%1000 == 999 {
+						_, _ = br.Publish(ctx, "big", []byte("1"))
+					}
+				}
+				drop += time.Since(start)
+				_ = br.Close()
+			}
+			runs := float64(b.N) * float64(n)
+			b.ReportMetric(float64(build.Nanoseconds())/runs, "ns/subscribe")
+			b.ReportMetric(float64(drop.Nanoseconds())/runs, "ns/unsubscribe")
+			b.ReportMetric(float64(held)/runs, "B/subscription")
+			b.ReportMetric(float64(build.Milliseconds())/float64(b.N), "ms/channel-built")
+		})
+	}
+}
+
 func BenchmarkSubscribeUnsubscribe(b *testing.B) {
 	br := broker.NewInProcess()
 	defer br.Close()
@@ -78,5 +131,42 @@ func BenchmarkSubscribeUnsubscribe(b *testing.B) {
 			b.Fatal(err)
 		}
 		br.Unsubscribe("room:42", s)
+	}
+}
+
+// BenchmarkPublishWhileSubscribersChange: parallel publishers on a channel
+// of n subscribers, each also subscribing and unsubscribing a subscriber of
+// its own every 16th operation: publishes meet changes of the list.
+func BenchmarkPublishWhileSubscribersChange(b *testing.B) {
+	msg := []byte(`{"text":"hello"}`)
+	for _, n := range []int{1000, 100_000} {
+		b.Run(fmt.Sprintf("%d subscribers", n), func(b *testing.B) {
+			br := broker.NewInProcess()
+			defer br.Close()
+			for range n {
+				if _, err := br.Subscribe("room:42", &counterSub{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				ctx := context.Background()
+				own := &counterSub{}
+				for i := 0; pb.Next(); i++ {
+					if i%16 == 15 {
+						if _, err := br.Subscribe("room:42", own); err != nil {
+							b.Error(err)
+							return
+						}
+						br.Unsubscribe("room:42", own)
+						continue
+					}
+					if _, err := br.Publish(ctx, "room:42", msg); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
 	}
 }

@@ -75,10 +75,9 @@ const numShards = 64
 // is not usable; use NewInProcess.
 type InProcess struct {
 	seed maphash.Seed
-	// channels maps a channel name to its *subscribers. It is read without
-	// a lock by Publish; a value is replaced, never modified, and only
-	// under the channel's shard mutex, so two writers of one channel never
-	// lose each other's change. Empty channels are deleted.
+	// channels maps a channel name to its *subList. It is read without a
+	// lock by Publish; entries are added and deleted only under the
+	// channel's shard mutex. Empty channels are deleted.
 	channels sync.Map
 	count    atomic.Int64 // entries in channels, for Channels
 	closed   atomic.Bool
@@ -87,14 +86,21 @@ type InProcess struct {
 
 type shard struct {
 	mu sync.Mutex
+	// at is where each subscription of the shard's channels sits in its
+	// channel's list, so that Subscribe finds a duplicate and Unsubscribe
+	// its subscriber in O(1). One map per shard rather than one per
+	// channel: a channel with one subscriber (a user's own channel) then
+	// costs no map of its own.
+	at map[subscription]int
 	// Keep each mutex on its own cache line, so writers on different
 	// shards do not slow each other down through false sharing.
-	_ [56]byte
+	_ [48]byte
 }
 
-// subscribers is one immutable snapshot of a channel's subscribers.
-type subscribers struct {
-	list []Subscriber
+// subscription is the key of shard.at.
+type subscription struct {
+	ch *subList
+	s  Subscriber
 }
 
 // NewInProcess returns an empty in-process broker.
@@ -106,16 +112,16 @@ func (b *InProcess) shard(channel string) *shard {
 	return &b.shards[maphash.String(b.seed, channel)%numShards]
 }
 
-func (b *InProcess) load(channel string) *subscribers {
-	v, ok := b.channels.Load(channel)
+func (b *InProcess) load(name string) *subList {
+	v, ok := b.channels.Load(name)
 	if !ok {
 		return nil
 	}
-	return v.(*subscribers)
+	return v.(*subList)
 }
 
-// Subscribe adds s to channel; see Broker. It copies the channel's
-// subscriber list: O(subscribers of the channel).
+// Subscribe adds s to channel; see Broker. O(1) amortized, whatever the
+// number of subscribers.
 func (b *InProcess) Subscribe(channel string, s Subscriber) (bool, error) {
 	switch {
 	case channel == "":
@@ -131,64 +137,63 @@ func (b *InProcess) Subscribe(channel string, s Subscriber) (bool, error) {
 	if b.closed.Load() {
 		return false, ErrClosed
 	}
-	var old []Subscriber
-	cur := b.load(channel)
-	if cur != nil {
-		old = cur.list
-		for _, x := range old {
-			if x == s {
-				return false, nil
-			}
-		}
-	}
-	list := make([]Subscriber, len(old), len(old)+1)
-	copy(list, old)
-	b.channels.Store(channel, &subscribers{list: append(list, s)})
-	if cur == nil {
+	ch := b.load(channel)
+	if ch == nil {
+		ch = &subList{}
+		b.channels.Store(channel, ch)
 		b.count.Add(1)
+	} else if _, dup := sh.at[subscription{ch, s}]; dup {
+		return false, nil
 	}
+	if sh.at == nil {
+		sh.at = make(map[subscription]int)
+	}
+	sh.at[subscription{ch, s}] = ch.add(s)
 	return true, nil
 }
 
-// Unsubscribe removes s from channel; see Broker. The channel is dropped
-// with its last subscriber.
+// Unsubscribe removes s from channel; see Broker. O(1) (see subList for
+// what a removal copies). The channel is dropped with its last subscriber.
 func (b *InProcess) Unsubscribe(channel string, s Subscriber) bool {
 	sh := b.shard(channel)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	cur := b.load(channel)
-	if cur == nil {
+	ch := b.load(channel)
+	if ch == nil {
 		return false
 	}
-	at := -1
-	for i, x := range cur.list {
-		if x == s {
-			at = i
-			break
-		}
-	}
-	switch {
-	case at < 0:
+	key := subscription{ch, s}
+	i, ok := sh.at[key]
+	if !ok {
 		return false
-	case len(cur.list) == 1:
+	}
+	delete(sh.at, key)
+	if ch.len() == 1 {
 		b.channels.Delete(channel)
 		b.count.Add(-1)
+		ch.clear()
 		return true
 	}
-	list := make([]Subscriber, 0, len(cur.list)-1)
-	list = append(list, cur.list[:at]...)
-	list = append(list, cur.list[at+1:]...)
-	b.channels.Store(channel, &subscribers{list: list})
+	if moved := ch.remove(i); moved != nil {
+		sh.at[subscription{ch, moved}] = i
+	}
 	return true
 }
 
-// Publish calls Deliver on every subscriber of channel, on the caller's
-// goroutine, without taking a lock; see Broker and Fanout.
-// PublishLocal implements Broker: in process, every subscriber is local.
-func (b *InProcess) PublishLocal(channel string, data []byte) (int, error) {
-	return b.Publish(context.Background(), channel, data)
+// subscribers returns the view of ch a publish delivers to: the published
+// one, or, after a change, a new one made under the shard lock.
+func (b *InProcess) subscribers(name string, ch *subList) *view {
+	if v := ch.snap.Load(); v != nil {
+		return v
+	}
+	sh := b.shard(name)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return ch.view()
 }
 
+// Publish calls Deliver on every subscriber of channel, on the caller's
+// goroutine; see Broker and Fanout.
 func (b *InProcess) Publish(ctx context.Context, channel string, data []byte) (int, error) {
 	if b.closed.Load() {
 		return 0, ErrClosed
@@ -201,25 +206,39 @@ func (b *InProcess) Publish(ctx context.Context, channel string, data []byte) (i
 	return b.Fanout(channel, data), nil
 }
 
+// PublishLocal implements Broker: in process, every subscriber is local.
+func (b *InProcess) PublishLocal(channel string, data []byte) (int, error) {
+	return b.Publish(context.Background(), channel, data)
+}
+
 // Fanout encodes the message frame of data on channel once and calls
 // Deliver with it on every subscriber of channel, on the caller's
-// goroutine, without taking a lock; it returns how many it delivered to.
-// A channel nobody subscribes to costs a map lookup and no encoding. A
-// distributed broker uses it to deliver what arrives from the network to
-// this node's subscribers. A panicking Deliver is not recovered here: it
-// unwinds into the caller (a publisher's handler recovers it).
+// goroutine; it returns how many it delivered to. It takes no lock and
+// allocates nothing but the frame, unless the channel's subscribers changed
+// since the last publish (then it takes the channel's shard lock once to
+// publish a new view of them). A channel nobody subscribes to costs a map
+// lookup and no encoding. A distributed broker uses it to deliver what
+// arrives from the network to this node's subscribers. A panicking Deliver
+// is not recovered here: it unwinds into the caller (a publisher's handler
+// recovers it).
 func (b *InProcess) Fanout(channel string, data []byte) int {
-	cur := b.load(channel)
-	if cur == nil {
+	ch := b.load(channel)
+	if ch == nil {
 		return 0
+	}
+	v := b.subscribers(channel, ch)
+	if v.n == 0 {
+		return 0 // its last subscriber left after the lookup
 	}
 	// Shared read-only by every subscriber's queue (see Subscriber): one
 	// allocation per publish, none per subscriber.
 	msg := protocol.AppendMessageFrame(nil, channel, data)
-	for _, s := range cur.list {
-		s.Deliver(msg)
+	for _, c := range v.chunks {
+		for _, s := range c {
+			s.Deliver(msg)
+		}
 	}
-	return len(cur.list)
+	return v.n
 }
 
 // Close drops every subscription; see Broker. It does not notify
@@ -231,8 +250,10 @@ func (b *InProcess) Close() error {
 	// Wait out writers that took their shard lock before the flag was set;
 	// every later one sees the flag.
 	for i := range b.shards {
-		b.shards[i].mu.Lock()
-		b.shards[i].mu.Unlock() // empty on purpose: a barrier
+		sh := &b.shards[i]
+		sh.mu.Lock()
+		sh.at = nil
+		sh.mu.Unlock()
 	}
 	b.channels.Clear()
 	b.count.Store(0)
@@ -246,8 +267,11 @@ func (b *InProcess) Channels() int {
 
 // Subscribers returns how many subscribers channel has.
 func (b *InProcess) Subscribers(channel string) int {
-	if cur := b.load(channel); cur != nil {
-		return len(cur.list)
+	sh := b.shard(channel)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if ch := b.load(channel); ch != nil {
+		return ch.len()
 	}
 	return 0
 }

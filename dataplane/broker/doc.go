@@ -19,12 +19,20 @@
 // no goroutines. Publish runs on the publisher's goroutine and calls
 // Deliver on each subscriber in turn, so Deliver must not block: the node's
 // session only enqueues to its bounded outgoing queue (and, when the queue
-// is full, closes the slow consumer instead of waiting). Publish takes no
-// lock: it loads the channel's subscriber list, an immutable slice, and
-// walks it. Subscribe and Unsubscribe copy that list (O(subscribers of the
-// channel), rare next to publishes) under the mutex of one of 64 shards, so
-// writers of different channels rarely contend and never hold up a
-// publisher.
+// is full, closes the slow consumer instead of waiting). Subscribe and
+// Unsubscribe change a channel's list in place, in O(1) amortized whatever
+// its size (an index per subscription finds a duplicate or the subscriber
+// to remove; a removal moves the last subscriber into the hole), under the
+// mutex of one of 64 shards, so writers of different channels rarely
+// contend. A subscription holds about 70 bytes (BenchmarkBuildChannel).
+// Publish takes no lock and allocates nothing but the frame: it walks an
+// immutable view of the list. A change drops the view; the next publish
+// takes the shard mutex once to publish a new one, which shares the list's
+// chunks of 256 subscribers (copying one slice header per chunk), and a
+// removal copies the chunks it writes if a view may have them. So a
+// publish never waits for a subscriber, nor a subscriber for a publish
+// (however many subscribers it walks), and Deliver may call back into the
+// broker.
 //
 // A publish sees the subscribers of the moment it loaded the list: a
 // subscriber added meanwhile may miss it, one removed meanwhile may still
