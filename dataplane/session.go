@@ -48,10 +48,12 @@ type session struct {
 	openNanos                          int64
 	shard                              uint8 // in Node.sessions
 
-	closing  atomic.Pointer[closeInfo]
-	msgsOut  atomic.Int64
-	bytesOut atomic.Int64
-	q        outQueue
+	closing atomic.Pointer[closeInfo]
+	// publishing: the read loop is in broker.Publish (see publish).
+	publishing atomic.Bool
+	msgsOut    atomic.Int64
+	bytesOut   atomic.Int64
+	q          outQueue
 
 	// heartbeat (see heartbeat.go)
 	frames atomic.Uint64            // frames received from the client, pongs included
@@ -112,7 +114,7 @@ func (h *eventHandler) OnOpen(*gws.Conn) {}
 func (h *eventHandler) OnPing(socket *gws.Conn, payload []byte) {
 	s := sessionOf(socket)
 	s.sawFrame()
-	s.send(outItem{op: gws.OpcodePong, data: append([]byte(nil), payload...)})
+	s.sendInline(outItem{op: gws.OpcodePong, data: append([]byte(nil), payload...)})
 }
 
 func (h *eventHandler) OnPong(socket *gws.Conn, _ []byte) {
@@ -303,7 +305,12 @@ func (s *session) publish(ch string, data []byte) {
 			return
 		}
 	}
+	// While it publishes, a delivery to this connection (it is subscribed
+	// to its own channel) is written at once on this goroutine, as an ack
+	// is (sendInline).
+	s.publishing.Store(true)
 	_, err := s.node.broker.Publish(s.node.ctx, ch, data)
+	s.publishing.Store(false)
 	if err == nil {
 		s.stripe().publishOK.Add(1)
 		return
@@ -319,23 +326,44 @@ func (s *session) publish(ch string, data []byte) {
 // Deliver implements broker.Subscriber. It never blocks: the frame goes
 // to the bounded queue, or the connection is closed as a slow consumer.
 func (s *session) Deliver(msg []byte) {
+	if s.publishing.Load() {
+		s.sendInline(outItem{op: gws.OpcodeText, data: msg})
+		return
+	}
 	s.send(outItem{op: gws.OpcodeText, data: msg})
 }
 
 func (s *session) sendError(code, message string) {
-	s.send(outItem{op: gws.OpcodeText, data: protocol.AppendErrorFrame(nil, code, message)})
+	s.sendInline(outItem{op: gws.OpcodeText, data: protocol.AppendErrorFrame(nil, code, message)})
 }
 
 func (s *session) sendAck(kind, ch string) {
-	s.send(outItem{op: gws.OpcodeText, data: protocol.AppendAckFrame(nil, kind, ch)})
+	s.sendInline(outItem{op: gws.OpcodeText, data: protocol.AppendAckFrame(nil, kind, ch)})
 }
 
 // send queues a frame for the connection's writer (writer.go). It never
 // blocks: a full queue closes the connection as a slow consumer instead.
-func (s *session) send(it outItem) {
+func (s *session) send(it outItem) { s.push(it, false) }
+
+// sendInline is send for a frame the connection's own read loop makes in
+// answer to the client (an ack, an error, a pong, its own publish coming
+// back): when nothing else is queued or being written, the read loop
+// writes it at once, as bare gws writes an echo, instead of waking a pool
+// goroutine for it. The write is the pool's own turn (session.flush): it
+// never waits for the socket, and a socket that takes less hands the rest
+// to a goroutine of the connection's own.
+func (s *session) sendInline(it outItem) { s.push(it, true) }
+
+func (s *session) push(it outItem, inline bool) {
 	switch s.q.push(it, s.node.cfg.MaxQueueMessages, s.node.cfg.MaxQueueBytes) {
 	case pushSchedule:
-		s.node.writers.add(s)
+		if !inline {
+			s.node.writers.add(s)
+			return
+		}
+		w := rawWriters.Get().(*rawWriter)
+		s.flush(w)
+		rawWriters.Put(w)
 	case pushOverflow:
 		s.closeWith(wsfleetv1.ErrorClass_ERROR_CLASS_SLOW_CONSUMER,
 			fmt.Sprintf("outgoing queue full (%d messages or %d bytes): the client is not reading", s.node.cfg.MaxQueueMessages, s.node.cfg.MaxQueueBytes))

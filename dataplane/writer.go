@@ -57,6 +57,10 @@ var errWouldBlock = errors.New("dataplane: write would block")
 // boundary so the close frame can go next.
 var errBatchCut = errors.New("dataplane: batch cut short by a close")
 
+// rawWriters serve the read loops' own writes (session.sendInline); pool
+// goroutines keep one each.
+var rawWriters = sync.Pool{New: func() any { return newRawWriter() }}
+
 var writeBuffers = sync.Pool{New: func() any {
 	b := make([]byte, 0, writeBufferBytes)
 	return &b
