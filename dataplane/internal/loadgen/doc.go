@@ -15,6 +15,9 @@
 //     one has too few ports) subscribing to one channel at once, timed to
 //     the last acknowledgement, server RSS read before and after; then
 //     one publish timed to the last delivery.
+//   - BrokerChannel: the node's broker alone (in this process, no sockets)
+//     building one channel of N subscribers, one publish, unsubscribing
+//     all: the data structure at the full size, whatever the descriptors.
 //
 // Each takes an optional reader of the server's CPU time (ReadCPU:
 // utime + stime from /proc/PID/stat) and reads it, and this process's,

@@ -72,8 +72,26 @@ func Goals(rep *Report) []Goal {
 		return fmt.Sprintf("%.2f (%s / %s)", c.Ratio, grouped(c.Node.PerSecond), grouped(c.Echo.PerSecond)), verdict(c.Met)
 	})
 
+	bc := rep.BrokerChannel
+	bcGoal := fmt.Sprintf("%s subscribers on one channel, the broker alone", grouped(TargetChannelSubscribers))
+	if bc != nil && bc.Subscribers != TargetChannelSubscribers {
+		bcGoal = fmt.Sprintf("%s (not %s) subscribers on one channel, the broker alone", grouped(float64(bc.Subscribers)), grouped(TargetChannelSubscribers))
+	}
+	add(bcGoal+": built", "< "+short(TargetChannelBuild), func() (string, string) {
+		if bc == nil {
+			return "", ""
+		}
+		return short(bc.Build), verdict(bc.Build < TargetChannelBuild && bc.Subscribers >= TargetChannelSubscribers)
+	})
+	add(bcGoal+": memory per subscription", "stated", func() (string, string) {
+		if bc == nil {
+			return "", ""
+		}
+		return signedBytes(bc.BytesPerSubscription) + " Go heap", statusStated
+	})
+
 	ch := rep.Channel
-	chGoal := fmt.Sprintf("%s subscribers on one channel", grouped(TargetChannelSubscribers))
+	chGoal := fmt.Sprintf("%s subscribers on one channel over WebSockets", grouped(TargetChannelSubscribers))
 	// A smaller channel (too few descriptors, or asked for) is judged by
 	// its rate: the target's subscribers in the target's time.
 	scaled := ch != nil && ch.Subscribers != TargetChannelSubscribers

@@ -38,6 +38,11 @@ func WriteTable(w io.Writer, r *Report) error {
 			return err
 		}
 	}
+	if r.BrokerChannel != nil {
+		if err := writeBrokerChannelTable(w, r.BrokerChannel); err != nil {
+			return err
+		}
+	}
 	if r.Channel != nil {
 		if err := writeChannelTable(w, r.Channel); err != nil {
 			return err
@@ -249,6 +254,31 @@ acknowledgement read, so it includes the load's writing and reading.
 Memory: server RSS with every subscription minus with none, the same
 connections open, each read after --settle. Not covered: more than one
 channel per connection, unsubscribing.
+`)
+	return err
+}
+
+// writeBrokerChannelTable prints the broker-alone channel.
+func writeBrokerChannelTable(w io.Writer, c *BrokerChannelResult) error {
+	n := float64(c.Subscribers)
+	if _, err := fmt.Fprintf(w, "\none channel, %s subscribers, the node's broker alone (in this process, no sockets)\n\n", grouped(n)); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(cells ...string) { _, _ = fmt.Fprintln(tw, strings.Join(cells, "\t")) }
+	row("measure", "broker")
+	row("-------", "------")
+	row("build: first subscribe -> last", fmt.Sprintf("%s (%s per subscribe)", short(c.Build), nanos(float64(c.Build.Nanoseconds())/n)))
+	row("memory per subscription", fmt.Sprintf("%s Go heap", signedBytes(c.BytesPerSubscription)))
+	row("one publish -> every Deliver returned", fmt.Sprintf("%s (%s deliveries)", short(c.Publish), grouped(float64(c.Delivered))))
+	row("unsubscribe all", fmt.Sprintf("%s (%s per unsubscribe)", short(c.Unsubscribe), nanos(float64(c.Unsubscribe.Nanoseconds())/n)))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, `
+The data structure alone (dataplane/broker.InProcess): subscribers that
+count deliveries, one goroutine. Not covered: the wire (a subscribe frame
+read and its acknowledgement written), which the next table measures.
 `)
 	return err
 }

@@ -324,6 +324,9 @@ type Report struct {
 	Fanout []FanoutResult `json:"fanout,omitempty"`
 	// Channel is the 100,000-subscriber channel; nil when not run.
 	Channel *ChannelResult `json:"channel,omitempty"`
+	// BrokerChannel is the channel scenario's measurement of the node's
+	// broker alone, at the full --channel-subs whatever the descriptors.
+	BrokerChannel *BrokerChannelResult `json:"broker_channel,omitempty"`
 	// Goals is every target of issue 10 with what this run measured.
 	Goals []Goal `json:"goals,omitempty"`
 	// FanoutNATS is the fan-out across nodes through NATS against the
@@ -743,6 +746,12 @@ func (r *runner) scenario(ctx context.Context, s string) {
 		r.rep.Handshake = r.handshakes(ctx)
 
 	case ScenarioChannel:
+		logf(r.cfg.Progress, "channel: the broker alone: %d subscribers on one channel", r.cfg.ChannelSubs)
+		if res, err := BrokerChannel(ctx, r.cfg.ChannelSubs); err != nil {
+			r.rep.fail(fmt.Errorf("%s: %w", ScenarioChannel, err))
+		} else {
+			r.rep.BrokerChannel = &res
+		}
 		r.rep.Channel = r.channel(ctx)
 
 	case ScenarioFanoutNATS:

@@ -84,8 +84,11 @@ func TestRunMeasuresNodeAndEchoSideBySide(t *testing.T) {
 		c.Delivered != 30 || c.RSSOpen <= 0 || c.RSSSubscribed <= 0 {
 		t.Errorf("channel: %+v, want 30 subscribed and delivered, RSS read", c)
 	}
-	if len(rep.Goals) != 8 {
-		t.Errorf("goals: %+v, want the 8 of issue 10", rep.Goals)
+	if len(rep.Goals) != 10 {
+		t.Errorf("goals: %+v, want the 10 rows of issue 10's goals", rep.Goals)
+	}
+	if b := rep.BrokerChannel; b == nil || b.Subscribers != 30 || b.Delivered != 30 || b.Build <= 0 {
+		t.Errorf("broker channel: %+v, want 30 subscribers built and delivered to", b)
 	}
 	idle := rep.Idle
 	if idle == nil || idle.Node == nil || idle.Echo == nil || idle.Node.Conns != 20 || idle.Echo.Conns != 20 ||
