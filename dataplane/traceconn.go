@@ -39,6 +39,10 @@ type traceConn struct {
 	header     []byte // "X-Trace-ID: <id>\r\n", nil once written
 	halfClosed atomic.Bool
 
+	// closeWanted: gws is about to write a close frame (its answer to the
+	// client's close, a protocol error, the node's WriteClose).
+	closeWanted atomic.Bool
+
 	wmu sync.Mutex
 	// closeSent: a close frame was written (or tried); nothing may follow
 	// it. Under wmu.
@@ -56,6 +60,11 @@ const closeFrameByte = 0x88
 
 // Write is gws's write: the 101 response (or a refusal), then close frames.
 func (c *traceConn) Write(p []byte) (int, error) {
+	if len(p) > 0 && p[0] == closeFrameByte && c.header == nil {
+		// Before waiting for the lock: a batch being written stops at
+		// its next frame boundary for this close frame (writer.go).
+		c.closeWanted.Store(true)
+	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.header != nil {

@@ -284,8 +284,12 @@ func (s *session) flush(w *rawWriter) {
 	s.batchEnded(f, err)
 }
 
-// isClosing reports whether the node has decided to close s.
-func (s *session) isClosing() bool { return s.closing.Load() != nil }
+// isClosing reports whether the connection is closing: the node decided
+// to close it, or gws is about to write a close frame (answering the
+// client's close, or a protocol error).
+func (s *session) isClosing() bool {
+	return s.closing.Load() != nil || s.conn.NetConn().(*traceConn).closeWanted.Load()
+}
 
 // writeBlocked writes the rest of f, waiting for the socket for at most
 // WriteTimeout per write. It runs on a goroutine of s's own; locked says
