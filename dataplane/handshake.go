@@ -15,6 +15,7 @@ import (
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 	"github.com/wsfleet/wsfleet/dataplane/admission"
 	"github.com/wsfleet/wsfleet/dataplane/internal/fold"
+	"github.com/wsfleet/wsfleet/dataplane/protocol"
 )
 
 // ServeHTTP is the handshake path, in the order of DESIGN.md: trace id,
@@ -51,7 +52,10 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		n.reject(w, r, traceID, open, n.drainRejection())
 		return
 	}
-	s, socket, err := n.upgrade(w, r, traceID, ticket, open)
+	// One snapshot for the upgrade and the welcome: the heartbeat the
+	// client is told is the one in force when its connection opened.
+	snap := n.snapshot()
+	s, socket, err := n.upgrade(snap, w, r, traceID, ticket, open)
 	if err != nil {
 		n.loops.Done()
 		ticket.Release()
@@ -113,8 +117,9 @@ var errPipelined = errors.New("dataplane: bytes pipelined after the upgrade requ
 // (errPipelined) and the node upgrades with net/http's reader instead.
 type hijacker struct {
 	http.ResponseWriter
-	header []byte
-	conn   *traceConn
+	header  []byte
+	trailer []byte // the welcome frame, written right behind the 101
+	conn    *traceConn
 	// pipelined is net/http's reader when it holds the client's bytes.
 	pipelined *bufio.Reader
 }
@@ -124,7 +129,7 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("hijack: %w", err)
 	}
-	h.conn = &traceConn{Conn: netConn, header: h.header}
+	h.conn = &traceConn{Conn: netConn, header: h.header, trailer: h.trailer}
 	if brw.Reader.Buffered() > 0 {
 		h.pipelined = brw.Reader
 		return nil, nil, errPipelined
@@ -134,9 +139,21 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 // upgrade hijacks the connection and lets gws answer 101 (with our
 // X-Trace-ID spliced in); gws answers 400 itself if it refuses.
-func (n *Node) upgrade(w http.ResponseWriter, r *http.Request, traceID string, ticket *admission.Ticket, open time.Time) (*session, *gws.Conn, error) {
-	up := n.snapshot().upgrader
-	hj := &hijacker{ResponseWriter: w, header: []byte(admission.TraceHeader + ": " + traceID + "\r\n")}
+func (n *Node) upgrade(snap *snapshot, w http.ResponseWriter, r *http.Request, traceID string, ticket *admission.Ticket, open time.Time) (*session, *gws.Conn, error) {
+	up := snap.upgrader
+	// The welcome goes out in the same write as the 101 (traceConn), so it
+	// is the connection's first frame — before any heartbeat ping, close
+	// or answer to a frame the client pipelined behind its request — and
+	// costs no system call of its own.
+	welcome := protocol.AppendWelcomeFrame(nil, protocol.Welcome{
+		TraceID:           traceID,
+		NodeID:            n.cfg.NodeID,
+		HeartbeatInterval: snap.interval,
+		HeartbeatTimeout:  snap.timeout,
+	})
+	hj := &hijacker{ResponseWriter: w, header: []byte(admission.TraceHeader + ": " + traceID + "\r\n"),
+		trailer: appendFrameHeader(make([]byte, 0, maxFrameHeader+len(welcome)), gws.OpcodeText, len(welcome))}
+	hj.trailer = append(hj.trailer, welcome...)
 	socket, err := up.Upgrade(hj, r)
 	if errors.Is(err, errPipelined) {
 		// net/http's reader holds the first frames; it reads on through
@@ -165,6 +182,8 @@ func (n *Node) upgrade(w http.ResponseWriter, r *http.Request, traceID string, t
 	s.remote = n.capField(fieldRemote, r.RemoteAddr)
 	s.userAgent = unique.Make(n.capField(fieldUserAgent, r.Header.Get("User-Agent"))).Value()
 	s.openNanos = open.UnixNano()
+	n.sessions.assign(s)
+	s.countOut(1, len(welcome))
 	return s, socket, nil
 }
 

@@ -37,6 +37,7 @@ const (
 type traceConn struct {
 	net.Conn
 	header     []byte // "X-Trace-ID: <id>\r\n", nil once written
+	trailer    []byte // written right behind a 101 response (the welcome frame)
 	halfClosed atomic.Bool
 
 	// closeWanted: gws is about to write a close frame (its answer to the
@@ -88,18 +89,20 @@ func (c *traceConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// writeResponse writes the upgrade response with the trace header.
+// writeResponse writes the upgrade response with the trace header and, for
+// a 101, the trailer (the welcome frame) in one write.
 func (c *traceConn) writeResponse(p []byte) (int, error) {
-	h := c.header
-	c.header = nil
+	h, trailer := c.header, c.trailer
+	c.header, c.trailer = nil, nil
 	i := bytes.Index(p, []byte("\r\n"))
 	if i < 0 || !bytes.HasPrefix(p, []byte("HTTP/1.1 101")) {
 		return c.Conn.Write(p)
 	}
-	out := make([]byte, 0, len(p)+len(h))
+	out := make([]byte, 0, len(p)+len(h)+len(trailer))
 	out = append(out, p[:i+2]...)
 	out = append(out, h...)
 	out = append(out, p[i+2:]...)
+	out = append(out, trailer...)
 	if _, err := c.Conn.Write(out); err != nil {
 		return 0, err
 	}

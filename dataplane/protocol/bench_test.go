@@ -14,6 +14,8 @@ func BenchmarkDecodeClientFrame(b *testing.B) {
 	}{
 		{"small publish", `{"type":"publish","channel":"room:42","data":{"user":"ana","text":"hello there","seq":1234}}`},
 		{"subscribe", `{"type":"subscribe","channel":"room:42"}`},
+		{"small publish with id", `{"type":"publish","channel":"room:42","data":{"user":"ana","text":"hello there","seq":1234},"id":"1234"}`},
+		{"ping", `{"type":"ping"}`},
 	}
 	for _, fr := range frames {
 		b.Run(fr.name, func(b *testing.B) {
@@ -53,6 +55,6 @@ func BenchmarkAppendErrorFrame(b *testing.B) {
 	b.ReportAllocs()
 	var buf []byte
 	for b.Loop() {
-		buf = protocol.AppendErrorFrame(buf[:0], protocol.CodeBadChannel, `channel has ' ' at byte 4; allowed are A-Z a-z 0-9 and _ . : @ / -`)
+		buf = protocol.AppendErrorFrame(buf[:0], protocol.CodeBadChannel, `channel has ' ' at byte 4; allowed are A-Z a-z 0-9 and _ . : @ / -`, "")
 	}
 }

@@ -78,4 +78,12 @@
 // EchoServer is the baseline: a net/http server upgrading with gws's
 // Upgrader (default options), the request goroutine gone after the upgrade,
 // nothing kept per connection but gws's own state and read loop.
+//
+// The welcome frame (issue 11): the node's first frame on every connection
+// is {"type":"welcome",...} (about 130 bytes). The node writes it in the same
+// write as its 101 response, so it costs the node an encoding and a few
+// bytes on the wire per handshake, not a system call. The baseline stays the
+// lean one (it sends nothing after its 101): the node's figures above it
+// include the welcome. Every scenario's client skips a welcome off its hot
+// path.
 package loadgen
