@@ -223,10 +223,17 @@ func (c *Client) openFailed(ctx context.Context, traceID string, d *dialer, resp
 			// answered for the node.
 			detail += ": " + err.Error()
 		}
+		// When the node cannot explain (its explain endpoint refuses or
+		// fails), a rejection that carries the node's X-Trace-ID still
+		// names its class by its status wherever the status is the
+		// class's alone: Go, unlike a browser, sees it.
+		unexplained := classUnreachable
 		if resp.Header.Get("X-Trace-ID") == "" {
 			detail += " without X-Trace-ID (not from a wsfleet node)"
+		} else if resp.StatusCode != http.StatusSwitchingProtocols {
+			unexplained = classOfStatus(resp.StatusCode)
 		}
-		return c.explainOr(traceID, signal, detail, classHandshakeFailed, classUnreachable, parseRetryAfter(resp.Header.Get("Retry-After")))
+		return c.explainOr(traceID, signal, detail, classHandshakeFailed, unexplained, parseRetryAfter(resp.Header.Get("Retry-After")))
 	}
 	what := describeNetError(err)
 	if !d.dialed.Load() || strings.HasPrefix(what, "tls") {
@@ -235,6 +242,23 @@ func (c *Client) openFailed(ctx context.Context, traceID string, d *dialer, resp
 		return c.failureOf(classUnreachable, traceID, "no connection", what)
 	}
 	return c.explainOr(traceID, "no response", what, classHandshakeFailed, classUnreachable, 0)
+}
+
+// classOfStatus is the handshake class a node answers with status, when
+// only one class does (403 origin_rejected, 429 rate_limited, …);
+// client_handshake_failed when several do (503) or none.
+func classOfStatus(status int) wsfleetv1.ErrorClass {
+	found := classHandshakeFailed
+	n := 0
+	for _, info := range errclass.All() {
+		if info.Kind == wsfleetv1.EventKind_EVENT_KIND_HANDSHAKE_REJECTED && (info.HTTPStatus == status || info.AltHTTPStatus == status) {
+			found, n = info.Class, n+1
+		}
+	}
+	if n != 1 {
+		return classHandshakeFailed
+	}
+	return found
 }
 
 // ended explains a connection that ended (before or after its welcome).

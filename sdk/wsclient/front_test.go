@@ -245,3 +245,23 @@ func TestASilentNodeIsDeadAfterTheHeartbeatTimeout(t *testing.T) {
 		t.Errorf("stats %+v: the lost connection is not queued for reporting", st)
 	}
 }
+
+func TestANodeThatCannotExplainIsReadByItsStatus(t *testing.T) {
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ws/explain" {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "slow down", http.StatusTooManyRequests)
+			return
+		}
+		w.Header().Set("X-Trace-ID", r.URL.Query().Get("trace_id"))
+		w.Header().Set("Retry-After", "2")
+		http.Error(w, `{"error":"rate_limited"}`, http.StatusTooManyRequests)
+	}))
+	defer front.Close()
+	_, ev := newClient(t, wsclient.Config{URL: "ws" + strings.TrimPrefix(front.URL, "http") + "/ws",
+		MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+	fail, _ := ev.wait(t, 10*time.Second, "disconnected", 0, state(wsclient.StateDisconnected))
+	if f := fail.Failure; f.Name != "rate_limited" || f.RetryAfter != 2*time.Second || fail.Delay < 2*time.Second {
+		t.Errorf("failure %+v, wait %s: want rate_limited from the 429, waiting its Retry-After of 2s", f, fail.Delay)
+	}
+}

@@ -6,6 +6,9 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/wsfleet/wsfleet/api/errclass"
+	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 )
 
 func TestRetryAfterOfAReasonAndAHeader(t *testing.T) {
@@ -114,3 +117,25 @@ func TestConfigIsChecked(t *testing.T) {
 		t.Errorf("Start after Close: %v", err)
 	}
 }
+
+func TestAStatusNamesAClassOnlyWhenItIsTheClasssAlone(t *testing.T) {
+	for _, tt := range []struct {
+		status int
+		want   string
+	}{
+		{403, "origin_rejected"},
+		{401, "unauthorized"},
+		{429, "rate_limited"},
+		{426, "bad_handshake"},
+		{503, "client_handshake_failed"}, // capacity, breaker_open, node_draining
+		{502, "client_handshake_failed"},
+	} {
+		t.Run(fmt.Sprint("HTTP ", tt.status), func(t *testing.T) {
+			if got := errclassName(classOfStatus(tt.status)); got != tt.want {
+				t.Fatalf("classOfStatus(%d) = %s, want %s", tt.status, got, tt.want)
+			}
+		})
+	}
+}
+
+func errclassName(c wsfleetv1.ErrorClass) string { return errclass.Name(c) }
