@@ -110,22 +110,10 @@ func (c *Client) fromRejectClose(code uint16, reason, traceID string) (*Failure,
 		return nil, false
 	}
 	f := c.failureOf(info.Class, traceID, "close "+strconv.Itoa(int(code)), reason)
-	f.RetryAfter = retryAfterOfReason(reason)
-	return f, true
-}
-
-// retryAfterOfReason reads "; retry_after_s=N" from a reject close reason.
-func retryAfterOfReason(reason string) time.Duration {
-	for part := range strings.SplitSeq(reason, ";") {
-		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
-		if !ok || k != "retry_after_s" {
-			continue
-		}
-		if n, err := strconv.ParseUint(v, 10, 32); err == nil {
-			return time.Duration(n) * time.Second
-		}
+	if _, secs, ok := errclass.ParseRejectReason(reason); ok {
+		f.RetryAfter = time.Duration(secs) * time.Second
 	}
-	return 0
+	return f, true
 }
 
 // explanation is the body of a 200 from /ws/explain.

@@ -12,21 +12,30 @@ import (
 )
 
 func TestRetryAfterOfAReasonAndAHeader(t *testing.T) {
+	c, err := New(Config{URL: "ws://127.0.0.1:1/ws"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range []struct {
 		name   string
+		code   uint16
 		reason string
+		class  string
 		want   time.Duration
 	}{
-		{"a reject close reason with retry_after_s", "rate_limited; retry_after_s=3", 3 * time.Second},
-		{"a reason without it", "origin_rejected", 0},
-		{"a garbled number", "capacity; retry_after_s=x", 0},
-		{"a negative number", "capacity; retry_after_s=-4", 0},
+		{"a rate_limited close with retry_after_s", 4429, "rate_limited; retry_after_s=3", "rate_limited", 3 * time.Second},
+		{"an origin_rejected close", 4403, "origin_rejected", "origin_rejected", 0},
+		{"a garbled reason keeps the code's class", 4503, "capacity; retry_after_s=x", "capacity", 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := retryAfterOfReason(tt.reason); got != tt.want {
-				t.Fatalf("retryAfterOfReason(%q) = %s, want %s", tt.reason, got, tt.want)
+			f, ok := c.fromRejectClose(tt.code, tt.reason, "t")
+			if !ok || f.Name != tt.class || f.RetryAfter != tt.want || f.Signal != fmt.Sprint("close ", tt.code) {
+				t.Fatalf("fromRejectClose(%d, %q) = %+v, %t; want %s, retry after %s", tt.code, tt.reason, f, ok, tt.class, tt.want)
 			}
 		})
+	}
+	if _, ok := c.fromRejectClose(1001, "going away", "t"); ok {
+		t.Error("1001 read as a reject close")
 	}
 	for _, tt := range []struct {
 		name, header string
