@@ -54,13 +54,28 @@ func padding(dataBytes int) string {
 var (
 	seqKey    = []byte(`"seq":`)
 	errorType = []byte(`"type":"error"`)
-	ackTypes  = [][]byte{[]byte(`"type":"subscribed"`), []byte(`"type":"unsubscribed"`)}
+	ackTypes  = [][]byte{[]byte(`"type":"subscribed"`), []byte(`"type":"unsubscribed"`), []byte(`"type":"welcome"`), []byte(`"type":"pong"`)}
+	// noticeTypes are the frames of ackTypes that acknowledge nothing the
+	// client sent.
+	noticeTypes = [][]byte{[]byte(`"type":"welcome"`), []byte(`"type":"pong"`)}
 )
+
+// isNotice reports whether a frame is the node's welcome or a pong: skipped
+// like an acknowledgement, but not one.
+func isNotice(b []byte) bool {
+	for _, t := range noticeTypes {
+		if bytes.Contains(b, t) {
+			return true
+		}
+	}
+	return false
+}
 
 // isAck reports whether a frame without a sequence number is the node's
 // acknowledgement of a subscribe or unsubscribe
-// ({"type":"subscribed","channel":"c"}), which scenarios skip. Only called
-// off the hot path, for frames parseSeq refused.
+// ({"type":"subscribed","channel":"c"}), its welcome frame (the first
+// frame of every connection, issue 11) or a pong, which scenarios skip.
+// Only called off the hot path, for frames parseSeq refused.
 func isAck(b []byte) bool {
 	for _, t := range ackTypes {
 		if bytes.Contains(b, t) {
