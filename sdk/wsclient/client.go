@@ -223,7 +223,7 @@ func (c *Client) run() {
 			failures = 0
 			f = c.serve(cn, attempts)
 		}
-		if c.ctx.Err() != nil {
+		if c.ctx.Err() != nil || f == nil {
 			break
 		}
 		c.note(f)

@@ -265,3 +265,25 @@ func TestANodeThatCannotExplainIsReadByItsStatus(t *testing.T) {
 		t.Errorf("failure %+v, wait %s: want rate_limited from the 429, waiting its Retry-After of 2s", f, fail.Delay)
 	}
 }
+
+func TestAnUnreachableNodeSaysWhatFailed(t *testing.T) {
+	plain := httptest.NewServer(http.NotFoundHandler())
+	defer plain.Close()
+	tlsSrv := httptest.NewTLSServer(http.NotFoundHandler())
+	defer tlsSrv.Close()
+	for _, tt := range []struct {
+		name, url, detail string
+	}{
+		{"nothing listening: connection refused", "ws://" + freeAddr(t) + "/ws", "tcp: connection refused"},
+		{"wss to a plain HTTP server: not TLS", "wss://" + strings.TrimPrefix(plain.URL, "http://") + "/ws", "tls: "},
+		{"a certificate nobody vouches for", "wss://" + strings.TrimPrefix(tlsSrv.URL, "https://") + "/ws", "tls: certificate: "},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, ev := newClient(t, wsclient.Config{URL: tt.url, MinBackoff: time.Minute, MaxBackoff: time.Minute})
+			fail, _ := ev.wait(t, 10*time.Second, "disconnected", 0, state(wsclient.StateDisconnected))
+			if f := fail.Failure; f.Name != "client_unreachable" || !f.Retryable || !strings.HasPrefix(f.Detail, tt.detail) {
+				t.Errorf("failure %+v: want a retryable client_unreachable whose detail starts %q", f, tt.detail)
+			}
+		})
+	}
+}
