@@ -24,7 +24,9 @@ import (
 	"github.com/wsfleet/wsfleet/dataplane/admission"
 	"github.com/wsfleet/wsfleet/dataplane/broker"
 	"github.com/wsfleet/wsfleet/dataplane/broker/natsbroker"
+	"github.com/wsfleet/wsfleet/dataplane/internal/explain"
 	"github.com/wsfleet/wsfleet/dataplane/internal/fold"
+	"github.com/wsfleet/wsfleet/dataplane/internal/iplimit"
 )
 
 // snapshot is everything the data path reads from the policy, derived once
@@ -40,6 +42,8 @@ type snapshot struct {
 	// client is over the rate (shorter waits are clock noise).
 	throttleThreshold time.Duration
 	upgrader          *gws.Upgrader
+	// rejectClose: the policy's handshake.reject_with is close.
+	rejectClose bool
 }
 
 // Node is a running wsfleet node.
@@ -66,6 +70,11 @@ type Node struct {
 	drainMu  sync.RWMutex
 	nextConn atomic.Uint64
 	draining atomic.Bool
+	// rejects counts connections being answered with a reject close frame
+	// (rejectclose.go); rejectsDone (under drainMu) stops new ones once
+	// Shutdown waits for them.
+	rejects     sync.WaitGroup
+	rejectsDone bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -75,6 +84,15 @@ type Node struct {
 
 	// writers write every connection's queued frames (writer.go).
 	writers *writerPool
+
+	// explains keeps recent decisions for <Path>/explain (explain.go);
+	// explainLimit and reportLimit rate-limit that endpoint and
+	// <Path>/client-report per client address.
+	explains     *explain.Store
+	explainLimit *iplimit.Limiter
+	reportLimit  *iplimit.Limiter
+	explainAbuse abuseLog
+	reportAbuse  abuseLog
 
 	wsServer, metricsServer *http.Server
 	wsLis, metricsLis       net.Listener
@@ -100,6 +118,9 @@ func New(cfg Config) (*Node, error) {
 	n.events = &eventHandler{node: n}
 	n.metrics = newMetrics(cfg.Registry, cfg.NodeID, cfg.Pool)
 	n.folds = fold.New(fold.Config{Window: cfg.FoldWindow, MaxKeys: cfg.FoldMaxKeys})
+	n.explains = explain.New(explain.Config{Window: cfg.ExplainWindow, MaxRecords: cfg.ExplainMaxRecords, MaxBytes: cfg.ExplainMaxBytes, Now: cfg.Now})
+	n.explainLimit = iplimit.New(iplimit.Config{PerSecond: cfg.ExplainRate, Burst: cfg.ExplainBurst, MaxKeys: cfg.EndpointMaxClients, Now: cfg.Now})
+	n.reportLimit = iplimit.New(iplimit.Config{PerSecond: cfg.ClientReportRate, Burst: cfg.ClientReportBurst, MaxKeys: cfg.EndpointMaxClients, Now: cfg.Now})
 	n.metrics.registerFoldKeys(cfg.Registry, cfg.NodeID, cfg.Pool, n.folds.Len)
 	var err error
 	n.admitter, err = admission.New(admission.Config{
@@ -223,6 +244,7 @@ func (n *Node) buildSnapshot(rev *wsfleetv1.PolicyRevision, prev *snapshot) *sna
 		msgRate:         p.GetLimits().GetMessagesPerSecond(),
 		msgBurst:        p.GetLimits().GetMessageBurst(),
 		maxMessageBytes: int(p.GetLimits().GetMaxMessageBytes()),
+		rejectClose:     policy.RejectWith(p) == wsfleetv1.RejectMode_REJECT_MODE_CLOSE,
 	}
 	s.throttleThreshold = max(time.Second/time.Duration(s.msgRate)/2, 100*time.Microsecond)
 	if prev != nil && prev.maxMessageBytes == s.maxMessageBytes {
@@ -267,6 +289,9 @@ func (n *Node) buildSnapshot(rev *wsfleetv1.PolicyRevision, prev *snapshot) *sna
 //   - messages_per_second, message_burst: each connection's next message.
 //     A changed rate or burst starts a new limiter and a new abuse window;
 //     a change that keeps both keeps the limiter's state.
+//   - handshake.reject_with: the next refused handshake is answered the
+//     new way (HTTP status, or 101 then a 4xxx close frame); open
+//     connections are not concerned.
 //   - max_message_bytes: a lower limit applies to every connection's next
 //     message (a larger frame closes it with 1009); a higher one only to
 //     connections opened after it, because gws bounds (and buffers) a frame
@@ -333,10 +358,14 @@ type gwsLogger struct{ log *logrus.Logger }
 func (l gwsLogger) Error(v ...any) { l.log.Error(v...) }
 
 // Handler is the node's HTTP surface: the WebSocket endpoint at
-// Config.Path; everything else is 404.
+// Config.Path, and next to it <Path>/explain (explain.go) and
+// <Path>/client-report (clientreport.go); everything else is 404.
 func (n *Node) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(n.cfg.Path, n)
+	base := strings.TrimSuffix(n.cfg.Path, "/")
+	mux.HandleFunc(base+"/explain", n.serveExplain)
+	mux.HandleFunc(base+"/client-report", n.serveClientReport)
 	return mux
 }
 
@@ -493,6 +522,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		n.sessions.each(func(s *session) { s.abort() })
 		<-done
 	}
+	n.waitRejects()
 	n.cancel()
 	n.writers.stop()
 	<-n.heartbeatDone
