@@ -17,8 +17,8 @@ import (
 	"github.com/lxzan/gws"
 )
 
-// fakeNode speaks the node's channel protocol (subscribe and its
-// acknowledgement, publish, message, error frames) and checks Origin, and nothing else: the seam the scenarios
+// fakeNode speaks the node's channel protocol (the welcome, subscribe and
+// its acknowledgement, publish, message, error frames) and checks Origin, and nothing else: the seam the scenarios
 // need, without the real node.
 type fakeNode struct {
 	origin string
@@ -122,8 +122,9 @@ func (f *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.maxOpen.Store(n)
 	}
 	f.upgrades.Add(1)
-	// The node's first frame, as the real node's (issue 11).
-	_ = conn.WriteString(`{"type":"welcome","trace_id":"t","node_id":` + strconv.Quote(f.nodeID) +
+	// The node's first frame, which every scenario must skip; its node id
+	// tells the storm's clients which node welcomed them.
+	_ = conn.WriteString(`{"type":"welcome","trace_id":"fake","node_id":` + strconv.Quote(f.nodeID) +
 		`,"heartbeat_interval_ms":25000,"heartbeat_timeout_ms":60000}`)
 	f.loops.Go(conn.ReadLoop)
 	if f.closeAfterOpen > 0 {
