@@ -107,9 +107,10 @@ type StormResult struct {
 	Back      int           `json:"back"`
 	AllBack   bool          `json:"all_back"`
 	BackAfter time.Duration `json:"back_after_ns"`
-	// PeakAccepted is the most handshakes the restarted node accepted in
-	// one second; PeakAttempts the most it saw (accepted and rejected:
-	// 429s, 503s). PerSecond is the accepted ones per second, in order.
+	// PeakAccepted is the most handshakes per second the restarted node
+	// accepted over one window (about a second); PeakAttempts the most it
+	// saw (accepted and refused: 429s, 503s). PerSecond is the accepted
+	// ones per second, window by window.
 	PeakAccepted float64   `json:"peak_accepted_per_second"`
 	PeakAttempts float64   `json:"peak_attempts_per_second"`
 	PerSecond    []float64 `json:"accepted_per_second"`
@@ -119,7 +120,8 @@ type StormResult struct {
 	// GaveUp counts clients that stopped reconnecting (a terminal
 	// failure); must be 0.
 	GaveUp int `json:"gave_up"`
-	// Within: PeakAccepted <= Rate + Burst.
+	// Within: no window had more accepted handshakes than the node's
+	// token bucket lets through one (Rate per second of it, plus Burst).
 	Within bool `json:"within_limit"`
 }
 
@@ -211,7 +213,7 @@ func Storm(ctx context.Context, cfg StormConfig) (StormResult, error) {
 		return res, err
 	}
 	res.Down = time.Since(killed)
-	samples := make(chan []HandshakeCount, 1)
+	samples := make(chan []reading, 1)
 	sctx, stopSampling := context.WithCancel(ctx)
 	go func() { samples <- sample(sctx, read) }()
 	werr := st.await(ctx, cfg.Timeout, func() bool { return st.back.Load()+st.gaveUp.Load() >= n })
@@ -222,17 +224,22 @@ func Storm(ctx context.Context, cfg StormConfig) (StormResult, error) {
 	if res.Back > 0 {
 		res.BackAfter = time.Unix(0, st.lastBack.Load()).Sub(killed)
 	}
+	// Each window is about stormSample long, a little more when a reading
+	// was late: its counts are per second of its own length, and the
+	// node's token bucket lets rate·length + burst through it.
+	res.Within = true
 	for i := 1; i < len(counts); i++ {
+		secs := counts[i].at.Sub(counts[i-1].at).Seconds()
 		acc := counts[i].Accepted - counts[i-1].Accepted
 		att := acc + counts[i].Rejected - counts[i-1].Rejected
-		res.PerSecond = append(res.PerSecond, acc)
-		res.PeakAccepted = max(res.PeakAccepted, acc)
-		res.PeakAttempts = max(res.PeakAttempts, att)
+		res.PerSecond = append(res.PerSecond, acc/secs)
+		res.PeakAccepted = max(res.PeakAccepted, acc/secs)
+		res.PeakAttempts = max(res.PeakAttempts, att/secs)
+		res.Within = res.Within && acc <= float64(cfg.Rate)*secs+float64(cfg.Burst)
 	}
 	if len(counts) > 0 {
 		res.Rejected = counts[len(counts)-1].Rejected
 	}
-	res.Within = res.PeakAccepted <= float64(res.Limit())
 	if werr != nil {
 		return res, fmt.Errorf("storm: %w: %d of %d clients back within %s, %d gave up", werr, res.Back, n, cfg.Timeout, res.GaveUp)
 	}
@@ -255,14 +262,20 @@ func (s *stormState) await(ctx context.Context, timeout time.Duration, done func
 	return nil
 }
 
+// reading is the node's counters and when they were read.
+type reading struct {
+	HandshakeCount
+	at time.Time
+}
+
 // sample reads the node's counters at once and then every stormSample
 // until ctx ends (and once more then), so that each pair of readings is
 // one window. A failed reading is skipped.
-func sample(ctx context.Context, read func() (HandshakeCount, error)) []HandshakeCount {
-	var out []HandshakeCount
+func sample(ctx context.Context, read func() (HandshakeCount, error)) []reading {
+	var out []reading
 	take := func() {
 		if c, err := read(); err == nil {
-			out = append(out, c)
+			out = append(out, reading{c, time.Now()})
 		}
 	}
 	take()
