@@ -342,10 +342,11 @@ generate fix-generated: $(BUF) ## buf generate
 # does not hide every other figure; the target fails if either did. The
 # load tool pins the servers to one CPU and itself to the others (--pin
 # auto; nothing is pinned on a one-CPU machine, and it says so), runs the
-# fan-out with 1 and 32 messages in flight, and ends with the goals of
-# issue 10, each measured beside its target. BENCH_PIN=off to share CPUs.
+# fan-out with 1 and 32 messages in flight and the reconnect storm, and
+# ends with the goals of issues 10 and 11, each measured beside its
+# target. BENCH_PIN=off to share CPUs.
 BENCH_PIN ?= auto
-bench: build $(ETCD) $(NATS_SERVER) ## Go benchmarks, then the load tool: the node vs bare gws with CPU per operation, fan-out, a 100,000-subscriber channel, fan-out through NATS, policy propagation; the goals table last
+bench: build $(ETCD) $(NATS_SERVER) ## Go benchmarks, then the load tool: the node vs bare gws with CPU per operation, fan-out, a 100,000-subscriber channel, a 5,000-client reconnect storm, fan-out through NATS, policy propagation; the goals tables last
 	@failed=; \
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./... || failed="Go benchmarks"; \
 	$(BIN)/wsfleet-bench run --node-bin $(BIN)/wsfleet-node --control-bin $(BIN)/wsfleet-control \

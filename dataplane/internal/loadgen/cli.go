@@ -30,8 +30,9 @@ commands:
                across two nodes through NATS against one node's; with
                --control-bin, also start wsfleet-control and measure policy
                propagation to thousands of policy clients, and with
-               --etcd-bin the same over control-plane replicas on etcd
-               (run -h for flags)
+               --etcd-bin the same over control-plane replicas on etcd;
+               and a reconnect storm: 5,000 Go clients (sdk/wsclient),
+               the node restarted under them (run -h for flags)
   echo-server  serve the bare gws echo baseline (started by run)
 `
 
@@ -78,6 +79,10 @@ func runFlags(args []string, stderr io.Writer) (cfg RunConfig, out string, err e
 		"comma-separated fan-out windows (most messages not yet delivered to every subscriber), one fan-out run each; fanout-nats runs with the largest")
 	fs.IntVar(&cfg.Handshakes, "handshakes", DefaultHandshakes, "handshakes per server, split over --rounds alternating rounds")
 	fs.IntVar(&cfg.ChannelSubs, "channel-subs", DefaultChannelSubscribers, "channel: subscribers on the one channel (each a connection: this process and the node need a descriptor for each)")
+	fs.IntVar(&cfg.StormClients, "storm-clients", DefaultStormClients, "storm: sdk/wsclient clients connected when the node restarts (each a descriptor here and in the node)")
+	fs.IntVar(&cfg.StormRate, "storm-rate", DefaultStormRate, "storm: the node's limits.handshakes_per_second")
+	fs.IntVar(&cfg.StormBurst, "storm-burst", DefaultStormBurst, "storm: the node's limits.handshake_burst")
+	fs.DurationVar(&cfg.StormTimeout, "storm-timeout", DefaultStormTimeout, "storm: bound on connecting every client, and on every client coming back after the restart")
 	fs.DurationVar(&cfg.Settle, "settle", DefaultSettle, "idle and channel: wait before reading RSS")
 	pin := fs.String("pin", "off", `CPUs: "off", "auto" (servers on the highest CPU, the load on the others; with one CPU nothing is pinned), or "server=1,load=0"`)
 	fs.BoolVar(&cfg.NodePprof, "node-pprof", false, "start the nodes with --pprof and print where to profile them")
@@ -101,6 +106,8 @@ func runFlags(args []string, stderr io.Writer) (cfg RunConfig, out string, err e
 		{"duration", int64(cfg.Duration)}, {"rounds", int64(cfg.Rounds)}, {"clients", int64(cfg.Clients)}, {"idle-conns", int64(cfg.IdleConns)},
 		{"fanout-subs", int64(cfg.FanoutSubs)}, {"fanout-messages", int64(cfg.FanoutMessages)},
 		{"channel-subs", int64(cfg.ChannelSubs)}, {"handshakes", int64(cfg.Handshakes)}, {"settle", int64(cfg.Settle)},
+		{"storm-clients", int64(cfg.StormClients)}, {"storm-rate", int64(cfg.StormRate)}, {"storm-burst", int64(cfg.StormBurst)},
+		{"storm-timeout", int64(cfg.StormTimeout)},
 		{"propagation-applies", int64(cfg.PropagationApplies)}, {"propagation-per-conn", int64(cfg.ClientsPerConn)},
 		{"replicas", int64(cfg.Replicas)},
 	} {

@@ -22,6 +22,13 @@
 // Each takes an optional reader of the server's CPU time (ReadCPU:
 // utime + stime from /proc/PID/stat) and reads it, and this process's,
 // around exactly its measured phase, for CPU per operation.
+//   - Storm: N sdk/wsclient clients (full-jitter backoff, Retry-After
+//     honoured: what an app gets) connected to a node, the node killed
+//     and restarted at the same address (a Restart function the caller
+//     gives), timed from the kill to the last client's welcome from the
+//     restarted node (its id says which node welcomed), with the new
+//     node's handshake counters read every second for the peak accepted
+//     and attempted per second, and the clients that gave up counted.
 //   - Propagation: N policy clients (sdk/policyclient, in this process)
 //     watching a control plane, or its replicas, spread evenly; K policy
 //     applies, each timed from the ApplyPolicy call to the control plane
@@ -32,7 +39,9 @@
 // child processes, runs the scenarios against both (idle first, while both
 // are fresh; the round-trip and handshake comparisons in alternating
 // rounds, so drifting background load hits both sides alike; the fan-out
-// once per window; the channel on a node of its own) and collects a Report
+// once per window; the channel and the storm each on a node of its own,
+// the storm's policy limiting handshakes to --storm-rate plus
+// --storm-burst) and collects a Report
 // ending with Goals, every target of issue 10 beside what was measured;
 // Main is the command line. Run raises its descriptor limit (which the
 // children inherit) to what the scenarios need, or as far as the hard
@@ -58,6 +67,12 @@
 // by a count and by a deadline; a lost reply fails the scenario after
 // ReplyTimeout instead of hanging it. Cancelling the context aborts dials
 // and waits.
+//
+// Storm's clients own their goroutines (sdk/wsclient: a run goroutine, and
+// per connection a read loop and a heartbeat goroutine); their OnEvent
+// callbacks only add to atomics and signal a one-slot channel; Storm
+// closes every client (64 at a time) before it returns, and its counter
+// sampler goroutine is joined before it reads the samples.
 //
 // Propagation runs each policy client's Run on a goroutine of its own
 // (policyclient adds its apply goroutine, gRPC its stream goroutines), all

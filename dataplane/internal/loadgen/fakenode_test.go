@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strconv"
@@ -30,6 +31,8 @@ type fakeNode struct {
 	closeAfterOpen time.Duration
 	// noAck subscribes without acknowledging.
 	noAck bool
+	// nodeID is the welcome frame's node_id.
+	nodeID string
 
 	upgrader *gws.Upgrader
 	srv      *http.Server
@@ -49,6 +52,18 @@ type fakeNode struct {
 }
 
 type fakeOption func(*fakeNode)
+
+// serveMetrics serves the fake's handshake counters on ln as the node's
+// /metrics does (wsfleet_node_handshakes_total by result), until the
+// returned server is closed.
+func (f *fakeNode) serveMetrics(ln net.Listener) *http.Server {
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = fmt.Fprintf(w, "wsfleet_node_handshakes_total{node_id=%q,pool=\"default\",result=\"accepted\"} %d\n", f.nodeID, f.upgrades.Load())
+		_, _ = fmt.Fprintf(w, "wsfleet_node_handshakes_total{node_id=%q,pool=\"default\",result=\"origin_rejected\"} %d\n", f.nodeID, f.rejected.Load())
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	return srv
+}
 
 func startFakeNode(t *testing.T, opts ...fakeOption) *fakeNode {
 	t.Helper()
@@ -107,8 +122,10 @@ func (f *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.maxOpen.Store(n)
 	}
 	f.upgrades.Add(1)
-	// The node's first frame, which every scenario must skip.
-	_ = conn.WriteString(`{"type":"welcome","trace_id":"fake","node_id":"fake","heartbeat_interval_ms":25000,"heartbeat_timeout_ms":60000}`)
+	// The node's first frame, which every scenario must skip; its node id
+	// tells the storm's clients which node welcomed them.
+	_ = conn.WriteString(`{"type":"welcome","trace_id":"fake","node_id":` + strconv.Quote(f.nodeID) +
+		`,"heartbeat_interval_ms":25000,"heartbeat_timeout_ms":60000}`)
 	f.loops.Go(conn.ReadLoop)
 	if f.closeAfterOpen > 0 {
 		f.timers = append(f.timers, time.AfterFunc(f.closeAfterOpen, func() { _ = conn.WriteClose(1008, nil) }))

@@ -1,6 +1,9 @@
 package loadgen
 
-import "fmt"
+import (
+	"fmt"
+	"strconv"
+)
 
 // Goal is one target of issue 10 beside what a run measured.
 type Goal struct {
@@ -162,4 +165,45 @@ func GoalsFootnote(rep *Report) string {
 	return fmt.Sprintf("* %s. The build is judged as a rate, which carries over to %s only if a subscribe costs the same "+
 		"whatever the channel's size; the memory per subscription carries over as it is; the publish takes longer with more subscribers.",
 		why, grouped(TargetChannelSubscribers))
+}
+
+// TargetStormClients is the reconnect storm's size in issue 11.
+const TargetStormClients = 5000
+
+// StormGoals lists the goals of issue 11's reconnect storm with what rep
+// measured for them.
+func StormGoals(rep *Report) []Goal {
+	st := rep.Storm
+	name := fmt.Sprintf("reconnect storm, %s clients, node restarted", grouped(TargetStormClients))
+	if st != nil && st.Clients != TargetStormClients {
+		name = fmt.Sprintf("reconnect storm, %s clients (not %s), node restarted", grouped(float64(st.Clients)), grouped(TargetStormClients))
+	}
+	measured := st != nil && st.Clients > 0 && st.Back > 0
+	limit := "<= rate + burst"
+	if st != nil {
+		limit = fmt.Sprintf("<= rate + burst (%s)", grouped(float64(st.Limit())))
+	}
+	return []Goal{
+		goalOf(name+": time until all are back", "stated", measured, func() (string, string) {
+			if !st.AllBack {
+				return fmt.Sprintf("> %s (%s of %s back)", short(st.BackAfter), grouped(float64(st.Back)), grouped(float64(st.Clients))), statusStated
+			}
+			return short(st.BackAfter), statusStated
+		}),
+		goalOf(name+": peak handshakes/s at the node", limit, measured, func() (string, string) {
+			return fmt.Sprintf("%s accepted, %s with refused", grouped(st.PeakAccepted), grouped(st.PeakAttempts)), verdict(st.Within)
+		}),
+		goalOf(name+": clients that gave up", "0", measured, func() (string, string) {
+			return strconv.Itoa(st.GaveUp), verdict(st.GaveUp == 0 && st.AllBack)
+		}),
+	}
+}
+
+// goalOf is a goal measured by figure when measured, else "not measured".
+func goalOf(goal, target string, measured bool, figure func() (string, string)) Goal {
+	g := Goal{Goal: goal, Target: target, Measured: "-", Status: statusNotMeasured}
+	if measured {
+		g.Measured, g.Status = figure()
+	}
+	return g
 }

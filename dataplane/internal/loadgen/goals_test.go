@@ -215,3 +215,51 @@ func TestChannel(t *testing.T) {
 		}
 	})
 }
+
+func TestStormGoals(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		rep  *Report
+		want []string
+	}{
+		{
+			name: "a storm within the limit, every client back",
+			rep: &Report{Storm: &StormResult{Clients: 5000, Rate: 1000, Burst: 1000, Back: 5000, AllBack: true,
+				BackAfter: 7 * time.Second, PeakAccepted: 1900, PeakAttempts: 2300, Within: true}},
+			want: []string{
+				"reconnect storm, 5,000 clients, node restarted: time until all are back|7s|stated|-",
+				"reconnect storm, 5,000 clients, node restarted: peak handshakes/s at the node|1,900 accepted, 2,300 with refused|<= rate + burst (2,000)|ok",
+				"reconnect storm, 5,000 clients, node restarted: clients that gave up|0|0|ok",
+			},
+		},
+		{
+			name: "a smaller storm says so; clients that gave up miss the goal",
+			rep: &Report{Storm: &StormResult{Clients: 200, Rate: 100, Burst: 100, Back: 190, GaveUp: 10,
+				BackAfter: 2 * time.Second, PeakAccepted: 150, PeakAttempts: 150, Within: true}},
+			want: []string{
+				"reconnect storm, 200 clients (not 5,000), node restarted: time until all are back|> 2s (190 of 200 back)|stated|-",
+				"reconnect storm, 200 clients (not 5,000), node restarted: peak handshakes/s at the node|150 accepted, 150 with refused|<= rate + burst (200)|ok",
+				"reconnect storm, 200 clients (not 5,000), node restarted: clients that gave up|10|0|MISSED",
+			},
+		},
+		{
+			name: "no storm: nothing measured",
+			rep:  &Report{},
+			want: []string{
+				"reconnect storm, 5,000 clients, node restarted: time until all are back|-|stated|not measured",
+				"reconnect storm, 5,000 clients, node restarted: peak handshakes/s at the node|-|<= rate + burst|not measured",
+				"reconnect storm, 5,000 clients, node restarted: clients that gave up|-|0|not measured",
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var rows []string
+			for _, g := range StormGoals(tc.rep) {
+				rows = append(rows, strings.Join([]string{g.Goal, g.Measured, g.Target, g.Status}, "|"))
+			}
+			if strings.Join(rows, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("goals:\n%s\nwant:\n%s", strings.Join(rows, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+}

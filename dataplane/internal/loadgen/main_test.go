@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -88,7 +89,7 @@ func fakeNodeMain(ctx context.Context, args []string) int {
 	listen := fs.String("listen", "", "")
 	metrics := fs.String("metrics-addr", "", "")
 	policyPath := fs.String("policy-file", "", "")
-	fs.String("node-id", "", "")
+	nodeID := fs.String("node-id", "", "")
 	fs.String("log-format", "", "")
 	broker := fs.String("broker", "", "")
 	if err := fs.Parse(args); err != nil {
@@ -112,10 +113,21 @@ func fakeNodeMain(ctx context.Context, args []string) int {
 	if nats, ok := strings.CutPrefix(*broker, "nats://"); ok {
 		return serveProxy(ctx, nats, nodeReadyMsg, "ws_addr")
 	}
-	f, err := newFakeNode(*listen, allow[0])
+	f, err := newFakeNode(*listen, allow[0], func(f *fakeNode) { f.nodeID = *nodeID })
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
+	}
+	metricsAddr := *metrics
+	if metricsAddr != "" && metricsAddr != "-" {
+		ln, err := net.Listen("tcp", metricsAddr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		metricsAddr = ln.Addr().String()
+		srv := f.serveMetrics(ln)
+		defer func() { _ = srv.Close() }()
 	}
 	if pf := os.Getenv(pidFileEnv); pf != "" {
 		if err := os.WriteFile(pf, []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
@@ -125,7 +137,7 @@ func fakeNodeMain(ctx context.Context, args []string) int {
 	}
 	// A line before the ready one, as a real node logs its policy first.
 	fmt.Fprintln(os.Stderr, `{"level":"info","msg":"policy applied","revision":0}`)
-	fmt.Fprintf(os.Stderr, `{"level":"info","msg":"node listening","ws_addr":%q,"metrics_addr":%q}`+"\n", f.addr(), *metrics)
+	fmt.Fprintf(os.Stderr, `{"level":"info","msg":"node listening","ws_addr":%q,"metrics_addr":%q}`+"\n", f.addr(), metricsAddr)
 	<-ctx.Done()
 	f.shutdown()
 	return 0

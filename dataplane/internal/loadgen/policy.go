@@ -44,7 +44,11 @@ func BenchPolicy(origin string) *wsfleetv1.Policy {
 // returns its path. The policy is validated first, so a bench never starts
 // a node that would refuse it.
 func writePolicyFile(dir, origin string) (string, error) {
-	p := BenchPolicy(origin)
+	return writePolicy(dir, "bench-policy.yaml", BenchPolicy(origin))
+}
+
+// writePolicy validates p and writes it as the policy file name in dir.
+func writePolicy(dir, name string, p *wsfleetv1.Policy) (string, error) {
 	if err := policy.Check(p); err != nil {
 		return "", fmt.Errorf("%w: bench policy: %v", ErrConfig, err)
 	}
@@ -52,7 +56,7 @@ func writePolicyFile(dir, origin string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: bench policy: %v", ErrConfig, err)
 	}
-	path := filepath.Join(dir, "bench-policy.yaml")
+	path := filepath.Join(dir, name)
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		return "", fmt.Errorf("loadgen: writing the bench policy: %w", err)
 	}

@@ -14,12 +14,13 @@ import (
 
 // WriteTable prints the report as aligned tables, node and bare gws side
 // by side (with the servers' CPU per operation), the node's fan-out at
-// each window, the channel of 100,000 subscribers, then the fan-out
+// each window, the channel of 100,000 subscribers, the reconnect storm,
+// then the fan-out
 // through NATS beside the in-process one, then the control plane's policy
 // propagation (embedded store and etcd replicas side by side), each target
 // followed by ok or MISSED, each table followed by what its figures do not
-// cover, then the goals of issue 10 in one table, skipped scenarios and
-// every error.
+// cover, then the goals of issue 10 in one table and those of issue 11 in
+// another, skipped scenarios and every error.
 func WriteTable(w io.Writer, r *Report) error {
 	if _, err := fmt.Fprintf(w, "wsfleet-bench: on loopback, %s, %d CPUs, started %s\n",
 		r.GoVersion, r.CPUs, r.Started.Format(time.RFC3339)); err != nil {
@@ -48,6 +49,11 @@ func WriteTable(w io.Writer, r *Report) error {
 			return err
 		}
 	}
+	if r.Storm != nil {
+		if err := writeStormTable(w, r.Storm); err != nil {
+			return err
+		}
+	}
 	if r.FanoutNATS != nil {
 		if err := writeFanoutNATSTable(w, r.FanoutNATS, r.Settings); err != nil {
 			return err
@@ -65,7 +71,12 @@ func WriteTable(w io.Writer, r *Report) error {
 		}
 	}
 	if len(r.Goals) > 0 {
-		if err := writeGoals(w, r.Goals, GoalsFootnote(r)); err != nil {
+		if err := writeGoals(w, 10, r.Goals, GoalsFootnote(r)); err != nil {
+			return err
+		}
+	}
+	if len(r.StormGoals) > 0 {
+		if err := writeGoals(w, 11, r.StormGoals, ""); err != nil {
 			return err
 		}
 	}
@@ -283,9 +294,9 @@ read and its acknowledgement written), which the next table measures.
 	return err
 }
 
-// writeGoals prints every goal of issue 10 with its measured figure.
-func writeGoals(w io.Writer, goals []Goal, footnote string) error {
-	if _, err := io.WriteString(w, "\ngoals (issue 10), measured in this run\n\n"); err != nil {
+// writeGoals prints the goals of an issue with their measured figures.
+func writeGoals(w io.Writer, issue int, goals []Goal, footnote string) error {
+	if _, err := fmt.Fprintf(w, "\ngoals (issue %d), measured in this run\n\n", issue); err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -658,4 +669,37 @@ func short(d time.Duration) string {
 		unit *= 10
 	}
 	return d.Round(unit).String()
+}
+
+// writeStormTable prints the reconnect storm.
+func writeStormTable(w io.Writer, r *StormResult) error {
+	if _, err := fmt.Fprintf(w, "\nreconnect storm: %s sdk/wsclient clients, the node restarted (SIGKILL, same address)\n\n", grouped(float64(r.Clients))); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(cells ...string) { _, _ = fmt.Fprintln(tw, strings.Join(cells, "\t")) }
+	row("measure", "node")
+	row("-------", "----")
+	row("policy: handshakes/s + burst", fmt.Sprintf("%s + %s = %s/s", grouped(float64(r.Rate)), grouped(float64(r.Burst)), grouped(float64(r.Limit()))))
+	row("all connected at the start", short(r.Connected))
+	row("node down (kill -> serving again)", short(r.Down))
+	if r.AllBack {
+		row("all back (kill -> last welcome)", short(r.BackAfter))
+	} else {
+		row("all back (kill -> last welcome)", fmt.Sprintf("not all: %s of %s back", grouped(float64(r.Back)), grouped(float64(r.Clients))))
+	}
+	row("peak accepted handshakes/s at the node", fmt.Sprintf("%s (limit %s)", grouped(r.PeakAccepted), grouped(float64(r.Limit()))))
+	row("peak handshakes/s at the node, refused included", grouped(r.PeakAttempts))
+	row("handshakes refused while they came back", grouped(r.Rejected))
+	row("clients that gave up", strconv.Itoa(r.GaveUp))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, `
+Every client is an sdk/wsclient client with its defaults (full-jitter
+backoff 500ms -> 20s, honouring Retry-After), all from one process on
+loopback. Peaks are per one-second window of the node's
+wsfleet_node_handshakes_total, read every second from the restart on.
+`)
+	return err
 }

@@ -40,6 +40,10 @@ const (
 	// control-plane replicas on one etcd: it runs only when ControlBin and
 	// EtcdBin are set.
 	ScenarioPropagationEtcd = "propagation-etcd"
+	// ScenarioStorm is the reconnect storm of issue 11: RunConfig.StormClients
+	// sdk/wsclient clients on a node of its own, the node restarted, the
+	// recovery measured.
+	ScenarioStorm = "storm"
 )
 
 // AllScenarios in the order Run runs them. Idle goes first, while both
@@ -48,11 +52,11 @@ const (
 // last: its thousands of in-process clients leave this process's heap and
 // scheduler busier than the node scenarios should find them.
 var AllScenarios = []string{ScenarioIdle, ScenarioRoundtrip, ScenarioFanout, ScenarioFanoutNATS, ScenarioHandshake,
-	ScenarioChannel, ScenarioPropagation, ScenarioPropagationEtcd}
+	ScenarioChannel, ScenarioStorm, ScenarioPropagation, ScenarioPropagationEtcd}
 
 // nodeScenarios are those that need the node (the channel scenario starts
 // one of its own, from the same binary).
-var nodeScenarios = []string{ScenarioIdle, ScenarioRoundtrip, ScenarioFanout, ScenarioFanoutNATS, ScenarioHandshake, ScenarioChannel}
+var nodeScenarios = []string{ScenarioIdle, ScenarioRoundtrip, ScenarioFanout, ScenarioFanoutNATS, ScenarioHandshake, ScenarioChannel, ScenarioStorm}
 
 // sharedNodeScenarios are those that run on the node Run starts first.
 var sharedNodeScenarios = []string{ScenarioIdle, ScenarioRoundtrip, ScenarioFanout, ScenarioFanoutNATS, ScenarioHandshake}
@@ -182,8 +186,15 @@ type RunConfig struct {
 	// ChannelSubs is the channel scenario's subscribers. Default
 	// DefaultChannelSubscribers.
 	ChannelSubs int
-	Dialers     int
-	Settle      time.Duration // idle and channel: wait before an RSS reading
+	// StormClients, StormRate and StormBurst are the reconnect storm's
+	// clients and its node's handshake rate and burst. Defaults
+	// DefaultStormClients, DefaultStormRate, DefaultStormBurst.
+	StormClients, StormRate, StormBurst int
+	// StormTimeout bounds the storm's initial connect and its recovery,
+	// each. Default DefaultStormTimeout.
+	StormTimeout time.Duration
+	Dialers      int
+	Settle       time.Duration // idle and channel: wait before an RSS reading
 
 	// Pin places the servers and the load on CPUs of their own (see
 	// ParsePin); the zero Pin places nothing.
@@ -233,7 +244,8 @@ func (c *RunConfig) fill() error {
 	}
 	if c.Duration < 0 || c.Rounds < 0 || c.Clients < 0 || c.IdleConns < 0 || c.FanoutSubs < 0 || c.FanoutMessages < 0 ||
 		c.ChannelSubs < 0 || c.Handshakes < 0 || c.Dialers < 0 || c.Settle < 0 || c.StartTimeout < 0 || c.StopTimeout < 0 ||
-		c.PropagationApplies < 0 || c.ClientsPerConn < 0 || c.Replicas < 0 {
+		c.PropagationApplies < 0 || c.ClientsPerConn < 0 || c.Replicas < 0 ||
+		c.StormClients < 0 || c.StormRate < 0 || c.StormBurst < 0 || c.StormTimeout < 0 {
 		return fmt.Errorf("%w: negative count or duration", ErrConfig)
 	}
 	for _, n := range c.PropagationClients {
@@ -262,6 +274,10 @@ func (c *RunConfig) fill() error {
 		c.FanoutWindows = DefaultFanoutWindows
 	}
 	c.ChannelSubs = withDefault(c.ChannelSubs, DefaultChannelSubscribers)
+	c.StormClients = withDefault(c.StormClients, DefaultStormClients)
+	c.StormRate = withDefault(c.StormRate, DefaultStormRate)
+	c.StormBurst = withDefault(c.StormBurst, DefaultStormBurst)
+	c.StormTimeout = withDefault(c.StormTimeout, DefaultStormTimeout)
 	c.Handshakes = withDefault(c.Handshakes, DefaultHandshakes)
 	c.Dialers = withDefault(c.Dialers, DefaultDialers)
 	c.Settle = withDefault(c.Settle, DefaultSettle)
@@ -297,6 +313,9 @@ func (c *RunConfig) descriptors() uint64 {
 	if c.wants(ScenarioChannel) {
 		n = max(n, c.ChannelSubs)
 	}
+	if c.wants(ScenarioStorm) {
+		n = max(n, c.StormClients)
+	}
 	return uint64(n + descriptorSlack)
 }
 
@@ -327,8 +346,12 @@ type Report struct {
 	// BrokerChannel is the channel scenario's measurement of the node's
 	// broker alone, at the full --channel-subs whatever the descriptors.
 	BrokerChannel *BrokerChannelResult `json:"broker_channel,omitempty"`
-	// Goals is every target of issue 10 with what this run measured.
-	Goals []Goal `json:"goals,omitempty"`
+	// Storm is the reconnect storm; nil when not run.
+	Storm *StormResult `json:"storm,omitempty"`
+	// Goals is every target of issue 10 with what this run measured;
+	// StormGoals those of issue 11 (the reconnect storm).
+	Goals      []Goal `json:"goals,omitempty"`
+	StormGoals []Goal `json:"storm_goals,omitempty"`
 	// FanoutNATS is the fan-out across nodes through NATS against the
 	// node alone; nil when skipped.
 	FanoutNATS *FanoutComparison    `json:"fanout_nats,omitempty"`
@@ -362,6 +385,7 @@ type Settings struct {
 	FanoutWindows  []int    `json:"fanout_windows"`
 	Handshakes     int      `json:"handshakes"`
 	ChannelSubs    int      `json:"channel_subscribers"`
+	StormClients   int      `json:"storm_clients,omitempty"`
 	Settle         string   `json:"settle"`
 	// Propagation settings; empty when neither propagation scenario runs.
 	PropagationClients []int `json:"propagation_clients,omitempty"`
@@ -475,6 +499,9 @@ func Run(ctx context.Context, cfg RunConfig) (rep *Report, err error) {
 	if runs(ScenarioPropagationEtcd) {
 		rep.Settings.Replicas = cfg.Replicas
 	}
+	if runs(ScenarioStorm) {
+		rep.Settings.StormClients = cfg.StormClients
+	}
 
 	// Descriptors before anything starts: the children inherit the limit.
 	if rep.Files, err = raiseFileLimit(cfg.descriptors()); err != nil {
@@ -557,6 +584,9 @@ func Run(ctx context.Context, cfg RunConfig) (rep *Report, err error) {
 	}
 	if cfg.wantsNode() {
 		rep.Goals = Goals(rep)
+	}
+	if cfg.wants(ScenarioStorm) {
+		rep.StormGoals = StormGoals(rep)
 	}
 	return rep, nil
 }
@@ -753,6 +783,9 @@ func (r *runner) scenario(ctx context.Context, s string) {
 			r.rep.BrokerChannel = &res
 		}
 		r.rep.Channel = r.channel(ctx)
+
+	case ScenarioStorm:
+		r.rep.Storm = r.storm(ctx)
 
 	case ScenarioFanoutNATS:
 		if !r.alive(s, r.node) {
@@ -1097,4 +1130,64 @@ func merged(acc *RoundtripResult, res RoundtripResult) *RoundtripResult {
 
 func logf(w io.Writer, format string, args ...any) {
 	_, _ = fmt.Fprintf(w, "wsfleet-bench: "+format+"\n", args...)
+}
+
+// storm runs the reconnect storm on a node of its own, started with the
+// bench policy at the storm's handshake rate and burst, and restarted
+// (SIGKILL, then the same binary at the same address) once every client
+// is connected. The node is stopped before it returns.
+func (r *runner) storm(ctx context.Context) *StormResult {
+	cfg := r.cfg
+	// Each client is a descriptor here and one in the node.
+	if have := r.rep.Files.Soft; have < uint64(cfg.StormClients+descriptorSlack) {
+		r.rep.fail(fmt.Errorf("%s: %w: %d clients need %d descriptors here and in the node; %s",
+			ScenarioStorm, ErrFiles, cfg.StormClients, cfg.StormClients+descriptorSlack, r.rep.Files.Note))
+		return nil
+	}
+	p := BenchPolicy(cfg.Origin)
+	p.Limits.HandshakesPerSecond = int32(cfg.StormRate)
+	p.Limits.HandshakeBurst = int32(cfg.StormBurst)
+	policyPath, err := writePolicy(r.dir, "storm-policy.yaml", p)
+	if err != nil {
+		r.rep.fail(fmt.Errorf("%s: %w", ScenarioStorm, err))
+		return nil
+	}
+	const id = "bench-storm"
+	logf(cfg.Progress, "storm: starting a node of its own (handshakes %d/s, burst %d)", cfg.StormRate, cfg.StormBurst)
+	n, err := startNode(ctx, cfg, "storm node", id, policyPath)
+	if err != nil {
+		r.rep.fail(fmt.Errorf("%s: %w", ScenarioStorm, err))
+		return nil
+	}
+	addr := n.addr
+	defer func() {
+		if err := n.stop(cfg.StopTimeout); err != nil {
+			r.rep.fail(fmt.Errorf("%s: %w", ScenarioStorm, err))
+		}
+	}()
+	res, err := Storm(ctx, StormConfig{
+		Target:  Target{Name: "node", URL: "ws://" + addr + "/ws", Origin: cfg.Origin},
+		NodeID:  id,
+		Clients: cfg.StormClients, Rate: cfg.StormRate, Burst: cfg.StormBurst, Timeout: cfg.StormTimeout,
+		Restart: func(ctx context.Context) (func() (HandshakeCount, error), error) {
+			if err := n.kill(); err != nil {
+				return nil, err
+			}
+			restarted, err := startNode(ctx, cfg, "restarted storm node", id+restartedSuffix, policyPath, "--listen", addr)
+			if err != nil {
+				return nil, err
+			}
+			n = restarted
+			metrics := restarted.readyField("metrics_addr")
+			return func() (HandshakeCount, error) { return ReadHandshakes(metrics) }, nil
+		},
+		Progress: func(format string, args ...any) { logf(cfg.Progress, format, args...) },
+	})
+	if err != nil {
+		r.rep.fail(err)
+		if res.Clients == 0 {
+			return nil
+		}
+	}
+	return &res
 }

@@ -32,6 +32,7 @@ func tinyRun(t *testing.T) RunConfig {
 		NodeBin: exe, EchoBin: exe, Env: []string{childRoleEnv + "=" + roleServers},
 		Duration: 300 * time.Millisecond, Rounds: 2, Clients: 2, IdleConns: 20, FanoutSubs: 10, FanoutMessages: 50,
 		FanoutWindows: []int{1, 4}, Handshakes: 20, ChannelSubs: 30, Settle: 100 * time.Millisecond, StopTimeout: 10 * time.Second,
+		StormClients: 20, StormRate: 1000, StormBurst: 10, StormTimeout: 30 * time.Second,
 	}
 }
 
@@ -90,6 +91,13 @@ func TestRunMeasuresNodeAndEchoSideBySide(t *testing.T) {
 	if b := rep.BrokerChannel; b == nil || b.Subscribers != 30 || b.Delivered != 30 || b.Build <= 0 {
 		t.Errorf("broker channel: %+v, want 30 subscribers built and delivered to", b)
 	}
+	if s := rep.Storm; s == nil || s.Clients != 20 || !s.AllBack || s.Back != 20 || s.GaveUp != 0 || s.PeakAccepted < 1 ||
+		s.BackAfter < s.Down || s.Rate != 1000 || s.Burst != 10 {
+		t.Errorf("storm: %+v, want 20 clients all back after the restart, none gave up", s)
+	}
+	if len(rep.StormGoals) != 3 {
+		t.Errorf("storm goals: %+v, want 3", rep.StormGoals)
+	}
 	idle := rep.Idle
 	if idle == nil || idle.Node == nil || idle.Echo == nil || idle.Node.Conns != 20 || idle.Echo.Conns != 20 ||
 		idle.Node.RSSBefore <= 0 || idle.Echo.RSSAfter <= 0 {
@@ -100,7 +108,7 @@ func TestRunMeasuresNodeAndEchoSideBySide(t *testing.T) {
 	if h := rep.Handshake; h == nil || h.Node == nil || h.Echo == nil || h.Ratio <= 0 {
 		t.Errorf("handshake comparison incomplete: %+v", h)
 	}
-	for _, want := range []string{"starting node", "starting echo server", "2 alternating rounds of 150ms", "idle: node", "fanout: node", "handshake: node and echo: 20 handshakes", "channel: 30 subscribers"} {
+	for _, want := range []string{"starting node", "starting echo server", "2 alternating rounds of 150ms", "idle: node", "fanout: node", "handshake: node and echo: 20 handshakes", "channel: 30 subscribers", "storm: 20 clients connected in"} {
 		if !strings.Contains(progress.String(), want) {
 			t.Errorf("progress lacks %q:\n%s", want, progress.String())
 		}
