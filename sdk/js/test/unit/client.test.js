@@ -48,6 +48,12 @@ async function freePort() {
   return port;
 }
 
+test('the tests run on Node >= 22, the oldest the SDK supports (global WebSocket)', () => {
+  const major = Number(process.versions.node.split('.')[0]);
+  assert.ok(major >= 22, `Node ${process.versions.node}: run through npm test, which puts the pinned Node 22 first on PATH`);
+  assert.equal(typeof globalThis.WebSocket, 'function');
+});
+
 describe('pure helpers', () => {
   test('full-jitter delays stay within [0, min(max, min*2^attempt)]', () => {
     for (let attempt = 0; attempt < 40; attempt++) {
