@@ -225,12 +225,15 @@ func newMetrics(reg prometheus.Registerer, nodeID, pool string) *metrics {
 		if int(c.Class) >= len(m.closedBy) {
 			continue // not indexable: counted by label
 		}
-		if c.HTTPStatus != 0 {
+		switch c.Kind {
+		case wsfleetv1.EventKind_EVENT_KIND_HANDSHAKE_REJECTED:
 			m.rejectedBy[c.Class] = m.handshakes.WithLabelValues(c.Name)
 			m.folded.WithLabelValues(c.Name)
-		} else {
+		case wsfleetv1.EventKind_EVENT_KIND_CONNECTION_CLOSED:
 			m.closedBy[c.Class] = m.closes.WithLabelValues(c.Name)
 		}
+		// Client reports (client_*) are neither: counted by the client
+		// report endpoint's own metric.
 	}
 	return m
 }

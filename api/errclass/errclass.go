@@ -2,6 +2,7 @@ package errclass
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
@@ -52,6 +53,24 @@ type Info struct {
 	// Error is false for the expected closes (normal, client_going_away,
 	// server_shutdown) that dashboards and errors-only queries leave out.
 	Error bool
+	// Retryable is false for the terminal classes, where trying again
+	// cannot help until someone changes something (the allowlist, the
+	// credentials, the proxy): a client stops reconnecting and says so.
+	// True for every other class.
+	Retryable bool
+	// RejectCloseCode is the 4xxx close code a handshake of this class is
+	// closed with when the pool's policy says handshake.reject_with: close
+	// (the node upgrades, then closes at once, so that a browser page reads
+	// the reason in CloseEvent). 0 for every class that is not answered
+	// that way: close classes, client reports, and bad_handshake, which
+	// cannot be upgraded and stays HTTP. The codes mirror the HTTP status
+	// (4403 for 403) except where two classes share a status (503): 4503
+	// capacity, 4502 breaker_open, 4504 node_draining.
+	RejectCloseCode uint16
+	// UserMessage is a sentence for the end user of an app (not the
+	// operator): what a client SDK shows by default when a connection
+	// fails with this class. Apps may replace it (translations).
+	UserMessage string
 }
 
 // HTTP statuses and close codes, named here rather than taken from net/http
@@ -75,9 +94,21 @@ const (
 	closeInternalError   = 1011
 )
 
+// Close codes of handshakes rejected with reject_with: close, in the range
+// RFC 6455 leaves to applications (4000-4999).
+const (
+	rejectUnauthorized = 4401
+	rejectForbidden    = 4403
+	rejectTooMany      = 4429
+	rejectBreaker      = 4502
+	rejectCapacity     = 4503
+	rejectDraining     = 4504
+)
+
 const (
 	handshake = wsfleetv1.EventKind_EVENT_KIND_HANDSHAKE_REJECTED
 	closed    = wsfleetv1.EventKind_EVENT_KIND_CONNECTION_CLOSED
+	reported  = wsfleetv1.EventKind_EVENT_KIND_CLIENT_REPORT
 )
 
 // table is indexed by class number; entry 0 is what Lookup returns for
@@ -89,122 +120,176 @@ var table = []Info{
 		Signal: "none",
 		Cause:  "the class was not set or is newer than this build",
 		Action: "upgrade the reader; report a node that records it",
-		Error:  true,
+		Error:  true, Retryable: true,
+		UserMessage: "The connection to the live service failed.",
 	},
 	{
 		Class: wsfleetv1.ErrorClass_ERROR_CLASS_ORIGIN_REJECTED, Name: "origin_rejected", Kind: handshake,
-		HTTPStatus: statusForbidden, Signal: "HTTP 403",
-		Cause:  "the page's origin is not in the allowlist",
-		Action: "fix the allowlist or the page's domain",
-		Error:  true,
+		HTTPStatus: statusForbidden, Signal: "HTTP 403", RejectCloseCode: rejectForbidden,
+		Cause:       "the page's origin is not in the allowlist",
+		Action:      "fix the allowlist or the page's domain",
+		Error:       true,
+		UserMessage: "This site is not allowed to connect to the live service.",
 	},
 	{
 		Class: wsfleetv1.ErrorClass_ERROR_CLASS_UNAUTHORIZED, Name: "unauthorized", Kind: handshake,
-		HTTPStatus: statusUnauthorized, Signal: "HTTP 401",
-		Cause:  "missing or invalid credentials",
-		Action: "fix the client's authentication",
-		Error:  true,
+		HTTPStatus: statusUnauthorized, Signal: "HTTP 401", RejectCloseCode: rejectUnauthorized,
+		Cause:       "missing or invalid credentials",
+		Action:      "fix the client's authentication",
+		Error:       true,
+		UserMessage: "You are not signed in to the live service. Sign in again and reload the page.",
 	},
 	{
 		Class: wsfleetv1.ErrorClass_ERROR_CLASS_BAD_HANDSHAKE, Name: "bad_handshake", Kind: handshake,
 		HTTPStatus: statusBadRequest, AltHTTPStatus: statusUpgradeRequired, Signal: "HTTP 400/426",
-		Cause:  "not a valid upgrade request (a proxy stripped the Upgrade headers, wrong WebSocket version)",
-		Action: "check proxies and load balancers pass WebSocket upgrades",
-		Error:  true,
+		Cause:       "not a valid upgrade request (a proxy stripped the Upgrade headers, wrong WebSocket version)",
+		Action:      "check proxies and load balancers pass WebSocket upgrades",
+		Error:       true,
+		UserMessage: "Your network does not allow live connections (a proxy or firewall may be blocking them).",
 	},
 	{
 		Class: wsfleetv1.ErrorClass_ERROR_CLASS_RATE_LIMITED, Name: "rate_limited", Kind: handshake,
-		HTTPStatus: statusTooManyRequests, RetryAfter: true, Signal: "HTTP 429 + Retry-After",
+		HTTPStatus: statusTooManyRequests, RetryAfter: true, Signal: "HTTP 429 + Retry-After", RejectCloseCode: rejectTooMany,
 		Cause:  "handshake rate over the policy's limit",
 		Action: "make clients back off; raise limits.handshakes_per_second",
-		Error:  true,
+		Error:  true, Retryable: true,
+		UserMessage: "The live service is busy. Reconnecting shortly.",
 	},
 	{
 		Class: wsfleetv1.ErrorClass_ERROR_CLASS_CAPACITY, Name: "capacity", Kind: handshake,
-		HTTPStatus: statusServiceUnavailable, RetryAfter: true, Signal: "HTTP 503 + Retry-After",
+		HTTPStatus: statusServiceUnavailable, RetryAfter: true, Signal: "HTTP 503 + Retry-After", RejectCloseCode: rejectCapacity,
 		Cause:  "the node's or the client IP's connection cap is reached",
 		Action: "scale out; raise limits.max_connections or max_connections_per_ip",
-		Error:  true,
+		Error:  true, Retryable: true,
+		UserMessage: "The live service is full right now. Reconnecting shortly.",
 	},
 	{
 		Class: wsfleetv1.ErrorClass_ERROR_CLASS_BREAKER_OPEN, Name: "breaker_open", Kind: handshake,
-		HTTPStatus: statusServiceUnavailable, RetryAfter: true, Signal: "HTTP 503 + Retry-After",
+		HTTPStatus: statusServiceUnavailable, RetryAfter: true, Signal: "HTTP 503 + Retry-After", RejectCloseCode: rejectBreaker,
 		Cause:  "the breaker is open after upstream failures",
 		Action: "fix the upstream; clients back off",
-		Error:  true,
+		Error:  true, Retryable: true,
+		UserMessage: "The live service is having trouble. Reconnecting shortly.",
 	},
 	{
 		Class: wsfleetv1.ErrorClass_ERROR_CLASS_HEARTBEAT_TIMEOUT, Name: "heartbeat_timeout", Kind: closed,
 		CloseCode: closeAbnormal, Signal: "close 1006 seen by client",
 		Cause:  "the peer was silent past the heartbeat timeout (NAT dropped it, device asleep)",
 		Action: "tune heartbeat.interval and heartbeat.timeout",
-		Error:  true,
+		Error:  true, Retryable: true,
+		UserMessage: "The live connection went quiet and was dropped. Reconnecting.",
 	},
 	{
 		Class: wsfleetv1.ErrorClass_ERROR_CLASS_CONN_RESET, Name: "conn_reset", Kind: closed,
 		CloseCode: closeAbnormal, Signal: "TCP reset or EOF without a close frame (1006)",
 		Cause:  "the connection was reset or ended without a close frame",
 		Action: "check the client's network",
-		Error:  true,
+		Error:  true, Retryable: true,
+		UserMessage: "The live connection was interrupted. Reconnecting.",
 	},
 	{
 		Class: wsfleetv1.ErrorClass_ERROR_CLASS_MESSAGE_TOO_BIG, Name: "message_too_big", Kind: closed,
 		CloseCode: closeMessageTooBig, SentCloseCode: closeMessageTooBig, Signal: "close 1009",
 		Cause:  "a frame over the policy's max message bytes",
 		Action: "raise limits.max_message_bytes or split messages",
-		Error:  true,
+		Error:  true, Retryable: true,
+		UserMessage: "A message was too large for the live service. Reconnecting.",
 	},
 	{
 		Class: wsfleetv1.ErrorClass_ERROR_CLASS_POLICY_VIOLATION, Name: "policy_violation", Kind: closed,
 		CloseCode: closePolicyViolation, SentCloseCode: closePolicyViolation, Signal: "close 1008",
 		Cause:  "message-rate abuse and similar",
 		Action: "fix the client bug",
-		Error:  true,
+		Error:  true, Retryable: true,
+		UserMessage: "The live service closed the connection after too many messages. Reconnecting.",
 	},
 	{
 		Class: wsfleetv1.ErrorClass_ERROR_CLASS_SLOW_CONSUMER, Name: "slow_consumer", Kind: closed,
 		CloseCode: closePolicyViolation, SentCloseCode: closePolicyViolation, Signal: "close 1008",
 		Cause:  "the client does not read; its outgoing queue filled up",
 		Action: "fix the client bug or its network",
-		Error:  true,
+		Error:  true, Retryable: true,
+		UserMessage: "The live connection fell behind. Reconnecting.",
 	},
 	{
 		Class: wsfleetv1.ErrorClass_ERROR_CLASS_PROTOCOL_ERROR, Name: "protocol_error", Kind: closed,
 		CloseCode: closeProtocolError, AltCloseCode: closeInvalidPayload, SentCloseCode: closeProtocolError, Signal: "close 1002/1007",
 		Cause:  "bad frames or invalid UTF-8",
 		Action: "fix the client bug",
-		Error:  true,
+		Error:  true, Retryable: true,
+		UserMessage: "The live connection received data it could not read. Reconnecting.",
 	},
 	{
 		Class: wsfleetv1.ErrorClass_ERROR_CLASS_INTERNAL_ERROR, Name: "internal_error", Kind: closed,
 		CloseCode: closeInternalError, SentCloseCode: closeInternalError, Signal: "close 1011",
 		Cause:  "a handler panicked (recovered, stack logged)",
 		Action: "fix the server bug",
-		Error:  true,
+		Error:  true, Retryable: true,
+		UserMessage: "The live service had an internal error. Reconnecting.",
 	},
 	{
 		Class: wsfleetv1.ErrorClass_ERROR_CLASS_SERVER_SHUTDOWN, Name: "server_shutdown", Kind: closed,
 		CloseCode: closeGoingAway, SentCloseCode: closeGoingAway, Signal: "close 1001",
-		Cause:  "the node is draining",
-		Action: "none",
+		Cause:       "the node is draining",
+		Action:      "none",
+		Retryable:   true,
+		UserMessage: "The live service is restarting. Reconnecting.",
 	},
 	{
 		Class: wsfleetv1.ErrorClass_ERROR_CLASS_CLIENT_GOING_AWAY, Name: "client_going_away", Kind: closed,
 		CloseCode: closeGoingAway, Signal: "close 1001 from client",
-		Cause:  "the page navigated away",
-		Action: "none",
+		Cause:       "the page navigated away",
+		Action:      "none",
+		Retryable:   true,
+		UserMessage: "The live connection was closed because the page is going away.",
 	},
 	{
 		Class: wsfleetv1.ErrorClass_ERROR_CLASS_NORMAL, Name: "normal", Kind: closed,
 		CloseCode: closeNormal, Signal: "close 1000",
-		Cause:  "the client or the node closed normally",
-		Action: "none",
+		Cause:       "the client or the node closed normally",
+		Action:      "none",
+		Retryable:   true,
+		UserMessage: "The live connection was closed.",
 	},
 	{
 		Class: wsfleetv1.ErrorClass_ERROR_CLASS_NODE_DRAINING, Name: "node_draining", Kind: handshake,
-		HTTPStatus: statusServiceUnavailable, RetryAfter: true, Signal: "HTTP 503 + Retry-After",
-		Cause:  "the node is shutting down and takes no new connections",
-		Action: "none: clients retry and reach another node",
+		HTTPStatus: statusServiceUnavailable, RetryAfter: true, Signal: "HTTP 503 + Retry-After", RejectCloseCode: rejectDraining,
+		Cause:       "the node is shutting down and takes no new connections",
+		Action:      "none: clients retry and reach another node",
+		Retryable:   true,
+		UserMessage: "The live service is restarting. Reconnecting shortly.",
+	},
+	{
+		Class: wsfleetv1.ErrorClass_ERROR_CLASS_CLIENT_UNREACHABLE, Name: "client_unreachable", Kind: reported,
+		Signal: "no connection (reported by the client)",
+		Cause:  "the client reached no node: DNS, TCP refused, TLS or the network is down",
+		Action: "check DNS, TLS certificates and that nodes listen where clients connect; the client's network",
+		Error:  true, Retryable: true,
+		UserMessage: "The live service cannot be reached. Check your internet connection; retrying.",
+	},
+	{
+		Class: wsfleetv1.ErrorClass_ERROR_CLASS_CLIENT_HANDSHAKE_FAILED, Name: "client_handshake_failed", Kind: reported,
+		Signal: "handshake failed, no node saw it (reported by the client)",
+		Cause:  "something in front of the nodes (proxy, load balancer, CDN) refused the upgrade or answered instead",
+		Action: "check proxies, load balancers and CDNs pass WebSocket upgrades to the nodes",
+		Error:  true, Retryable: true,
+		UserMessage: "The live connection could not be set up (a proxy or firewall may be in the way); retrying.",
+	},
+	{
+		Class: wsfleetv1.ErrorClass_ERROR_CLASS_CLIENT_HANDSHAKE_TIMEOUT, Name: "client_handshake_timeout", Kind: reported,
+		Signal: "no 101 within the open timeout (reported by the client)",
+		Cause:  "the handshake got no answer in time: overloaded node or proxy, or a slow network",
+		Action: "check node and proxy load; the client's network",
+		Error:  true, Retryable: true,
+		UserMessage: "The live service is taking too long to answer; retrying.",
+	},
+	{
+		Class: wsfleetv1.ErrorClass_ERROR_CLASS_CLIENT_CONNECTION_LOST, Name: "client_connection_lost", Kind: reported,
+		CloseCode: closeAbnormal, Signal: "close 1006 seen by client, node did not close (reported by the client)",
+		Cause:  "an open connection ended without a close frame and the node had not closed it: the network between them dropped it",
+		Action: "check the client's network and proxy idle timeouts (tune heartbeat.interval below them)",
+		Error:  true, Retryable: true,
+		UserMessage: "The live connection was lost. Reconnecting.",
 	},
 }
 
@@ -273,6 +358,64 @@ func FromCloseCode(code uint16, byClient bool) wsfleetv1.ErrorClass {
 		return wsfleetv1.ErrorClass_ERROR_CLASS_NORMAL
 	}
 	return wsfleetv1.ErrorClass_ERROR_CLASS_PROTOCOL_ERROR
+}
+
+// rejectCodes maps RejectCloseCode back to the class, built from the table.
+var rejectCodes = func() map[uint16]Info {
+	m := map[uint16]Info{}
+	for _, info := range table[1:] {
+		if info.RejectCloseCode != 0 {
+			m[info.RejectCloseCode] = info
+		}
+	}
+	return m
+}()
+
+// FromRejectCloseCode returns the class whose rejected handshakes a node
+// closes with code (handshake.reject_with: close): what a client that got
+// a 4xxx close before anything else reads it as. ok is false for any other
+// code.
+func FromRejectCloseCode(code uint16) (info Info, ok bool) {
+	info, ok = rejectCodes[code]
+	return info, ok
+}
+
+// RejectReason is the close reason of a handshake of class info rejected
+// with a close frame: the class's name, and when the class carries
+// Retry-After, "; retry_after_s=N" with N the whole seconds to wait. It is
+// at most a few dozen bytes, well within a close frame's 123.
+func RejectReason(info Info, retryAfterSeconds int) string {
+	if !info.RetryAfter {
+		return info.Name
+	}
+	return fmt.Sprintf("%s; %s=%d", info.Name, retryAfterKey, retryAfterSeconds)
+}
+
+// retryAfterKey names the wait in a reject close reason.
+const retryAfterKey = "retry_after_s"
+
+// ParseRejectReason reads a reject close reason (RejectReason's output)
+// back: the class name and the seconds to wait (0 when absent). ok is false
+// when the reason does not name a class or its wait is not a whole number
+// of seconds.
+func ParseRejectReason(reason string) (class wsfleetv1.ErrorClass, retryAfterSeconds int, ok bool) {
+	name, rest, hasRest := strings.Cut(reason, ";")
+	c, err := Parse(name)
+	if err != nil {
+		return wsfleetv1.ErrorClass_ERROR_CLASS_UNSPECIFIED, 0, false
+	}
+	if !hasRest {
+		return c, 0, true
+	}
+	key, value, found := strings.Cut(strings.TrimSpace(rest), "=")
+	if !found || key != retryAfterKey {
+		return c, 0, false
+	}
+	n, err := strconv.Atoi(value)
+	if err != nil || n < 0 {
+		return c, 0, false
+	}
+	return c, n, true
 }
 
 // enumPrefix is what the proto enum names carry in front of the short name.

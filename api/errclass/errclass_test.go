@@ -38,20 +38,34 @@ func TestEveryEnumValueHasAnEntry(t *testing.T) {
 			if info.Name == "" || info.Name == "unspecified" {
 				t.Errorf("Lookup(%v).Name = %q, want a name of its own", c, info.Name)
 			}
-			if info.Cause == "" || info.Action == "" || info.Signal == "" {
-				t.Errorf("Lookup(%v) = %+v, want Signal, Cause and Action set", c, info)
+			if info.Cause == "" || info.Action == "" || info.Signal == "" || info.UserMessage == "" {
+				t.Errorf("Lookup(%v) = %+v, want Signal, Cause, Action and UserMessage set", c, info)
 			}
 			// The short name is the enum name without its prefix, so that
 			// the proto and the table cannot drift apart silently.
 			if want := strings.ToLower(strings.TrimPrefix(c.String(), "ERROR_CLASS_")); info.Name != want {
 				t.Errorf("Lookup(%v).Name = %q, want %q", c, info.Name, want)
 			}
-			handshake := info.Kind == wsfleetv1.EventKind_EVENT_KIND_HANDSHAKE_REJECTED
-			switch {
-			case handshake && (info.HTTPStatus == 0 || info.CloseCode != 0):
-				t.Errorf("handshake class %v: HTTPStatus %d, CloseCode %d; want a status and no close code", c, info.HTTPStatus, info.CloseCode)
-			case !handshake && (info.HTTPStatus != 0 || info.CloseCode == 0):
-				t.Errorf("close class %v: HTTPStatus %d, CloseCode %d; want a close code and no status", c, info.HTTPStatus, info.CloseCode)
+			switch info.Kind {
+			case wsfleetv1.EventKind_EVENT_KIND_HANDSHAKE_REJECTED:
+				if info.HTTPStatus == 0 || info.CloseCode != 0 {
+					t.Errorf("handshake class %v: HTTPStatus %d, CloseCode %d; want a status and no close code", c, info.HTTPStatus, info.CloseCode)
+				}
+			case wsfleetv1.EventKind_EVENT_KIND_CONNECTION_CLOSED:
+				if info.HTTPStatus != 0 || info.CloseCode == 0 {
+					t.Errorf("close class %v: HTTPStatus %d, CloseCode %d; want a close code and no status", c, info.HTTPStatus, info.CloseCode)
+				}
+			case wsfleetv1.EventKind_EVENT_KIND_CLIENT_REPORT:
+				// The node never answered: no status, no close frame sent;
+				// at most the 1006 a client reports for a lost connection.
+				if info.HTTPStatus != 0 || info.SentCloseCode != 0 || (info.CloseCode != 0 && info.CloseCode != 1006) {
+					t.Errorf("client class %v: HTTPStatus %d, CloseCode %d, SentCloseCode %d; want no status and nothing sent", c, info.HTTPStatus, info.CloseCode, info.SentCloseCode)
+				}
+				if !strings.HasPrefix(info.Name, "client_") {
+					t.Errorf("client class %v is named %q, want a client_ prefix", c, info.Name)
+				}
+			default:
+				t.Errorf("class %v has kind %v", c, info.Kind)
 			}
 		})
 	}
@@ -104,6 +118,14 @@ func TestSignalAgreesWithTheWireFields(t *testing.T) {
 	for _, info := range errclass.All() {
 		t.Run(info.Name, func(t *testing.T) {
 			switch {
+			case info.Kind == wsfleetv1.EventKind_EVENT_KIND_CLIENT_REPORT:
+				// Only the client saw it, and the signal says so.
+				if !strings.Contains(info.Signal, "reported by the client") {
+					t.Errorf("Signal %q does not say the client reported it", info.Signal)
+				}
+				if info.CloseCode == 1006 && !strings.Contains(info.Signal, "1006") {
+					t.Errorf("Signal %q does not name 1006", info.Signal)
+				}
 			case info.Kind == wsfleetv1.EventKind_EVENT_KIND_HANDSHAKE_REJECTED:
 				want := fmt.Sprintf("HTTP %d", info.HTTPStatus)
 				if info.AltHTTPStatus != 0 {
@@ -322,5 +344,126 @@ func TestNamesMatchAll(t *testing.T) {
 		if names[i] != all[i].Name {
 			t.Errorf("Names()[%d] = %q, All()[%d].Name = %q", i, names[i], i, all[i].Name)
 		}
+	}
+}
+
+// TestRetryableIsFalseExactlyForTheTerminalClasses: a client stops
+// reconnecting on these three and only these; everything else is worth
+// another attempt.
+func TestRetryableIsFalseExactlyForTheTerminalClasses(t *testing.T) {
+	terminal := map[wsfleetv1.ErrorClass]bool{
+		wsfleetv1.ErrorClass_ERROR_CLASS_ORIGIN_REJECTED: true,
+		wsfleetv1.ErrorClass_ERROR_CLASS_UNAUTHORIZED:    true,
+		wsfleetv1.ErrorClass_ERROR_CLASS_BAD_HANDSHAKE:   true,
+	}
+	for _, c := range enumClasses() {
+		if got, want := errclass.Lookup(c).Retryable, !terminal[c]; got != want {
+			t.Errorf("Lookup(%v).Retryable = %t, want %t", c, got, want)
+		}
+	}
+	if !errclass.Lookup(wsfleetv1.ErrorClass(9999)).Retryable {
+		t.Error("a class newer than this build is terminal; a client would give up on a class it cannot read")
+	}
+}
+
+func TestRejectCloseCodes(t *testing.T) {
+	want := map[wsfleetv1.ErrorClass]uint16{
+		wsfleetv1.ErrorClass_ERROR_CLASS_ORIGIN_REJECTED: 4403,
+		wsfleetv1.ErrorClass_ERROR_CLASS_UNAUTHORIZED:    4401,
+		wsfleetv1.ErrorClass_ERROR_CLASS_RATE_LIMITED:    4429,
+		wsfleetv1.ErrorClass_ERROR_CLASS_CAPACITY:        4503,
+		wsfleetv1.ErrorClass_ERROR_CLASS_BREAKER_OPEN:    4502,
+		wsfleetv1.ErrorClass_ERROR_CLASS_NODE_DRAINING:   4504,
+	}
+	seen := map[uint16]wsfleetv1.ErrorClass{}
+	for _, c := range enumClasses() {
+		info := errclass.Lookup(c)
+		if info.RejectCloseCode != want[c] {
+			t.Errorf("Lookup(%v).RejectCloseCode = %d, want %d", c, info.RejectCloseCode, want[c])
+		}
+		if info.RejectCloseCode == 0 {
+			if _, ok := errclass.FromRejectCloseCode(info.CloseCode); ok && info.CloseCode != 0 {
+				t.Errorf("FromRejectCloseCode(%d) claims a close class's code", info.CloseCode)
+			}
+			continue
+		}
+		if info.Kind != wsfleetv1.EventKind_EVENT_KIND_HANDSHAKE_REJECTED {
+			t.Errorf("%v is not a handshake class but has a reject close code", c)
+		}
+		if info.RejectCloseCode < 4000 || info.RejectCloseCode > 4999 {
+			t.Errorf("%v: reject close code %d is outside the application range 4000-4999", c, info.RejectCloseCode)
+		}
+		if prev, dup := seen[info.RejectCloseCode]; dup {
+			t.Errorf("reject close code %d used by %v and %v", info.RejectCloseCode, prev, c)
+		}
+		seen[info.RejectCloseCode] = c
+		got, ok := errclass.FromRejectCloseCode(info.RejectCloseCode)
+		if !ok || got.Class != c {
+			t.Errorf("FromRejectCloseCode(%d) = %v, %t; want %v", info.RejectCloseCode, got.Class, ok, c)
+		}
+	}
+	for _, code := range []uint16{0, 1000, 1006, 4000, 4400, 4500, 4999} {
+		if got, ok := errclass.FromRejectCloseCode(code); ok {
+			t.Errorf("FromRejectCloseCode(%d) = %v, want no class", code, got.Class)
+		}
+	}
+}
+
+func TestRejectReasons(t *testing.T) {
+	tests := []struct {
+		name       string
+		class      wsfleetv1.ErrorClass
+		retryAfter int
+		want       string
+	}{
+		{"origin rejected carries its name alone", wsfleetv1.ErrorClass_ERROR_CLASS_ORIGIN_REJECTED, 7, "origin_rejected"},
+		{"unauthorized carries its name alone", wsfleetv1.ErrorClass_ERROR_CLASS_UNAUTHORIZED, 0, "unauthorized"},
+		{"rate limited carries the wait", wsfleetv1.ErrorClass_ERROR_CLASS_RATE_LIMITED, 2, "rate_limited; retry_after_s=2"},
+		{"capacity carries the wait", wsfleetv1.ErrorClass_ERROR_CLASS_CAPACITY, 1, "capacity; retry_after_s=1"},
+		{"breaker open carries the wait", wsfleetv1.ErrorClass_ERROR_CLASS_BREAKER_OPEN, 5, "breaker_open; retry_after_s=5"},
+		{"node draining carries the wait", wsfleetv1.ErrorClass_ERROR_CLASS_NODE_DRAINING, 3, "node_draining; retry_after_s=3"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := errclass.RejectReason(errclass.Lookup(tt.class), tt.retryAfter)
+			if got != tt.want {
+				t.Fatalf("RejectReason = %q, want %q", got, tt.want)
+			}
+			if len(got) > 123 {
+				t.Errorf("reason %q is longer than a close frame holds", got)
+			}
+			c, wait, ok := errclass.ParseRejectReason(got)
+			wantWait := 0
+			if errclass.Lookup(tt.class).RetryAfter {
+				wantWait = tt.retryAfter
+			}
+			if !ok || c != tt.class || wait != wantWait {
+				t.Errorf("ParseRejectReason(%q) = %v, %d, %t; want %v, %d, true", got, c, wait, ok, tt.class, wantWait)
+			}
+		})
+	}
+	for _, bad := range []string{"", "nonsense", "rate_limited; retry_after_s=x", "rate_limited; wait=3", "rate_limited; retry_after_s=-1"} {
+		if c, _, ok := errclass.ParseRejectReason(bad); ok {
+			t.Errorf("ParseRejectReason(%q) = %v, ok; want not ok", bad, c)
+		}
+	}
+}
+
+func TestUserMessagesAreSentencesOfTheirOwn(t *testing.T) {
+	seen := map[string]string{}
+	for _, info := range errclass.All() {
+		if !strings.HasSuffix(info.UserMessage, ".") {
+			t.Errorf("%s: UserMessage %q is not a sentence", info.Name, info.UserMessage)
+		}
+		// An operator's words do not belong in front of an end user.
+		for _, word := range []string{"allowlist", "policy", "node", "heartbeat", "limits."} {
+			if strings.Contains(strings.ToLower(info.UserMessage), word) {
+				t.Errorf("%s: UserMessage %q talks to the operator (%q)", info.Name, info.UserMessage, word)
+			}
+		}
+		if prev, dup := seen[info.UserMessage]; dup {
+			t.Errorf("%s and %s share the UserMessage %q", prev, info.Name, info.UserMessage)
+		}
+		seen[info.UserMessage] = info.Name
 	}
 }

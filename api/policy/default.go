@@ -18,7 +18,9 @@ const DefaultPool = "default"
 // admits every page by default is an open relay for cross-site WebSocket
 // hijacking); clients without an Origin header (services, CLIs) are admitted.
 // The heartbeat pings every 25s, under the 30s-60s idle timeouts common in
-// load balancers and NATs, and gives a silent peer 60s.
+// load balancers and NATs, and gives a silent peer 60s. A rejected handshake
+// is answered over HTTP (handshake.reject_with: http), as every WebSocket
+// client expects.
 func Default() *wsfleetv1.Policy {
 	return &wsfleetv1.Policy{
 		Origins: &wsfleetv1.OriginPolicy{
@@ -44,6 +46,9 @@ func Default() *wsfleetv1.Policy {
 			Window:         durationpb.New(10 * time.Second),
 			OpenDuration:   durationpb.New(5 * time.Second),
 			HalfOpenProbes: 3,
+		},
+		Handshake: &wsfleetv1.HandshakePolicy{
+			RejectWith: wsfleetv1.RejectMode_REJECT_MODE_HTTP,
 		},
 	}
 }

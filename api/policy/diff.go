@@ -37,7 +37,7 @@ var (
 // ("heartbeat.interval"). Scalars, enums and well-known types (durations,
 // timestamps) give one KIND_CHANGED with both values as they read in a
 // policy file: strings quoted, durations quoted in FormatDuration's form
-// ("1m30s"), numbers plain, bools true/false, and "null" for a value that
+// ("1m30s"), enums quoted in EnumText's form ("close"), numbers plain, bools true/false, and "null" for a value that
 // is not set. Repeated fields are compared as sets: one KIND_REMOVED per
 // dropped element, then one KIND_ADDED per new one, each with the list's
 // path ("origins.allow"). Map fields are compared by key, with the key in
@@ -217,8 +217,8 @@ func render(fd protoreflect.FieldDescriptor, v protoreflect.Value) string {
 	case protoreflect.BytesKind:
 		return jsonString(base64.StdEncoding.EncodeToString(v.Bytes()))
 	case protoreflect.EnumKind:
-		if ev := fd.Enum().Values().ByNumber(v.Enum()); ev != nil {
-			return jsonString(string(ev.Name()))
+		if text, ok := EnumText(fd.Enum(), v.Enum()); ok {
+			return jsonString(text)
 		}
 		return strconv.FormatInt(int64(v.Enum()), 10)
 	case protoreflect.MessageKind, protoreflect.GroupKind:

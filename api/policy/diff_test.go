@@ -53,6 +53,14 @@ func TestDiff(t *testing.T) {
 			p.Limits.MaxConnections = 250_000
 			return p
 		}, []change{{"limits.max_connections", changed, "100000", "250000"}}},
+		{"a changed reject mode reads as a policy file writes it", same, func(p *wsfleetv1.Policy) *wsfleetv1.Policy {
+			p.Handshake.RejectWith = wsfleetv1.RejectMode_REJECT_MODE_CLOSE
+			return p
+		}, []change{{"handshake.reject_with", changed, `"http"`, `"close"`}}},
+		{"a policy older than the handshake group shows it appearing", func(p *wsfleetv1.Policy) *wsfleetv1.Policy {
+			p.Handshake = nil
+			return p
+		}, same, []change{{"handshake.reject_with", changed, "null", `"http"`}}},
 		{"a changed bool reads as true or false", same, func(p *wsfleetv1.Policy) *wsfleetv1.Policy {
 			p.Origins.AllowMissing = false
 			return p
@@ -210,6 +218,7 @@ func TestDiffCoversEveryLeafField(t *testing.T) {
 	b.Window = durationpb.New(11 * time.Second)
 	b.OpenDuration = durationpb.New(6 * time.Second)
 	b.HalfOpenProbes++
+	to.Handshake.RejectWith = wsfleetv1.RejectMode_REJECT_MODE_CLOSE
 
 	var paths []string
 	for _, c := range policy.Diff(from, to) {

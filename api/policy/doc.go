@@ -11,7 +11,7 @@
 // # Bounds
 //
 // A valid policy has every group (origins, heartbeat, limits, breaker) set
-// and every field within these bounds:
+// and every field within these bounds (handshake alone is optional):
 //
 //	origins.allow               at most 1000 entries (MaxOrigins), each at most
 //	                            512 characters (MaxOriginLength), no duplicates
@@ -29,6 +29,8 @@
 //	breaker.window              greater than 0, at most 1h (MaxBreakerWindow)
 //	breaker.open_duration       greater than 0, at most 1h (MaxBreakerOpenDuration)
 //	breaker.half_open_probes    1 .. 10,000 (MaxHalfOpenProbes)
+//	handshake.reject_with       http or close; the group may be left out
+//	                            (policies older than the field), which is http
 //
 // Durations must also be valid google.protobuf.Duration values (seconds and
 // nanos in range and of the same sign).

@@ -40,6 +40,8 @@ const (
 	fieldWindow         = "breaker.window"
 	fieldOpenDuration   = "breaker.open_duration"
 	fieldHalfOpenProbes = "breaker.half_open_probes"
+
+	fieldRejectWith = "handshake.reject_with"
 )
 
 // descRequired is the description of a missing group or duration.
@@ -55,6 +57,7 @@ const quotedPrefixLength = 64
 // ("origins.allow[1]", "heartbeat.timeout", "limits.max_connections",
 // "breaker.failure_ratio"). A missing group is one violation on the group
 // ("heartbeat": "required"); a nil policy is one violation on "policy".
+// The handshake group alone may be left out (it means reject_with: http).
 // Descriptions are short and lowercase and, when about a value, quote it
 // first as it reads in a policy file: `"500ms": must be at least 1s`.
 //
@@ -68,6 +71,7 @@ func Validate(p *wsfleetv1.Policy) []*wsfleetv1.FieldViolation {
 	v.heartbeat(p.GetHeartbeat())
 	v.limits(p.GetLimits())
 	v.breaker(p.GetBreaker())
+	v.handshake(p.GetHandshake())
 	return v.out
 }
 
@@ -199,6 +203,15 @@ func (v *validator) breaker(b *wsfleetv1.BreakerPolicy) {
 	v.positiveDuration(fieldWindow, b.GetWindow(), MaxBreakerWindow)
 	v.positiveDuration(fieldOpenDuration, b.GetOpenDuration(), MaxBreakerOpenDuration)
 	v.count(fieldHalfOpenProbes, b.GetHalfOpenProbes(), MaxHalfOpenProbes)
+}
+
+// handshake checks the one group that may be left out: unset means
+// reject_with: http, as it did before the group existed.
+func (v *validator) handshake(h *wsfleetv1.HandshakePolicy) {
+	m := h.GetRejectWith()
+	if _, known := EnumText(m.Descriptor(), m.Number()); !known {
+		v.addf(fieldRejectWith, "%d: must be one of %s", m, strings.Join(EnumTexts(m.Descriptor()), ", "))
+	}
 }
 
 // count checks a field that must be in 1..limit.

@@ -275,6 +275,19 @@ func TestValidateRules(t *testing.T) {
 			[]violation{{"breaker.half_open_probes", "0: must be positive"}}},
 		{"half-open probes over the bound are refused", func(p *wsfleetv1.Policy) { p.Breaker.HalfOpenProbes = policy.MaxHalfOpenProbes + 1 },
 			[]violation{{"breaker.half_open_probes", "10001: must be at most 10000"}}},
+
+		// Handshake.
+		{"a missing handshake group is valid: it means http", func(p *wsfleetv1.Policy) { p.Handshake = nil }, nil},
+		{"an unspecified reject mode is valid: it means http", func(p *wsfleetv1.Policy) {
+			p.Handshake.RejectWith = wsfleetv1.RejectMode_REJECT_MODE_UNSPECIFIED
+		}, nil},
+		{"reject with close is valid", func(p *wsfleetv1.Policy) { p.Handshake.RejectWith = wsfleetv1.RejectMode_REJECT_MODE_CLOSE }, nil},
+		{"an unknown reject mode is refused", func(p *wsfleetv1.Policy) { p.Handshake.RejectWith = 7 },
+			[]violation{{"handshake.reject_with", "7: must be one of unspecified, http, close"}}},
+		{"every bad field is named, the handshake's included", func(p *wsfleetv1.Policy) {
+			p.Limits.MessageBurst = 0
+			p.Handshake.RejectWith = -1
+		}, []violation{{"limits.message_burst", "0: must be positive"}, {"handshake.reject_with", "-1: must be one of unspecified, http, close"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -286,6 +299,47 @@ func TestValidateRules(t *testing.T) {
 				t.Errorf("Check disagrees with Validate: %v", policy.Check(p))
 			}
 		})
+	}
+}
+
+func TestRejectWithReadsUnsetAsHTTP(t *testing.T) {
+	tests := []struct {
+		name string
+		p    *wsfleetv1.Policy
+		want wsfleetv1.RejectMode
+	}{
+		{"a nil policy is http", nil, wsfleetv1.RejectMode_REJECT_MODE_HTTP},
+		{"a policy without the group is http", &wsfleetv1.Policy{}, wsfleetv1.RejectMode_REJECT_MODE_HTTP},
+		{"an unspecified mode is http", &wsfleetv1.Policy{Handshake: &wsfleetv1.HandshakePolicy{}}, wsfleetv1.RejectMode_REJECT_MODE_HTTP},
+		{"the default is http", policy.Default(), wsfleetv1.RejectMode_REJECT_MODE_HTTP},
+		{"close is close", &wsfleetv1.Policy{Handshake: &wsfleetv1.HandshakePolicy{RejectWith: wsfleetv1.RejectMode_REJECT_MODE_CLOSE}}, wsfleetv1.RejectMode_REJECT_MODE_CLOSE},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := policy.RejectWith(tt.p); got != tt.want {
+				t.Errorf("RejectWith = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestEnumTexts(t *testing.T) {
+	ed := wsfleetv1.RejectMode(0).Descriptor()
+	if got, _ := policy.EnumText(ed, 2); got != "close" {
+		t.Errorf("EnumText(REJECT_MODE_CLOSE) = %q, want close", got)
+	}
+	if _, ok := policy.EnumText(ed, 9); ok {
+		t.Error("EnumText(9) is known")
+	}
+	for _, in := range []string{"close", "CLOSE", " Close ", "REJECT_MODE_CLOSE", "reject_mode_close"} {
+		if n, ok := policy.ParseEnumText(ed, in); !ok || n != 2 {
+			t.Errorf("ParseEnumText(%q) = %d, %t; want 2", in, n, ok)
+		}
+	}
+	for _, in := range []string{"", "closed", "MODE_CLOSE", "2"} {
+		if n, ok := policy.ParseEnumText(ed, in); ok {
+			t.Errorf("ParseEnumText(%q) = %d, want not ok", in, n)
+		}
 	}
 }
 
@@ -302,6 +356,7 @@ func TestViolationPathsNameRealFields(t *testing.T) {
 		Heartbeat: &wsfleetv1.HeartbeatPolicy{},
 		Limits:    &wsfleetv1.LimitsPolicy{},
 		Breaker:   &wsfleetv1.BreakerPolicy{},
+		Handshake: &wsfleetv1.HandshakePolicy{RejectWith: 99},
 	}
 	seen := 0
 	for _, v := range policy.Validate(broken) {
@@ -322,8 +377,8 @@ func TestViolationPathsNameRealFields(t *testing.T) {
 		}
 		seen++
 	}
-	// Every leaf of the four groups, plus the list itself and its bad entry.
-	if seen < 14 {
+	// Every leaf of the five groups, plus the list itself and its bad entry.
+	if seen < 15 {
 		t.Errorf("only %d violations checked; the broken policy should break every leaf", seen)
 	}
 }

@@ -39,6 +39,8 @@ func TestIngestCapsEveryStringField(t *testing.T) {
 		{"node_id", MaxNodeIDBytes, func(e *wsfleetv1.ErrorEvent, s string) { e.NodeId = s }, (*wsfleetv1.ErrorEvent).GetNodeId},
 		{"pool", MaxPoolBytes, func(e *wsfleetv1.ErrorEvent, s string) { e.Pool = s }, (*wsfleetv1.ErrorEvent).GetPool},
 		{"remote_addr", MaxRemoteBytes, func(e *wsfleetv1.ErrorEvent, s string) { e.RemoteAddr = s }, (*wsfleetv1.ErrorEvent).GetRemoteAddr},
+		{"client_url", MaxClientURLBytes, func(e *wsfleetv1.ErrorEvent, s string) { e.ClientUrl = s }, (*wsfleetv1.ErrorEvent).GetClientUrl},
+		{"client_detail", MaxClientDetailBytes, func(e *wsfleetv1.ErrorEvent, s string) { e.ClientDetail = s }, (*wsfleetv1.ErrorEvent).GetClientDetail},
 	}
 	if len(cases) != len(FieldNames()) {
 		t.Fatalf("%d cases for %d capped fields", len(cases), len(FieldNames()))

@@ -35,6 +35,12 @@ const (
 	MaxPoolBytes = 63
 	// MaxRemoteBytes: an IPv6 address with a zone and a port fits.
 	MaxRemoteBytes = 128
+	// MaxClientURLBytes: the URL a client reports having tried; nodes
+	// clip it to 512 bytes by default (dataplane Config.ClientReportMaxURLBytes).
+	MaxClientURLBytes = 1024
+	// MaxClientDetailBytes: the browser-visible detail of a client report;
+	// nodes clip it to 256 bytes by default.
+	MaxClientDetailBytes = 1024
 	// MaxReporterIDBytes bounds a batch's reporter_id, which the duplicate
 	// table keeps; a longer one is refused, not cut, since cutting could
 	// merge two reporters.
@@ -53,20 +59,24 @@ const (
 	fieldNodeID
 	fieldPool
 	fieldRemote
+	fieldClientURL
+	fieldClientDetail
 	numFields
 )
 
 // fieldNames are the fields' names in Stats.Truncated and the metric's
 // field label: the proto field names.
 var fieldNames = [numFields]string{
-	fieldOrigin:    "origin",
-	fieldUserAgent: "user_agent",
-	fieldError:     "error",
-	fieldTraceID:   "trace_id",
-	fieldConnID:    "conn_id",
-	fieldNodeID:    "node_id",
-	fieldPool:      "pool",
-	fieldRemote:    "remote_addr",
+	fieldOrigin:       "origin",
+	fieldUserAgent:    "user_agent",
+	fieldError:        "error",
+	fieldTraceID:      "trace_id",
+	fieldConnID:       "conn_id",
+	fieldNodeID:       "node_id",
+	fieldPool:         "pool",
+	fieldRemote:       "remote_addr",
+	fieldClientURL:    "client_url",
+	fieldClientDetail: "client_detail",
 }
 
 // FieldNames lists the capped event fields, as Stats.Truncated names them.
@@ -74,14 +84,16 @@ func FieldNames() []string { return fieldNames[:] }
 
 // fieldCaps are the fields' caps in bytes.
 var fieldCaps = [numFields]int{
-	fieldOrigin:    MaxOriginBytes,
-	fieldUserAgent: MaxUserAgentBytes,
-	fieldError:     MaxErrorBytes,
-	fieldTraceID:   MaxTraceIDBytes,
-	fieldConnID:    MaxConnIDBytes,
-	fieldNodeID:    MaxNodeIDBytes,
-	fieldPool:      MaxPoolBytes,
-	fieldRemote:    MaxRemoteBytes,
+	fieldOrigin:       MaxOriginBytes,
+	fieldUserAgent:    MaxUserAgentBytes,
+	fieldError:        MaxErrorBytes,
+	fieldTraceID:      MaxTraceIDBytes,
+	fieldConnID:       MaxConnIDBytes,
+	fieldNodeID:       MaxNodeIDBytes,
+	fieldPool:         MaxPoolBytes,
+	fieldRemote:       MaxRemoteBytes,
+	fieldClientURL:    MaxClientURLBytes,
+	fieldClientDetail: MaxClientDetailBytes,
 }
 
 // truncations counts the cuts per field. Atomic: events are capped before
@@ -112,6 +124,8 @@ func (tr *truncations) capEvent(ev *wsfleetv1.ErrorEvent) {
 	ev.NodeId = tr.capString(fieldNodeID, ev.NodeId)
 	ev.Pool = tr.capString(fieldPool, ev.Pool)
 	ev.RemoteAddr = tr.capString(fieldRemote, ev.RemoteAddr)
+	ev.ClientUrl = tr.capString(fieldClientURL, ev.ClientUrl)
+	ev.ClientDetail = tr.capString(fieldClientDetail, ev.ClientDetail)
 	ev.ProtoReflect().SetUnknown(nil)
 	if ev.OpenTime != nil {
 		ev.OpenTime.ProtoReflect().SetUnknown(nil)
@@ -125,15 +139,18 @@ func (tr *truncations) capEvent(ev *wsfleetv1.ErrorEvent) {
 	if ev.Duration != nil {
 		ev.Duration.ProtoReflect().SetUnknown(nil)
 	}
+	if ev.ClientTime != nil {
+		ev.ClientTime.ProtoReflect().SetUnknown(nil)
+	}
 }
 
 // eventOverhead estimates an event's heap cost besides its strings: the
-// message (about 260 bytes), up to four timestamps and a duration (48
+// message (about 290 bytes), up to five timestamps and a duration (48
 // bytes each) and allocator rounding.
-const eventOverhead = 512
+const eventOverhead = 640
 
 // eventBytes estimates the heap an ingested (capped) event holds.
 func eventBytes(ev *wsfleetv1.ErrorEvent) int {
 	return eventOverhead + len(ev.Origin) + len(ev.UserAgent) + len(ev.Error) + len(ev.TraceId) +
-		len(ev.ConnId) + len(ev.NodeId) + len(ev.Pool) + len(ev.RemoteAddr)
+		len(ev.ConnId) + len(ev.NodeId) + len(ev.Pool) + len(ev.RemoteAddr) + len(ev.ClientUrl) + len(ev.ClientDetail)
 }

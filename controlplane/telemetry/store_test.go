@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/wsfleet/wsfleet/api/errclass"
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 )
 
@@ -309,5 +310,63 @@ func TestTimestampsOutsideTheNanosecondRangeSaturate(t *testing.T) {
 	s.Ingest(req)
 	if got, _ := s.Query(&wsfleetv1.EventFilter{StartTime: ts(0)}, 0); !equal(ids(got), []string{"far"}) {
 		t.Fatalf("far-future event: %v", ids(got))
+	}
+}
+
+// TestClientReportsAreStoredQueriedAndCounted: the events a node records
+// from a client's report (kind CLIENT_REPORT, client_* classes, the
+// client's URL, time and detail) are kept whole, found by class, trace id
+// and errors_only, and counted by class.
+func TestClientReportsAreStoredQueriedAndCounted(t *testing.T) {
+	s := newStore(t, Config{Now: newClock(t0.Add(time.Hour)).Now})
+	classes := []wsfleetv1.ErrorClass{
+		wsfleetv1.ErrorClass_ERROR_CLASS_CLIENT_UNREACHABLE,
+		wsfleetv1.ErrorClass_ERROR_CLASS_CLIENT_HANDSHAKE_FAILED,
+		wsfleetv1.ErrorClass_ERROR_CLASS_CLIENT_HANDSHAKE_TIMEOUT,
+		wsfleetv1.ErrorClass_ERROR_CLASS_CLIENT_CONNECTION_LOST,
+	}
+	req := &wsfleetv1.ReportTelemetryRequest{NodeId: "n", Pool: "p", ReporterId: "r", Sequence: 1}
+	for i, c := range classes {
+		req.Events = append(req.Events, &wsfleetv1.ErrorEvent{
+			Kind: wsfleetv1.EventKind_EVENT_KIND_CLIENT_REPORT, Class: c,
+			TraceId: "trace-" + errclass.Name(c), ConnId: errclass.Name(c),
+			Time:         ts(time.Duration(i) * time.Second),
+			ClientUrl:    "wss://edge.example.com/ws?trace_id=trace-" + errclass.Name(c),
+			ClientTime:   ts(time.Duration(i)*time.Second - 3*time.Second),
+			ClientDetail: "WebSocket connection failed",
+			Origin:       "https://app.example.com",
+		})
+	}
+	s.Ingest(req)
+
+	got, _ := s.Query(&wsfleetv1.EventFilter{ErrorsOnly: true}, 0)
+	if len(got) != len(classes) {
+		t.Fatalf("errors only: %v", ids(got))
+	}
+	for _, c := range classes {
+		name := errclass.Name(c)
+		got, _ := s.Query(&wsfleetv1.EventFilter{Classes: []wsfleetv1.ErrorClass{c}}, 0)
+		if len(got) != 1 {
+			t.Fatalf("class %s: %v", name, ids(got))
+		}
+		e := got[0]
+		if e.GetKind() != wsfleetv1.EventKind_EVENT_KIND_CLIENT_REPORT || e.GetClientUrl() == "" ||
+			e.GetClientTime() == nil || e.GetClientDetail() != "WebSocket connection failed" {
+			t.Errorf("class %s came back as %v", name, e)
+		}
+		if got, _ := s.Query(&wsfleetv1.EventFilter{TraceId: "trace-" + name}, 0); !equal(ids(got), []string{name}) {
+			t.Errorf("trace-%s: %v", name, ids(got))
+		}
+	}
+	resp := s.Top(nil, byClass, 0)
+	// Equal counts are ordered by key.
+	want := []string{
+		"client_connection_lost=1/ERROR_CLASS_CLIENT_CONNECTION_LOST",
+		"client_handshake_failed=1/ERROR_CLASS_CLIENT_HANDSHAKE_FAILED",
+		"client_handshake_timeout=1/ERROR_CLASS_CLIENT_HANDSHAKE_TIMEOUT",
+		"client_unreachable=1/ERROR_CLASS_CLIENT_UNREACHABLE",
+	}
+	if g := groups(resp); !equal(g, want) {
+		t.Fatalf("top: %v, want %v", g, want)
 	}
 }

@@ -348,11 +348,14 @@ func (w *walker) timestamp(path string, v any) any {
 func (w *walker) enum(path string, ed protoreflect.EnumDescriptor, v any) any {
 	switch x := v.(type) {
 	case string:
-		if ed.Values().ByName(protoreflect.Name(x)) == nil {
+		// The short lower-case form a policy file writes ("close") or
+		// the proto name ("REJECT_MODE_CLOSE"), in any case.
+		n, ok := policy.ParseEnumText(ed, x)
+		if !ok {
 			w.fail(path, ErrInvalidValue, "unknown value %q (want one of %s)", x, enumNames(ed))
 			return nil
 		}
-		return x
+		return string(ed.Values().ByNumber(n).Name())
 	case json.Number:
 		// Proto3 enums are open: any int32 is a legal value.
 		n, err := strconv.ParseInt(x.String(), 10, 32)
@@ -500,11 +503,7 @@ func fieldNames(md protoreflect.MessageDescriptor) string {
 }
 
 func enumNames(ed protoreflect.EnumDescriptor) string {
-	names := make([]string, ed.Values().Len())
-	for i := range names {
-		names[i] = string(ed.Values().Get(i).Name())
-	}
-	return strings.Join(names, ", ")
+	return strings.Join(policy.EnumTexts(ed), ", ")
 }
 
 func kindName(fd protoreflect.FieldDescriptor) string {

@@ -29,7 +29,8 @@ var completeMessage = (&wsfleetv1.Policy{}).ProtoReflect().Descriptor().FullName
 
 // EncodeYAML renders a wsfleet message as a policy-file style YAML document:
 // proto (snake_case) names in proto field order, durations as "10s", int64 as
-// numbers, timestamps in RFC 3339, enums by name, and every scalar of a
+// numbers, timestamps in RFC 3339, enums by name (inside a Policy in the
+// short form a policy file uses: reject_with: close), and every scalar of a
 // Policy even when zero. Outside a Policy, zero scalars are left out as
 // protojson does. For a Policy or a PolicyRevision, Decode reads the result
 // back to an equal policy, pool and revision.
@@ -283,6 +284,11 @@ func (e Encoder) encodeSingle(fd protoreflect.FieldDescriptor, v protoreflect.Va
 	case protoreflect.BytesKind:
 		return base64.StdEncoding.EncodeToString(v.Bytes()), nil
 	case protoreflect.EnumKind:
+		// In a policy, the short form an operator types ("close");
+		// elsewhere the proto name, as protojson writes it.
+		if text, ok := policy.EnumText(fd.Enum(), v.Enum()); ok && complete {
+			return text, nil
+		}
 		if ev := fd.Enum().Values().ByNumber(v.Enum()); ev != nil {
 			return string(ev.Name()), nil
 		}

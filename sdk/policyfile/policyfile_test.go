@@ -51,6 +51,7 @@ func richPolicy() *wsfleetv1.Policy {
 			OpenDuration:   durationpb.New(500 * time.Millisecond),
 			HalfOpenProbes: 1,
 		},
+		Handshake: &wsfleetv1.HandshakePolicy{RejectWith: wsfleetv1.RejectMode_REJECT_MODE_CLOSE},
 	}
 }
 
@@ -514,4 +515,77 @@ func TestAwkwardStringsSurvive(t *testing.T) {
 			})
 		}
 	}
+}
+
+func TestRejectWithReadsAndWritesAsOperatorsTypeIt(t *testing.T) {
+	tests := []struct {
+		name string
+		file string
+		want wsfleetv1.RejectMode
+	}{
+		{"close", "handshake: {reject_with: close}\n", wsfleetv1.RejectMode_REJECT_MODE_CLOSE},
+		{"http", "handshake: {reject_with: http}\n", wsfleetv1.RejectMode_REJECT_MODE_HTTP},
+		{"upper case", "handshake: {reject_with: CLOSE}\n", wsfleetv1.RejectMode_REJECT_MODE_CLOSE},
+		{"the proto name", "handshake: {reject_with: REJECT_MODE_CLOSE}\n", wsfleetv1.RejectMode_REJECT_MODE_CLOSE},
+		{"protojson's camelCase", `{"handshake": {"rejectWith": "REJECT_MODE_CLOSE"}}`, wsfleetv1.RejectMode_REJECT_MODE_CLOSE},
+		{"left out is the default, http", "limits: {}\n", wsfleetv1.RejectMode_REJECT_MODE_HTTP},
+	}
+	for _, tt := range tests {
+		t.Run("a file saying "+tt.name+" reads as "+tt.want.String(), func(t *testing.T) {
+			doc, err := policyfile.Decode([]byte(tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := doc.Policy.GetHandshake().GetRejectWith(); got != tt.want {
+				t.Errorf("reject_with = %v, want %v", got, tt.want)
+			}
+		})
+	}
+
+	t.Run("an unknown mode is refused naming the field and the choices", func(t *testing.T) {
+		_, err := policyfile.Decode([]byte("handshake: {reject_with: udp}\n"))
+		var fe *policyfile.FieldError
+		if !errors.As(err, &fe) || fe.Path != "handshake.reject_with" || !errors.Is(err, policyfile.ErrInvalidValue) {
+			t.Fatalf("error %v, want a FieldError on handshake.reject_with", err)
+		}
+		if !strings.Contains(err.Error(), "http, close") {
+			t.Errorf("error %q does not list the choices", err)
+		}
+	})
+
+	t.Run("a policy is written with the short form", func(t *testing.T) {
+		out, err := policyfile.EncodeYAML(richPolicy())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(out), "handshake:\n  reject_with: close\n") {
+			t.Errorf("YAML does not say reject_with: close:\n%s", out)
+		}
+	})
+
+	t.Run("a revision stored before the field existed prints and applies back as http", func(t *testing.T) {
+		old := policy.Default()
+		old.Handshake = nil
+		out, err := policyfile.EncodeYAML(old)
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc, err := policyfile.Decode(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if policy.RejectWith(doc.Policy) != policy.RejectWith(old) || !proto.Equal(doc.Policy, policy.Default()) {
+			t.Errorf("got %v, want the default policy", doc.Policy)
+		}
+	})
+
+	t.Run("wsctl policy set handshake.reject_with=close", func(t *testing.T) {
+		got, err := policyfile.Assign(policy.Default(), []policyfile.Assignment{{Path: "handshake.reject_with", Value: "close"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.GetHandshake().GetRejectWith() != wsfleetv1.RejectMode_REJECT_MODE_CLOSE {
+			t.Errorf("got %v", got)
+		}
+	})
 }

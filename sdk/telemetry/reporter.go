@@ -204,7 +204,7 @@ func (r *Reporter) Record(ev *wsfleetv1.ErrorEvent) {
 // from then on and stop the reporter for good.
 func repairUTF8(ev *wsfleetv1.ErrorEvent) bool {
 	repaired := false
-	for _, s := range [...]*string{&ev.TraceId, &ev.ConnId, &ev.NodeId, &ev.Pool, &ev.Origin, &ev.RemoteAddr, &ev.UserAgent, &ev.Error} {
+	for _, s := range [...]*string{&ev.TraceId, &ev.ConnId, &ev.NodeId, &ev.Pool, &ev.Origin, &ev.RemoteAddr, &ev.UserAgent, &ev.Error, &ev.ClientUrl, &ev.ClientDetail} {
 		if !utf8.ValidString(*s) {
 			*s = strings.ToValidUTF8(*s, "\uFFFD")
 			repaired = true

@@ -23,6 +23,63 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// RejectMode is how a rejected handshake is answered.
+type RejectMode int32
+
+const (
+	// Not set: the same as REJECT_MODE_HTTP.
+	RejectMode_REJECT_MODE_UNSPECIFIED RejectMode = 0
+	// An HTTP error status (403, 401, 429, 503), with Retry-After where the
+	// class carries it.
+	RejectMode_REJECT_MODE_HTTP RejectMode = 1
+	// Upgrade (101), then a close frame with the class's 4xxx code (4403
+	// origin_rejected, 4401 unauthorized, 4429 rate_limited, 4503 capacity,
+	// 4502 breaker_open, 4504 node_draining) and the reason
+	// "<class>[; retry_after_s=N]", before any client frame is read.
+	RejectMode_REJECT_MODE_CLOSE RejectMode = 2
+)
+
+// Enum value maps for RejectMode.
+var (
+	RejectMode_name = map[int32]string{
+		0: "REJECT_MODE_UNSPECIFIED",
+		1: "REJECT_MODE_HTTP",
+		2: "REJECT_MODE_CLOSE",
+	}
+	RejectMode_value = map[string]int32{
+		"REJECT_MODE_UNSPECIFIED": 0,
+		"REJECT_MODE_HTTP":        1,
+		"REJECT_MODE_CLOSE":       2,
+	}
+)
+
+func (x RejectMode) Enum() *RejectMode {
+	p := new(RejectMode)
+	*p = x
+	return p
+}
+
+func (x RejectMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RejectMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_wsfleet_v1_policy_proto_enumTypes[0].Descriptor()
+}
+
+func (RejectMode) Type() protoreflect.EnumType {
+	return &file_wsfleet_v1_policy_proto_enumTypes[0]
+}
+
+func (x RejectMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RejectMode.Descriptor instead.
+func (RejectMode) EnumDescriptor() ([]byte, []int) {
+	return file_wsfleet_v1_policy_proto_rawDescGZIP(), []int{0}
+}
+
 // Policy is everything a node of a pool enforces. One policy per pool; a node
 // in a pool without a policy applies the `default` pool's. Fields are never
 // merged across pools: a policy is always complete, and the control plane
@@ -37,7 +94,11 @@ type Policy struct {
 	// Connection, handshake and message limits.
 	Limits *LimitsPolicy `protobuf:"bytes,3,opt,name=limits,proto3" json:"limits,omitempty"`
 	// Circuit breaker around the connect-authorization endpoint.
-	Breaker       *BreakerPolicy `protobuf:"bytes,4,opt,name=breaker,proto3" json:"breaker,omitempty"`
+	Breaker *BreakerPolicy `protobuf:"bytes,4,opt,name=breaker,proto3" json:"breaker,omitempty"`
+	// How a rejected handshake is answered. Optional: unset is
+	// reject_with: http, so policies written before the field existed keep
+	// their meaning.
+	Handshake     *HandshakePolicy `protobuf:"bytes,5,opt,name=handshake,proto3" json:"handshake,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -100,6 +161,63 @@ func (x *Policy) GetBreaker() *BreakerPolicy {
 	return nil
 }
 
+func (x *Policy) GetHandshake() *HandshakePolicy {
+	if x != nil {
+		return x.Handshake
+	}
+	return nil
+}
+
+// HandshakePolicy controls how the node answers a handshake it refuses.
+type HandshakePolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// HTTP (the default) answers with the class's HTTP status, which a
+	// browser hides from the page; CLOSE upgrades the connection and closes
+	// it at once with the class's 4xxx close code and name as reason, which
+	// the page reads in CloseEvent. bad_handshake is always answered over
+	// HTTP: such a request cannot be upgraded.
+	RejectWith    RejectMode `protobuf:"varint,1,opt,name=reject_with,json=rejectWith,proto3,enum=wsfleet.v1.RejectMode" json:"reject_with,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HandshakePolicy) Reset() {
+	*x = HandshakePolicy{}
+	mi := &file_wsfleet_v1_policy_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandshakePolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandshakePolicy) ProtoMessage() {}
+
+func (x *HandshakePolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_wsfleet_v1_policy_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandshakePolicy.ProtoReflect.Descriptor instead.
+func (*HandshakePolicy) Descriptor() ([]byte, []int) {
+	return file_wsfleet_v1_policy_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *HandshakePolicy) GetRejectWith() RejectMode {
+	if x != nil {
+		return x.RejectWith
+	}
+	return RejectMode_REJECT_MODE_UNSPECIFIED
+}
+
 // OriginPolicy is the origin allowlist checked before the upgrade.
 type OriginPolicy struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -117,7 +235,7 @@ type OriginPolicy struct {
 
 func (x *OriginPolicy) Reset() {
 	*x = OriginPolicy{}
-	mi := &file_wsfleet_v1_policy_proto_msgTypes[1]
+	mi := &file_wsfleet_v1_policy_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -129,7 +247,7 @@ func (x *OriginPolicy) String() string {
 func (*OriginPolicy) ProtoMessage() {}
 
 func (x *OriginPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_wsfleet_v1_policy_proto_msgTypes[1]
+	mi := &file_wsfleet_v1_policy_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -142,7 +260,7 @@ func (x *OriginPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OriginPolicy.ProtoReflect.Descriptor instead.
 func (*OriginPolicy) Descriptor() ([]byte, []int) {
-	return file_wsfleet_v1_policy_proto_rawDescGZIP(), []int{1}
+	return file_wsfleet_v1_policy_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *OriginPolicy) GetAllow() []string {
@@ -173,7 +291,7 @@ type HeartbeatPolicy struct {
 
 func (x *HeartbeatPolicy) Reset() {
 	*x = HeartbeatPolicy{}
-	mi := &file_wsfleet_v1_policy_proto_msgTypes[2]
+	mi := &file_wsfleet_v1_policy_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -185,7 +303,7 @@ func (x *HeartbeatPolicy) String() string {
 func (*HeartbeatPolicy) ProtoMessage() {}
 
 func (x *HeartbeatPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_wsfleet_v1_policy_proto_msgTypes[2]
+	mi := &file_wsfleet_v1_policy_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -198,7 +316,7 @@ func (x *HeartbeatPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatPolicy.ProtoReflect.Descriptor instead.
 func (*HeartbeatPolicy) Descriptor() ([]byte, []int) {
-	return file_wsfleet_v1_policy_proto_rawDescGZIP(), []int{2}
+	return file_wsfleet_v1_policy_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *HeartbeatPolicy) GetInterval() *durationpb.Duration {
@@ -238,7 +356,7 @@ type LimitsPolicy struct {
 
 func (x *LimitsPolicy) Reset() {
 	*x = LimitsPolicy{}
-	mi := &file_wsfleet_v1_policy_proto_msgTypes[3]
+	mi := &file_wsfleet_v1_policy_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -250,7 +368,7 @@ func (x *LimitsPolicy) String() string {
 func (*LimitsPolicy) ProtoMessage() {}
 
 func (x *LimitsPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_wsfleet_v1_policy_proto_msgTypes[3]
+	mi := &file_wsfleet_v1_policy_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -263,7 +381,7 @@ func (x *LimitsPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LimitsPolicy.ProtoReflect.Descriptor instead.
 func (*LimitsPolicy) Descriptor() ([]byte, []int) {
-	return file_wsfleet_v1_policy_proto_rawDescGZIP(), []int{3}
+	return file_wsfleet_v1_policy_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *LimitsPolicy) GetMaxConnections() int32 {
@@ -334,7 +452,7 @@ type BreakerPolicy struct {
 
 func (x *BreakerPolicy) Reset() {
 	*x = BreakerPolicy{}
-	mi := &file_wsfleet_v1_policy_proto_msgTypes[4]
+	mi := &file_wsfleet_v1_policy_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -346,7 +464,7 @@ func (x *BreakerPolicy) String() string {
 func (*BreakerPolicy) ProtoMessage() {}
 
 func (x *BreakerPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_wsfleet_v1_policy_proto_msgTypes[4]
+	mi := &file_wsfleet_v1_policy_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -359,7 +477,7 @@ func (x *BreakerPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BreakerPolicy.ProtoReflect.Descriptor instead.
 func (*BreakerPolicy) Descriptor() ([]byte, []int) {
-	return file_wsfleet_v1_policy_proto_rawDescGZIP(), []int{4}
+	return file_wsfleet_v1_policy_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *BreakerPolicy) GetFailureRatio() float64 {
@@ -428,7 +546,7 @@ type PolicyRevision struct {
 
 func (x *PolicyRevision) Reset() {
 	*x = PolicyRevision{}
-	mi := &file_wsfleet_v1_policy_proto_msgTypes[5]
+	mi := &file_wsfleet_v1_policy_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -440,7 +558,7 @@ func (x *PolicyRevision) String() string {
 func (*PolicyRevision) ProtoMessage() {}
 
 func (x *PolicyRevision) ProtoReflect() protoreflect.Message {
-	mi := &file_wsfleet_v1_policy_proto_msgTypes[5]
+	mi := &file_wsfleet_v1_policy_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -453,7 +571,7 @@ func (x *PolicyRevision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyRevision.ProtoReflect.Descriptor instead.
 func (*PolicyRevision) Descriptor() ([]byte, []int) {
-	return file_wsfleet_v1_policy_proto_rawDescGZIP(), []int{5}
+	return file_wsfleet_v1_policy_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PolicyRevision) GetPool() string {
@@ -524,12 +642,16 @@ var File_wsfleet_v1_policy_proto protoreflect.FileDescriptor
 const file_wsfleet_v1_policy_proto_rawDesc = "" +
 	"\n" +
 	"\x17wsfleet/v1/policy.proto\x12\n" +
-	"wsfleet.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xde\x01\n" +
+	"wsfleet.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x02\n" +
 	"\x06Policy\x122\n" +
 	"\aorigins\x18\x01 \x01(\v2\x18.wsfleet.v1.OriginPolicyR\aorigins\x129\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x1b.wsfleet.v1.HeartbeatPolicyR\theartbeat\x120\n" +
 	"\x06limits\x18\x03 \x01(\v2\x18.wsfleet.v1.LimitsPolicyR\x06limits\x123\n" +
-	"\abreaker\x18\x04 \x01(\v2\x19.wsfleet.v1.BreakerPolicyR\abreaker\"I\n" +
+	"\abreaker\x18\x04 \x01(\v2\x19.wsfleet.v1.BreakerPolicyR\abreaker\x129\n" +
+	"\thandshake\x18\x05 \x01(\v2\x1b.wsfleet.v1.HandshakePolicyR\thandshake\"J\n" +
+	"\x0fHandshakePolicy\x127\n" +
+	"\vreject_with\x18\x01 \x01(\x0e2\x16.wsfleet.v1.RejectModeR\n" +
+	"rejectWith\"I\n" +
 	"\fOriginPolicy\x12\x14\n" +
 	"\x05allow\x18\x01 \x03(\tR\x05allow\x12#\n" +
 	"\rallow_missing\x18\x02 \x01(\bR\fallowMissing\"}\n" +
@@ -562,7 +684,12 @@ const file_wsfleet_v1_policy_proto_rawDesc = "" +
 	"\vrollback_of\x18\a \x01(\x03R\n" +
 	"rollbackOf\x12\x19\n" +
 	"\bstore_id\x18\b \x01(\tR\astoreId\x12.\n" +
-	"\x13recovered_from_node\x18\t \x01(\tR\x11recoveredFromNodeB5Z3github.com/wsfleet/wsfleet/api/wsfleet/v1;wsfleetv1b\x06proto3"
+	"\x13recovered_from_node\x18\t \x01(\tR\x11recoveredFromNode*V\n" +
+	"\n" +
+	"RejectMode\x12\x1b\n" +
+	"\x17REJECT_MODE_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10REJECT_MODE_HTTP\x10\x01\x12\x15\n" +
+	"\x11REJECT_MODE_CLOSE\x10\x02B5Z3github.com/wsfleet/wsfleet/api/wsfleet/v1;wsfleetv1b\x06proto3"
 
 var (
 	file_wsfleet_v1_policy_proto_rawDescOnce sync.Once
@@ -576,33 +703,38 @@ func file_wsfleet_v1_policy_proto_rawDescGZIP() []byte {
 	return file_wsfleet_v1_policy_proto_rawDescData
 }
 
-var file_wsfleet_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_wsfleet_v1_policy_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_wsfleet_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_wsfleet_v1_policy_proto_goTypes = []any{
-	(*Policy)(nil),                // 0: wsfleet.v1.Policy
-	(*OriginPolicy)(nil),          // 1: wsfleet.v1.OriginPolicy
-	(*HeartbeatPolicy)(nil),       // 2: wsfleet.v1.HeartbeatPolicy
-	(*LimitsPolicy)(nil),          // 3: wsfleet.v1.LimitsPolicy
-	(*BreakerPolicy)(nil),         // 4: wsfleet.v1.BreakerPolicy
-	(*PolicyRevision)(nil),        // 5: wsfleet.v1.PolicyRevision
-	(*durationpb.Duration)(nil),   // 6: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(RejectMode)(0),               // 0: wsfleet.v1.RejectMode
+	(*Policy)(nil),                // 1: wsfleet.v1.Policy
+	(*HandshakePolicy)(nil),       // 2: wsfleet.v1.HandshakePolicy
+	(*OriginPolicy)(nil),          // 3: wsfleet.v1.OriginPolicy
+	(*HeartbeatPolicy)(nil),       // 4: wsfleet.v1.HeartbeatPolicy
+	(*LimitsPolicy)(nil),          // 5: wsfleet.v1.LimitsPolicy
+	(*BreakerPolicy)(nil),         // 6: wsfleet.v1.BreakerPolicy
+	(*PolicyRevision)(nil),        // 7: wsfleet.v1.PolicyRevision
+	(*durationpb.Duration)(nil),   // 8: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
 }
 var file_wsfleet_v1_policy_proto_depIdxs = []int32{
-	1,  // 0: wsfleet.v1.Policy.origins:type_name -> wsfleet.v1.OriginPolicy
-	2,  // 1: wsfleet.v1.Policy.heartbeat:type_name -> wsfleet.v1.HeartbeatPolicy
-	3,  // 2: wsfleet.v1.Policy.limits:type_name -> wsfleet.v1.LimitsPolicy
-	4,  // 3: wsfleet.v1.Policy.breaker:type_name -> wsfleet.v1.BreakerPolicy
-	6,  // 4: wsfleet.v1.HeartbeatPolicy.interval:type_name -> google.protobuf.Duration
-	6,  // 5: wsfleet.v1.HeartbeatPolicy.timeout:type_name -> google.protobuf.Duration
-	6,  // 6: wsfleet.v1.BreakerPolicy.window:type_name -> google.protobuf.Duration
-	6,  // 7: wsfleet.v1.BreakerPolicy.open_duration:type_name -> google.protobuf.Duration
-	7,  // 8: wsfleet.v1.PolicyRevision.create_time:type_name -> google.protobuf.Timestamp
-	0,  // 9: wsfleet.v1.PolicyRevision.policy:type_name -> wsfleet.v1.Policy
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	3,  // 0: wsfleet.v1.Policy.origins:type_name -> wsfleet.v1.OriginPolicy
+	4,  // 1: wsfleet.v1.Policy.heartbeat:type_name -> wsfleet.v1.HeartbeatPolicy
+	5,  // 2: wsfleet.v1.Policy.limits:type_name -> wsfleet.v1.LimitsPolicy
+	6,  // 3: wsfleet.v1.Policy.breaker:type_name -> wsfleet.v1.BreakerPolicy
+	2,  // 4: wsfleet.v1.Policy.handshake:type_name -> wsfleet.v1.HandshakePolicy
+	0,  // 5: wsfleet.v1.HandshakePolicy.reject_with:type_name -> wsfleet.v1.RejectMode
+	8,  // 6: wsfleet.v1.HeartbeatPolicy.interval:type_name -> google.protobuf.Duration
+	8,  // 7: wsfleet.v1.HeartbeatPolicy.timeout:type_name -> google.protobuf.Duration
+	8,  // 8: wsfleet.v1.BreakerPolicy.window:type_name -> google.protobuf.Duration
+	8,  // 9: wsfleet.v1.BreakerPolicy.open_duration:type_name -> google.protobuf.Duration
+	9,  // 10: wsfleet.v1.PolicyRevision.create_time:type_name -> google.protobuf.Timestamp
+	1,  // 11: wsfleet.v1.PolicyRevision.policy:type_name -> wsfleet.v1.Policy
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_wsfleet_v1_policy_proto_init() }
@@ -615,13 +747,14 @@ func file_wsfleet_v1_policy_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wsfleet_v1_policy_proto_rawDesc), len(file_wsfleet_v1_policy_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   6,
+			NumEnums:      1,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_wsfleet_v1_policy_proto_goTypes,
 		DependencyIndexes: file_wsfleet_v1_policy_proto_depIdxs,
+		EnumInfos:         file_wsfleet_v1_policy_proto_enumTypes,
 		MessageInfos:      file_wsfleet_v1_policy_proto_msgTypes,
 	}.Build()
 	File_wsfleet_v1_policy_proto = out.File

@@ -68,6 +68,19 @@ const (
 	// HTTP 503 + Retry-After. Expected, not an error: other nodes take the
 	// client.
 	ErrorClass_ERROR_CLASS_NODE_DRAINING ErrorClass = 17
+	// Reported by a client: it could not reach any node (DNS, TCP refused,
+	// TLS, network down) and the explain request failed too.
+	ErrorClass_ERROR_CLASS_CLIENT_UNREACHABLE ErrorClass = 18
+	// Reported by a client: the handshake failed and the node has no record
+	// of the attempt, so something in front of it (proxy, load balancer,
+	// CDN) refused it or answered instead (a proxy's 400 or 502).
+	ErrorClass_ERROR_CLASS_CLIENT_HANDSHAKE_FAILED ErrorClass = 19
+	// Reported by a client: no 101 within the client's open timeout.
+	ErrorClass_ERROR_CLASS_CLIENT_HANDSHAKE_TIMEOUT ErrorClass = 20
+	// Reported by a client: an open connection ended without a close frame
+	// (1006) and the node had not closed it; the client's view of a network
+	// loss.
+	ErrorClass_ERROR_CLASS_CLIENT_CONNECTION_LOST ErrorClass = 21
 )
 
 // Enum value maps for ErrorClass.
@@ -91,26 +104,34 @@ var (
 		15: "ERROR_CLASS_CLIENT_GOING_AWAY",
 		16: "ERROR_CLASS_NORMAL",
 		17: "ERROR_CLASS_NODE_DRAINING",
+		18: "ERROR_CLASS_CLIENT_UNREACHABLE",
+		19: "ERROR_CLASS_CLIENT_HANDSHAKE_FAILED",
+		20: "ERROR_CLASS_CLIENT_HANDSHAKE_TIMEOUT",
+		21: "ERROR_CLASS_CLIENT_CONNECTION_LOST",
 	}
 	ErrorClass_value = map[string]int32{
-		"ERROR_CLASS_UNSPECIFIED":       0,
-		"ERROR_CLASS_ORIGIN_REJECTED":   1,
-		"ERROR_CLASS_UNAUTHORIZED":      2,
-		"ERROR_CLASS_BAD_HANDSHAKE":     3,
-		"ERROR_CLASS_RATE_LIMITED":      4,
-		"ERROR_CLASS_CAPACITY":          5,
-		"ERROR_CLASS_BREAKER_OPEN":      6,
-		"ERROR_CLASS_HEARTBEAT_TIMEOUT": 7,
-		"ERROR_CLASS_CONN_RESET":        8,
-		"ERROR_CLASS_MESSAGE_TOO_BIG":   9,
-		"ERROR_CLASS_POLICY_VIOLATION":  10,
-		"ERROR_CLASS_SLOW_CONSUMER":     11,
-		"ERROR_CLASS_PROTOCOL_ERROR":    12,
-		"ERROR_CLASS_INTERNAL_ERROR":    13,
-		"ERROR_CLASS_SERVER_SHUTDOWN":   14,
-		"ERROR_CLASS_CLIENT_GOING_AWAY": 15,
-		"ERROR_CLASS_NORMAL":            16,
-		"ERROR_CLASS_NODE_DRAINING":     17,
+		"ERROR_CLASS_UNSPECIFIED":              0,
+		"ERROR_CLASS_ORIGIN_REJECTED":          1,
+		"ERROR_CLASS_UNAUTHORIZED":             2,
+		"ERROR_CLASS_BAD_HANDSHAKE":            3,
+		"ERROR_CLASS_RATE_LIMITED":             4,
+		"ERROR_CLASS_CAPACITY":                 5,
+		"ERROR_CLASS_BREAKER_OPEN":             6,
+		"ERROR_CLASS_HEARTBEAT_TIMEOUT":        7,
+		"ERROR_CLASS_CONN_RESET":               8,
+		"ERROR_CLASS_MESSAGE_TOO_BIG":          9,
+		"ERROR_CLASS_POLICY_VIOLATION":         10,
+		"ERROR_CLASS_SLOW_CONSUMER":            11,
+		"ERROR_CLASS_PROTOCOL_ERROR":           12,
+		"ERROR_CLASS_INTERNAL_ERROR":           13,
+		"ERROR_CLASS_SERVER_SHUTDOWN":          14,
+		"ERROR_CLASS_CLIENT_GOING_AWAY":        15,
+		"ERROR_CLASS_NORMAL":                   16,
+		"ERROR_CLASS_NODE_DRAINING":            17,
+		"ERROR_CLASS_CLIENT_UNREACHABLE":       18,
+		"ERROR_CLASS_CLIENT_HANDSHAKE_FAILED":  19,
+		"ERROR_CLASS_CLIENT_HANDSHAKE_TIMEOUT": 20,
+		"ERROR_CLASS_CLIENT_CONNECTION_LOST":   21,
 	}
 )
 
@@ -151,6 +172,11 @@ const (
 	EventKind_EVENT_KIND_HANDSHAKE_REJECTED EventKind = 1
 	// An upgraded connection closed.
 	EventKind_EVENT_KIND_CONNECTION_CLOSED EventKind = 2
+	// A failure a client reported (POST /ws/client-report), recorded by the
+	// node that received the report: one the node never saw itself. Its class
+	// is one of the ERROR_CLASS_CLIENT_* classes; client_url, client_time and
+	// client_detail carry what the client said.
+	EventKind_EVENT_KIND_CLIENT_REPORT EventKind = 3
 )
 
 // Enum value maps for EventKind.
@@ -159,11 +185,13 @@ var (
 		0: "EVENT_KIND_UNSPECIFIED",
 		1: "EVENT_KIND_HANDSHAKE_REJECTED",
 		2: "EVENT_KIND_CONNECTION_CLOSED",
+		3: "EVENT_KIND_CLIENT_REPORT",
 	}
 	EventKind_value = map[string]int32{
 		"EVENT_KIND_UNSPECIFIED":        0,
 		"EVENT_KIND_HANDSHAKE_REJECTED": 1,
 		"EVENT_KIND_CONNECTION_CLOSED":  2,
+		"EVENT_KIND_CLIENT_REPORT":      3,
 	}
 )
 
@@ -194,17 +222,22 @@ func (EventKind) EnumDescriptor() ([]byte, []int) {
 	return file_wsfleet_v1_telemetry_proto_rawDescGZIP(), []int{1}
 }
 
-// ErrorEvent is one explained rejection or close, recorded by a node.
+// ErrorEvent is one explained rejection, close or client report, recorded
+// by a node.
 type ErrorEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Rejected handshake or closed connection.
+	// Rejected handshake, closed connection or client report.
 	Kind EventKind `protobuf:"varint,1,opt,name=kind,proto3,enum=wsfleet.v1.EventKind" json:"kind,omitempty"`
 	// Why.
 	Class ErrorClass `protobuf:"varint,2,opt,name=class,proto3,enum=wsfleet.v1.ErrorClass" json:"class,omitempty"`
-	// HTTP status of a rejected handshake; 0 for a closed connection.
+	// HTTP status of a rejected handshake answered over HTTP; 0 for a closed
+	// connection, a client report, and a handshake rejected with a close frame
+	// (policy handshake.reject_with: close).
 	HttpStatus int32 `protobuf:"varint,3,opt,name=http_status,json=httpStatus,proto3" json:"http_status,omitempty"`
 	// WebSocket close code of a closed connection (1006 when none was
-	// exchanged); 0 for a rejected handshake.
+	// exchanged), or the 4xxx code of a handshake rejected with a close frame
+	// (handshake.reject_with: close); 0 for a handshake rejected over HTTP
+	// and for a client report.
 	CloseCode int32 `protobuf:"varint,4,opt,name=close_code,json=closeCode,proto3" json:"close_code,omitempty"`
 	// Trace id from X-Trace-ID, the trace_id query parameter or traceparent,
 	// else generated by the node; echoed to the client.
@@ -247,7 +280,16 @@ type ErrorEvent struct {
 	Repeat uint32 `protobuf:"varint,21,opt,name=repeat,proto3" json:"repeat,omitempty"`
 	// The first and last time of the folded rejections when repeat > 1
 	// (`time` is the last one).
-	FirstTime     *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=first_time,json=firstTime,proto3" json:"first_time,omitempty"`
+	FirstTime *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=first_time,json=firstTime,proto3" json:"first_time,omitempty"`
+	// For a client report: the URL the client tried (ws:// or wss://), as
+	// the client sent it, capped in bytes.
+	ClientUrl string `protobuf:"bytes,23,opt,name=client_url,json=clientUrl,proto3" json:"client_url,omitempty"`
+	// For a client report: when the client saw the failure, by the client's
+	// clock (`time` is when the node received the report).
+	ClientTime *timestamppb.Timestamp `protobuf:"bytes,24,opt,name=client_time,json=clientTime,proto3" json:"client_time,omitempty"`
+	// For a client report: the detail the client could see (a browser's
+	// error text, a close reason), capped in bytes.
+	ClientDetail  string `protobuf:"bytes,25,opt,name=client_detail,json=clientDetail,proto3" json:"client_detail,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -436,12 +478,33 @@ func (x *ErrorEvent) GetFirstTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ErrorEvent) GetClientUrl() string {
+	if x != nil {
+		return x.ClientUrl
+	}
+	return ""
+}
+
+func (x *ErrorEvent) GetClientTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ClientTime
+	}
+	return nil
+}
+
+func (x *ErrorEvent) GetClientDetail() string {
+	if x != nil {
+		return x.ClientDetail
+	}
+	return ""
+}
+
 var File_wsfleet_v1_telemetry_proto protoreflect.FileDescriptor
 
 const file_wsfleet_v1_telemetry_proto_rawDesc = "" +
 	"\n" +
 	"\x1awsfleet/v1/telemetry.proto\x12\n" +
-	"wsfleet.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8c\x06\n" +
+	"wsfleet.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\a\n" +
 	"\n" +
 	"ErrorEvent\x12)\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x15.wsfleet.v1.EventKindR\x04kind\x12,\n" +
@@ -472,7 +535,12 @@ const file_wsfleet_v1_telemetry_proto_rawDesc = "" +
 	"\x0fpolicy_revision\x18\x14 \x01(\x03R\x0epolicyRevision\x12\x16\n" +
 	"\x06repeat\x18\x15 \x01(\rR\x06repeat\x129\n" +
 	"\n" +
-	"first_time\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\tfirstTime*\xb9\x04\n" +
+	"first_time\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\tfirstTime\x12\x1d\n" +
+	"\n" +
+	"client_url\x18\x17 \x01(\tR\tclientUrl\x12;\n" +
+	"\vclient_time\x18\x18 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"clientTime\x12#\n" +
+	"\rclient_detail\x18\x19 \x01(\tR\fclientDetail*\xd8\x05\n" +
 	"\n" +
 	"ErrorClass\x12\x1b\n" +
 	"\x17ERROR_CLASS_UNSPECIFIED\x10\x00\x12\x1f\n" +
@@ -493,11 +561,16 @@ const file_wsfleet_v1_telemetry_proto_rawDesc = "" +
 	"\x1bERROR_CLASS_SERVER_SHUTDOWN\x10\x0e\x12!\n" +
 	"\x1dERROR_CLASS_CLIENT_GOING_AWAY\x10\x0f\x12\x16\n" +
 	"\x12ERROR_CLASS_NORMAL\x10\x10\x12\x1d\n" +
-	"\x19ERROR_CLASS_NODE_DRAINING\x10\x11*l\n" +
+	"\x19ERROR_CLASS_NODE_DRAINING\x10\x11\x12\"\n" +
+	"\x1eERROR_CLASS_CLIENT_UNREACHABLE\x10\x12\x12'\n" +
+	"#ERROR_CLASS_CLIENT_HANDSHAKE_FAILED\x10\x13\x12(\n" +
+	"$ERROR_CLASS_CLIENT_HANDSHAKE_TIMEOUT\x10\x14\x12&\n" +
+	"\"ERROR_CLASS_CLIENT_CONNECTION_LOST\x10\x15*\x8a\x01\n" +
 	"\tEventKind\x12\x1a\n" +
 	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dEVENT_KIND_HANDSHAKE_REJECTED\x10\x01\x12 \n" +
-	"\x1cEVENT_KIND_CONNECTION_CLOSED\x10\x02B5Z3github.com/wsfleet/wsfleet/api/wsfleet/v1;wsfleetv1b\x06proto3"
+	"\x1cEVENT_KIND_CONNECTION_CLOSED\x10\x02\x12\x1c\n" +
+	"\x18EVENT_KIND_CLIENT_REPORT\x10\x03B5Z3github.com/wsfleet/wsfleet/api/wsfleet/v1;wsfleetv1b\x06proto3"
 
 var (
 	file_wsfleet_v1_telemetry_proto_rawDescOnce sync.Once
@@ -527,11 +600,12 @@ var file_wsfleet_v1_telemetry_proto_depIdxs = []int32{
 	3, // 3: wsfleet.v1.ErrorEvent.time:type_name -> google.protobuf.Timestamp
 	4, // 4: wsfleet.v1.ErrorEvent.duration:type_name -> google.protobuf.Duration
 	3, // 5: wsfleet.v1.ErrorEvent.first_time:type_name -> google.protobuf.Timestamp
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	3, // 6: wsfleet.v1.ErrorEvent.client_time:type_name -> google.protobuf.Timestamp
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_wsfleet_v1_telemetry_proto_init() }

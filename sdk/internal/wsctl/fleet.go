@@ -24,11 +24,16 @@ const maxEventLimit = 10000
 // handshake are milliseconds apart, and a fixed width keeps lines aligned.
 const eventTimeLayout = "2006-01-02T15:04:05.000Z07:00"
 
-// classWidth pads class names so the columns after them line up.
+// classWidth pads class names so the columns after them line up. It fits
+// the classes nodes decide; the longer client_* names of client reports,
+// rarer and without a status, push their own line's columns instead of
+// widening every line.
 var classWidth = func() int {
 	n := 0
-	for _, name := range errclass.Names() {
-		n = max(n, len(name))
+	for _, info := range errclass.All() {
+		if info.Kind != wsfleetv1.EventKind_EVENT_KIND_CLIENT_REPORT {
+			n = max(n, len(info.Name))
+		}
 	}
 	return n
 }()

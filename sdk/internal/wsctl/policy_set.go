@@ -36,7 +36,8 @@ as it is, and store the result as the pool's next revision.
 PATH names a field as validation errors and diffs do (origins.allow,
 heartbeat.interval, limits.max_connections, breaker.failure_ratio...).
 VALUE is read as a policy file reads it: durations as 10s or 1m30s, numbers,
-true or false; a list as a,b or as ["a","b"], [] for an empty list.
+true or false, choices by name (handshake.reject_with=close); a list as a,b
+or as ["a","b"], [] for an empty list.
 
 wsctl reads the current revision and stores the change only if the pool is
 still at that revision, so a change someone else made in between is never
@@ -45,6 +46,7 @@ overwritten: run the command again to apply yours on top of it.
 Paths: ` + wrap(strings.Join(policyfile.Paths(), ", "), 72),
 		Example: `  wsctl policy set origins.allow=https://app.example.com,https://*.example.com -m "allow the app"
   wsctl policy set heartbeat.interval=20s heartbeat.timeout=45s --pool edge
+  wsctl policy set handshake.reject_with=close -m "pages read why in CloseEvent"
   wsctl policy set 'origins.allow=[]' --dry-run   # quoted: [] is a glob to some shells`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
