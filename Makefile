@@ -22,7 +22,7 @@ FUZZTIME       ?= 20s
 BENCH_FLAGS    ?=
 DATA_DIR       ?= ./.wsfleet
 
-.PHONY: help run run-cluster build test test-js test-browser fix-js-classes bench bench-smoke generate lint cover fuzz \
+.PHONY: help run run-cluster build test test-js test-browser verify-js-classes fix-js-classes bench bench-smoke generate lint cover fuzz \
         vet gotest verify-fmt fix-fmt verify-mod fix-mod verify-generated fix-generated verify-buf-format fix-buf-format clean
 
 help: ## list targets
@@ -330,7 +330,10 @@ test-js: $(JS_DEPS) ## JS SDK: unit tests on Node 22, npm pack, tsc over index.d
 test-browser: build $(JS_DEPS) $(CHROMIUM) ## JS SDK in headless Chromium against real wsfleet-node, wsfleet-control and wsctl; artifacts of failures in sdk/js/test-results
 	cd $(JS_DIR) && rm -rf test-results && WSFLEET_BIN=$(BIN) CHROMIUM=$(CHROMIUM) npm run test:browser
 
-fix-js-classes: ## regenerate sdk/js/classes.js from api/errclass
+verify-js-classes: ## sdk/js/classes.js and README's class table agree with api/errclass (also part of gotest)
+	$(GO) test -count=1 -run '^TestClassTable$$' ./sdk/js
+
+fix-js-classes: ## regenerate sdk/js/classes.js and README's class table from api/errclass
 	$(GO) test -count=1 -run '^TestClassTable$$' ./sdk/js -update
 
 bench-smoke: ## every Go benchmark once, so a change cannot break one unnoticed (figures come from make bench)
