@@ -274,3 +274,37 @@ scenario(test, 'a page whose node is down reports client_* failures that wsctl t
   assert.match(out, /client_unreachable/);
   assert.ok(out.includes(f.trace_id));
 }, 60_000);
+
+scenario(test, 'offline, the page makes no attempts; back online it dials at once', async (w) => {
+  const dir = tempDir(w);
+  const A = await startPages(w);
+  const port = await freePort();
+  const node = await startNode(w, { port, dir, policy: allow(A) });
+  const proxy = await startProxy(w, port);
+  const page = await w.openPage(browser, `http://127.0.0.1:${A}/`);
+  // Backoff so long that only the online event explains a quick attempt.
+  const c = await startClient(page, `ws://127.0.0.1:${proxy.port}/ws`, { minBackoffMs: 60_000, maxBackoffMs: 60_000 });
+  await welcomed(page, c);
+
+  await page.context().setOffline(true);
+  assert.equal(await page.evaluate(() => navigator.onLine), false);
+  await node.kill();
+  await failureOf(page, c);
+  const attempts = proxy.handshakes().length;
+  await sleep(1_500);
+  assert.equal(proxy.handshakes().length, attempts, 'an attempt while offline');
+
+  await startNode(w, { port, dir, policy: allow(A) });
+  const t0 = Date.now();
+  await page.context().setOffline(false);
+  await welcomed(page, c, 2, 10_000);
+  // The attempt came from the online event: within moments, and before
+  // the retry timer was due (a timer that fell due while offline dialled
+  // nothing: that attempt waited for the network).
+  const retry = (await events(page, 'retry')).find((e) => e.client === c);
+  const dial = (await events(page, 'state')).find((e) => e.client === c && e.state === 'connecting' && e.at >= t0);
+  assert.ok(dial, 'no attempt after going online');
+  assert.ok(dial.at - t0 < 2_000, `first attempt ${dial.at - t0} ms after going online`);
+  const due = retry.at + retry.delay_ms;
+  if (due > t0) assert.ok(dial.at < due, `the attempt came when the timer was due (${due - t0} ms)`);
+});

@@ -363,3 +363,112 @@ describe('client against a fake node', () => {
     });
   });
 });
+
+describe('browser signals (window and document faked on Node)', () => {
+  /** Installs a fake window: online/offline on globalThis, visibilitychange on document. */
+  function fakeWindow() {
+    const win = new EventTarget();
+    const doc = new EventTarget();
+    let online = true;
+    const saved = {
+      add: globalThis.addEventListener,
+      remove: globalThis.removeEventListener,
+      nav: Object.getOwnPropertyDescriptor(globalThis, 'navigator'),
+      doc: Object.getOwnPropertyDescriptor(globalThis, 'document'),
+    };
+    globalThis.addEventListener = win.addEventListener.bind(win);
+    globalThis.removeEventListener = win.removeEventListener.bind(win);
+    Object.defineProperty(globalThis, 'navigator', { configurable: true, get: () => ({ onLine: online }) });
+    doc.visibilityState = 'visible';
+    Object.defineProperty(globalThis, 'document', { configurable: true, value: doc });
+    cleanups.push(() => {
+      globalThis.addEventListener = saved.add;
+      globalThis.removeEventListener = saved.remove;
+      if (saved.nav) Object.defineProperty(globalThis, 'navigator', saved.nav);
+      else delete globalThis.navigator;
+      if (saved.doc) Object.defineProperty(globalThis, 'document', saved.doc);
+      else delete globalThis.document;
+    });
+    return {
+      setOnline(v) {
+        online = v;
+        win.dispatchEvent(new Event(v ? 'online' : 'offline'));
+      },
+      setVisible(v) {
+        doc.visibilityState = v ? 'visible' : 'hidden';
+        doc.dispatchEvent(new Event('visibilitychange'));
+      },
+    };
+  }
+
+  test('no attempts while offline; back online, it dials at once', async () => {
+    const port = await freePort();
+    const win = fakeWindow();
+    // Backoff long enough that only the online event can explain a quick attempt.
+    const c = client(`ws://127.0.0.1:${port}/ws`, { minBackoffMs: 30_000, maxBackoffMs: 30_000 });
+    const seen = record(c);
+    c.connect();
+    await until(() => seen.some((e) => e.type === 'retry'), 3000, 'a retry');
+    win.setOnline(false);
+    const dials = () => seen.filter((e) => e.type === 'state' && e.state === 'connecting').length;
+    const before = dials();
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(dials(), before);
+    const node = await fakeNode(port);
+    const t0 = Date.now();
+    win.setOnline(true);
+    await next(c, 'welcome', 3000);
+    assert.ok(Date.now() - t0 < 3000);
+    assert.equal(node.handshakes.length, 1);
+  });
+
+  test('a retry due while offline waits for the online event', async () => {
+    const port = await freePort();
+    const win = fakeWindow();
+    win.setOnline(false);
+    const c = client(`ws://127.0.0.1:${port}/ws`);
+    const seen = record(c);
+    c.connect();
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(seen.filter((e) => e.type === 'state' && e.state === 'connecting').length, 0, 'no attempt while offline');
+    assert.equal(c.state, 'disconnected');
+    const node = await fakeNode(port);
+    win.setOnline(true);
+    await next(c, 'welcome', 3000);
+    assert.equal(node.handshakes.length, 1);
+  });
+
+  test('the page visible again dials at once; a connected client checks its connection with a ping', async () => {
+    const port = await freePort();
+    const win = fakeWindow();
+    const c = client(`ws://127.0.0.1:${port}/ws`, { minBackoffMs: 30_000, maxBackoffMs: 30_000 });
+    const seen = record(c);
+    c.connect();
+    await until(() => seen.some((e) => e.type === 'retry'), 3000, 'a retry');
+    win.setVisible(false);
+    const node = await fakeNode(port);
+    win.setVisible(true);
+    await next(c, 'welcome', 3000);
+    const pings = () => node.frames.filter((f) => f.type === 'ping').length;
+    assert.equal(pings(), 0);
+    win.setVisible(false);
+    win.setVisible(true);
+    await until(() => pings() === 1, 2000, 'a ping on becoming visible');
+  });
+
+  test('close() removes its window listeners', async () => {
+    const win = fakeWindow();
+    const port = await freePort();
+    const c = client(`ws://127.0.0.1:${port}/ws`, { minBackoffMs: 30_000, maxBackoffMs: 30_000 });
+    const seen = record(c);
+    c.connect();
+    await until(() => seen.some((e) => e.type === 'retry'), 3000, 'a retry');
+    c.close();
+    const n = seen.length;
+    win.setOnline(false);
+    win.setOnline(true);
+    win.setVisible(true);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(seen.length, n, 'a closed client stays closed');
+  });
+});
