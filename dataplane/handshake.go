@@ -21,7 +21,8 @@ import (
 // origin, capacity, handshake rate, connect authorization (breaker), then
 // the upgrade. Every rejection answers its class's status (and Retry-After
 // when the class carries one) from api/errclass with a JSON body and
-// X-Trace-ID, and is recorded as an event.
+// X-Trace-ID — or, under handshake.reject_with: close, a 101 and the
+// class's 4xxx close frame — and is recorded as an event.
 func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	open := time.Now()
 	traceID, _ := admission.TraceID(r)
@@ -55,7 +56,7 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		n.loops.Done()
 		ticket.Release()
 		// gws has answered (400) or the client is gone.
-		n.recordRejection(r, traceID, open, admission.NewRejection(wsfleetv1.ErrorClass_ERROR_CLASS_BAD_HANDSHAKE, err.Error()))
+		n.recordRejection(r, traceID, open, admission.NewRejection(wsfleetv1.ErrorClass_ERROR_CLASS_BAD_HANDSHAKE, err.Error()), 0)
 		return
 	}
 	n.metrics.accepted.Inc()
@@ -167,22 +168,39 @@ func (n *Node) upgrade(w http.ResponseWriter, r *http.Request, traceID string, t
 	return s, socket, nil
 }
 
+// reject answers a refused handshake as the policy in force says
+// (handshake.reject_with): its class's HTTP status, or a 101 and a close
+// frame with the class's 4xxx code (rejectWithClose; bad_handshake and
+// requests that cannot be upgraded stay HTTP). Either way it is counted,
+// logged and reported the same, the event carrying what the client got.
 func (n *Node) reject(w http.ResponseWriter, r *http.Request, traceID string, open time.Time, rej *admission.Rejection) {
+	if n.snapshot().rejectClose && n.rejectWithClose(w, r, traceID, rej, func() {
+		n.metrics.rejectedByMode[rejectModeClose].Inc()
+		n.recordRejection(r, traceID, open, rej, rej.CloseCode())
+	}) {
+		return
+	}
 	admission.WriteRejection(w, traceID, rej)
-	n.recordRejection(r, traceID, open, rej)
+	n.metrics.rejectedByMode[rejectModeHTTP].Inc()
+	n.recordRejection(r, traceID, open, rej, 0)
 }
 
-// recordRejection records the status WriteRejection answers, so the event
-// and the wire agree. The metric counts every rejection; the event and its
+// recordRejection records the status WriteRejection answers, or with
+// closeCode set the close frame rejectWithClose sent (and no status), so
+// the event and the wire agree. The metric counts every rejection; the event and its
 // log line go through the fold table, which records the first rejection of
 // a class, status, origin and client network at once and counts the rest
 // of its window into one event (Config.FoldWindow).
-func (n *Node) recordRejection(r *http.Request, traceID string, open time.Time, rej *admission.Rejection) {
+func (n *Node) recordRejection(r *http.Request, traceID string, open time.Time, rej *admission.Rejection, closeCode uint16) {
 	now := time.Now()
 	name := errclass.Name(rej.Class)
 	n.metrics.handshakeRejected(rej.Class)
 	ev := newEvent(wsfleetv1.EventKind_EVENT_KIND_HANDSHAKE_REJECTED, rej.Class, open, now)
-	ev.HttpStatus = int32(rej.HTTPStatus())
+	if closeCode != 0 {
+		ev.CloseCode = int32(closeCode)
+	} else {
+		ev.HttpStatus = int32(rej.HTTPStatus())
+	}
 	ev.TraceId = traceID
 	ev.NodeId = n.cfg.NodeID
 	ev.Pool = n.cfg.Pool
@@ -193,7 +211,7 @@ func (n *Node) recordRejection(r *http.Request, traceID string, open time.Time, 
 	ev.PolicyRevision = n.snapshot().rev.GetRevision()
 	key := fold.Key{
 		Class:   rej.Class,
-		Status:  ev.HttpStatus,
+		Status:  ev.HttpStatus + ev.CloseCode, // one of them is 0
 		Origin:  ev.Origin,
 		Network: fold.NetworkOf(ev.RemoteAddr, n.cfg.FoldIPv4Prefix, n.cfg.FoldIPv6Prefix),
 	}

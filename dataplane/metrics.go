@@ -40,7 +40,53 @@ type metrics struct {
 	// brokerBreaker is the broker breaker's state (a distributed broker
 	// only).
 	brokerBreaker prometheus.Gauge
+	// rejectedByMode counts rejected handshakes by how they were answered
+	// (handshake.reject_with).
+	rejectedByMode [numRejectModes]prometheus.Counter
+	// explains counts /ws/explain requests by result.
+	explains [numExplainResults]prometheus.Counter
+	// reportsAccepted counts client reports turned into events;
+	// reportsRefused counts /ws/client-report requests refused, by reason.
+	reportsAccepted prometheus.Counter
+	reportsRefused  *prometheus.CounterVec
 }
+
+// How a rejected handshake was answered: the label of
+// wsfleet_node_handshake_rejections_total.
+const (
+	rejectModeHTTP = iota
+	rejectModeClose
+	numRejectModes
+)
+
+var rejectModeNames = [numRejectModes]string{"http", "close"}
+
+// The results of an explain request: the label of
+// wsfleet_node_explain_requests_total.
+const (
+	explainFound       = iota // 200
+	explainNotFound           // 404: unknown, expired or another client's
+	explainBadRequest         // 400: no trace id, or one no node would have made
+	explainRateLimited        // 429
+	numExplainResults
+)
+
+var explainResultNames = [numExplainResults]string{"found", "not_found", "bad_request", "rate_limited"}
+
+// Why a /ws/client-report request was refused: the label of
+// wsfleet_node_client_report_requests_refused_total.
+const (
+	refusedOrigin      = "origin"       // 403: not an origin the pool admits
+	refusedMethod      = "method"       // 405
+	refusedContentType = "content_type" // 415
+	refusedTooLarge    = "too_large"    // 413
+	refusedBadJSON     = "bad_json"     // 400
+	refusedTooMany     = "too_many"     // 400: more reports than a request may carry
+	refusedBadReport   = "bad_report"   // 400: a report's field is wrong (class, trace id, time)
+	refusedRateLimited = "rate_limited" // 429
+)
+
+var reportRefusalReasons = []string{refusedOrigin, refusedMethod, refusedContentType, refusedTooLarge, refusedBadJSON, refusedTooMany, refusedBadReport, refusedRateLimited}
 
 // The names and help of the per-message counters (dataCounters).
 const (
@@ -213,6 +259,24 @@ func newMetrics(reg prometheus.Registerer, nodeID, pool string) *metrics {
 		"Rejected handshakes that went to their class's overflow fold key because the fold table was full (--fold-max-keys).")))
 	m.brokerBreaker = prometheus.NewGauge(prometheus.GaugeOpts(opts("broker_breaker_state",
 		"Breaker in front of a distributed broker (NATS): 0 closed, 1 half-open, 2 open (publishes refused at once). Always 0 in process.")))
+	rejections := prometheus.NewCounterVec(prometheus.CounterOpts(opts("handshake_rejections_total",
+		"Rejected handshakes by how they were answered (the pool's handshake.reject_with): http (a 4xx/5xx status) or close (a 101, then a 4xxx close frame).")), []string{"mode"})
+	for i, name := range rejectModeNames {
+		m.rejectedByMode[i] = rejections.WithLabelValues(name)
+	}
+	explains := prometheus.NewCounterVec(prometheus.CounterOpts(opts("explain_requests_total",
+		"/ws/explain requests by result: found, not_found (unknown, expired or asked from another address), bad_request, rate_limited.")), []string{"result"})
+	for i, name := range explainResultNames {
+		m.explains[i] = explains.WithLabelValues(name)
+	}
+	m.reportsAccepted = prometheus.NewCounter(prometheus.CounterOpts(opts("client_reports_accepted_total",
+		"Failures reported by clients to /ws/client-report and recorded as events (kind CLIENT_REPORT).")))
+	m.reportsRefused = prometheus.NewCounterVec(prometheus.CounterOpts(opts("client_report_requests_refused_total",
+		"/ws/client-report requests refused, by reason: origin, method, content_type, too_large, bad_json, too_many, bad_report, rate_limited.")), []string{"reason"})
+	for _, r := range reportRefusalReasons {
+		m.reportsRefused.WithLabelValues(r)
+	}
+	reg.MustRegister(rejections, explains, m.reportsAccepted, m.reportsRefused)
 	reg.MustRegister(m.active, m.handshakes, m.closes, m.data, m.breaker, m.revision, m.draining, m.undelivered,
 		truncated, invalidUTF8, m.folded, m.foldOverflow, m.brokerBreaker)
 	// Zero series for every class so dashboards and alerts see them before

@@ -40,6 +40,8 @@ type snapshot struct {
 	// client is over the rate (shorter waits are clock noise).
 	throttleThreshold time.Duration
 	upgrader          *gws.Upgrader
+	// rejectClose: the policy's handshake.reject_with is close.
+	rejectClose bool
 }
 
 // Node is a running wsfleet node.
@@ -66,6 +68,11 @@ type Node struct {
 	drainMu  sync.RWMutex
 	nextConn atomic.Uint64
 	draining atomic.Bool
+	// rejects counts connections being answered with a reject close frame
+	// (rejectclose.go); rejectsDone (under drainMu) stops new ones once
+	// Shutdown waits for them.
+	rejects     sync.WaitGroup
+	rejectsDone bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -223,6 +230,7 @@ func (n *Node) buildSnapshot(rev *wsfleetv1.PolicyRevision, prev *snapshot) *sna
 		msgRate:         p.GetLimits().GetMessagesPerSecond(),
 		msgBurst:        p.GetLimits().GetMessageBurst(),
 		maxMessageBytes: int(p.GetLimits().GetMaxMessageBytes()),
+		rejectClose:     policy.RejectWith(p) == wsfleetv1.RejectMode_REJECT_MODE_CLOSE,
 	}
 	s.throttleThreshold = max(time.Second/time.Duration(s.msgRate)/2, 100*time.Microsecond)
 	if prev != nil && prev.maxMessageBytes == s.maxMessageBytes {
@@ -267,6 +275,9 @@ func (n *Node) buildSnapshot(rev *wsfleetv1.PolicyRevision, prev *snapshot) *sna
 //   - messages_per_second, message_burst: each connection's next message.
 //     A changed rate or burst starts a new limiter and a new abuse window;
 //     a change that keeps both keeps the limiter's state.
+//   - handshake.reject_with: the next refused handshake is answered the
+//     new way (HTTP status, or 101 then a 4xxx close frame); open
+//     connections are not concerned.
 //   - max_message_bytes: a lower limit applies to every connection's next
 //     message (a larger frame closes it with 1009); a higher one only to
 //     connections opened after it, because gws bounds (and buffers) a frame
@@ -493,6 +504,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		n.sessions.each(func(s *session) { s.abort() })
 		<-done
 	}
+	n.waitRejects()
 	n.cancel()
 	n.writers.stop()
 	<-n.heartbeatDone

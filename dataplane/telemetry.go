@@ -97,7 +97,8 @@ func (n *Node) capField(f field, s string) string {
 	return clip.ValidString(s, limit)
 }
 
-// logLevel is the level of an event's log line: warn for an error class;
+// logLevel is the level of an event's log line: debug for a client report;
+// warn for an error class;
 // debug for a connection the client ended the ordinary way (normal,
 // client_going_away) — most closes, at a rate set by clients, and nothing
 // an operator acts on: wsfleet_node_closes_total counts them and the sink
@@ -105,6 +106,10 @@ func (n *Node) capField(f field, s string) string {
 // drain, a rejection by a draining node).
 func logLevel(ev *wsfleetv1.ErrorEvent, info errclass.Info) logrus.Level {
 	switch {
+	case ev.GetKind() == wsfleetv1.EventKind_EVENT_KIND_CLIENT_REPORT:
+		// Clients send these at a rate they choose, about failures the
+		// node had no part in: the metric and the sink carry them.
+		return logrus.DebugLevel
 	case info.Error:
 		return logrus.WarnLevel
 	case ev.GetKind() == wsfleetv1.EventKind_EVENT_KIND_CONNECTION_CLOSED &&
@@ -135,8 +140,14 @@ func (n *Node) logEvent(ev *wsfleetv1.ErrorEvent, info errclass.Info) {
 		fields["error"] = ev.GetError()
 	}
 	msg := "handshake rejected"
-	if ev.GetKind() == wsfleetv1.EventKind_EVENT_KIND_HANDSHAKE_REJECTED {
-		fields["http_status"] = ev.GetHttpStatus()
+	switch ev.GetKind() {
+	case wsfleetv1.EventKind_EVENT_KIND_HANDSHAKE_REJECTED:
+		if c := ev.GetCloseCode(); c != 0 {
+			// handshake.reject_with: close — a 101 and this close frame.
+			fields["close_code"] = c
+		} else {
+			fields["http_status"] = ev.GetHttpStatus()
+		}
 		if r := ev.GetRepeat(); r > 1 {
 			// One line for a fold: how many rejections it stands for and
 			// since when (the trace id and the rest are the first counted
@@ -146,7 +157,12 @@ func (n *Node) logEvent(ev *wsfleetv1.ErrorEvent, info errclass.Info) {
 			fields["first_time"] = ev.GetFirstTime().AsTime().Format(time.RFC3339Nano)
 			fields["last_time"] = ev.GetTime().AsTime().Format(time.RFC3339Nano)
 		}
-	} else {
+	case wsfleetv1.EventKind_EVENT_KIND_CLIENT_REPORT:
+		msg = "client report"
+		fields["client_url"] = ev.GetClientUrl()
+		fields["client_time"] = ev.GetClientTime().AsTime().Format(time.RFC3339Nano)
+		fields["client_detail"] = ev.GetClientDetail()
+	default:
 		msg = "connection closed"
 		fields["conn_id"] = ev.GetConnId()
 		fields["close_code"] = ev.GetCloseCode()
