@@ -41,6 +41,21 @@ const (
 	DefaultFoldMaxKeys       = 4096
 	DefaultFoldIPv4Prefix    = 24
 	DefaultFoldIPv6Prefix    = 64
+
+	DefaultExplainWindow     = 60 * time.Second
+	DefaultExplainMaxRecords = 65_536
+	DefaultExplainMaxBytes   = 16 << 20
+	DefaultExplainRate       = 2.0
+	DefaultExplainBurst      = 10
+
+	DefaultClientReportMaxBodyBytes   = 16 << 10
+	DefaultClientReportMaxReports     = 32
+	DefaultClientReportMaxURLBytes    = 512
+	DefaultClientReportMaxDetailBytes = 256
+	DefaultClientReportRate           = 1.0
+	DefaultClientReportBurst          = 5
+
+	DefaultEndpointMaxClients = 16_384
 )
 
 // Config configures a Node. Zero values take the defaults above.
@@ -157,6 +172,49 @@ type Config struct {
 	FoldIPv4Prefix int
 	FoldIPv6Prefix int
 
+	// ExplainWindow is how long GET <Path>/explain?trace_id= answers for a
+	// rejected handshake or a closed connection (package
+	// dataplane/internal/explain). Default 60s.
+	ExplainWindow time.Duration
+	// ExplainMaxRecords and ExplainMaxBytes bound what the node keeps for
+	// it; over either the oldest record goes first. Each record is about
+	// 160 bytes plus its trace id. Defaults 65,536 and 16 MiB.
+	ExplainMaxRecords int
+	ExplainMaxBytes   int
+	// ExplainRate and ExplainBurst bound explain requests per client
+	// address (IPv6: per /64); over them a client gets 429 with
+	// Retry-After. Defaults 2/s, burst 10: a client asks once per failed
+	// attempt, and attempts back off.
+	ExplainRate  float64
+	ExplainBurst int
+
+	// ClientReportMaxBodyBytes bounds a POST <Path>/client-report body
+	// (413 beyond it, without reading the rest). Default 16 KiB.
+	ClientReportMaxBodyBytes int
+	// ClientReportMaxReports bounds the reports of one request (400
+	// beyond it). Default 32.
+	ClientReportMaxReports int
+	// ClientReportMaxURLBytes and ClientReportMaxDetailBytes cap a report's
+	// url and detail: a longer one is clipped (api/clip), never refused.
+	// Defaults 512 and 256 bytes.
+	ClientReportMaxURLBytes    int
+	ClientReportMaxDetailBytes int
+	// ClientReportRate and ClientReportBurst bound report requests per
+	// client address (IPv6: per /64); over them a client gets 429 with
+	// Retry-After. Defaults 1/s, burst 5.
+	ClientReportRate  float64
+	ClientReportBurst int
+
+	// EndpointMaxClients bounds the client addresses whose rate the
+	// explain and client-report endpoints each track; beyond it the least
+	// recently seen is forgotten (package dataplane/internal/iplimit).
+	// Default 16,384.
+	EndpointMaxClients int
+
+	// Now is the clock of the explain window and the endpoints' rate
+	// limits; default time.Now. Tests set it.
+	Now func() time.Time
+
 	// AuthURL, if set, is called before each upgrade (see package admission).
 	AuthURL string
 	// AuthTimeout bounds one AuthURL call. Default 2s.
@@ -241,6 +299,25 @@ func (c *Config) setDefaults() {
 	defInt(&c.FoldMaxKeys, DefaultFoldMaxKeys)
 	defInt(&c.FoldIPv4Prefix, DefaultFoldIPv4Prefix)
 	defInt(&c.FoldIPv6Prefix, DefaultFoldIPv6Prefix)
+	def(&c.ExplainWindow, DefaultExplainWindow)
+	defInt(&c.ExplainMaxRecords, DefaultExplainMaxRecords)
+	defInt(&c.ExplainMaxBytes, DefaultExplainMaxBytes)
+	if c.ExplainRate <= 0 {
+		c.ExplainRate = DefaultExplainRate
+	}
+	defInt(&c.ExplainBurst, DefaultExplainBurst)
+	defInt(&c.ClientReportMaxBodyBytes, DefaultClientReportMaxBodyBytes)
+	defInt(&c.ClientReportMaxReports, DefaultClientReportMaxReports)
+	defInt(&c.ClientReportMaxURLBytes, DefaultClientReportMaxURLBytes)
+	defInt(&c.ClientReportMaxDetailBytes, DefaultClientReportMaxDetailBytes)
+	if c.ClientReportRate <= 0 {
+		c.ClientReportRate = DefaultClientReportRate
+	}
+	defInt(&c.ClientReportBurst, DefaultClientReportBurst)
+	defInt(&c.EndpointMaxClients, DefaultEndpointMaxClients)
+	if c.Now == nil {
+		c.Now = time.Now
+	}
 	if c.Log == nil {
 		c.Log = logrus.StandardLogger()
 	}

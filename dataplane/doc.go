@@ -53,6 +53,18 @@
 // of every close frame it receives, come from the error-class table
 // (api/errclass).
 //
+// Next to Path, Handler serves two small endpoints for browsers, in the
+// handler goroutines net/http gives them: <Path>/explain (explain.go) reads
+// what recordRejection and record noted — one bounded insert per rejected
+// handshake and per closed connection, never per message — and
+// <Path>/client-report (clientreport.go) turns what a client reports into
+// events for the sink. Both are rate-limited per client address with a
+// bounded table (dataplane/internal/iplimit) and block on nothing but a
+// short mutex. Under handshake.reject_with: close, a refused handshake is
+// answered in its handler goroutine with a 101 and a close frame
+// (rejectclose.go), lingering at most closeGrace + rejectLinger; Shutdown
+// waits for those.
+//
 // Policy sources: RunWithPolicyFile (standalone, a hot-reloaded file,
 // re-read on each receive from a reload channel: the binary forwards SIGHUP,
 // the library owns no signals) and RunWithControlPlane (sdk/policyclient

@@ -209,6 +209,8 @@ func (n *Node) recordRejection(r *http.Request, traceID string, open time.Time, 
 	ev.UserAgent = n.capField(fieldUserAgent, r.Header.Get("User-Agent"))
 	ev.Error = n.capField(fieldError, rej.Reason)
 	ev.PolicyRevision = n.snapshot().rev.GetRevision()
+	// Every rejection, folded or not, is explainable to its client.
+	n.noteExplain(traceID, r.RemoteAddr, rej.Class, int(ev.HttpStatus), int(ev.CloseCode), rej.RetryAfterSeconds())
 	key := fold.Key{
 		Class:   rej.Class,
 		Status:  ev.HttpStatus + ev.CloseCode, // one of them is 0

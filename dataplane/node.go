@@ -24,7 +24,9 @@ import (
 	"github.com/wsfleet/wsfleet/dataplane/admission"
 	"github.com/wsfleet/wsfleet/dataplane/broker"
 	"github.com/wsfleet/wsfleet/dataplane/broker/natsbroker"
+	"github.com/wsfleet/wsfleet/dataplane/internal/explain"
 	"github.com/wsfleet/wsfleet/dataplane/internal/fold"
+	"github.com/wsfleet/wsfleet/dataplane/internal/iplimit"
 )
 
 // snapshot is everything the data path reads from the policy, derived once
@@ -83,6 +85,15 @@ type Node struct {
 	// writers write every connection's queued frames (writer.go).
 	writers *writerPool
 
+	// explains keeps recent decisions for <Path>/explain (explain.go);
+	// explainLimit and reportLimit rate-limit that endpoint and
+	// <Path>/client-report per client address.
+	explains     *explain.Store
+	explainLimit *iplimit.Limiter
+	reportLimit  *iplimit.Limiter
+	explainAbuse abuseLog
+	reportAbuse  abuseLog
+
 	wsServer, metricsServer *http.Server
 	wsLis, metricsLis       net.Listener
 }
@@ -107,6 +118,9 @@ func New(cfg Config) (*Node, error) {
 	n.events = &eventHandler{node: n}
 	n.metrics = newMetrics(cfg.Registry, cfg.NodeID, cfg.Pool)
 	n.folds = fold.New(fold.Config{Window: cfg.FoldWindow, MaxKeys: cfg.FoldMaxKeys})
+	n.explains = explain.New(explain.Config{Window: cfg.ExplainWindow, MaxRecords: cfg.ExplainMaxRecords, MaxBytes: cfg.ExplainMaxBytes, Now: cfg.Now})
+	n.explainLimit = iplimit.New(iplimit.Config{PerSecond: cfg.ExplainRate, Burst: cfg.ExplainBurst, MaxKeys: cfg.EndpointMaxClients, Now: cfg.Now})
+	n.reportLimit = iplimit.New(iplimit.Config{PerSecond: cfg.ClientReportRate, Burst: cfg.ClientReportBurst, MaxKeys: cfg.EndpointMaxClients, Now: cfg.Now})
 	n.metrics.registerFoldKeys(cfg.Registry, cfg.NodeID, cfg.Pool, n.folds.Len)
 	var err error
 	n.admitter, err = admission.New(admission.Config{
@@ -344,10 +358,14 @@ type gwsLogger struct{ log *logrus.Logger }
 func (l gwsLogger) Error(v ...any) { l.log.Error(v...) }
 
 // Handler is the node's HTTP surface: the WebSocket endpoint at
-// Config.Path; everything else is 404.
+// Config.Path, and next to it <Path>/explain (explain.go) and
+// <Path>/client-report (clientreport.go); everything else is 404.
 func (n *Node) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(n.cfg.Path, n)
+	base := strings.TrimSuffix(n.cfg.Path, "/")
+	mux.HandleFunc(base+"/explain", n.serveExplain)
+	mux.HandleFunc(base+"/client-report", n.serveClientReport)
 	return mux
 }
 

@@ -42,6 +42,7 @@ func (f EventSinkFunc) Record(ev *wsfleetv1.ErrorEvent) { f(ev) }
 // every one but may fold them into fewer events.
 func (n *Node) record(ev *wsfleetv1.ErrorEvent) {
 	n.metrics.closed(ev.GetClass())
+	n.noteExplain(ev.GetTraceId(), ev.GetRemoteAddr(), ev.GetClass(), 0, int(ev.GetCloseCode()), 0)
 	n.emit(ev)
 }
 

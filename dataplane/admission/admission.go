@@ -347,6 +347,11 @@ func (a *Admitter) release(addr netip.Addr) {
 	a.active.Add(-1)
 }
 
+// OriginAllowed reports whether the policy in force admits origin, with
+// the handshake's matcher: the node's other endpoints (client reports)
+// take requests from exactly the pages that may connect.
+func (a *Admitter) OriginAllowed(origin string) bool { return a.snap.Load().origins.Allow(origin) }
+
 // Active returns the open connections: slots held by unreleased Tickets.
 func (a *Admitter) Active() int64 { return a.active.Load() }
 

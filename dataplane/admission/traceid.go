@@ -75,6 +75,11 @@ func putHex(dst []byte, v uint64) {
 	}
 }
 
+// ValidTraceID reports whether s is a trace id a node could have taken
+// from a client or made itself: 1..MaxTraceIDLength characters of
+// [A-Za-z0-9._:-]. Whatever else a client asks about was never recorded.
+func ValidTraceID(s string) bool { return validTraceID(s) }
+
 // validTraceID reports whether a client-supplied id may be used and echoed:
 // the character set keeps it safe in a header, a JSON body and a log line
 // without escaping.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/wsfleet/wsfleet/api/errclass"
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
@@ -29,7 +30,9 @@ func (a *app) traceCommand() *cobra.Command {
 		Short: "Explain every event of one trace id, across nodes",
 		Long: `Explain every event of one trace id, across nodes, oldest first: its
 class with what the client saw, the typical cause and what to do, then the
-connection's details.
+connection's details. Failures a client reported (it reached no node, a
+proxy answered, no 101 in time, a connection lost) read "client saw: ..."
+with the client's time, URL and detail, in order with the node's events.
 
 The trace id is what the node echoed to the client (X-Trace-ID), taken from
 the request's X-Trace-ID header, trace_id query parameter or traceparent.
@@ -73,10 +76,16 @@ Exits 1 when the control plane holds no event of that trace.`,
 	return cmd
 }
 
-// writeTrace prints a summary line, then one block per event, oldest first.
+// writeTrace prints a summary line, then one block per event, oldest first
+// by when it happened: a client report at the client's time (it reaches a
+// node only once the client is back), every other event at the node's. So
+// the client's view and the node's side read as one story.
 func (a *app) writeTrace(w io.Writer, trace string, resp *wsfleetv1.QueryEventsResponse) error {
 	events := slices.Clone(resp.GetEvents())
 	slices.Reverse(events)
+	slices.SortStableFunc(events, func(x, y *wsfleetv1.ErrorEvent) int {
+		return happened(x).AsTime().Compare(happened(y).AsTime())
+	})
 	nodes := map[string]bool{}
 	for _, ev := range events {
 		nodes[ev.GetNodeId()] = true
@@ -97,6 +106,15 @@ func (a *app) writeTrace(w io.Writer, trace string, resp *wsfleetv1.QueryEventsR
 	return nil
 }
 
+// happened is when an event's failure happened: the client's time for a
+// client report that carries one, the node's time otherwise.
+func happened(ev *wsfleetv1.ErrorEvent) *timestamppb.Timestamp {
+	if ev.GetKind() == wsfleetv1.EventKind_EVENT_KIND_CLIENT_REPORT && ev.GetClientTime() != nil {
+		return ev.GetClientTime()
+	}
+	return ev.GetTime()
+}
+
 // writeEventBlock explains one event: the class as the error table has it,
 // then what this event carried. Connection figures are left out of a
 // rejected handshake, which never had a connection.
@@ -105,6 +123,10 @@ func writeEventBlock(b *strings.Builder, ev *wsfleetv1.ErrorEvent) {
 	kind := ev.GetKind()
 	if kind == wsfleetv1.EventKind_EVENT_KIND_UNSPECIFIED {
 		kind = info.Kind
+	}
+	if kind == wsfleetv1.EventKind_EVENT_KIND_CLIENT_REPORT {
+		writeClientReportBlock(b, ev, info)
+		return
 	}
 	what := "connection closed"
 	if kind == wsfleetv1.EventKind_EVENT_KIND_HANDSHAKE_REJECTED {
@@ -155,4 +177,27 @@ func eventDuration(ev *wsfleetv1.ErrorEvent) string {
 		s += " (opened " + eventTime(ev.GetOpenTime()) + ")"
 	}
 	return s
+}
+
+// writeClientReportBlock explains a failure the client reported: what the
+// client saw, when by its clock, where it tried to go and the detail it
+// could see, then the class's cause and remedy, then which node took the
+// report and when.
+func writeClientReportBlock(b *strings.Builder, ev *wsfleetv1.ErrorEvent, info errclass.Info) {
+	fmt.Fprintf(b, "%s  client saw: %s at %s url=%s detail=%s\n", eventTime(happened(ev)), info.Name,
+		eventTime(ev.GetClientTime()), dash(oneLine(ev.GetClientUrl())), dash(oneLine(ev.GetClientDetail())))
+	field := func(label, value string) {
+		fmt.Fprintf(b, "  %-*s%s\n", labelWidth, label+":", value)
+	}
+	field("signal", info.Signal)
+	field("cause", info.Cause)
+	field("what to do", info.Action)
+	field("reported", fmt.Sprintf("%s to %s (pool %s)", eventTime(ev.GetTime()), dash(ev.GetNodeId()), dash(ev.GetPool())))
+	origin := oneLine(ev.GetOrigin())
+	if origin == "" {
+		origin = "(no Origin header)"
+	}
+	field("origin", origin)
+	field("remote", dash(ev.GetRemoteAddr()))
+	field("user agent", dash(ev.GetUserAgent()))
 }

@@ -164,3 +164,79 @@ func TestAFoldedEventSaysHowManyRejectionsItStandsFor(t *testing.T) {
 		t.Errorf("a single rejection mentions repeats:\n%s\n%s", b.String(), eventLine(ev))
 	}
 }
+
+// TestTraceShowsTheClientsViewNextToTheNodes: a failure the client
+// reported (it reached no node at first) and the node's rejection of its
+// retry, in the order they happened — the report by the client's clock,
+// although the node received it last.
+func TestTraceShowsTheClientsViewNextToTheNodes(t *testing.T) {
+	h := newHarness(t)
+	now := time.Now()
+	at := func(ago time.Duration) *timestamppb.Timestamp { return timestamppb.New(now.Add(-ago)) }
+	report := &wsfleetv1.ErrorEvent{
+		Kind: wsfleetv1.EventKind_EVENT_KIND_CLIENT_REPORT, Class: wsfleetv1.ErrorClass_ERROR_CLASS_CLIENT_UNREACHABLE,
+		TraceId: "cv", NodeId: "node-a", Pool: "default", Origin: "https://app.example",
+		RemoteAddr: "10.0.0.7:6001", UserAgent: "Mozilla/5.0 (X11)",
+		Time: at(time.Minute), ClientTime: at(5 * time.Minute),
+		ClientUrl: "wss://edge.example/ws?trace_id=cv", ClientDetail: "WebSocket connection\nfailed",
+	}
+	rejected := &wsfleetv1.ErrorEvent{
+		Kind: wsfleetv1.EventKind_EVENT_KIND_HANDSHAKE_REJECTED, Class: wsfleetv1.ErrorClass_ERROR_CLASS_ORIGIN_REJECTED,
+		CloseCode: 4403, TraceId: "cv", NodeId: "node-b", Pool: "default", Origin: "https://app.example",
+		RemoteAddr: "10.0.0.7:6002", Time: at(3 * time.Minute),
+	}
+	h.fleet.setEvents(report, rejected)
+
+	r := h.run("trace", "cv")
+	r.want(t, 0)
+	want := "trace cv: 2 events on 2 nodes\n\n" +
+		localTime(report.GetClientTime()) + "  client saw: client_unreachable at " + localTime(report.GetClientTime()) +
+		" url=wss://edge.example/ws?trace_id=cv detail=WebSocket connection failed\n" +
+		`  signal:      no connection (reported by the client)
+  cause:       the client reached no node: DNS, TCP refused, TLS or the network is down
+  what to do:  check DNS, TLS certificates and that nodes listen where clients connect; the client's network
+  reported:    ` + localTime(report.GetTime()) + ` to node-a (pool default)
+  origin:      https://app.example
+  remote:      10.0.0.7:6001
+  user agent:  Mozilla/5.0 (X11)
+
+` + localTime(rejected.GetTime()) + `  origin_rejected (handshake rejected)
+  signal:      HTTP 403
+  cause:       the page's origin is not in the allowlist
+  what to do:  fix the allowlist or the page's domain
+  status:      close 4403
+  node:        node-b
+  pool:        default
+  origin:      https://app.example
+  remote:      10.0.0.7:6002
+  user agent:  -
+  error:       -
+`
+	assertEqual(t, "stdout", r.stdout, want)
+
+	for _, format := range []string{"json", "yaml"} {
+		t.Run("-o "+format+" carries the client's fields", func(t *testing.T) {
+			r := h.run("trace", "cv", "-o", format)
+			r.want(t, 0)
+			var resp wsfleetv1.QueryEventsResponse
+			if format == "json" {
+				parseJSON(t, r.stdout, &resp)
+			} else {
+				parseYAML(t, r.stdout, &resp)
+			}
+			var got *wsfleetv1.ErrorEvent
+			for _, ev := range resp.GetEvents() {
+				if ev.GetKind() == wsfleetv1.EventKind_EVENT_KIND_CLIENT_REPORT {
+					got = ev
+				}
+			}
+			if got == nil || got.GetClientUrl() != report.GetClientUrl() || got.GetClientDetail() != report.GetClientDetail() ||
+				!got.GetClientTime().AsTime().Equal(report.GetClientTime().AsTime()) || got.GetClass() != report.GetClass() {
+				t.Errorf("got %v\n%s", got, r.stdout)
+			}
+			if !strings.Contains(r.stdout, "client_unreachable") {
+				t.Errorf("the class is not written by its name:\n%s", r.stdout)
+			}
+		})
+	}
+}
