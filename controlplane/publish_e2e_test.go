@@ -74,11 +74,26 @@ func subscribeTo(t *testing.T, name, addr, ch string) *subscriber {
 			<-done
 		}
 	})
+	s.expectWelcome(t)
 	if err := conn.WriteString(`{"type":"subscribe","channel":"` + ch + `"}`); err != nil {
 		t.Fatal(err)
 	}
 	s.expect(t, `{"type":"subscribed","channel":"`+ch+`"}`)
 	return s
+}
+
+// expectWelcome waits for the node's first frame, the welcome (its trace
+// id differs from connection to connection).
+func (s *subscriber) expectWelcome(t *testing.T) {
+	t.Helper()
+	select {
+	case m := <-s.msgs:
+		if !strings.HasPrefix(m, `{"type":"welcome",`) {
+			t.Fatalf("%s: first frame %s, want the welcome", s.name, m)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: no welcome within 10s", s.name)
+	}
 }
 
 // expect waits for exactly the frame want.

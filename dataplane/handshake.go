@@ -51,7 +51,10 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		n.reject(w, r, traceID, open, n.drainRejection())
 		return
 	}
-	s, socket, err := n.upgrade(w, r, traceID, ticket, open)
+	// One snapshot for the upgrade and the welcome: the heartbeat the
+	// client is told is the one in force when its connection opened.
+	snap := n.snapshot()
+	s, socket, err := n.upgrade(snap, w, r, traceID, ticket, open)
 	if err != nil {
 		n.loops.Done()
 		ticket.Release()
@@ -59,6 +62,11 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		n.recordRejection(r, traceID, open, admission.NewRejection(wsfleetv1.ErrorClass_ERROR_CLASS_BAD_HANDSHAKE, err.Error()), 0)
 		return
 	}
+	// The welcome is queued before anything else can be: before the
+	// session is registered (no heartbeat ping, no shutdown close) and
+	// before its read loop starts (no answer to a frame the client
+	// pipelined behind its request), so it is always the first frame.
+	s.sendWelcome(snap)
 	n.metrics.accepted.Inc()
 	n.metrics.active.Inc()
 	n.sessions.add(s)
@@ -134,8 +142,8 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 // upgrade hijacks the connection and lets gws answer 101 (with our
 // X-Trace-ID spliced in); gws answers 400 itself if it refuses.
-func (n *Node) upgrade(w http.ResponseWriter, r *http.Request, traceID string, ticket *admission.Ticket, open time.Time) (*session, *gws.Conn, error) {
-	up := n.snapshot().upgrader
+func (n *Node) upgrade(snap *snapshot, w http.ResponseWriter, r *http.Request, traceID string, ticket *admission.Ticket, open time.Time) (*session, *gws.Conn, error) {
+	up := snap.upgrader
 	hj := &hijacker{ResponseWriter: w, header: []byte(admission.TraceHeader + ": " + traceID + "\r\n")}
 	socket, err := up.Upgrade(hj, r)
 	if errors.Is(err, errPipelined) {
@@ -165,6 +173,7 @@ func (n *Node) upgrade(w http.ResponseWriter, r *http.Request, traceID string, t
 	s.remote = n.capField(fieldRemote, r.RemoteAddr)
 	s.userAgent = unique.Make(n.capField(fieldUserAgent, r.Header.Get("User-Agent"))).Value()
 	s.openNanos = open.UnixNano()
+	n.sessions.assign(s)
 	return s, socket, nil
 }
 

@@ -46,6 +46,7 @@ func TestPerMessageCountersAreExact(t *testing.T) {
 				tl.out++
 				tl.outBytes += len(m)
 			}
+			recv(`"welcome"`) // the node's first frame counts out too
 			ch := "exact." + strconv.Itoa(i)
 			send(gws.OpcodeText, `{"type":"subscribe","channel":"`+ch+`"}`)
 			recv(`"subscribed"`)

@@ -326,6 +326,17 @@ func (s *session) sendError(code, message string) {
 	s.send(outItem{op: gws.OpcodeText, data: protocol.AppendErrorFrame(nil, code, message)})
 }
 
+// sendWelcome queues the connection's first frame: its trace id, the
+// node's id and the heartbeat of snap, the policy in force at the upgrade.
+func (s *session) sendWelcome(snap *snapshot) {
+	s.send(outItem{op: gws.OpcodeText, data: protocol.AppendWelcomeFrame(nil, protocol.Welcome{
+		TraceID:           s.traceID,
+		NodeID:            s.node.cfg.NodeID,
+		HeartbeatInterval: snap.interval,
+		HeartbeatTimeout:  snap.timeout,
+	})})
+}
+
 func (s *session) sendAck(kind, ch string) {
 	s.send(outItem{op: gws.OpcodeText, data: protocol.AppendAckFrame(nil, kind, ch)})
 }

@@ -20,11 +20,16 @@ type sessionSet struct {
 	next atomic.Uint32
 }
 
-// add stores s in a shard chosen round-robin; s remembers it for remove.
+// assign chooses s's shard, round-robin, before anything of s is used: the
+// shard also picks the stripe its counters go to, which its first frame
+// (the welcome, queued before add) already counts in.
+func (ss *sessionSet) assign(s *session) {
+	s.shard = uint8(ss.next.Add(1) % uint32(len(ss.shards)))
+}
+
+// add stores s in the shard assign chose; s remembers it for remove.
 func (ss *sessionSet) add(s *session) {
-	i := ss.next.Add(1) % uint32(len(ss.shards))
-	s.shard = uint8(i)
-	sh := &ss.shards[i]
+	sh := &ss.shards[s.shard]
 	sh.mu.Lock()
 	if sh.m == nil {
 		sh.m = make(map[*session]struct{})

@@ -10,6 +10,10 @@
 //
 // Node to client:
 //
+//	{"type":"welcome","trace_id":"…","node_id":"…","heartbeat_interval_ms":25000,"heartbeat_timeout_ms":60000}
+//	                                         (always the first frame after the 101: the
+//	                                         connection's trace id and the heartbeat in
+//	                                         force when it opened)
 //	{"type":"subscribed","channel":"c"}      (the subscription is in effect)
 //	{"type":"unsubscribed","channel":"c"}
 //	{"type":"message","channel":"c","data":<the published JSON>}

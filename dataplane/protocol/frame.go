@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"github.com/wsfleet/wsfleet/api/channel"
@@ -430,5 +431,33 @@ func AppendAckFrame(dst []byte, kind, channel string) []byte {
 	dst = appendJSONString(dst, kind)
 	dst = append(dst, `,"channel":`...)
 	dst = appendJSONString(dst, channel)
+	return append(dst, '}')
+}
+
+// Welcome is what the node tells a client in the first frame after the
+// upgrade: the connection's trace id (what /ws/explain and wsctl trace take),
+// the node's id, and the heartbeat in force when the connection opened, so a
+// browser, which cannot see WebSocket pings, knows how often to send its
+// application ping and how long silence may last.
+type Welcome struct {
+	TraceID           string
+	NodeID            string
+	HeartbeatInterval time.Duration
+	HeartbeatTimeout  time.Duration
+}
+
+// AppendWelcomeFrame appends
+// {"type":"welcome","trace_id":…,"node_id":…,"heartbeat_interval_ms":N,"heartbeat_timeout_ms":N}
+// to dst. Both strings are escaped, so the frame is valid JSON whatever they
+// hold.
+func AppendWelcomeFrame(dst []byte, w Welcome) []byte {
+	dst = append(dst, `{"type":"welcome","trace_id":`...)
+	dst = appendJSONString(dst, w.TraceID)
+	dst = append(dst, `,"node_id":`...)
+	dst = appendJSONString(dst, w.NodeID)
+	dst = append(dst, `,"heartbeat_interval_ms":`...)
+	dst = strconv.AppendInt(dst, w.HeartbeatInterval.Milliseconds(), 10)
+	dst = append(dst, `,"heartbeat_timeout_ms":`...)
+	dst = strconv.AppendInt(dst, w.HeartbeatTimeout.Milliseconds(), 10)
 	return append(dst, '}')
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -284,5 +285,49 @@ func TestAppendAckFrameIsValidJSON(t *testing.T) {
 		if err := json.Unmarshal(b, &v); err != nil || v.Type != protocol.AckSubscribed || v.Channel != ch {
 			t.Fatalf("%q → %s (%v)", ch, b, err)
 		}
+	}
+}
+
+func TestAppendWelcomeFrame(t *testing.T) {
+	tests := []struct {
+		name string
+		w    protocol.Welcome
+		want string
+	}{
+		{"the fields are written in the contract's order",
+			protocol.Welcome{TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", NodeID: "node-1", HeartbeatInterval: 25 * time.Second, HeartbeatTimeout: time.Minute},
+			`{"type":"welcome","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","node_id":"node-1","heartbeat_interval_ms":25000,"heartbeat_timeout_ms":60000}`},
+		{"durations are whole milliseconds",
+			protocol.Welcome{TraceID: "t", NodeID: "n", HeartbeatInterval: 1500*time.Millisecond + 999*time.Microsecond, HeartbeatTimeout: 0},
+			`{"type":"welcome","trace_id":"t","node_id":"n","heartbeat_interval_ms":1500,"heartbeat_timeout_ms":0}`},
+		{"a node id that needs escaping is escaped",
+			protocol.Welcome{TraceID: "t", NodeID: "host \"a\"\n", HeartbeatInterval: time.Second, HeartbeatTimeout: 2 * time.Second},
+			`{"type":"welcome","trace_id":"t","node_id":"host \"a\"\n","heartbeat_interval_ms":1000,"heartbeat_timeout_ms":2000}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := protocol.AppendWelcomeFrame([]byte("keep:"), tt.w)
+			if got := strings.TrimPrefix(string(out), "keep:"); got != tt.want {
+				t.Fatalf("AppendWelcomeFrame = %s, want %s", out, tt.want)
+			}
+			var back struct {
+				Type, TraceID, NodeID string
+				Interval, Timeout     int64
+			}
+			var raw map[string]json.RawMessage
+			if err := json.Unmarshal(out[len("keep:"):], &raw); err != nil {
+				t.Fatalf("not valid JSON: %v", err)
+			}
+			for key, into := range map[string]any{"type": &back.Type, "trace_id": &back.TraceID, "node_id": &back.NodeID,
+				"heartbeat_interval_ms": &back.Interval, "heartbeat_timeout_ms": &back.Timeout} {
+				if err := json.Unmarshal(raw[key], into); err != nil {
+					t.Fatalf("%s: %v", key, err)
+				}
+			}
+			if back.Type != "welcome" || back.TraceID != tt.w.TraceID || back.NodeID != tt.w.NodeID ||
+				back.Interval != tt.w.HeartbeatInterval.Milliseconds() || back.Timeout != tt.w.HeartbeatTimeout.Milliseconds() {
+				t.Fatalf("decodes to %+v, want %+v", back, tt.w)
+			}
+		})
 	}
 }

@@ -164,6 +164,7 @@ func (s *chanState) onMessage(b []byte) {
 	now := int64(time.Since(s.t0))
 	seq, ok := parseSeq(b)
 	switch {
+	case !ok && isWelcome(b):
 	case !ok && isAck(b):
 		if s.acked.Add(1) == s.n {
 			s.lastAck.Store(now)

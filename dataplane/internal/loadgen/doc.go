@@ -75,4 +75,13 @@
 // EchoServer is the baseline: a net/http server upgrading with gws's
 // Upgrader (default options), the request goroutine gone after the upgrade,
 // nothing kept per connection but gws's own state and read loop.
+//
+// The welcome frame (issue 11): the node's first frame on every connection
+// is {"type":"welcome",...} (about 130 bytes), so the node's cost per
+// connection — in Handshakes and Idle, and the setup of every other
+// scenario — now includes writing one frame. The baseline writes a frame of
+// the same shape and size right after its upgrade, so the comparison stays
+// like with like: what the node costs above it is still the node's own
+// overhead, not the protocol's. Every scenario's client skips the welcome
+// (from either server) off its hot path.
 package loadgen

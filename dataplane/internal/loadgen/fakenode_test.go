@@ -16,8 +16,8 @@ import (
 	"github.com/lxzan/gws"
 )
 
-// fakeNode speaks the node's channel protocol (subscribe and its
-// acknowledgement, publish, message, error frames) and checks Origin, and nothing else: the seam the scenarios
+// fakeNode speaks the node's channel protocol (the welcome, subscribe and
+// its acknowledgement, publish, message, error frames) and checks Origin, and nothing else: the seam the scenarios
 // need, without the real node.
 type fakeNode struct {
 	origin string
@@ -107,6 +107,8 @@ func (f *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.maxOpen.Store(n)
 	}
 	f.upgrades.Add(1)
+	// The node's first frame, which every scenario must skip.
+	_ = conn.WriteString(`{"type":"welcome","trace_id":"fake","node_id":"fake","heartbeat_interval_ms":25000,"heartbeat_timeout_ms":60000}`)
 	f.loops.Go(conn.ReadLoop)
 	if f.closeAfterOpen > 0 {
 		f.timers = append(f.timers, time.AfterFunc(f.closeAfterOpen, func() { _ = conn.WriteClose(1008, nil) }))

@@ -347,7 +347,7 @@ func subscriberHook(cancel context.CancelCauseFunc, st *fanState, messages, i in
 	return func(b []byte) {
 		seq, ok := parseSeq(b)
 		switch {
-		case !ok && isAck(b):
+		case !ok && (isAck(b) || isWelcome(b)):
 		case !ok || seq < warmupSeq || seq >= int64(messages):
 			cancel(fmt.Errorf("%w: subscriber %d: %s", ErrReply, i, describeFrame(b)))
 		case seq == warmupSeq:

@@ -7,11 +7,12 @@ import (
 	"strings"
 )
 
-// The node's channel protocol (DESIGN.md, issue 3): JSON text frames.
-// Client to node: {"type":"subscribe","channel":"c"} and
-// {"type":"publish","channel":"c","data":<JSON>}; node to client:
-// {"type":"message","channel":"c","data":...} and
-// {"type":"error","code":"...","message":"..."}.
+// The node's channel protocol (DESIGN.md, issue 3; dataplane/protocol):
+// JSON text frames. Client to node: {"type":"subscribe","channel":"c"} and
+// {"type":"publish","channel":"c","data":<JSON>}; node to client: first
+// {"type":"welcome",...} (issue 11), then {"type":"message","channel":"c","data":...}
+// and {"type":"error","code":"...","message":"..."}. The scenarios send no
+// request ids, so the node sends them no "published" acknowledgements.
 
 // subscribeFrame is the frame subscribing to channel.
 func subscribeFrame(channel string) []byte {
@@ -52,10 +53,16 @@ func padding(dataBytes int) string {
 }
 
 var (
-	seqKey    = []byte(`"seq":`)
-	errorType = []byte(`"type":"error"`)
-	ackTypes  = [][]byte{[]byte(`"type":"subscribed"`), []byte(`"type":"unsubscribed"`)}
+	seqKey        = []byte(`"seq":`)
+	errorType     = []byte(`"type":"error"`)
+	ackTypes      = [][]byte{[]byte(`"type":"subscribed"`), []byte(`"type":"unsubscribed"`)}
+	welcomePrefix = []byte(`{"type":"welcome",`)
 )
+
+// isWelcome reports whether a frame is the node's welcome, the first frame
+// of every node connection, which scenarios skip. Only called off the hot
+// path, for frames parseSeq refused.
+func isWelcome(b []byte) bool { return bytes.HasPrefix(b, welcomePrefix) }
 
 // isAck reports whether a frame without a sequence number is the node's
 // acknowledgement of a subscribe or unsubscribe

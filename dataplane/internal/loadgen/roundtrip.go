@@ -223,7 +223,7 @@ func runRoundtripClient(ctx context.Context, cancel context.CancelCauseFunc, cfg
 		onMessage: func(b []byte) {
 			seq, ok := parseSeq(b)
 			if !ok {
-				if !isAck(b) {
+				if !isAck(b) && !isWelcome(b) {
 					cancel(fmt.Errorf("%w: client %d: %s", ErrReply, i, describeFrame(b)))
 				}
 				return

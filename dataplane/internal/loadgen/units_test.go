@@ -50,6 +50,19 @@ func TestIsAck(t *testing.T) {
 	}
 }
 
+func TestIsWelcome(t *testing.T) {
+	for frame, want := range map[string]bool{
+		`{"type":"welcome","trace_id":"t","node_id":"n","heartbeat_interval_ms":1,"heartbeat_timeout_ms":2}`: true,
+		string(echoWelcome):                                          true,
+		`{"type":"subscribed","channel":"c"}`:                        false,
+		`{"type":"message","channel":"c","data":{"type":"welcome"}}`: false,
+	} {
+		if got := isWelcome([]byte(frame)); got != want {
+			t.Errorf("isWelcome(%s) = %v, want %v", frame, got, want)
+		}
+	}
+}
+
 func TestPublishFrameIsTheNodeProtocol(t *testing.T) {
 	frame := publishFrame(nil, publishPrefix(`rt."1"`), 123, padding(DefaultDataBytes))
 	var f struct {
