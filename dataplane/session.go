@@ -146,21 +146,25 @@ func (h *eventHandler) OnMessage(socket *gws.Conn, msg *gws.Message) {
 	}
 	if msg.Opcode != gws.OpcodeText {
 		fe := protocol.BinaryFrameError()
-		s.sendError(fe.Code, fe.Message)
+		s.sendError(fe.Code, fe.Message, "")
 		return
 	}
 	f, ferr := protocol.DecodeClientFrame(msg.Bytes(), protocol.Limits{MaxChannelLength: h.node.cfg.MaxChannelLength})
 	if ferr != nil {
-		s.sendError(ferr.Code, ferr.Message)
+		s.sendError(ferr.Code, ferr.Message, ferr.ID)
 		return
 	}
 	switch f.Type {
 	case protocol.Subscribe:
-		s.subscribe(f.Channel)
+		s.subscribe(f.Channel, f.ID)
 	case protocol.Unsubscribe:
-		s.unsubscribe(f.Channel)
+		s.unsubscribe(f.Channel, f.ID)
 	case protocol.Publish:
-		s.publish(f.Channel, f.Data)
+		s.publish(f.Channel, f.Data, f.ID)
+	case protocol.Ping:
+		// Paced and counted above like any frame; the pong goes through
+		// the queue, behind whatever was queued before it.
+		s.send(outItem{op: gws.OpcodeText, data: protocol.AppendPongFrame(nil, f.ID)})
 	}
 }
 
@@ -253,38 +257,40 @@ func (s *session) pace(snap *snapshot, now time.Time) bool {
 	return true
 }
 
-func (s *session) subscribe(ch string) {
+// subscribe, unsubscribe and publish answer with id ("" when the frame
+// had none) on their acknowledgement or error frame.
+func (s *session) subscribe(ch, id string) {
 	if _, ok := s.subs[ch]; ok {
-		s.sendAck(protocol.AckSubscribed, ch)
+		s.sendAck(protocol.AckSubscribed, ch, id)
 		return
 	}
 	if len(s.subs) >= s.node.cfg.MaxSubscriptions {
-		s.sendError(protocol.CodeTooManySubscriptions, "at most "+strconv.Itoa(s.node.cfg.MaxSubscriptions)+" channels per connection")
+		s.sendError(protocol.CodeTooManySubscriptions, "at most "+strconv.Itoa(s.node.cfg.MaxSubscriptions)+" channels per connection", id)
 		return
 	}
 	if hook := s.node.cfg.Hooks.OnSubscribe; hook != nil {
 		if err := hook(s.node.ctx, s.info(), ch); err != nil {
-			s.sendError(protocol.CodeForbidden, err.Error())
+			s.sendError(protocol.CodeForbidden, err.Error(), id)
 			return
 		}
 	}
 	if _, err := s.node.broker.Subscribe(ch, s); err != nil {
-		s.sendError(protocol.CodeUnavailable, "subscribe failed: "+err.Error())
+		s.sendError(protocol.CodeUnavailable, "subscribe failed: "+err.Error(), id)
 		return
 	}
 	if s.subs == nil {
 		s.subs = make(map[string]struct{}, 1)
 	}
 	s.subs[ch] = struct{}{}
-	s.sendAck(protocol.AckSubscribed, ch)
+	s.sendAck(protocol.AckSubscribed, ch, id)
 }
 
-func (s *session) unsubscribe(ch string) {
+func (s *session) unsubscribe(ch, id string) {
 	if _, ok := s.subs[ch]; ok {
 		s.node.broker.Unsubscribe(ch, s)
 		delete(s.subs, ch)
 	}
-	s.sendAck(protocol.AckUnsubscribed, ch)
+	s.sendAck(protocol.AckUnsubscribed, ch, id)
 }
 
 // publish hands data to the broker, which delivers the message frame to
@@ -294,26 +300,34 @@ func (s *session) unsubscribe(ch string) {
 // natsbroker: no split view). It blocks the read loop at most for the
 // broker's own bound (natsbroker's write timeout), and not at all once the
 // broker's breaker is open.
-func (s *session) publish(ch string, data []byte) {
+//
+// A publish with an id is acknowledged ("published") once the broker has
+// taken it; one without is not, so the common case costs no frame back.
+// With the in-process broker the publisher's own copy, if it is
+// subscribed, is queued before the acknowledgement.
+func (s *session) publish(ch string, data []byte, id string) {
 	m := s.node.metrics.data
 	if hook := s.node.cfg.Hooks.OnPublish; hook != nil {
 		if err := hook(s.node.ctx, s.info(), ch, data); err != nil {
 			m.publishForbidden.Add(1)
-			s.sendError(protocol.CodeForbidden, err.Error())
+			s.sendError(protocol.CodeForbidden, err.Error(), id)
 			return
 		}
 	}
 	_, err := s.node.broker.Publish(s.node.ctx, ch, data)
 	if err == nil {
 		s.stripe().publishOK.Add(1)
+		if id != "" {
+			s.sendAck(protocol.AckPublished, ch, id)
+		}
 		return
 	}
 	m.publishFailed(err)
 	if errors.Is(err, broker.ErrTooBig) {
-		s.sendError(protocol.CodeUnavailable, "publish not delivered: "+err.Error())
+		s.sendError(protocol.CodeUnavailable, "publish not delivered: "+err.Error(), id)
 		return
 	}
-	s.sendError(protocol.CodeUnavailable, "publish not delivered to anyone: "+err.Error()+"; retry later")
+	s.sendError(protocol.CodeUnavailable, "publish not delivered to anyone: "+err.Error()+"; retry later", id)
 }
 
 // Deliver implements broker.Subscriber. It never blocks: the frame goes
@@ -322,8 +336,8 @@ func (s *session) Deliver(msg []byte) {
 	s.send(outItem{op: gws.OpcodeText, data: msg})
 }
 
-func (s *session) sendError(code, message string) {
-	s.send(outItem{op: gws.OpcodeText, data: protocol.AppendErrorFrame(nil, code, message)})
+func (s *session) sendError(code, message, id string) {
+	s.send(outItem{op: gws.OpcodeText, data: protocol.AppendErrorFrame(nil, code, message, id)})
 }
 
 // sendWelcome queues the connection's first frame: its trace id, the
@@ -337,8 +351,8 @@ func (s *session) sendWelcome(snap *snapshot) {
 	})})
 }
 
-func (s *session) sendAck(kind, ch string) {
-	s.send(outItem{op: gws.OpcodeText, data: protocol.AppendAckFrame(nil, kind, ch)})
+func (s *session) sendAck(kind, ch, id string) {
+	s.send(outItem{op: gws.OpcodeText, data: protocol.AppendAckFrame(nil, kind, ch, id)})
 }
 
 // send queues a frame for the connection's writer (writer.go). It never

@@ -53,6 +53,6 @@ func BenchmarkAppendErrorFrame(b *testing.B) {
 	b.ReportAllocs()
 	var buf []byte
 	for b.Loop() {
-		buf = protocol.AppendErrorFrame(buf[:0], protocol.CodeBadChannel, `channel has ' ' at byte 4; allowed are A-Z a-z 0-9 and _ . : @ / -`)
+		buf = protocol.AppendErrorFrame(buf[:0], protocol.CodeBadChannel, `channel has ' ' at byte 4; allowed are A-Z a-z 0-9 and _ . : @ / -`, "")
 	}
 }

@@ -14,8 +14,12 @@ const (
 	// UTF-8.
 	CodeBadJSON = "bad_json"
 	// CodeUnknownType: "type" is missing, not a string, or not one of
-	// subscribe, unsubscribe, publish.
+	// subscribe, unsubscribe, publish, ping.
 	CodeUnknownType = "unknown_type"
+	// CodeBadID: "id" is present but not a string of 1 to MaxIDLength
+	// bytes of [A-Za-z0-9._:-] (null is not an id either). The error
+	// frame carries no id: the client's could not be echoed.
+	CodeBadID = "bad_id"
 	// CodeMissingChannel: "channel" is missing, null or empty.
 	CodeMissingChannel = "missing_channel"
 	// CodeBadChannel: "channel" is not a string, too long, or has a
@@ -39,13 +43,17 @@ const (
 )
 
 // FrameError is a bad client frame. It is answered with an error frame
-// (AppendErrorFrame(dst, e.Code, e.Message)) and the connection stays open.
+// (AppendErrorFrame(dst, e.Code, e.Message, e.ID)) and the connection stays
+// open.
 type FrameError struct {
 	// Code is one of the Code* constants.
 	Code string
 	// Message says what is wrong for a human. It may quote a short, escaped
 	// prefix of the client's input, never more than a few dozen bytes of it.
 	Message string
+	// ID is the frame's request id when it had a valid one ("" otherwise),
+	// so the error answers that request.
+	ID string
 }
 
 func (e *FrameError) Error() string {

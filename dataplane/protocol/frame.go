@@ -20,9 +20,14 @@ const (
 	Subscribe FrameType = iota + 1
 	Unsubscribe
 	Publish
+	// Ping is the application heartbeat: browsers cannot see WebSocket
+	// pings, so a page sends {"type":"ping"} and the node answers
+	// {"type":"pong"}.
+	Ping
 )
 
-// String returns the wire name ("subscribe", "unsubscribe", "publish").
+// String returns the wire name ("subscribe", "unsubscribe", "publish",
+// "ping").
 func (t FrameType) String() string {
 	switch t {
 	case Subscribe:
@@ -31,6 +36,8 @@ func (t FrameType) String() string {
 		return "unsubscribe"
 	case Publish:
 		return "publish"
+	case Ping:
+		return "ping"
 	default:
 		return "FrameType(" + strconv.Itoa(int(t)) + ")"
 	}
@@ -39,7 +46,11 @@ func (t FrameType) String() string {
 // ClientFrame is one decoded, valid client frame.
 type ClientFrame struct {
 	Type FrameType
-	// Channel is a valid channel name (see DecodeClientFrame).
+	// ID is the request id the client attached ("" when none): a valid id
+	// (see DecodeClientFrame), echoed on the frame that answers this one.
+	ID string
+	// Channel is a valid channel name (see DecodeClientFrame); empty for
+	// Ping.
 	Channel string
 	// Data is set for Publish only: compact, valid JSON in valid UTF-8,
 	// possibly `null`. It is the caller's own copy (it does not alias the
@@ -49,6 +60,11 @@ type ClientFrame struct {
 
 // DefaultMaxChannelLength is Limits.MaxChannelLength when left zero.
 const DefaultMaxChannelLength = channel.MaxNameLength
+
+// MaxIDLength is the longest request id in bytes. An id only has to tell a
+// client's requests in flight apart; it is echoed as is, so it is short and
+// of characters that need no escaping.
+const MaxIDLength = 64
 
 // Limits bound what a client frame may carry, and say what the caller has
 // checked already. The frame's total size is bounded before it gets here,
@@ -97,6 +113,30 @@ func checkChannel[T string | []byte](s T, max int) *FrameError {
 	return nil
 }
 
+// idByte reports whether c may appear in a request id: [A-Za-z0-9._:-].
+func idByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		c == '.' || c == '_' || c == ':' || c == '-'
+}
+
+// checkID returns nil when s is a valid request id: 1..MaxIDLength bytes of
+// [A-Za-z0-9._:-]. An empty id is refused: the answer could not echo it
+// apart from no id at all.
+func checkID[T string | []byte](s T) *FrameError {
+	if len(s) == 0 {
+		return frameErr(CodeBadID, `"id" is empty; omit it or send 1 to 64 characters`)
+	}
+	if len(s) > MaxIDLength {
+		return frameErr(CodeBadID, fmt.Sprintf("id is %d bytes long; at most %d allowed", len(s), MaxIDLength))
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !idByte(c) {
+			return frameErr(CodeBadID, fmt.Sprintf("id has %s at byte %d; allowed are A-Z a-z 0-9 and . _ : -", channel.DescribeByte(c), i))
+		}
+	}
+	return nil
+}
+
 // maxQuoted bounds how much of a client's own input an error message
 // repeats: enough to recognise it, not enough to echo a payload.
 const maxQuoted = 32
@@ -113,16 +153,20 @@ func quoteShort(s string) string {
 // DecodeClientFrame parses one text frame. Unknown extra fields are ignored,
 // so clients may send fields a later node understands; keys match exactly
 // (encoding/json's case-insensitive matching would make "Type" and "TYPE"
-// part of the protocol) and a repeated key keeps its last value. "data" is
-// read only for publish.
+// part of the protocol) and a repeated key keeps its last value. "channel"
+// is read for every type but ping, "data" only for publish.
 //
 // A channel name is 1..lim.MaxChannelLength bytes of [A-Za-z0-9_.:@/-]:
 // names end up in logs, metrics and every message frame, so no control
-// characters, spaces, quotes or non-ASCII bytes. JSON escapes are decoded
-// before the check.
+// characters, spaces, quotes or non-ASCII bytes. An "id", optional on every
+// type, is a string of 1..MaxIDLength bytes of [A-Za-z0-9._:-] (anything
+// else, null included, is bad_id). JSON escapes are decoded before either
+// check.
 //
 // Problems are reported in a fixed order whatever the order of keys: syntax,
-// type, channel, data.
+// id, type, channel, data. The id comes first so that every later problem
+// is answered with it: the *FrameError carries the frame's id (FrameError.ID)
+// whenever the id itself was valid.
 func DecodeClientFrame(b []byte, lim Limits) (ClientFrame, *FrameError) {
 	i := skipSpace(b, 0)
 	if i == len(b) || b[i] != '{' {
@@ -137,24 +181,32 @@ func DecodeClientFrame(b []byte, lim Limits) (ClientFrame, *FrameError) {
 
 	var f ClientFrame
 	var ferr *FrameError
+	if raw.id != nil {
+		if f.ID, ferr = parseID(raw.id); ferr != nil {
+			return ClientFrame{}, ferr
+		}
+	}
 	if raw.typ == nil {
-		return ClientFrame{}, frameErr(CodeUnknownType, `"type" is missing; want subscribe, unsubscribe or publish`)
+		return ClientFrame{}, f.refuse(CodeUnknownType, `"type" is missing; want `+typeNames)
 	}
 	if f.Type, ferr = parseType(raw.typ); ferr != nil {
-		return ClientFrame{}, ferr
+		return ClientFrame{}, f.withID(ferr)
+	}
+	if f.Type == Ping {
+		return f, nil
 	}
 	if raw.channel == nil || string(raw.channel) == "null" {
-		return ClientFrame{}, frameErr(CodeMissingChannel, `"channel" is missing`)
+		return ClientFrame{}, f.refuse(CodeMissingChannel, `"channel" is missing`)
 	}
 	if f.Channel, ferr = parseChannel(raw.channel, lim.maxChannelLength()); ferr != nil {
-		return ClientFrame{}, ferr
+		return ClientFrame{}, f.withID(ferr)
 	}
 	if f.Type != Publish {
 		return f, nil
 	}
 	data := raw.data
 	if data == nil {
-		return ClientFrame{}, frameErr(CodeMissingData, `a publish needs "data" (null is allowed)`)
+		return ClientFrame{}, f.refuse(CodeMissingData, `a publish needs "data" (null is allowed)`)
 	}
 	// encoding/json checks syntax but passes invalid UTF-8 inside strings
 	// through, and data goes on to every subscriber in a text frame, where
@@ -163,7 +215,7 @@ func DecodeClientFrame(b []byte, lim Limits) (ClientFrame, *FrameError) {
 	// byte of 0x80 or above can be invalid, and none is when the caller
 	// has checked the whole frame already.
 	if raw.dataInfo.high && !lim.FrameUTF8Checked && !utf8.Valid(data) {
-		return ClientFrame{}, frameErr(CodeBadJSON, `"data" is not valid UTF-8`)
+		return ClientFrame{}, f.refuse(CodeBadJSON, `"data" is not valid UTF-8`)
 	}
 	if raw.dataInfo.spaced {
 		f.Data = appendCompact(make([]byte, 0, len(data)), data)
@@ -171,6 +223,17 @@ func DecodeClientFrame(b []byte, lim Limits) (ClientFrame, *FrameError) {
 		f.Data = append(make([]byte, 0, len(data)), data...)
 	}
 	return f, nil
+}
+
+// refuse is the error for a frame decoded as far as f, carrying its id.
+func (f *ClientFrame) refuse(code, message string) *FrameError {
+	return &FrameError{Code: code, Message: message, ID: f.ID}
+}
+
+// withID attaches the frame's id to an error found after it was read.
+func (f *ClientFrame) withID(e *FrameError) *FrameError {
+	e.ID = f.ID
+	return e
 }
 
 // syntaxError describes why b is not valid JSON (the slow path: only for
@@ -189,6 +252,7 @@ const (
 	keyType
 	keyChannel
 	keyData
+	keyID
 )
 
 // whichKey names the key token; it allocates only for a key with escapes.
@@ -208,6 +272,8 @@ func whichKey(key []byte, escaped bool) int {
 		return keyChannel
 	case "data":
 		return keyData
+	case "id":
+		return keyID
 	}
 	return keyOther
 }
@@ -240,8 +306,36 @@ func parseType(v []byte) (FrameType, *FrameError) {
 		return Unsubscribe, nil
 	case "publish":
 		return Publish, nil
+	case "ping":
+		return Ping, nil
 	}
-	return 0, frameErr(CodeUnknownType, "unknown type "+quoteShort(string(body))+"; want subscribe, unsubscribe or publish")
+	return 0, frameErr(CodeUnknownType, "unknown type "+quoteShort(string(body))+"; want "+typeNames)
+}
+
+// typeNames lists the client frame types for error messages.
+const typeNames = "subscribe, unsubscribe, publish or ping"
+
+// parseID checks a request id on the raw bytes and allocates only for a
+// valid one.
+func parseID(v []byte) (string, *FrameError) {
+	if v[0] != '"' {
+		return "", frameErr(CodeBadID, `"id" must be a string`)
+	}
+	body := v[1 : len(v)-1]
+	if bytes.IndexByte(body, '\\') >= 0 {
+		s, ferr := unquote(v)
+		if ferr != nil {
+			return "", ferr
+		}
+		if ferr := checkID(s); ferr != nil {
+			return "", ferr
+		}
+		return s, nil
+	}
+	if ferr := checkID(body); ferr != nil {
+		return "", ferr
+	}
+	return string(body), nil
 }
 
 // parseChannel checks the name on the raw bytes and allocates only for a
@@ -344,14 +438,24 @@ func AppendMessageFrame(dst []byte, channel string, data json.RawMessage) []byte
 	return append(dst, '}')
 }
 
-// AppendErrorFrame appends {"type":"error","code":…,"message":…} to dst.
-// Both strings are escaped as JSON strings (the message may carry client
+// AppendErrorFrame appends {"type":"error","code":…,"message":…} to dst,
+// with ,"id":… when id is not empty (the id of the request it answers).
+// Every string is escaped as a JSON string (the message may carry client
 // input); invalid UTF-8 becomes U+FFFD.
-func AppendErrorFrame(dst []byte, code, message string) []byte {
+func AppendErrorFrame(dst []byte, code, message, id string) []byte {
 	dst = append(dst, `{"type":"error","code":`...)
 	dst = appendJSONString(dst, code)
 	dst = append(dst, `,"message":`...)
 	dst = appendJSONString(dst, message)
+	return appendID(dst, id)
+}
+
+// appendID closes a frame, with ,"id":… first when id is not empty.
+func appendID(dst []byte, id string) []byte {
+	if id != "" {
+		dst = append(dst, `,"id":`...)
+		dst = appendJSONString(dst, id)
+	}
 	return append(dst, '}')
 }
 
@@ -419,19 +523,30 @@ func appendJSONString(dst []byte, s string) []byte {
 }
 
 // Ack frame types: the node confirms a subscribe or unsubscribe once it is
-// in effect, so a client knows when publishes to the channel reach it.
+// in effect, so a client knows when publishes to the channel reach it, and
+// a publish that carried an id once the broker took it (a publish without
+// one is not acknowledged: most publishers do not wait, and the fan-out
+// path stays one frame per subscriber).
 const (
 	AckSubscribed   = "subscribed"
 	AckUnsubscribed = "unsubscribed"
+	AckPublished    = "published"
 )
 
-// AppendAckFrame appends {"type":"<kind>","channel":<channel>} to dst.
-func AppendAckFrame(dst []byte, kind, channel string) []byte {
+// AppendAckFrame appends {"type":"<kind>","channel":<channel>} to dst, with
+// ,"id":… when id is not empty.
+func AppendAckFrame(dst []byte, kind, channel, id string) []byte {
 	dst = append(dst, `{"type":`...)
 	dst = appendJSONString(dst, kind)
 	dst = append(dst, `,"channel":`...)
 	dst = appendJSONString(dst, channel)
-	return append(dst, '}')
+	return appendID(dst, id)
+}
+
+// AppendPongFrame appends {"type":"pong"} to dst, with ,"id":… when id is
+// not empty: the answer to a ping frame.
+func AppendPongFrame(dst []byte, id string) []byte {
+	return appendID(append(dst, `{"type":"pong"`...), id)
 }
 
 // Welcome is what the node tells a client in the first frame after the

@@ -39,8 +39,31 @@ func TestDecodeClientFrameAccepts(t *testing.T) {
 			protocol.ClientFrame{Type: protocol.Publish, Channel: "c", Data: json.RawMessage(`{"a b":[1,2],"q":"x \" y"}`)}},
 		{"keys may come in any order", `{"data":[1],"channel":"c","type":"publish"}`, protocol.Limits{},
 			protocol.ClientFrame{Type: protocol.Publish, Channel: "c", Data: json.RawMessage(`[1]`)}},
-		{"unknown fields are ignored", `{"type":"subscribe","channel":"c","id":7,"since":{"x":[1]}}`, protocol.Limits{},
+		{"unknown fields are ignored", `{"type":"subscribe","channel":"c","ref":7,"since":{"x":[1]}}`, protocol.Limits{},
 			protocol.ClientFrame{Type: protocol.Subscribe, Channel: "c"}},
+		{"a subscribe carries its id", `{"type":"subscribe","channel":"c","id":"1"}`, protocol.Limits{},
+			protocol.ClientFrame{Type: protocol.Subscribe, Channel: "c", ID: "1"}},
+		{"an unsubscribe carries its id", `{"type":"unsubscribe","channel":"c","id":"req-2"}`, protocol.Limits{},
+			protocol.ClientFrame{Type: protocol.Unsubscribe, Channel: "c", ID: "req-2"}},
+		{"a publish carries its id", `{"id":"a.b:c_d-3","type":"publish","channel":"c","data":[1]}`, protocol.Limits{},
+			protocol.ClientFrame{Type: protocol.Publish, Channel: "c", Data: json.RawMessage(`[1]`), ID: "a.b:c_d-3"}},
+		{"a ping decodes", `{"type":"ping"}`, protocol.Limits{},
+			protocol.ClientFrame{Type: protocol.Ping}},
+		{"a ping carries its id", `{"type":"ping","id":"4"}`, protocol.Limits{},
+			protocol.ClientFrame{Type: protocol.Ping, ID: "4"}},
+		{"a ping ignores a channel and data, even bad ones", `{"type":"ping","channel":"a b","data":1}`, protocol.Limits{},
+			protocol.ClientFrame{Type: protocol.Ping}},
+		{"an id of the maximum length is accepted",
+			`{"type":"ping","id":"` + strings.Repeat("9", protocol.MaxIDLength) + `"}`, protocol.Limits{},
+			protocol.ClientFrame{Type: protocol.Ping, ID: strings.Repeat("9", protocol.MaxIDLength)}},
+		{"every allowed id character is accepted", `{"type":"ping","id":"AZaz09._:-"}`, protocol.Limits{},
+			protocol.ClientFrame{Type: protocol.Ping, ID: "AZaz09._:-"}},
+		{"escapes in the id are decoded", `{"type":"ping","id":"\u0031\u0032"}`, protocol.Limits{},
+			protocol.ClientFrame{Type: protocol.Ping, ID: "12"}},
+		{"a repeated id keeps the last value", `{"type":"ping","id":"a b","id":"ok"}`, protocol.Limits{},
+			protocol.ClientFrame{Type: protocol.Ping, ID: "ok"}},
+		{"a nested id is not the frame's", `{"type":"ping","x":{"id":7}}`, protocol.Limits{},
+			protocol.ClientFrame{Type: protocol.Ping}},
 		{"data on a subscribe is ignored", `{"type":"subscribe","channel":"c","data":{"x":1}}`, protocol.Limits{},
 			protocol.ClientFrame{Type: protocol.Subscribe, Channel: "c"}},
 		{"whitespace around the frame is fine", " \n{ \"type\" : \"subscribe\" , \"channel\" : \"c\" }\n", protocol.Limits{},
@@ -70,9 +93,9 @@ func TestDecodeClientFrameAccepts(t *testing.T) {
 			if ferr != nil {
 				t.Fatalf("DecodeClientFrame(%s) error = %v", tt.frame, ferr)
 			}
-			if got.Type != tt.want.Type || got.Channel != tt.want.Channel || !bytes.Equal(got.Data, tt.want.Data) {
-				t.Errorf("DecodeClientFrame(%s) = {%v %q %s}, want {%v %q %s}", tt.frame,
-					got.Type, got.Channel, got.Data, tt.want.Type, tt.want.Channel, tt.want.Data)
+			if got.Type != tt.want.Type || got.Channel != tt.want.Channel || !bytes.Equal(got.Data, tt.want.Data) || got.ID != tt.want.ID {
+				t.Errorf("DecodeClientFrame(%s) = {%v %q %s id %q}, want {%v %q %s id %q}", tt.frame,
+					got.Type, got.Channel, got.Data, got.ID, tt.want.Type, tt.want.Channel, tt.want.Data, tt.want.ID)
 			}
 			if (got.Data == nil) != (tt.want.Data == nil) {
 				t.Errorf("Data nil = %v, want nil = %v", got.Data == nil, tt.want.Data == nil)
@@ -88,42 +111,62 @@ func TestDecodeClientFrameRefuses(t *testing.T) {
 		lim    protocol.Limits
 		code   string
 		reason string // part of the message
+		id     string // the id the error carries
 	}{
-		{"an empty frame is bad JSON", ``, protocol.Limits{}, protocol.CodeBadJSON, "JSON object"},
-		{"broken JSON is bad JSON", `{"type":"subscribe",`, protocol.Limits{}, protocol.CodeBadJSON, "not valid JSON"},
-		{"trailing garbage is bad JSON", `{"type":"subscribe","channel":"c"} x`, protocol.Limits{}, protocol.CodeBadJSON, "not valid JSON"},
-		{"an array is not a frame", `[{"type":"subscribe"}]`, protocol.Limits{}, protocol.CodeBadJSON, "JSON object"},
-		{"a string is not a frame", `"subscribe"`, protocol.Limits{}, protocol.CodeBadJSON, "JSON object"},
-		{"null is not a frame", `null`, protocol.Limits{}, protocol.CodeBadJSON, "JSON object"},
-		{"a missing type is an unknown type", `{"channel":"c"}`, protocol.Limits{}, protocol.CodeUnknownType, "missing"},
-		{"keys are case sensitive", `{"TYPE":"subscribe","Channel":"c"}`, protocol.Limits{}, protocol.CodeUnknownType, "missing"},
-		{"a wrong type name is an unknown type", `{"type":"shout","channel":"c"}`, protocol.Limits{}, protocol.CodeUnknownType, `"shout"`},
-		{"type names are case sensitive", `{"type":"Publish","channel":"c","data":1}`, protocol.Limits{}, protocol.CodeUnknownType, `"Publish"`},
-		{"a numeric type is an unknown type", `{"type":1,"channel":"c"}`, protocol.Limits{}, protocol.CodeUnknownType, "must be a string"},
-		{"a null type is an unknown type", `{"type":null,"channel":"c"}`, protocol.Limits{}, protocol.CodeUnknownType, "must be a string"},
+		{"an empty frame is bad JSON", ``, protocol.Limits{}, protocol.CodeBadJSON, "JSON object", ""},
+		{"broken JSON is bad JSON", `{"type":"subscribe",`, protocol.Limits{}, protocol.CodeBadJSON, "not valid JSON", ""},
+		{"trailing garbage is bad JSON", `{"type":"subscribe","channel":"c"} x`, protocol.Limits{}, protocol.CodeBadJSON, "not valid JSON", ""},
+		{"an array is not a frame", `[{"type":"subscribe"}]`, protocol.Limits{}, protocol.CodeBadJSON, "JSON object", ""},
+		{"a string is not a frame", `"subscribe"`, protocol.Limits{}, protocol.CodeBadJSON, "JSON object", ""},
+		{"null is not a frame", `null`, protocol.Limits{}, protocol.CodeBadJSON, "JSON object", ""},
+		{"a missing type is an unknown type", `{"channel":"c"}`, protocol.Limits{}, protocol.CodeUnknownType, "missing", ""},
+		{"keys are case sensitive", `{"TYPE":"subscribe","Channel":"c"}`, protocol.Limits{}, protocol.CodeUnknownType, "missing", ""},
+		{"a wrong type name is an unknown type", `{"type":"shout","channel":"c"}`, protocol.Limits{}, protocol.CodeUnknownType, `"shout"`, ""},
+		{"type names are case sensitive", `{"type":"Publish","channel":"c","data":1}`, protocol.Limits{}, protocol.CodeUnknownType, `"Publish"`, ""},
+		{"a numeric type is an unknown type", `{"type":1,"channel":"c"}`, protocol.Limits{}, protocol.CodeUnknownType, "must be a string", ""},
+		{"a null type is an unknown type", `{"type":null,"channel":"c"}`, protocol.Limits{}, protocol.CodeUnknownType, "must be a string", ""},
 		{"a long unknown type is quoted only in part", `{"type":"` + strings.Repeat("y", 500) + `","channel":"c"}`,
-			protocol.Limits{}, protocol.CodeUnknownType, `"` + strings.Repeat("y", 32) + `"...`},
+			protocol.Limits{}, protocol.CodeUnknownType, `"` + strings.Repeat("y", 32) + `"...`, ""},
 		{"a long multi-byte unknown type is cut between characters", `{"type":"` + strings.Repeat("€", 20) + `","channel":"c"}`,
-			protocol.Limits{}, protocol.CodeUnknownType, `"` + strings.Repeat("€", 10) + `"...`},
+			protocol.Limits{}, protocol.CodeUnknownType, `"` + strings.Repeat("€", 10) + `"...`, ""},
 		{"the type is reported before the channel whatever the key order", `{"channel":"a b","type":"nope"}`,
-			protocol.Limits{}, protocol.CodeUnknownType, `"nope"`},
-		{"a missing channel is reported", `{"type":"subscribe"}`, protocol.Limits{}, protocol.CodeMissingChannel, "missing"},
-		{"a null channel is a missing channel", `{"type":"subscribe","channel":null}`, protocol.Limits{}, protocol.CodeMissingChannel, "missing"},
-		{"an empty channel is a missing channel", `{"type":"unsubscribe","channel":""}`, protocol.Limits{}, protocol.CodeMissingChannel, "empty"},
-		{"a numeric channel is a bad channel", `{"type":"subscribe","channel":42}`, protocol.Limits{}, protocol.CodeBadChannel, "must be a string"},
-		{"an object channel is a bad channel", `{"type":"subscribe","channel":{}}`, protocol.Limits{}, protocol.CodeBadChannel, "must be a string"},
-		{"a space in a channel is refused", `{"type":"subscribe","channel":"a b"}`, protocol.Limits{}, protocol.CodeBadChannel, `' ' at byte 1`},
-		{"a quote in a channel is refused", `{"type":"subscribe","channel":"a\"b"}`, protocol.Limits{}, protocol.CodeBadChannel, `'"' at byte 1`},
-		{"an escaped control character in a channel is refused", `{"type":"subscribe","channel":"a\nb"}`, protocol.Limits{}, protocol.CodeBadChannel, `'\n' at byte 1`},
-		{"a non-ASCII channel is refused", `{"type":"subscribe","channel":"café"}`, protocol.Limits{}, protocol.CodeBadChannel, "byte 0xc3 at byte 3"},
+			protocol.Limits{}, protocol.CodeUnknownType, `"nope"`, ""},
+		{"a missing channel is reported", `{"type":"subscribe"}`, protocol.Limits{}, protocol.CodeMissingChannel, "missing", ""},
+		{"a null channel is a missing channel", `{"type":"subscribe","channel":null}`, protocol.Limits{}, protocol.CodeMissingChannel, "missing", ""},
+		{"an empty channel is a missing channel", `{"type":"unsubscribe","channel":""}`, protocol.Limits{}, protocol.CodeMissingChannel, "empty", ""},
+		{"a numeric channel is a bad channel", `{"type":"subscribe","channel":42}`, protocol.Limits{}, protocol.CodeBadChannel, "must be a string", ""},
+		{"an object channel is a bad channel", `{"type":"subscribe","channel":{}}`, protocol.Limits{}, protocol.CodeBadChannel, "must be a string", ""},
+		{"a space in a channel is refused", `{"type":"subscribe","channel":"a b"}`, protocol.Limits{}, protocol.CodeBadChannel, `' ' at byte 1`, ""},
+		{"a quote in a channel is refused", `{"type":"subscribe","channel":"a\"b"}`, protocol.Limits{}, protocol.CodeBadChannel, `'"' at byte 1`, ""},
+		{"an escaped control character in a channel is refused", `{"type":"subscribe","channel":"a\nb"}`, protocol.Limits{}, protocol.CodeBadChannel, `'\n' at byte 1`, ""},
+		{"a non-ASCII channel is refused", `{"type":"subscribe","channel":"café"}`, protocol.Limits{}, protocol.CodeBadChannel, "byte 0xc3 at byte 3", ""},
 		{"a channel over the default limit is refused",
 			`{"type":"subscribe","channel":"` + strings.Repeat("x", protocol.DefaultMaxChannelLength+1) + `"}`,
-			protocol.Limits{}, protocol.CodeBadChannel, "129 bytes long; at most 128"},
+			protocol.Limits{}, protocol.CodeBadChannel, "129 bytes long; at most 128", ""},
 		{"a channel over a custom limit is refused", `{"type":"subscribe","channel":"abcdef"}`,
-			protocol.Limits{MaxChannelLength: 5}, protocol.CodeBadChannel, "at most 5"},
-		{"a publish without data is refused", `{"type":"publish","channel":"c"}`, protocol.Limits{}, protocol.CodeMissingData, "null is allowed"},
-		{"the channel is reported before the data", `{"type":"publish","channel":"a b"}`, protocol.Limits{}, protocol.CodeBadChannel, "at byte 1"},
-		{"data with invalid UTF-8 is refused", "{\"type\":\"publish\",\"channel\":\"c\",\"data\":\"\xff\"}", protocol.Limits{}, protocol.CodeBadJSON, "UTF-8"},
+			protocol.Limits{MaxChannelLength: 5}, protocol.CodeBadChannel, "at most 5", ""},
+		{"a publish without data is refused", `{"type":"publish","channel":"c"}`, protocol.Limits{}, protocol.CodeMissingData, "null is allowed", ""},
+		{"the channel is reported before the data", `{"type":"publish","channel":"a b"}`, protocol.Limits{}, protocol.CodeBadChannel, "at byte 1", ""},
+		{"data with invalid UTF-8 is refused", "{\"type\":\"publish\",\"channel\":\"c\",\"data\":\"\xff\"}", protocol.Limits{}, protocol.CodeBadJSON, "UTF-8", ""},
+		{"a numeric id is a bad id", `{"type":"subscribe","channel":"c","id":7}`, protocol.Limits{}, protocol.CodeBadID, "must be a string", ""},
+		{"a null id is a bad id", `{"type":"ping","id":null}`, protocol.Limits{}, protocol.CodeBadID, "must be a string", ""},
+		{"an object id is a bad id", `{"type":"ping","id":{"n":1}}`, protocol.Limits{}, protocol.CodeBadID, "must be a string", ""},
+		{"an empty id is a bad id", `{"type":"ping","id":""}`, protocol.Limits{}, protocol.CodeBadID, "empty", ""},
+		{"an id over 64 bytes is a bad id", `{"type":"ping","id":"` + strings.Repeat("9", protocol.MaxIDLength+1) + `"}`,
+			protocol.Limits{}, protocol.CodeBadID, "65 bytes long; at most 64", ""},
+		{"a space in an id is refused", `{"type":"ping","id":"a b"}`, protocol.Limits{}, protocol.CodeBadID, `' ' at byte 1`, ""},
+		{"a slash in an id is refused", `{"type":"ping","id":"a/b"}`, protocol.Limits{}, protocol.CodeBadID, `'/' at byte 1`, ""},
+		{"an escaped quote in an id is refused", `{"type":"ping","id":"a\"b"}`, protocol.Limits{}, protocol.CodeBadID, `'"' at byte 1`, ""},
+		{"a non-ASCII id is refused", `{"type":"ping","id":"é"}`, protocol.Limits{}, protocol.CodeBadID, "byte 0xc3 at byte 0", ""},
+		{"the id is reported before the type", `{"type":"nope","id":7}`, protocol.Limits{}, protocol.CodeBadID, "must be a string", ""},
+		{"a missing type answers with the id", `{"channel":"c","id":"r1"}`, protocol.Limits{}, protocol.CodeUnknownType, "missing", "r1"},
+		{"an unknown type answers with the id", `{"type":"pong","id":"r2"}`, protocol.Limits{}, protocol.CodeUnknownType, `"pong"`, "r2"},
+		{"a missing channel answers with the id", `{"type":"subscribe","id":"r3"}`, protocol.Limits{}, protocol.CodeMissingChannel, "missing", "r3"},
+		{"a bad channel answers with the id", `{"type":"subscribe","channel":"a b","id":"r4"}`, protocol.Limits{}, protocol.CodeBadChannel, "at byte 1", "r4"},
+		{"a missing data answers with the id", `{"type":"publish","channel":"c","id":"r5"}`, protocol.Limits{}, protocol.CodeMissingData, "null is allowed", "r5"},
+		{"invalid UTF-8 in data answers with the id", "{\"type\":\"publish\",\"channel\":\"c\",\"id\":\"r6\",\"data\":\"\xff\"}",
+			protocol.Limits{}, protocol.CodeBadJSON, "UTF-8", "r6"},
+		{"bad JSON answers without an id", `{"type":"ping","id":"r7"`, protocol.Limits{}, protocol.CodeBadJSON, "not valid JSON", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -137,10 +180,13 @@ func TestDecodeClientFrameRefuses(t *testing.T) {
 			if !strings.Contains(ferr.Message, tt.reason) {
 				t.Errorf("message = %q, want it to contain %q", ferr.Message, tt.reason)
 			}
+			if ferr.ID != tt.id {
+				t.Errorf("error id = %q, want %q", ferr.ID, tt.id)
+			}
 			if !errors.Is(ferr, protocol.ErrBadFrame) {
 				t.Errorf("errors.Is(%v, ErrBadFrame) = false", ferr)
 			}
-			if got.Type != 0 || got.Channel != "" || got.Data != nil {
+			if got.Type != 0 || got.Channel != "" || got.Data != nil || got.ID != "" {
 				t.Errorf("frame = %+v, want the zero frame with an error", got)
 			}
 		})
@@ -167,6 +213,7 @@ func TestFrameTypeString(t *testing.T) {
 		{"subscribe has its wire name", protocol.Subscribe, "subscribe"},
 		{"unsubscribe has its wire name", protocol.Unsubscribe, "unsubscribe"},
 		{"publish has its wire name", protocol.Publish, "publish"},
+		{"ping has its wire name", protocol.Ping, "ping"},
 		{"the zero type is shown by number", 0, "FrameType(0)"},
 	}
 	for _, tt := range tests {
@@ -241,7 +288,7 @@ func TestAppendErrorFrame(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out := protocol.AppendErrorFrame(nil, protocol.CodeBadJSON, tt.message)
+			out := protocol.AppendErrorFrame(nil, protocol.CodeBadJSON, tt.message, "")
 			if !json.Valid(out) {
 				t.Fatalf("frame %q is not valid JSON", out)
 			}
@@ -260,9 +307,18 @@ func TestAppendErrorFrame(t *testing.T) {
 }
 
 func TestAppendErrorFrameIsExact(t *testing.T) {
-	got := string(protocol.AppendErrorFrame([]byte("x"), "bad_json", "oops"))
-	if want := `x{"type":"error","code":"bad_json","message":"oops"}`; got != want {
-		t.Errorf("AppendErrorFrame = %s, want %s", got, want)
+	tests := []struct {
+		name, id, want string
+	}{
+		{"without an id there is no id field", "", `x{"type":"error","code":"bad_json","message":"oops"}`},
+		{"an id is echoed last", "3", `x{"type":"error","code":"bad_json","message":"oops","id":"3"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := string(protocol.AppendErrorFrame([]byte("x"), "bad_json", "oops", tt.id)); got != tt.want {
+				t.Errorf("AppendErrorFrame = %s, want %s", got, tt.want)
+			}
+		})
 	}
 }
 
@@ -278,9 +334,44 @@ func TestDecodedPublishReencodes(t *testing.T) {
 	}
 }
 
+func TestAppendAckFrameIsExact(t *testing.T) {
+	tests := []struct {
+		name, kind, channel, id, want string
+	}{
+		{"a subscribed without an id", protocol.AckSubscribed, "c", "", `{"type":"subscribed","channel":"c"}`},
+		{"a subscribed echoes the id", protocol.AckSubscribed, "c", "1", `{"type":"subscribed","channel":"c","id":"1"}`},
+		{"an unsubscribed echoes the id", protocol.AckUnsubscribed, "c", "2", `{"type":"unsubscribed","channel":"c","id":"2"}`},
+		{"a published echoes the id", protocol.AckPublished, "c", "3", `{"type":"published","channel":"c","id":"3"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := string(protocol.AppendAckFrame(nil, tt.kind, tt.channel, tt.id)); got != tt.want {
+				t.Errorf("AppendAckFrame = %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestAppendPongFrameIsExact(t *testing.T) {
+	tests := []struct {
+		name, id, want string
+	}{
+		{"a pong without an id", "", `{"type":"pong"}`},
+		{"a pong echoes the id", "4", `{"type":"pong","id":"4"}`},
+		{"an id that needs escaping is escaped", "a\"b", `{"type":"pong","id":"a\"b"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := string(protocol.AppendPongFrame([]byte("x"), tt.id)); got != "x"+tt.want {
+				t.Errorf("AppendPongFrame = %s, want x%s", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestAppendAckFrameIsValidJSON(t *testing.T) {
 	for _, ch := range []string{"news", "a/b:c@d", `needs "escaping"`} {
-		b := protocol.AppendAckFrame(nil, protocol.AckSubscribed, ch)
+		b := protocol.AppendAckFrame(nil, protocol.AckSubscribed, ch, "")
 		var v struct{ Type, Channel string }
 		if err := json.Unmarshal(b, &v); err != nil || v.Type != protocol.AckSubscribed || v.Channel != ch {
 			t.Fatalf("%q → %s (%v)", ch, b, err)

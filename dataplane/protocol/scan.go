@@ -3,8 +3,8 @@ package protocol
 // The scanner: one pass over a client frame that decides whether it is
 // valid JSON exactly as encoding/json's json.Valid does (same grammar, same
 // nesting limit) and, in the same pass, finds the raw tokens of the
-// top-level "type", "channel" and "data" values. json.Valid followed by a
-// second walk to find the values cost about twice as long; JSON libraries
+// top-level "type", "channel", "data" and "id" values. json.Valid followed
+// by a second walk to find the values cost about twice as long; JSON libraries
 // that validate faster do not refuse what encoding/json refuses (their
 // nesting limits differ: fastjson stops at 300 levels, gjson has none), and
 // the decoder must refuse exactly what it always has. The fuzz targets hold
@@ -55,8 +55,8 @@ type valueInfo struct {
 // rawFrame holds the raw tokens of the top-level values the decoder reads,
 // nil when absent; a repeated key keeps its last value.
 type rawFrame struct {
-	typ, channel, data []byte
-	dataInfo           valueInfo
+	typ, channel, data, id []byte
+	dataInfo               valueInfo
 }
 
 // scanFrame scans the object that starts at b[i] (b[i] == '{') to the end
@@ -95,6 +95,8 @@ func scanFrame(b []byte, i int) (f rawFrame, ok bool) {
 			f.channel = b[v:i]
 		case keyData:
 			f.data, f.dataInfo = b[v:i], info
+		case keyID:
+			f.id = b[v:i]
 		}
 		if i = skipSpace(b, i); i >= len(b) {
 			return f, false

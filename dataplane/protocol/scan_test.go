@@ -96,3 +96,26 @@ func TestScanFrameFindsTheTopLevelValues(t *testing.T) {
 		})
 	}
 }
+
+func TestScanFrameFindsTheID(t *testing.T) {
+	tests := []struct {
+		name, frame, id string
+	}{
+		{"a top-level id is found", `{"type":"ping","id":"7"}`, `"7"`},
+		{"an id of any JSON type is found for the decoder to refuse", `{"id":{"a":[1]},"type":"ping"}`, `{"a":[1]}`},
+		{"a nested id is not the frame's", `{"type":"publish","data":{"id":"x"}}`, ``},
+		{"a repeated id keeps its last value", `{"id":"a","id":"b"}`, `"b"`},
+		{"an escaped key is decoded", `{"\u0069d":"c"}`, `"c"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, ok := scanFrame([]byte(tt.frame), 0)
+			if !ok {
+				t.Fatal("scanner refused a valid frame")
+			}
+			if string(f.id) != tt.id {
+				t.Errorf("id %q, want %q", f.id, tt.id)
+			}
+		})
+	}
+}
