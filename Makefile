@@ -326,7 +326,8 @@ $(CHROMIUM):
 test-js: $(JS_DEPS) ## JS SDK: unit tests on Node 22, npm pack, tsc over index.d.ts and index.js
 	cd $(JS_DIR) && npm test && npm run typecheck
 
-# About 75 s on two cores: seven cases, each against processes of its own.
+# About 20 s on two cores (plus the build): eight cases in one Chromium, each
+# against processes of its own.
 test-browser: build $(JS_DEPS) $(CHROMIUM) ## JS SDK in headless Chromium against real wsfleet-node, wsfleet-control and wsctl; artifacts of failures in sdk/js/test-results
 	cd $(JS_DIR) && rm -rf test-results && WSFLEET_BIN=$(BIN) CHROMIUM=$(CHROMIUM) npm run test:browser
 

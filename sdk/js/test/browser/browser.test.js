@@ -271,8 +271,11 @@ scenario(test, 'a page whose node is down reports client_* failures that wsctl t
     const r = await wsctl(control.addr, 'trace', f.trace_id);
     return r.code === 0 ? r.stdout : null;
   }, 20_000, `wsctl trace ${f.trace_id}`);
-  assert.match(out, /client_unreachable/);
-  assert.ok(out.includes(f.trace_id));
+  // The client's view, as the page saw it, with the node that took the report.
+  assert.ok(out.includes(f.trace_id), out);
+  assert.match(out, /client saw: client_unreachable at \S+ url=ws:\/\/127\.0\.0\.1:\d+\/ws\?trace_id=[0-9a-f]{32} detail=close 1006 before the open/, out);
+  assert.match(out, /reported: .* to browser-1 \(pool default\)/, out);
+  assert.match(out, new RegExp(`origin: +http://127\\.0\\.0\\.1:${A}`), out);
 }, 60_000);
 
 scenario(test, 'offline, the page makes no attempts; back online it dials at once', async (w) => {
