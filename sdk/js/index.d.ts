@@ -37,6 +37,8 @@ export interface Failure {
   message: string;
   /** What to do about it (for developers and operators). */
   what_to_do: string;
+  /** What the wire said, for humans ("HTTP 403", "close 1008"), from the node or the class table. */
+  signal: string;
   /** The attempt's trace id; `wsctl trace ID` shows the node's side. */
   trace_id: string;
   /** false: the client stopped (state closed) and will not retry. */
@@ -67,9 +69,9 @@ export interface ClientOptions {
   /** Bound on a /ws/explain or /ws/client-report request. Default 5000. */
   explainTimeoutMs?: number;
   /** A publish or unsubscribe without an ack this long rejects with code "timeout". Default 10000. */
-  ackTimeoutMs?: number;
+  requestTimeoutMs?: number;
   /** client_* failures kept for the next reachable node; oldest dropped beyond. Default 50. */
-  reportQueueSize?: number;
+  maxQueuedReports?: number;
   /** Reports per /ws/client-report request (the node takes at most 32). Default 32. */
   reportBatchSize?: number;
   /** Messages by class name, over the default table: for translation. */

@@ -22,10 +22,10 @@ export const defaults = Object.freeze({
   stableAfterMs: 5_000,
   openTimeoutMs: 10_000,
   explainTimeoutMs: 5_000,
-  ackTimeoutMs: 10_000,
+  requestTimeoutMs: 10_000,
   // Bounds of the client_* reports waiting for a reachable node; the node
   // takes at most 32 per request.
-  reportQueueSize: 50,
+  maxQueuedReports: 50,
   reportBatchSize: 32,
 });
 
@@ -545,7 +545,7 @@ export class Client extends EventTarget {
     const att = this.#att;
     if (!att || !att.welcomed || att.ended) return;
     try {
-      await this.#request(att, { type: 'unsubscribe', channel }, this.#opt.ackTimeoutMs);
+      await this.#request(att, { type: 'unsubscribe', channel }, this.#opt.requestTimeoutMs);
     } catch (e) {
       if (/** @type {WsfleetError} */ (e).code !== 'disconnected') throw e;
     }
@@ -553,7 +553,7 @@ export class Client extends EventTarget {
 
   /**
    * Publishes data (any JSON value) on channel. Resolves on the node's
-   * ack; rejects on an error frame, after ackTimeoutMs, or when the
+   * ack; rejects on an error frame, after requestTimeoutMs, or when the
    * connection is down or drops first.
    * @param {string} channel
    * @param {unknown} data
@@ -562,7 +562,7 @@ export class Client extends EventTarget {
   async publish(channel, data) {
     const att = this.#att;
     if (!att || !att.welcomed || att.ended) throw new WsfleetError('disconnected', 'not connected');
-    await this.#request(att, { type: 'publish', channel, data: data === undefined ? null : data }, this.#opt.ackTimeoutMs);
+    await this.#request(att, { type: 'publish', channel, data: data === undefined ? null : data }, this.#opt.requestTimeoutMs);
   }
 
   /**
@@ -660,6 +660,7 @@ export class Client extends EventTarget {
         retryAfterS: Number(ex.body.retry_after_s) || 0,
         retryable: typeof ex.body.retryable === 'boolean' ? ex.body.retryable : undefined,
         whatToDo: typeof ex.body.what_to_do === 'string' ? ex.body.what_to_do : undefined,
+        signal: typeof ex.body.signal === 'string' ? ex.body.signal : undefined,
         nodeMessage: typeof ex.body.message === 'string' ? ex.body.message : undefined,
         nodeId: typeof ex.body.node_id === 'string' ? ex.body.node_id : '',
         detail: `${seen}; explained by the node`,
@@ -711,7 +712,7 @@ export class Client extends EventTarget {
 
   /**
    * @param {string} cls
-   * @param {{traceId: string, url: string, closeCode?: number, detail?: string, retryAfterS?: number, retryable?: boolean, whatToDo?: string, nodeMessage?: string, nodeId?: string}} f
+   * @param {{traceId: string, url: string, closeCode?: number, detail?: string, retryAfterS?: number, retryable?: boolean, whatToDo?: string, signal?: string, nodeMessage?: string, nodeId?: string}} f
    * @returns {import('./index.js').Failure}
    */
   #failure(cls, f) {
@@ -721,6 +722,7 @@ export class Client extends EventTarget {
       class: cls,
       message,
       what_to_do: f.whatToDo ?? info?.whatToDo ?? classes.unspecified.whatToDo,
+      signal: f.signal ?? info?.signal ?? classes.unspecified.signal,
       trace_id: f.traceId,
       retryable: f.retryable ?? info?.retryable ?? true,
       retry_after_s: f.retryAfterS ?? 0,
@@ -769,7 +771,7 @@ export class Client extends EventTarget {
       detail: f.detail.slice(0, maxReportDetail),
     });
     // Bounded, oldest dropped: a page offline for an hour must not grow.
-    while (this.#reports.length > this.#opt.reportQueueSize) this.#reports.shift();
+    while (this.#reports.length > this.#opt.maxQueuedReports) this.#reports.shift();
   }
 
   /** The client_* reports still waiting for a reachable node. */
@@ -798,13 +800,13 @@ export class Client extends EventTarget {
         } catch {
           // Not reachable after all: back in the queue for the next welcome.
           this.#reports.unshift(...batch);
-          while (this.#reports.length > this.#opt.reportQueueSize) this.#reports.shift();
+          while (this.#reports.length > this.#opt.maxQueuedReports) this.#reports.shift();
           return;
         }
         await res.body?.cancel().catch(() => {});
         if (res.status === 429 || res.status >= 500) {
           this.#reports.unshift(...batch);
-          while (this.#reports.length > this.#opt.reportQueueSize) this.#reports.shift();
+          while (this.#reports.length > this.#opt.maxQueuedReports) this.#reports.shift();
           return;
         }
         // 202, or a 4xx the same batch would get again: done with it.

@@ -6,6 +6,8 @@ import type { ClassInfo, ClientOptions, Failure } from '../../index.js';
 const options: ClientOptions = {
   minBackoffMs: 500,
   maxBackoffMs: 20_000,
+  requestTimeoutMs: 5_000,
+  maxQueuedReports: 20,
   messages: { origin_rejected: 'Ce site ne peut pas se connecter au service.' },
 };
 const client = new Client('wss://rt.example.com/ws', options);
@@ -21,7 +23,7 @@ client.addEventListener('failure', (ev) => {
   const id: string = f.trace_id;
   const again: boolean = f.retryable;
   const wait: number = f.retry_after_s;
-  console.log(text, hint, id, again, wait, f.class, f.close_code);
+  console.log(text, hint, id, again, wait, f.class, f.close_code, f.signal);
 });
 client.addEventListener('welcome', (ev) => console.log(ev.detail.node_id, ev.detail.heartbeat_interval_ms));
 client.addEventListener('retry', (ev) => console.log(ev.detail.attempt, ev.detail.delay_ms, ev.detail.failure?.class));

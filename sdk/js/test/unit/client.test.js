@@ -9,7 +9,7 @@ import { afterEach, describe, test } from 'node:test';
 import { Client, backoffDelay, classes, newTraceId, parseRejectReason, userMessage } from '../../index.js';
 import { FakeNode, next, until } from './fakenode.js';
 
-const fast = { minBackoffMs: 20, maxBackoffMs: 80, openTimeoutMs: 2000, explainTimeoutMs: 2000, ackTimeoutMs: 2000 };
+const fast = { minBackoffMs: 20, maxBackoffMs: 80, openTimeoutMs: 2000, explainTimeoutMs: 2000, requestTimeoutMs: 2000 };
 
 /** @type {(() => Promise<void> | void)[]} */
 let cleanups = [];
@@ -159,6 +159,7 @@ describe('client against a fake node', () => {
     assert.equal(f.close_code, 4403);
     assert.equal(f.message, classes.origin_rejected.message);
     assert.equal(f.what_to_do, classes.origin_rejected.whatToDo);
+    assert.equal(f.signal, 'HTTP 403');
     assert.equal(f.trace_id, node.handshakes[0].traceId);
     await until(() => c.state === 'closed', 2000, 'state closed');
     await new Promise((r) => setTimeout(r, 300)); // several backoffs' worth
@@ -249,7 +250,7 @@ describe('client against a fake node', () => {
 
   test('the report queue is bounded, oldest dropped', async () => {
     const port = await freePort();
-    const c = client(`ws://127.0.0.1:${port}/ws`, { minBackoffMs: 1, maxBackoffMs: 2, reportQueueSize: 3 });
+    const c = client(`ws://127.0.0.1:${port}/ws`, { minBackoffMs: 1, maxBackoffMs: 2, maxQueuedReports: 3 });
     const seen = record(c);
     c.connect();
     await until(() => seen.filter((e) => e.type === 'failure').length >= 6, 5000, 'six failures');
