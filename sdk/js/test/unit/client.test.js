@@ -312,7 +312,7 @@ describe('client against a fake node', () => {
 
   test('the app heartbeat pings at the welcome interval; a silent node is dropped as client_connection_lost', async () => {
     const node = await fakeNode();
-    node.welcome = { heartbeat_interval_ms: 100, heartbeat_timeout_ms: 300 };
+    node.welcome = { heartbeat_interval_ms: 150, heartbeat_timeout_ms: 1000 };
     const c = client(node.url);
     const welcome = next(c, 'welcome');
     c.connect();
@@ -323,7 +323,7 @@ describe('client against a fake node', () => {
     const failure = next(c, 'failure', 3000);
     const f = await failure;
     assert.equal(f.class, 'client_connection_lost');
-    assert.match(f.detail, /no frame from the node for 300 ms/);
+    assert.match(f.detail, /no frame from the node for 1000 ms/);
     node.answerPings = true;
     await next(c, 'welcome', 5000);
   });
