@@ -11,6 +11,14 @@
 // oldest record goes first, so a flood of rejections costs bounded memory
 // and only shortens how long the oldest attempts stay explainable.
 //
+// What it answers leaks nothing a port scan could use: only the address
+// that made the attempt gets an answer, only about that attempt, and only
+// what the node had already told it (its status or close code, spelled
+// out); anyone else gets the miss of an id that never existed, so not even
+// the id's existence shows. Nothing about other clients, pools or the
+// policy's contents is kept here at all. The node's endpoint adds a
+// per-address rate limit (dataplane, explain.go).
+//
 // # Concurrency
 //
 // A Store is safe for concurrent use; Add and Lookup take one short mutex
