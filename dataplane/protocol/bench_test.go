@@ -14,6 +14,8 @@ func BenchmarkDecodeClientFrame(b *testing.B) {
 	}{
 		{"small publish", `{"type":"publish","channel":"room:42","data":{"user":"ana","text":"hello there","seq":1234}}`},
 		{"subscribe", `{"type":"subscribe","channel":"room:42"}`},
+		{"small publish with id", `{"type":"publish","channel":"room:42","data":{"user":"ana","text":"hello there","seq":1234},"id":"1234"}`},
+		{"ping", `{"type":"ping"}`},
 	}
 	for _, fr := range frames {
 		b.Run(fr.name, func(b *testing.B) {

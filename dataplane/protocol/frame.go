@@ -422,11 +422,7 @@ func AppendMessageFrame(dst []byte, channel string, data json.RawMessage) []byte
 	if len(data) == 0 {
 		n += len("null")
 	}
-	if cap(dst)-len(dst) < n {
-		grown := make([]byte, len(dst), len(dst)+n)
-		copy(grown, dst)
-		dst = grown
-	}
+	dst = grow(dst, n)
 	dst = append(dst, messagePrefix...)
 	dst = appendJSONString(dst, channel)
 	dst = append(dst, messageData...)
@@ -438,11 +434,33 @@ func AppendMessageFrame(dst []byte, channel string, data json.RawMessage) []byte
 	return append(dst, '}')
 }
 
+// grow makes room for n more bytes in dst at once, so a frame appended to a
+// nil or full buffer costs one allocation instead of one per doubling. n
+// counts strings as copied without escapes; one that needs escapes grows
+// the buffer again (rare: only error messages quote client input).
+func grow(dst []byte, n int) []byte {
+	if cap(dst)-len(dst) >= n {
+		return dst
+	}
+	grown := make([]byte, len(dst), len(dst)+n)
+	copy(grown, dst)
+	return grown
+}
+
+// idLen is what ,"id":"…" adds to a frame.
+func idLen(id string) int {
+	if id == "" {
+		return 0
+	}
+	return len(`,"id":""`) + len(id)
+}
+
 // AppendErrorFrame appends {"type":"error","code":…,"message":…} to dst,
 // with ,"id":… when id is not empty (the id of the request it answers).
 // Every string is escaped as a JSON string (the message may carry client
 // input); invalid UTF-8 becomes U+FFFD.
 func AppendErrorFrame(dst []byte, code, message, id string) []byte {
+	dst = grow(dst, len(`{"type":"error","code":"","message":""}`)+len(code)+len(message)+idLen(id))
 	dst = append(dst, `{"type":"error","code":`...)
 	dst = appendJSONString(dst, code)
 	dst = append(dst, `,"message":`...)
@@ -536,6 +554,7 @@ const (
 // AppendAckFrame appends {"type":"<kind>","channel":<channel>} to dst, with
 // ,"id":… when id is not empty.
 func AppendAckFrame(dst []byte, kind, channel, id string) []byte {
+	dst = grow(dst, len(`{"type":"","channel":""}`)+len(kind)+len(channel)+idLen(id))
 	dst = append(dst, `{"type":`...)
 	dst = appendJSONString(dst, kind)
 	dst = append(dst, `,"channel":`...)
@@ -546,6 +565,7 @@ func AppendAckFrame(dst []byte, kind, channel, id string) []byte {
 // AppendPongFrame appends {"type":"pong"} to dst, with ,"id":… when id is
 // not empty: the answer to a ping frame.
 func AppendPongFrame(dst []byte, id string) []byte {
+	dst = grow(dst, len(`{"type":"pong"}`)+idLen(id))
 	return appendID(append(dst, `{"type":"pong"`...), id)
 }
 
@@ -566,6 +586,9 @@ type Welcome struct {
 // to dst. Both strings are escaped, so the frame is valid JSON whatever they
 // hold.
 func AppendWelcomeFrame(dst []byte, w Welcome) []byte {
+	// Two int64s take at most 20 digits each.
+	dst = grow(dst, len(`{"type":"welcome","trace_id":"","node_id":"","heartbeat_interval_ms":,"heartbeat_timeout_ms":}`)+
+		len(w.TraceID)+len(w.NodeID)+2*20)
 	dst = append(dst, `{"type":"welcome","trace_id":`...)
 	dst = appendJSONString(dst, w.TraceID)
 	dst = append(dst, `,"node_id":`...)

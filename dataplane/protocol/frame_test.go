@@ -422,3 +422,30 @@ func TestAppendWelcomeFrame(t *testing.T) {
 		})
 	}
 }
+
+// The frames the node builds per request cost one allocation each when
+// appended to nil, not one per doubling of the buffer.
+func TestFramesAppendedToNilAllocateOnce(t *testing.T) {
+	tests := []struct {
+		name  string
+		build func() []byte
+	}{
+		{"an ack with an id", func() []byte { return protocol.AppendAckFrame(nil, protocol.AckPublished, "room:42", "1234") }},
+		{"a pong with an id", func() []byte { return protocol.AppendPongFrame(nil, "1234") }},
+		{"an error with an id", func() []byte {
+			return protocol.AppendErrorFrame(nil, protocol.CodeBadChannel, "channel has ' ' at byte 1", "1234")
+		}},
+		{"a welcome", func() []byte {
+			return protocol.AppendWelcomeFrame(nil, protocol.Welcome{TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", NodeID: "node-1",
+				HeartbeatInterval: 25 * time.Second, HeartbeatTimeout: time.Minute})
+		}},
+		{"a message", func() []byte { return protocol.AppendMessageFrame(nil, "room:42", json.RawMessage(`{"a":1}`)) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := testing.AllocsPerRun(100, func() { _ = tt.build() }); got != 1 {
+				t.Errorf("%v allocations, want 1", got)
+			}
+		})
+	}
+}
