@@ -65,7 +65,8 @@ scenario(test, 'an allowed origin connects and gets what another client publishe
   const dir = tempDir(w);
   const A = await startPages(w);
   const port = await freePort();
-  await startNode(w, { port, dir, policy: allow(A) });
+  // A short heartbeat, so that the app heartbeat is exercised below.
+  await startNode(w, { port, dir, policy: allow(A, { heartbeat: { interval: '1s', timeout: '2s' } }) });
   const url = `ws://127.0.0.1:${port}/ws`;
 
   const sub = await w.openPage(browser, `http://127.0.0.1:${A}/`);
@@ -83,7 +84,14 @@ scenario(test, 'an allowed origin connects and gets what another client publishe
   const welcome = (await events(sub, 'welcome'))[0];
   assert.match(welcome.trace_id, /^[0-9a-f]{32}$/);
   assert.equal(welcome.node_id, 'browser-1');
-  assert.ok(welcome.heartbeat_interval_ms > 0, 'the welcome announces the heartbeat');
+  assert.equal(welcome.heartbeat_interval_ms, 1000, 'the welcome announces the policy heartbeat');
+  assert.equal(welcome.heartbeat_timeout_ms, 2000);
+
+  // Quiet for well past the heartbeat timeout: the page's pings are
+  // answered with pongs, so neither side calls the connection dead.
+  await sleep(3_500);
+  assert.deepEqual((await events(sub, 'failure')).concat(await events(pub, 'failure')), []);
+  assert.equal(await sub.evaluate((i) => window.clients[i].state, s), 'connected');
 });
 
 scenario(test, 'a disallowed origin gets origin_rejected and what to do through /ws/explain, and stops', async (w) => {
