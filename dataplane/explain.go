@@ -89,8 +89,9 @@ func clientAddr(remote string) netip.Addr {
 }
 
 // noteExplain keeps what the node answered for an attempt, for the
-// explain endpoint. It runs once per rejected handshake and per closed
-// connection, never per message: one bounded insert.
+// explain endpoint. It runs once per rejected handshake and per connection
+// closed for a failure (record: not for the expected closes, whose close
+// code says it all), never per message: one bounded insert.
 func (n *Node) noteExplain(traceID, remote string, class wsfleetv1.ErrorClass, httpStatus, closeCode, retryAfter int) {
 	n.explains.Add(explain.Record{
 		TraceID: traceID, Client: clientAddr(remote), Class: class,

@@ -179,6 +179,15 @@ func TestExplainAnswersTheClientThatMadeTheAttempt(t *testing.T) {
 		wantExplained(t, get(t, local, explainURL(n, "ex-open")), "ex-open", wsfleetv1.ErrorClass_ERROR_CLASS_MESSAGE_TOO_BIG, "close 1009")
 	})
 
+	t.Run("an expected close is not kept: nothing to explain", func(t *testing.T) {
+		c := mustDial(t, n.addr, dialOpts{header: http.Header{"X-Trace-Id": {"ex-normal"}}})
+		_ = c.conn.WriteClose(1000, nil)
+		n.sink.wait(t, 5*time.Second, "close", func(ev *wsfleetv1.ErrorEvent) bool { return ev.GetTraceId() == "ex-normal" })
+		if a := get(t, local, explainURL(n, "ex-normal")); a.status != http.StatusNotFound {
+			t.Fatalf("normal close: status %d body %s; want 404", a.status, a.body)
+		}
+	})
+
 	t.Run("after the window every id is unknown, with the same answer", func(t *testing.T) {
 		before := get(t, other, explainURL(n, "ex-origin"))
 		clock.advance(DefaultExplainWindow)

@@ -42,7 +42,13 @@ func (f EventSinkFunc) Record(ev *wsfleetv1.ErrorEvent) { f(ev) }
 // every one but may fold them into fewer events.
 func (n *Node) record(ev *wsfleetv1.ErrorEvent) {
 	n.metrics.closed(ev.GetClass())
-	n.noteExplain(ev.GetTraceId(), ev.GetRemoteAddr(), ev.GetClass(), 0, int(ev.GetCloseCode()), 0)
+	// Explain answers failures: the expected closes (normal,
+	// client_going_away, server_shutdown: the client asked for them or got
+	// the node's close frame saying so) are not kept, so a node serving
+	// short, healthy connections does not fill the store with them.
+	if errclass.Lookup(ev.GetClass()).Error {
+		n.noteExplain(ev.GetTraceId(), ev.GetRemoteAddr(), ev.GetClass(), 0, int(ev.GetCloseCode()), 0)
+	}
 	n.emit(ev)
 }
 

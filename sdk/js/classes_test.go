@@ -104,6 +104,11 @@ func renderReadme() string {
 		case info.Kind == wsfleetv1.EventKind_EVENT_KIND_HANDSHAKE_REJECTED:
 			http = "close 1006 (the " + info.Signal + " is hidden); class from `/ws/explain`"
 			closeMode = "the same (never upgraded)"
+		case !info.Error:
+			// Not kept by the node's explain store: the close code
+			// says it.
+			http = info.Signal + "; class from the close code"
+			closeMode = "the same"
 		default:
 			http = info.Signal + "; class from `/ws/explain`"
 			closeMode = "the same"

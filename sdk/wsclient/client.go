@@ -218,10 +218,13 @@ func (c *Client) run() {
 		c.log.WithField("trace_id", traceID).Debug("connecting")
 		cn, f := c.open(traceID)
 		if cn != nil {
-			// The node welcomed it: the backoff starts over, whatever
-			// ends the connection.
-			failures = 0
+			welcomed := time.Now()
 			f = c.serve(cn, attempts)
+			if time.Since(welcomed) >= c.cfg.StableAfter {
+				// It held: the backoff starts over. One that ends at
+				// once counts as a failure (see Config.StableAfter).
+				failures = 0
+			}
 		}
 		if c.ctx.Err() != nil || f == nil {
 			break

@@ -18,6 +18,8 @@ const (
 	// between attempts: random(0, min(max, min·2^attempt)).
 	DefaultMinBackoff = 500 * time.Millisecond
 	DefaultMaxBackoff = 20 * time.Second
+	// DefaultStableAfter: see Config.StableAfter.
+	DefaultStableAfter = 5 * time.Second
 	// DefaultOpenTimeout bounds one attempt from the dial to the welcome
 	// frame; past it the attempt fails as client_handshake_timeout.
 	DefaultOpenTimeout = 10 * time.Second
@@ -70,9 +72,14 @@ type Config struct {
 	// MinBackoff and MaxBackoff bound the wait between attempts (full
 	// jitter). Defaults DefaultMinBackoff and DefaultMaxBackoff. The wait is
 	// never shorter than the retry_after_s the node gave. The schedule
-	// starts over after each welcome frame: a connection the node accepted
-	// is a success, however soon it ends.
+	// starts over once a connection has stayed up StableAfter past its
+	// welcome frame.
 	MinBackoff, MaxBackoff time.Duration
+	// StableAfter is how long a welcomed connection must last for the
+	// backoff schedule to start over: a node that welcomes and drops at
+	// once (a crash loop, a broken route behind it) is not redialled in a
+	// tight loop. Default DefaultStableAfter; the JS SDK's stableAfterMs.
+	StableAfter time.Duration
 	// OpenTimeout bounds an attempt: dial, TLS, the 101 and the welcome
 	// frame. Default DefaultOpenTimeout.
 	OpenTimeout time.Duration
@@ -124,6 +131,7 @@ func (c *Config) setDefaults() {
 	}
 	def(&c.MinBackoff, DefaultMinBackoff)
 	def(&c.MaxBackoff, DefaultMaxBackoff)
+	def(&c.StableAfter, DefaultStableAfter)
 	def(&c.OpenTimeout, DefaultOpenTimeout)
 	def(&c.RequestTimeout, DefaultRequestTimeout)
 	def(&c.ExplainTimeout, DefaultExplainTimeout)
@@ -174,7 +182,7 @@ func (c *Config) validate() (*url.URL, error) {
 		name string
 		v    time.Duration
 	}{{"MinBackoff", c.MinBackoff}, {"MaxBackoff", c.MaxBackoff}, {"OpenTimeout", c.OpenTimeout},
-		{"RequestTimeout", c.RequestTimeout}, {"ExplainTimeout", c.ExplainTimeout}} {
+		{"RequestTimeout", c.RequestTimeout}, {"ExplainTimeout", c.ExplainTimeout}, {"StableAfter", c.StableAfter}} {
 		if d.v < 0 {
 			return nil, fmt.Errorf("%w: %s %s is negative", ErrConfig, d.name, d.v)
 		}

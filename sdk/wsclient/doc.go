@@ -50,11 +50,12 @@
 //
 // After a retryable failure the client waits
 // random(0, min(MaxBackoff, MinBackoff·2^n)) for the n-th failure in a row,
-// and never less than the node's retry_after_s; a welcome starts n over. A
-// terminal failure (Retryable false: origin_rejected, unauthorized,
-// bad_handshake) stops the client: state closed, Client.Failure says why,
-// Done is closed. Exactly one socket exists at a time: the next dial starts
-// after the last socket's read loop has ended.
+// and never less than the node's retry_after_s; a connection that lasts
+// StableAfter (5 s) past its welcome starts n over. A terminal failure
+// (Retryable false: origin_rejected, unauthorized, bad_handshake) stops the
+// client: state closed, Client.Failure says why, Done is closed. Exactly
+// one socket exists at a time: the next dial starts after the last socket's
+// read loop has ended.
 //
 // On every connect the client resubscribes to each channel it holds.
 //

@@ -287,3 +287,39 @@ func TestAnUnreachableNodeSaysWhatFailed(t *testing.T) {
 		})
 	}
 }
+
+// A node that welcomes every connection and drops it at once (a crash
+// loop, a broken route behind it) is a failure each time: the waits grow
+// as for a node that refuses, instead of starting over at every welcome.
+func TestANodeThatDropsEveryConnectionAtOnceIsNotRedialledInATightLoop(t *testing.T) {
+	up := gws.NewUpgrader(&gws.BuiltinEventHandler{}, nil)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		socket, err := up.Upgrade(w, r)
+		if err != nil {
+			return
+		}
+		_ = socket.WriteString(`{"type":"welcome","trace_id":"x","node_id":"flaky","heartbeat_interval_ms":25000,"heartbeat_timeout_ms":60000}`)
+		_ = socket.WriteClose(1011, []byte("crashing"))
+	}))
+	t.Cleanup(func() {
+		srv.CloseClientConnections()
+		srv.Close()
+	})
+	url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws"
+	// Jitter returning its ceiling makes the schedule the ceilings.
+	_, ev := newClient(t, wsclient.Config{URL: url, MinBackoff: 10 * time.Millisecond, MaxBackoff: 80 * time.Millisecond,
+		Jitter: func(c time.Duration) time.Duration { return c }})
+	want := []time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 40 * time.Millisecond, 80 * time.Millisecond}
+	var got []time.Duration
+	from := 0
+	for range want {
+		e, i := ev.wait(t, 10*time.Second, "disconnected", from, state(wsclient.StateDisconnected))
+		got = append(got, e.Delay)
+		from = i + 1
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("waits %v after connections dropped at once, want %v", got, want)
+		}
+	}
+}
