@@ -117,9 +117,8 @@ var errPipelined = errors.New("dataplane: bytes pipelined after the upgrade requ
 // (errPipelined) and the node upgrades with net/http's reader instead.
 type hijacker struct {
 	http.ResponseWriter
-	header  []byte
-	trailer []byte // the welcome frame, written right behind the 101
-	conn    *traceConn
+	resp upgradeResponse // the trace header and the welcome frame
+	conn *traceConn
 	// pipelined is net/http's reader when it holds the client's bytes.
 	pipelined *bufio.Reader
 }
@@ -129,7 +128,7 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("hijack: %w", err)
 	}
-	h.conn = &traceConn{Conn: netConn, header: h.header, trailer: h.trailer}
+	h.conn = &traceConn{Conn: netConn, resp: &h.resp}
 	if brw.Reader.Buffered() > 0 {
 		h.pipelined = brw.Reader
 		return nil, nil, errPipelined
@@ -151,9 +150,11 @@ func (n *Node) upgrade(snap *snapshot, w http.ResponseWriter, r *http.Request, t
 		HeartbeatInterval: snap.interval,
 		HeartbeatTimeout:  snap.timeout,
 	})
-	hj := &hijacker{ResponseWriter: w, header: []byte(admission.TraceHeader + ": " + traceID + "\r\n"),
-		trailer: appendFrameHeader(make([]byte, 0, maxFrameHeader+len(welcome)), gws.OpcodeText, len(welcome))}
-	hj.trailer = append(hj.trailer, welcome...)
+	hj := &hijacker{ResponseWriter: w, resp: upgradeResponse{
+		header:  []byte(admission.TraceHeader + ": " + traceID + "\r\n"),
+		trailer: appendFrameHeader(make([]byte, 0, maxFrameHeader+len(welcome)), gws.OpcodeText, len(welcome)),
+	}}
+	hj.resp.trailer = append(hj.resp.trailer, welcome...)
 	socket, err := up.Upgrade(hj, r)
 	if errors.Is(err, errPipelined) {
 		// net/http's reader holds the first frames; it reads on through

@@ -47,13 +47,15 @@ type session struct {
 	connNum                            uint64 // conn id, rendered by id()
 	openNanos                          int64
 	shard                              uint8 // in Node.sessions
-
-	closing atomic.Pointer[closeInfo]
-	// publishing: the read loop is in broker.Publish (see publish).
+	// publishing: the read loop is in broker.Publish (see publish). Next
+	// to shard, in the padding before closing: the struct keeps its size
+	// class.
 	publishing atomic.Bool
-	msgsOut    atomic.Int64
-	bytesOut   atomic.Int64
-	q          outQueue
+
+	closing  atomic.Pointer[closeInfo]
+	msgsOut  atomic.Int64
+	bytesOut atomic.Int64
+	q        outQueue
 
 	// heartbeat (see heartbeat.go)
 	frames atomic.Uint64            // frames received from the client, pongs included

@@ -36,8 +36,10 @@ const (
 // connection's), with a reader from gws's own pool (see hijacker).
 type traceConn struct {
 	net.Conn
-	header     []byte // "X-Trace-ID: <id>\r\n", nil once written
-	trailer    []byte // written right behind a 101 response (the welcome frame)
+	// resp is what the upgrade response gets, nil once it is written:
+	// behind a pointer, so a connection's long life carries 8 bytes for
+	// it, not two slice headers (the struct stays in a 48-byte size class).
+	resp       *upgradeResponse
 	halfClosed atomic.Bool
 
 	// closeWanted: gws is about to write a close frame (its answer to the
@@ -54,6 +56,13 @@ type traceConn struct {
 	broken bool
 }
 
+// upgradeResponse is what traceConn adds to the upgrade response gws
+// writes.
+type upgradeResponse struct {
+	header  []byte // "X-Trace-ID: <id>\r\n", after the status line
+	trailer []byte // right behind a 101 response: the welcome frame
+}
+
 // closeFrameByte is the first byte of a server's close frame (FIN, opcode
 // 8). After the 101 response gws writes nothing but close frames: the
 // node queues pings, pongs and messages to its own writer.
@@ -61,14 +70,14 @@ const closeFrameByte = 0x88
 
 // Write is gws's write: the 101 response (or a refusal), then close frames.
 func (c *traceConn) Write(p []byte) (int, error) {
-	if len(p) > 0 && p[0] == closeFrameByte && c.header == nil {
+	if len(p) > 0 && p[0] == closeFrameByte {
 		// Before waiting for the lock: a batch being written stops at
 		// its next frame boundary for this close frame (writer.go).
 		c.closeWanted.Store(true)
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if c.header != nil {
+	if c.resp != nil {
 		return c.writeResponse(p)
 	}
 	if c.broken {
@@ -92,8 +101,8 @@ func (c *traceConn) Write(p []byte) (int, error) {
 // writeResponse writes the upgrade response with the trace header and, for
 // a 101, the trailer (the welcome frame) in one write.
 func (c *traceConn) writeResponse(p []byte) (int, error) {
-	h, trailer := c.header, c.trailer
-	c.header, c.trailer = nil, nil
+	h, trailer := c.resp.header, c.resp.trailer
+	c.resp = nil
 	i := bytes.Index(p, []byte("\r\n"))
 	if i < 0 || !bytes.HasPrefix(p, []byte("HTTP/1.1 101")) {
 		return c.Conn.Write(p)

@@ -698,7 +698,13 @@ func writeStormTable(w io.Writer, r *StormResult) error {
 	_, err := io.WriteString(w, `
 Every client is an sdk/wsclient client with its defaults (full-jitter
 backoff 500ms -> 20s, honouring Retry-After), all from one process on
-loopback. Peaks are per one-second window of the node's
+loopback; the node is killed 6s after the last one connected, past
+wsclient's StableAfter (5s), so every client's backoff has started over.
+Accepted handshakes are judged against the policy's rate + burst; refused
+ones (429, which cost the node no upgrade) are counted beside them: the
+first wave after a restart comes within the clients' first backoff
+(0-500ms), faster than any rate limit admits.
+Peaks are per one-second window of the node's
 wsfleet_node_handshakes_total, read every second from the restart on.
 `)
 	return err

@@ -16,6 +16,11 @@ import (
 	"github.com/wsfleet/wsfleet/sdk/wsclient"
 )
 
+// stormSettle is the wait between the last client connecting and the
+// restart: past wsclient's StableAfter, so every client's backoff has
+// started over, as in a fleet that has been up a while.
+const stormSettle = wsclient.DefaultStableAfter + time.Second
+
 // Reconnect-storm defaults (issue 11).
 const (
 	// DefaultStormClients is the clients connected when the node restarts.
@@ -205,8 +210,17 @@ func Storm(ctx context.Context, cfg StormConfig) (StormResult, error) {
 		return res, fmt.Errorf("%w: storm: %d clients gave up before the restart", ErrReply, g)
 	}
 	res.Connected = time.Since(start)
+	// Let every connection become one that held (wsclient's StableAfter):
+	// the storm is that of a fleet of settled clients, whose backoff
+	// starts over, not of clients still in their first attempts' backoff.
+	cfg.Progress("storm: %d clients connected in %s; waiting %s for them to settle", cfg.Clients, short(res.Connected), short(stormSettle))
+	select {
+	case <-ctx.Done():
+		return res, context.Cause(ctx)
+	case <-time.After(stormSettle):
+	}
 
-	cfg.Progress("storm: %d clients connected in %s; restarting the node", cfg.Clients, short(res.Connected))
+	cfg.Progress("storm: restarting the node")
 	killed := time.Now()
 	read, err := cfg.Restart(ctx)
 	if err != nil {
