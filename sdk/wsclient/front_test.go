@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -161,18 +162,22 @@ func TestTheWaitsFollowFullJitterBounds(t *testing.T) {
 	_, ev := newClient(t, wsclient.Config{URL: "ws://" + freeAddr(t) + "/ws", MinBackoff: 10 * time.Millisecond, MaxBackoff: 40 * time.Millisecond,
 		Jitter: func(c time.Duration) time.Duration { return c }})
 	want := []time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 40 * time.Millisecond, 40 * time.Millisecond}
+	if got := waits(t, ev, len(want)); !slices.Equal(got, want) {
+		t.Fatalf("waits %v, want %v", got, want)
+	}
+}
+
+// waits returns the waits of the first n disconnections.
+func waits(t *testing.T, ev *events, n int) []time.Duration {
+	t.Helper()
 	var got []time.Duration
 	from := 0
-	for range want {
+	for range n {
 		e, i := ev.wait(t, 10*time.Second, "disconnected", from, state(wsclient.StateDisconnected))
 		got = append(got, e.Delay)
 		from = i + 1
 	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("waits %v, want %v", got, want)
-		}
-	}
+	return got
 }
 
 // silentNode is a WebSocket server that sends the welcome frame with the
@@ -310,16 +315,7 @@ func TestANodeThatDropsEveryConnectionAtOnceIsNotRedialledInATightLoop(t *testin
 	_, ev := newClient(t, wsclient.Config{URL: url, MinBackoff: 10 * time.Millisecond, MaxBackoff: 80 * time.Millisecond,
 		Jitter: func(c time.Duration) time.Duration { return c }})
 	want := []time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 40 * time.Millisecond, 80 * time.Millisecond}
-	var got []time.Duration
-	from := 0
-	for range want {
-		e, i := ev.wait(t, 10*time.Second, "disconnected", from, state(wsclient.StateDisconnected))
-		got = append(got, e.Delay)
-		from = i + 1
-	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("waits %v after connections dropped at once, want %v", got, want)
-		}
+	if got := waits(t, ev, len(want)); !slices.Equal(got, want) {
+		t.Fatalf("waits %v after connections dropped at once, want %v", got, want)
 	}
 }
