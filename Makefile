@@ -7,6 +7,9 @@ GO          ?= go
 BIN         := $(CURDIR)/.bin
 BUF_VERSION := v1.75.0
 BUF         := $(BIN)/buf-$(BUF_VERSION)/buf
+# promtool checks and tests the shipped alert rules (controlplane/deploy).
+PROMTOOL_VERSION := v0.316.0
+PROMTOOL         := $(BIN)/promtool-$(PROMTOOL_VERSION)/promtool
 # protoc-gen-go and protoc-gen-go-grpc are pinned in buf.gen.yaml (go run pkg@version).
 # etcd and nats-server (make run-cluster) are built from the module cache at
 # the versions go.mod requires (its tool block keeps them there); the names
@@ -22,7 +25,7 @@ FUZZTIME       ?= 20s
 BENCH_FLAGS    ?=
 DATA_DIR       ?= ./.wsfleet
 
-.PHONY: help run run-cluster build test test-js test-browser verify-js-classes fix-js-classes bench bench-smoke generate lint cover fuzz \
+.PHONY: help run run-cluster build test verify-alerts test-js test-browser verify-js-classes fix-js-classes bench bench-smoke generate lint cover fuzz \
         vet gotest verify-fmt fix-fmt verify-mod fix-mod verify-generated fix-generated verify-buf-format fix-buf-format clean
 
 help: ## list targets
@@ -31,6 +34,10 @@ help: ## list targets
 $(BUF):
 	@echo ">> installing buf $(BUF_VERSION) (first time only)"
 	GOBIN=$(dir $@) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+
+$(PROMTOOL):
+	@echo ">> installing promtool $(PROMTOOL_VERSION) (first time only, ~4 min)"
+	GOBIN=$(dir $@) $(GO) install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
 
 build: ## build wsfleet-control, wsfleet-node, wsctl and wsfleet-bench into ./.bin
 	$(GO) build -o $(BIN)/ ./controlplane/cmd/wsfleet-control ./dataplane/cmd/wsfleet-node ./sdk/cmd/wsctl ./dataplane/cmd/wsfleet-bench
@@ -294,7 +301,11 @@ run-cluster: build $(ETCD) $(NATS_SERVER) ## etcd, NATS, three control-plane rep
 	@BIN=$(BIN) ETCD=$(ETCD) NATS_SERVER=$(NATS_SERVER) CLUSTER_DIR=$(DATA_DIR)/cluster \
 		RUN_WAIT=$(RUN_WAIT) STOP_WAIT=$(STOP_WAIT) bash -c "$$RUN_CLUSTER_SCRIPT"
 
-test: verify-mod verify-fmt vet lint verify-generated gotest bench-smoke test-js test-browser ## everything CI checks
+test: verify-mod verify-fmt vet lint verify-generated verify-alerts gotest bench-smoke test-js test-browser ## everything CI checks
+
+verify-alerts: $(PROMTOOL) ## promtool check rules and test rules over controlplane/deploy
+	$(PROMTOOL) check rules controlplane/deploy/alerts.yaml
+	cd controlplane/deploy && $(abspath $(PROMTOOL)) test rules alerts_test.yaml
 
 # The JS SDK (sdk/js). Its dev tools come pinned from the npm registry by
 # package-lock.json: typescript, ws (the unit tests' stand-in node),
