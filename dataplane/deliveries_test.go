@@ -22,7 +22,9 @@ import (
 // fakeDeliveries is the control plane's NodeService as far as backend
 // publishes go (dataplane never imports controlplane): it keeps every
 // node's delivery stream and sends a publish to each, as the control
-// plane does without NATS. Watch and telemetry are left unimplemented.
+// plane does without NATS. It serves no policy: Watch refuses with
+// Unavailable (refuseWatch), as a control plane that is down would, and a
+// node pointed at it keeps its policy and retries with backoff.
 type fakeDeliveries struct {
 	wsfleetv1.UnimplementedNodeServiceServer
 	addr string
@@ -51,6 +53,8 @@ func startFakeDeliveries(t *testing.T) *fakeDeliveries {
 	})
 	return f
 }
+
+func (f *fakeDeliveries) Watch(wsfleetv1.NodeService_WatchServer) error { return refuseWatch() }
 
 func (f *fakeDeliveries) Deliveries(req *wsfleetv1.DeliveriesRequest, st wsfleetv1.NodeService_DeliveriesServer) error {
 	q := make(chan *wsfleetv1.DeliveriesResponse, 16)

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 )
@@ -15,8 +17,9 @@ import (
 // fakeTelemetry is the control plane's NodeService as far as telemetry
 // goes (dataplane never imports controlplane): it acknowledges every batch
 // and keeps the events of each sequence once, as they came off the wire.
-// Watch is left unimplemented: a node pointed at it keeps its policy and
-// retries the watch with backoff.
+// It serves no policy: Watch refuses with Unavailable (refuseWatch), as a
+// control plane that is down would, and a node pointed at it keeps its
+// policy and retries the watch with backoff.
 type fakeTelemetry struct {
 	wsfleetv1.UnimplementedNodeServiceServer
 
@@ -47,6 +50,13 @@ func startFakeTelemetry(t testing.TB) *fakeTelemetry {
 		<-served
 	})
 	return f
+}
+
+func (f *fakeTelemetry) Watch(wsfleetv1.NodeService_WatchServer) error { return refuseWatch() }
+
+// refuseWatch is the answer of a fake that serves no policy.
+func refuseWatch() error {
+	return status.Error(codes.Unavailable, "this fake control plane serves no policy")
 }
 
 func (f *fakeTelemetry) ReportTelemetry(st wsfleetv1.NodeService_ReportTelemetryServer) error {
