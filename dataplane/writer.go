@@ -61,9 +61,12 @@ var errBatchCut = errors.New("dataplane: batch cut short by a close")
 // goroutines keep one each.
 var rawWriters = sync.Pool{New: func() any { return newRawWriter() }}
 
-var writeBuffers = sync.Pool{New: func() any {
+// framesPool keeps batches with their write buffers: a batch (one per
+// write of a connection's queue, so one per message in a round trip)
+// allocates neither.
+var framesPool = sync.Pool{New: func() any {
 	b := make([]byte, 0, writeBufferBytes)
-	return &b
+	return &frames{buf: &b}
 }}
 
 // writerPool is the node's pool of writer goroutines; see above.
@@ -171,17 +174,20 @@ type frames struct {
 }
 
 func newFrames(items []outItem) *frames {
-	f := &frames{items: items, buf: writeBuffers.Get().(*[]byte)}
+	f := framesPool.Get().(*frames)
+	*f = frames{items: items, buf: f.buf}
 	for _, it := range items {
 		f.bytes += len(it.data)
 	}
 	return f
 }
 
+// release returns f, with its buffer, to framesPool; f must not be used
+// after it.
 func (f *frames) release() {
 	*f.buf = (*f.buf)[:0]
-	writeBuffers.Put(f.buf)
-	f.buf, f.items, f.direct = nil, nil, nil
+	f.items, f.direct = nil, nil
+	framesPool.Put(f)
 }
 
 // fill encodes the next frames into buf, as many as fit (at least the
