@@ -50,5 +50,6 @@ func Default() *wsfleetv1.Policy {
 		Handshake: &wsfleetv1.HandshakePolicy{
 			RejectWith: wsfleetv1.RejectMode_REJECT_MODE_HTTP,
 		},
+		Approval: &wsfleetv1.ApprovalPolicy{},
 	}
 }

@@ -219,6 +219,7 @@ func TestDiffCoversEveryLeafField(t *testing.T) {
 	b.OpenDuration = durationpb.New(6 * time.Second)
 	b.HalfOpenProbes++
 	to.Handshake.RejectWith = wsfleetv1.RejectMode_REJECT_MODE_CLOSE
+	to.Approval.Required = true
 
 	var paths []string
 	for _, c := range policy.Diff(from, to) {

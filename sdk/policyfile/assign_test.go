@@ -22,7 +22,7 @@ func TestPathsAreEveryLeafInProtoOrder(t *testing.T) {
 		"limits.max_connections", "limits.max_connections_per_ip", "limits.handshakes_per_second",
 		"limits.handshake_burst", "limits.messages_per_second", "limits.message_burst", "limits.max_message_bytes",
 		"breaker.failure_ratio", "breaker.min_samples", "breaker.window", "breaker.open_duration", "breaker.half_open_probes",
-		"handshake.reject_with",
+		"handshake.reject_with", "approval.required",
 	}
 	if got := policyfile.Paths(); !slices.Equal(got, want) {
 		t.Errorf("got  %v\nwant %v", got, want)

@@ -52,6 +52,7 @@ func richPolicy() *wsfleetv1.Policy {
 			HalfOpenProbes: 1,
 		},
 		Handshake: &wsfleetv1.HandshakePolicy{RejectWith: wsfleetv1.RejectMode_REJECT_MODE_CLOSE},
+		Approval:  &wsfleetv1.ApprovalPolicy{Required: true},
 	}
 }
 

@@ -9,6 +9,7 @@ package wsfleetv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -963,6 +964,155 @@ func (x *TailEventsResponse) GetReplicaBack() string {
 	return ""
 }
 
+// ErrorSeriesRequest asks for counts per class per step.
+type ErrorSeriesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Which events: time range (default the last hour; at most 24 hours
+	// back), classes, pool, node, origin and errors_only apply.
+	Filter *EventFilter `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
+	// Bucket width, a whole number of minutes; 0 means one minute.
+	Step          *durationpb.Duration `protobuf:"bytes,2,opt,name=step,proto3" json:"step,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ErrorSeriesRequest) Reset() {
+	*x = ErrorSeriesRequest{}
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ErrorSeriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ErrorSeriesRequest) ProtoMessage() {}
+
+func (x *ErrorSeriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ErrorSeriesRequest.ProtoReflect.Descriptor instead.
+func (*ErrorSeriesRequest) Descriptor() ([]byte, []int) {
+	return file_wsfleet_v1_fleet_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ErrorSeriesRequest) GetFilter() *EventFilter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+func (x *ErrorSeriesRequest) GetStep() *durationpb.Duration {
+	if x != nil {
+		return x.Step
+	}
+	return nil
+}
+
+// ErrorSeriesResponse carries one series per class that has events.
+type ErrorSeriesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Start of the first bucket.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// Bucket width.
+	Step *durationpb.Duration `protobuf:"bytes,2,opt,name=step,proto3" json:"step,omitempty"`
+	// Number of buckets.
+	Buckets int32 `protobuf:"varint,3,opt,name=buckets,proto3" json:"buckets,omitempty"`
+	// Series, by class number.
+	Series []*ErrorSeriesResponse_Series `protobuf:"bytes,4,rep,name=series,proto3" json:"series,omitempty"`
+	// Replicas whose counts are missing; empty when every replica answered.
+	MissingReplicas []*ReplicaError `protobuf:"bytes,5,rep,name=missing_replicas,json=missingReplicas,proto3" json:"missing_replicas,omitempty"`
+	// Events folded into origin "(other)" because a minute had more distinct
+	// (pool, node, origin, class) keys than the aggregate keeps: with an
+	// origin filter they are missing from the counts.
+	Folded        int64 `protobuf:"varint,6,opt,name=folded,proto3" json:"folded,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ErrorSeriesResponse) Reset() {
+	*x = ErrorSeriesResponse{}
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ErrorSeriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ErrorSeriesResponse) ProtoMessage() {}
+
+func (x *ErrorSeriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ErrorSeriesResponse.ProtoReflect.Descriptor instead.
+func (*ErrorSeriesResponse) Descriptor() ([]byte, []int) {
+	return file_wsfleet_v1_fleet_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ErrorSeriesResponse) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *ErrorSeriesResponse) GetStep() *durationpb.Duration {
+	if x != nil {
+		return x.Step
+	}
+	return nil
+}
+
+func (x *ErrorSeriesResponse) GetBuckets() int32 {
+	if x != nil {
+		return x.Buckets
+	}
+	return 0
+}
+
+func (x *ErrorSeriesResponse) GetSeries() []*ErrorSeriesResponse_Series {
+	if x != nil {
+		return x.Series
+	}
+	return nil
+}
+
+func (x *ErrorSeriesResponse) GetMissingReplicas() []*ReplicaError {
+	if x != nil {
+		return x.MissingReplicas
+	}
+	return nil
+}
+
+func (x *ErrorSeriesResponse) GetFolded() int64 {
+	if x != nil {
+		return x.Folded
+	}
+	return 0
+}
+
 // One group.
 type TopErrorsResponse_Group struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -980,7 +1130,7 @@ type TopErrorsResponse_Group struct {
 
 func (x *TopErrorsResponse_Group) Reset() {
 	*x = TopErrorsResponse_Group{}
-	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[12]
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -992,7 +1142,7 @@ func (x *TopErrorsResponse_Group) String() string {
 func (*TopErrorsResponse_Group) ProtoMessage() {}
 
 func (x *TopErrorsResponse_Group) ProtoReflect() protoreflect.Message {
-	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[12]
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1049,7 +1199,7 @@ type TopErrorsResponse_ClassCount struct {
 
 func (x *TopErrorsResponse_ClassCount) Reset() {
 	*x = TopErrorsResponse_ClassCount{}
-	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[13]
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1061,7 +1211,7 @@ func (x *TopErrorsResponse_ClassCount) String() string {
 func (*TopErrorsResponse_ClassCount) ProtoMessage() {}
 
 func (x *TopErrorsResponse_ClassCount) ProtoReflect() protoreflect.Message {
-	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[13]
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1091,12 +1241,67 @@ func (x *TopErrorsResponse_ClassCount) GetCount() int64 {
 	return 0
 }
 
+// Counts of one class.
+type ErrorSeriesResponse_Series struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The class.
+	Class ErrorClass `protobuf:"varint,1,opt,name=class,proto3,enum=wsfleet.v1.ErrorClass" json:"class,omitempty"`
+	// One count per bucket, oldest first (len == buckets).
+	Counts        []int64 `protobuf:"varint,2,rep,packed,name=counts,proto3" json:"counts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ErrorSeriesResponse_Series) Reset() {
+	*x = ErrorSeriesResponse_Series{}
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ErrorSeriesResponse_Series) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ErrorSeriesResponse_Series) ProtoMessage() {}
+
+func (x *ErrorSeriesResponse_Series) ProtoReflect() protoreflect.Message {
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ErrorSeriesResponse_Series.ProtoReflect.Descriptor instead.
+func (*ErrorSeriesResponse_Series) Descriptor() ([]byte, []int) {
+	return file_wsfleet_v1_fleet_service_proto_rawDescGZIP(), []int{12, 0}
+}
+
+func (x *ErrorSeriesResponse_Series) GetClass() ErrorClass {
+	if x != nil {
+		return x.Class
+	}
+	return ErrorClass_ERROR_CLASS_UNSPECIFIED
+}
+
+func (x *ErrorSeriesResponse_Series) GetCounts() []int64 {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
 var File_wsfleet_v1_fleet_service_proto protoreflect.FileDescriptor
 
 const file_wsfleet_v1_fleet_service_proto_rawDesc = "" +
 	"\n" +
 	"\x1ewsfleet/v1/fleet_service.proto\x12\n" +
-	"wsfleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1awsfleet/v1/telemetry.proto\">\n" +
+	"wsfleet.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1awsfleet/v1/telemetry.proto\">\n" +
 	"\fReplicaError\x12\x18\n" +
 	"\areplica\x18\x01 \x01(\tR\areplica\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\"\xb8\x06\n" +
@@ -1181,13 +1386,28 @@ const file_wsfleet_v1_fleet_service_proto_rawDesc = "" +
 	"\x12TailEventsResponse\x12,\n" +
 	"\x05event\x18\x01 \x01(\v2\x16.wsfleet.v1.ErrorEventR\x05event\x12;\n" +
 	"\freplica_lost\x18\x02 \x01(\v2\x18.wsfleet.v1.ReplicaErrorR\vreplicaLost\x12!\n" +
-	"\freplica_back\x18\x03 \x01(\tR\vreplicaBack2\xc1\x02\n" +
+	"\freplica_back\x18\x03 \x01(\tR\vreplicaBack\"t\n" +
+	"\x12ErrorSeriesRequest\x12/\n" +
+	"\x06filter\x18\x01 \x01(\v2\x17.wsfleet.v1.EventFilterR\x06filter\x12-\n" +
+	"\x04step\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x04step\"\x86\x03\n" +
+	"\x13ErrorSeriesResponse\x129\n" +
+	"\n" +
+	"start_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12-\n" +
+	"\x04step\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x04step\x12\x18\n" +
+	"\abuckets\x18\x03 \x01(\x05R\abuckets\x12>\n" +
+	"\x06series\x18\x04 \x03(\v2&.wsfleet.v1.ErrorSeriesResponse.SeriesR\x06series\x12C\n" +
+	"\x10missing_replicas\x18\x05 \x03(\v2\x18.wsfleet.v1.ReplicaErrorR\x0fmissingReplicas\x12\x16\n" +
+	"\x06folded\x18\x06 \x01(\x03R\x06folded\x1aN\n" +
+	"\x06Series\x12,\n" +
+	"\x05class\x18\x01 \x01(\x0e2\x16.wsfleet.v1.ErrorClassR\x05class\x12\x16\n" +
+	"\x06counts\x18\x02 \x03(\x03R\x06counts2\x91\x03\n" +
 	"\fFleetService\x12H\n" +
 	"\tListNodes\x12\x1c.wsfleet.v1.ListNodesRequest\x1a\x1d.wsfleet.v1.ListNodesResponse\x12N\n" +
 	"\vQueryEvents\x12\x1e.wsfleet.v1.QueryEventsRequest\x1a\x1f.wsfleet.v1.QueryEventsResponse\x12H\n" +
 	"\tTopErrors\x12\x1c.wsfleet.v1.TopErrorsRequest\x1a\x1d.wsfleet.v1.TopErrorsResponse\x12M\n" +
 	"\n" +
-	"TailEvents\x12\x1d.wsfleet.v1.TailEventsRequest\x1a\x1e.wsfleet.v1.TailEventsResponse0\x01B5Z3github.com/wsfleet/wsfleet/api/wsfleet/v1;wsfleetv1b\x06proto3"
+	"TailEvents\x12\x1d.wsfleet.v1.TailEventsRequest\x1a\x1e.wsfleet.v1.TailEventsResponse0\x01\x12N\n" +
+	"\vErrorSeries\x12\x1e.wsfleet.v1.ErrorSeriesRequest\x1a\x1f.wsfleet.v1.ErrorSeriesResponseB5Z3github.com/wsfleet/wsfleet/api/wsfleet/v1;wsfleetv1b\x06proto3"
 
 var (
 	file_wsfleet_v1_fleet_service_proto_rawDescOnce sync.Once
@@ -1202,7 +1422,7 @@ func file_wsfleet_v1_fleet_service_proto_rawDescGZIP() []byte {
 }
 
 var file_wsfleet_v1_fleet_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wsfleet_v1_fleet_service_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_wsfleet_v1_fleet_service_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_wsfleet_v1_fleet_service_proto_goTypes = []any{
 	(TopErrorsRequest_GroupBy)(0),        // 0: wsfleet.v1.TopErrorsRequest.GroupBy
 	(*ReplicaError)(nil),                 // 1: wsfleet.v1.ReplicaError
@@ -1216,48 +1436,61 @@ var file_wsfleet_v1_fleet_service_proto_goTypes = []any{
 	(*TopErrorsResponse)(nil),            // 9: wsfleet.v1.TopErrorsResponse
 	(*TailEventsRequest)(nil),            // 10: wsfleet.v1.TailEventsRequest
 	(*TailEventsResponse)(nil),           // 11: wsfleet.v1.TailEventsResponse
-	nil,                                  // 12: wsfleet.v1.NodeStatus.LabelsEntry
-	(*TopErrorsResponse_Group)(nil),      // 13: wsfleet.v1.TopErrorsResponse.Group
-	(*TopErrorsResponse_ClassCount)(nil), // 14: wsfleet.v1.TopErrorsResponse.ClassCount
-	(*timestamppb.Timestamp)(nil),        // 15: google.protobuf.Timestamp
-	(ErrorClass)(0),                      // 16: wsfleet.v1.ErrorClass
-	(*ErrorEvent)(nil),                   // 17: wsfleet.v1.ErrorEvent
+	(*ErrorSeriesRequest)(nil),           // 12: wsfleet.v1.ErrorSeriesRequest
+	(*ErrorSeriesResponse)(nil),          // 13: wsfleet.v1.ErrorSeriesResponse
+	nil,                                  // 14: wsfleet.v1.NodeStatus.LabelsEntry
+	(*TopErrorsResponse_Group)(nil),      // 15: wsfleet.v1.TopErrorsResponse.Group
+	(*TopErrorsResponse_ClassCount)(nil), // 16: wsfleet.v1.TopErrorsResponse.ClassCount
+	(*ErrorSeriesResponse_Series)(nil),   // 17: wsfleet.v1.ErrorSeriesResponse.Series
+	(*timestamppb.Timestamp)(nil),        // 18: google.protobuf.Timestamp
+	(ErrorClass)(0),                      // 19: wsfleet.v1.ErrorClass
+	(*ErrorEvent)(nil),                   // 20: wsfleet.v1.ErrorEvent
+	(*durationpb.Duration)(nil),          // 21: google.protobuf.Duration
 }
 var file_wsfleet_v1_fleet_service_proto_depIdxs = []int32{
-	12, // 0: wsfleet.v1.NodeStatus.labels:type_name -> wsfleet.v1.NodeStatus.LabelsEntry
-	15, // 1: wsfleet.v1.NodeStatus.last_ack_time:type_name -> google.protobuf.Timestamp
-	15, // 2: wsfleet.v1.NodeStatus.last_seen_time:type_name -> google.protobuf.Timestamp
-	15, // 3: wsfleet.v1.NodeStatus.connect_time:type_name -> google.protobuf.Timestamp
+	14, // 0: wsfleet.v1.NodeStatus.labels:type_name -> wsfleet.v1.NodeStatus.LabelsEntry
+	18, // 1: wsfleet.v1.NodeStatus.last_ack_time:type_name -> google.protobuf.Timestamp
+	18, // 2: wsfleet.v1.NodeStatus.last_seen_time:type_name -> google.protobuf.Timestamp
+	18, // 3: wsfleet.v1.NodeStatus.connect_time:type_name -> google.protobuf.Timestamp
 	2,  // 4: wsfleet.v1.ListNodesResponse.nodes:type_name -> wsfleet.v1.NodeStatus
-	15, // 5: wsfleet.v1.EventFilter.start_time:type_name -> google.protobuf.Timestamp
-	15, // 6: wsfleet.v1.EventFilter.end_time:type_name -> google.protobuf.Timestamp
-	16, // 7: wsfleet.v1.EventFilter.classes:type_name -> wsfleet.v1.ErrorClass
+	18, // 5: wsfleet.v1.EventFilter.start_time:type_name -> google.protobuf.Timestamp
+	18, // 6: wsfleet.v1.EventFilter.end_time:type_name -> google.protobuf.Timestamp
+	19, // 7: wsfleet.v1.EventFilter.classes:type_name -> wsfleet.v1.ErrorClass
 	5,  // 8: wsfleet.v1.QueryEventsRequest.filter:type_name -> wsfleet.v1.EventFilter
-	17, // 9: wsfleet.v1.QueryEventsResponse.events:type_name -> wsfleet.v1.ErrorEvent
+	20, // 9: wsfleet.v1.QueryEventsResponse.events:type_name -> wsfleet.v1.ErrorEvent
 	1,  // 10: wsfleet.v1.QueryEventsResponse.missing_replicas:type_name -> wsfleet.v1.ReplicaError
 	5,  // 11: wsfleet.v1.TopErrorsRequest.filter:type_name -> wsfleet.v1.EventFilter
 	0,  // 12: wsfleet.v1.TopErrorsRequest.group_by:type_name -> wsfleet.v1.TopErrorsRequest.GroupBy
-	13, // 13: wsfleet.v1.TopErrorsResponse.groups:type_name -> wsfleet.v1.TopErrorsResponse.Group
+	15, // 13: wsfleet.v1.TopErrorsResponse.groups:type_name -> wsfleet.v1.TopErrorsResponse.Group
 	1,  // 14: wsfleet.v1.TopErrorsResponse.missing_replicas:type_name -> wsfleet.v1.ReplicaError
 	5,  // 15: wsfleet.v1.TailEventsRequest.filter:type_name -> wsfleet.v1.EventFilter
-	17, // 16: wsfleet.v1.TailEventsResponse.event:type_name -> wsfleet.v1.ErrorEvent
+	20, // 16: wsfleet.v1.TailEventsResponse.event:type_name -> wsfleet.v1.ErrorEvent
 	1,  // 17: wsfleet.v1.TailEventsResponse.replica_lost:type_name -> wsfleet.v1.ReplicaError
-	16, // 18: wsfleet.v1.TopErrorsResponse.Group.top_class:type_name -> wsfleet.v1.ErrorClass
-	14, // 19: wsfleet.v1.TopErrorsResponse.Group.classes:type_name -> wsfleet.v1.TopErrorsResponse.ClassCount
-	16, // 20: wsfleet.v1.TopErrorsResponse.ClassCount.class:type_name -> wsfleet.v1.ErrorClass
-	3,  // 21: wsfleet.v1.FleetService.ListNodes:input_type -> wsfleet.v1.ListNodesRequest
-	6,  // 22: wsfleet.v1.FleetService.QueryEvents:input_type -> wsfleet.v1.QueryEventsRequest
-	8,  // 23: wsfleet.v1.FleetService.TopErrors:input_type -> wsfleet.v1.TopErrorsRequest
-	10, // 24: wsfleet.v1.FleetService.TailEvents:input_type -> wsfleet.v1.TailEventsRequest
-	4,  // 25: wsfleet.v1.FleetService.ListNodes:output_type -> wsfleet.v1.ListNodesResponse
-	7,  // 26: wsfleet.v1.FleetService.QueryEvents:output_type -> wsfleet.v1.QueryEventsResponse
-	9,  // 27: wsfleet.v1.FleetService.TopErrors:output_type -> wsfleet.v1.TopErrorsResponse
-	11, // 28: wsfleet.v1.FleetService.TailEvents:output_type -> wsfleet.v1.TailEventsResponse
-	25, // [25:29] is the sub-list for method output_type
-	21, // [21:25] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	5,  // 18: wsfleet.v1.ErrorSeriesRequest.filter:type_name -> wsfleet.v1.EventFilter
+	21, // 19: wsfleet.v1.ErrorSeriesRequest.step:type_name -> google.protobuf.Duration
+	18, // 20: wsfleet.v1.ErrorSeriesResponse.start_time:type_name -> google.protobuf.Timestamp
+	21, // 21: wsfleet.v1.ErrorSeriesResponse.step:type_name -> google.protobuf.Duration
+	17, // 22: wsfleet.v1.ErrorSeriesResponse.series:type_name -> wsfleet.v1.ErrorSeriesResponse.Series
+	1,  // 23: wsfleet.v1.ErrorSeriesResponse.missing_replicas:type_name -> wsfleet.v1.ReplicaError
+	19, // 24: wsfleet.v1.TopErrorsResponse.Group.top_class:type_name -> wsfleet.v1.ErrorClass
+	16, // 25: wsfleet.v1.TopErrorsResponse.Group.classes:type_name -> wsfleet.v1.TopErrorsResponse.ClassCount
+	19, // 26: wsfleet.v1.TopErrorsResponse.ClassCount.class:type_name -> wsfleet.v1.ErrorClass
+	19, // 27: wsfleet.v1.ErrorSeriesResponse.Series.class:type_name -> wsfleet.v1.ErrorClass
+	3,  // 28: wsfleet.v1.FleetService.ListNodes:input_type -> wsfleet.v1.ListNodesRequest
+	6,  // 29: wsfleet.v1.FleetService.QueryEvents:input_type -> wsfleet.v1.QueryEventsRequest
+	8,  // 30: wsfleet.v1.FleetService.TopErrors:input_type -> wsfleet.v1.TopErrorsRequest
+	10, // 31: wsfleet.v1.FleetService.TailEvents:input_type -> wsfleet.v1.TailEventsRequest
+	12, // 32: wsfleet.v1.FleetService.ErrorSeries:input_type -> wsfleet.v1.ErrorSeriesRequest
+	4,  // 33: wsfleet.v1.FleetService.ListNodes:output_type -> wsfleet.v1.ListNodesResponse
+	7,  // 34: wsfleet.v1.FleetService.QueryEvents:output_type -> wsfleet.v1.QueryEventsResponse
+	9,  // 35: wsfleet.v1.FleetService.TopErrors:output_type -> wsfleet.v1.TopErrorsResponse
+	11, // 36: wsfleet.v1.FleetService.TailEvents:output_type -> wsfleet.v1.TailEventsResponse
+	13, // 37: wsfleet.v1.FleetService.ErrorSeries:output_type -> wsfleet.v1.ErrorSeriesResponse
+	33, // [33:38] is the sub-list for method output_type
+	28, // [28:33] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_wsfleet_v1_fleet_service_proto_init() }
@@ -1272,7 +1505,7 @@ func file_wsfleet_v1_fleet_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wsfleet_v1_fleet_service_proto_rawDesc), len(file_wsfleet_v1_fleet_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

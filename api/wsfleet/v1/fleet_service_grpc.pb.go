@@ -23,6 +23,7 @@ const (
 	FleetService_QueryEvents_FullMethodName = "/wsfleet.v1.FleetService/QueryEvents"
 	FleetService_TopErrors_FullMethodName   = "/wsfleet.v1.FleetService/TopErrors"
 	FleetService_TailEvents_FullMethodName  = "/wsfleet.v1.FleetService/TailEvents"
+	FleetService_ErrorSeries_FullMethodName = "/wsfleet.v1.FleetService/ErrorSeries"
 )
 
 // FleetServiceClient is the client API for FleetService service.
@@ -46,6 +47,11 @@ type FleetServiceClient interface {
 	TopErrors(ctx context.Context, in *TopErrorsRequest, opts ...grpc.CallOption) (*TopErrorsResponse, error)
 	// TailEvents streams events as they are ingested.
 	TailEvents(ctx context.Context, in *TailEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[TailEventsResponse], error)
+	// ErrorSeries returns event counts per error class per time step (one
+	// minute by default) over a range of up to 24 hours, for charts. Counts
+	// come from per-minute aggregates kept for 24 hours, not from the raw
+	// event buffer.
+	ErrorSeries(ctx context.Context, in *ErrorSeriesRequest, opts ...grpc.CallOption) (*ErrorSeriesResponse, error)
 }
 
 type fleetServiceClient struct {
@@ -105,6 +111,16 @@ func (c *fleetServiceClient) TailEvents(ctx context.Context, in *TailEventsReque
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type FleetService_TailEventsClient = grpc.ServerStreamingClient[TailEventsResponse]
 
+func (c *fleetServiceClient) ErrorSeries(ctx context.Context, in *ErrorSeriesRequest, opts ...grpc.CallOption) (*ErrorSeriesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ErrorSeriesResponse)
+	err := c.cc.Invoke(ctx, FleetService_ErrorSeries_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FleetServiceServer is the server API for FleetService service.
 // All implementations must embed UnimplementedFleetServiceServer
 // for forward compatibility.
@@ -126,6 +142,11 @@ type FleetServiceServer interface {
 	TopErrors(context.Context, *TopErrorsRequest) (*TopErrorsResponse, error)
 	// TailEvents streams events as they are ingested.
 	TailEvents(*TailEventsRequest, grpc.ServerStreamingServer[TailEventsResponse]) error
+	// ErrorSeries returns event counts per error class per time step (one
+	// minute by default) over a range of up to 24 hours, for charts. Counts
+	// come from per-minute aggregates kept for 24 hours, not from the raw
+	// event buffer.
+	ErrorSeries(context.Context, *ErrorSeriesRequest) (*ErrorSeriesResponse, error)
 	mustEmbedUnimplementedFleetServiceServer()
 }
 
@@ -147,6 +168,9 @@ func (UnimplementedFleetServiceServer) TopErrors(context.Context, *TopErrorsRequ
 }
 func (UnimplementedFleetServiceServer) TailEvents(*TailEventsRequest, grpc.ServerStreamingServer[TailEventsResponse]) error {
 	return status.Error(codes.Unimplemented, "method TailEvents not implemented")
+}
+func (UnimplementedFleetServiceServer) ErrorSeries(context.Context, *ErrorSeriesRequest) (*ErrorSeriesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ErrorSeries not implemented")
 }
 func (UnimplementedFleetServiceServer) mustEmbedUnimplementedFleetServiceServer() {}
 func (UnimplementedFleetServiceServer) testEmbeddedByValue()                      {}
@@ -234,6 +258,24 @@ func _FleetService_TailEvents_Handler(srv interface{}, stream grpc.ServerStream)
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type FleetService_TailEventsServer = grpc.ServerStreamingServer[TailEventsResponse]
 
+func _FleetService_ErrorSeries_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ErrorSeriesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FleetServiceServer).ErrorSeries(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FleetService_ErrorSeries_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FleetServiceServer).ErrorSeries(ctx, req.(*ErrorSeriesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FleetService_ServiceDesc is the grpc.ServiceDesc for FleetService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -252,6 +294,10 @@ var FleetService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TopErrors",
 			Handler:    _FleetService_TopErrors_Handler,
+		},
+		{
+			MethodName: "ErrorSeries",
+			Handler:    _FleetService_ErrorSeries_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

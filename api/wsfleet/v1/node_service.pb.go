@@ -410,7 +410,10 @@ type ReportTelemetryRequest struct {
 	Dropped uint64 `protobuf:"varint,5,opt,name=dropped,proto3" json:"dropped,omitempty"`
 	// Unique per reporter instance (process); sequence numbers count per
 	// reporter_id, so a restarted node's batches are not taken for duplicates.
-	ReporterId    string `protobuf:"bytes,6,opt,name=reporter_id,json=reporterId,proto3" json:"reporter_id,omitempty"`
+	ReporterId string `protobuf:"bytes,6,opt,name=reporter_id,json=reporterId,proto3" json:"reporter_id,omitempty"`
+	// Traffic samples of whole minutes since the previous batch (at most a
+	// few; the node keeps none it could not send for long).
+	Traffic       []*TrafficSample `protobuf:"bytes,7,rep,name=traffic,proto3" json:"traffic,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -485,6 +488,13 @@ func (x *ReportTelemetryRequest) GetReporterId() string {
 		return x.ReporterId
 	}
 	return ""
+}
+
+func (x *ReportTelemetryRequest) GetTraffic() []*TrafficSample {
+	if x != nil {
+		return x.Traffic
+	}
+	return nil
 }
 
 // ReportTelemetryResponse acknowledges ingested batches.
@@ -674,7 +684,7 @@ const file_wsfleet_v1_node_service_proto_rawDesc = "" +
 	"\x05error\x18\x02 \x01(\tR\x05error\"]\n" +
 	"\rWatchResponse\x126\n" +
 	"\brevision\x18\x01 \x01(\v2\x1a.wsfleet.v1.PolicyRevisionR\brevision\x12\x14\n" +
-	"\x05nonce\x18\x02 \x01(\tR\x05nonce\"\xcc\x01\n" +
+	"\x05nonce\x18\x02 \x01(\tR\x05nonce\"\x81\x02\n" +
 	"\x16ReportTelemetryRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04pool\x18\x02 \x01(\tR\x04pool\x12\x1a\n" +
@@ -682,7 +692,8 @@ const file_wsfleet_v1_node_service_proto_rawDesc = "" +
 	"\x06events\x18\x04 \x03(\v2\x16.wsfleet.v1.ErrorEventR\x06events\x12\x18\n" +
 	"\adropped\x18\x05 \x01(\x04R\adropped\x12\x1f\n" +
 	"\vreporter_id\x18\x06 \x01(\tR\n" +
-	"reporterId\"@\n" +
+	"reporterId\x123\n" +
+	"\atraffic\x18\a \x03(\v2\x19.wsfleet.v1.TrafficSampleR\atraffic\"@\n" +
 	"\x17ReportTelemetryResponse\x12%\n" +
 	"\x0eacked_sequence\x18\x01 \x01(\x04R\rackedSequence\"@\n" +
 	"\x11DeliveriesRequest\x12\x17\n" +
@@ -723,6 +734,7 @@ var file_wsfleet_v1_node_service_proto_goTypes = []any{
 	nil,                             // 9: wsfleet.v1.NodeHello.LabelsEntry
 	(*PolicyRevision)(nil),          // 10: wsfleet.v1.PolicyRevision
 	(*ErrorEvent)(nil),              // 11: wsfleet.v1.ErrorEvent
+	(*TrafficSample)(nil),           // 12: wsfleet.v1.TrafficSample
 }
 var file_wsfleet_v1_node_service_proto_depIdxs = []int32{
 	1,  // 0: wsfleet.v1.WatchRequest.hello:type_name -> wsfleet.v1.NodeHello
@@ -732,17 +744,18 @@ var file_wsfleet_v1_node_service_proto_depIdxs = []int32{
 	10, // 4: wsfleet.v1.NodeHello.running:type_name -> wsfleet.v1.PolicyRevision
 	10, // 5: wsfleet.v1.WatchResponse.revision:type_name -> wsfleet.v1.PolicyRevision
 	11, // 6: wsfleet.v1.ReportTelemetryRequest.events:type_name -> wsfleet.v1.ErrorEvent
-	0,  // 7: wsfleet.v1.NodeService.Watch:input_type -> wsfleet.v1.WatchRequest
-	5,  // 8: wsfleet.v1.NodeService.ReportTelemetry:input_type -> wsfleet.v1.ReportTelemetryRequest
-	7,  // 9: wsfleet.v1.NodeService.Deliveries:input_type -> wsfleet.v1.DeliveriesRequest
-	4,  // 10: wsfleet.v1.NodeService.Watch:output_type -> wsfleet.v1.WatchResponse
-	6,  // 11: wsfleet.v1.NodeService.ReportTelemetry:output_type -> wsfleet.v1.ReportTelemetryResponse
-	8,  // 12: wsfleet.v1.NodeService.Deliveries:output_type -> wsfleet.v1.DeliveriesResponse
-	10, // [10:13] is the sub-list for method output_type
-	7,  // [7:10] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	12, // 7: wsfleet.v1.ReportTelemetryRequest.traffic:type_name -> wsfleet.v1.TrafficSample
+	0,  // 8: wsfleet.v1.NodeService.Watch:input_type -> wsfleet.v1.WatchRequest
+	5,  // 9: wsfleet.v1.NodeService.ReportTelemetry:input_type -> wsfleet.v1.ReportTelemetryRequest
+	7,  // 10: wsfleet.v1.NodeService.Deliveries:input_type -> wsfleet.v1.DeliveriesRequest
+	4,  // 11: wsfleet.v1.NodeService.Watch:output_type -> wsfleet.v1.WatchResponse
+	6,  // 12: wsfleet.v1.NodeService.ReportTelemetry:output_type -> wsfleet.v1.ReportTelemetryResponse
+	8,  // 13: wsfleet.v1.NodeService.Deliveries:output_type -> wsfleet.v1.DeliveriesResponse
+	11, // [11:14] is the sub-list for method output_type
+	8,  // [8:11] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_wsfleet_v1_node_service_proto_init() }

@@ -98,7 +98,10 @@ type Policy struct {
 	// How a rejected handshake is answered. Optional: unset is
 	// reject_with: http, so policies written before the field existed keep
 	// their meaning.
-	Handshake     *HandshakePolicy `protobuf:"bytes,5,opt,name=handshake,proto3" json:"handshake,omitempty"`
+	Handshake *HandshakePolicy `protobuf:"bytes,5,opt,name=handshake,proto3" json:"handshake,omitempty"`
+	// Who must agree to a change of this pool's policy. Enforced by the
+	// control plane (nodes ignore it); optional: unset requires no approval.
+	Approval      *ApprovalPolicy `protobuf:"bytes,6,opt,name=approval,proto3" json:"approval,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -168,6 +171,62 @@ func (x *Policy) GetHandshake() *HandshakePolicy {
 	return nil
 }
 
+func (x *Policy) GetApproval() *ApprovalPolicy {
+	if x != nil {
+		return x.Approval
+	}
+	return nil
+}
+
+// ApprovalPolicy makes changes to a pool go through a second admin.
+type ApprovalPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When true, the pool's policy changes only through ProposePolicy and
+	// ApproveProposal by another admin: ApplyPolicy, RollbackPolicy and
+	// RecoverPolicy are refused with FailedPrecondition. Turning it off is
+	// itself a change that needs approval.
+	Required      bool `protobuf:"varint,1,opt,name=required,proto3" json:"required,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApprovalPolicy) Reset() {
+	*x = ApprovalPolicy{}
+	mi := &file_wsfleet_v1_policy_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApprovalPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApprovalPolicy) ProtoMessage() {}
+
+func (x *ApprovalPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_wsfleet_v1_policy_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApprovalPolicy.ProtoReflect.Descriptor instead.
+func (*ApprovalPolicy) Descriptor() ([]byte, []int) {
+	return file_wsfleet_v1_policy_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ApprovalPolicy) GetRequired() bool {
+	if x != nil {
+		return x.Required
+	}
+	return false
+}
+
 // HandshakePolicy controls how the node answers a handshake it refuses.
 type HandshakePolicy struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -183,7 +242,7 @@ type HandshakePolicy struct {
 
 func (x *HandshakePolicy) Reset() {
 	*x = HandshakePolicy{}
-	mi := &file_wsfleet_v1_policy_proto_msgTypes[1]
+	mi := &file_wsfleet_v1_policy_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -195,7 +254,7 @@ func (x *HandshakePolicy) String() string {
 func (*HandshakePolicy) ProtoMessage() {}
 
 func (x *HandshakePolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_wsfleet_v1_policy_proto_msgTypes[1]
+	mi := &file_wsfleet_v1_policy_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -208,7 +267,7 @@ func (x *HandshakePolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandshakePolicy.ProtoReflect.Descriptor instead.
 func (*HandshakePolicy) Descriptor() ([]byte, []int) {
-	return file_wsfleet_v1_policy_proto_rawDescGZIP(), []int{1}
+	return file_wsfleet_v1_policy_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *HandshakePolicy) GetRejectWith() RejectMode {
@@ -235,7 +294,7 @@ type OriginPolicy struct {
 
 func (x *OriginPolicy) Reset() {
 	*x = OriginPolicy{}
-	mi := &file_wsfleet_v1_policy_proto_msgTypes[2]
+	mi := &file_wsfleet_v1_policy_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -247,7 +306,7 @@ func (x *OriginPolicy) String() string {
 func (*OriginPolicy) ProtoMessage() {}
 
 func (x *OriginPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_wsfleet_v1_policy_proto_msgTypes[2]
+	mi := &file_wsfleet_v1_policy_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -260,7 +319,7 @@ func (x *OriginPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OriginPolicy.ProtoReflect.Descriptor instead.
 func (*OriginPolicy) Descriptor() ([]byte, []int) {
-	return file_wsfleet_v1_policy_proto_rawDescGZIP(), []int{2}
+	return file_wsfleet_v1_policy_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *OriginPolicy) GetAllow() []string {
@@ -291,7 +350,7 @@ type HeartbeatPolicy struct {
 
 func (x *HeartbeatPolicy) Reset() {
 	*x = HeartbeatPolicy{}
-	mi := &file_wsfleet_v1_policy_proto_msgTypes[3]
+	mi := &file_wsfleet_v1_policy_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -303,7 +362,7 @@ func (x *HeartbeatPolicy) String() string {
 func (*HeartbeatPolicy) ProtoMessage() {}
 
 func (x *HeartbeatPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_wsfleet_v1_policy_proto_msgTypes[3]
+	mi := &file_wsfleet_v1_policy_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -316,7 +375,7 @@ func (x *HeartbeatPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatPolicy.ProtoReflect.Descriptor instead.
 func (*HeartbeatPolicy) Descriptor() ([]byte, []int) {
-	return file_wsfleet_v1_policy_proto_rawDescGZIP(), []int{3}
+	return file_wsfleet_v1_policy_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *HeartbeatPolicy) GetInterval() *durationpb.Duration {
@@ -356,7 +415,7 @@ type LimitsPolicy struct {
 
 func (x *LimitsPolicy) Reset() {
 	*x = LimitsPolicy{}
-	mi := &file_wsfleet_v1_policy_proto_msgTypes[4]
+	mi := &file_wsfleet_v1_policy_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -368,7 +427,7 @@ func (x *LimitsPolicy) String() string {
 func (*LimitsPolicy) ProtoMessage() {}
 
 func (x *LimitsPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_wsfleet_v1_policy_proto_msgTypes[4]
+	mi := &file_wsfleet_v1_policy_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -381,7 +440,7 @@ func (x *LimitsPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LimitsPolicy.ProtoReflect.Descriptor instead.
 func (*LimitsPolicy) Descriptor() ([]byte, []int) {
-	return file_wsfleet_v1_policy_proto_rawDescGZIP(), []int{4}
+	return file_wsfleet_v1_policy_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *LimitsPolicy) GetMaxConnections() int32 {
@@ -452,7 +511,7 @@ type BreakerPolicy struct {
 
 func (x *BreakerPolicy) Reset() {
 	*x = BreakerPolicy{}
-	mi := &file_wsfleet_v1_policy_proto_msgTypes[5]
+	mi := &file_wsfleet_v1_policy_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -464,7 +523,7 @@ func (x *BreakerPolicy) String() string {
 func (*BreakerPolicy) ProtoMessage() {}
 
 func (x *BreakerPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_wsfleet_v1_policy_proto_msgTypes[5]
+	mi := &file_wsfleet_v1_policy_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -477,7 +536,7 @@ func (x *BreakerPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BreakerPolicy.ProtoReflect.Descriptor instead.
 func (*BreakerPolicy) Descriptor() ([]byte, []int) {
-	return file_wsfleet_v1_policy_proto_rawDescGZIP(), []int{5}
+	return file_wsfleet_v1_policy_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *BreakerPolicy) GetFailureRatio() float64 {
@@ -540,13 +599,23 @@ type PolicyRevision struct {
 	// For recoveries (RecoverPolicy), the node whose running policy became
 	// this revision; empty otherwise.
 	RecoveredFromNode string `protobuf:"bytes,9,opt,name=recovered_from_node,json=recoveredFromNode,proto3" json:"recovered_from_node,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Set on a revision applied as a canary (ApplyPolicyRequest.canary):
+	// while it is the head it is pushed only to the nodes its selector
+	// matches; the others keep running rollout.base_revision.
+	Rollout *RolloutSpec `protobuf:"bytes,10,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	// Set on the revision that ended a rollout (promotion or rollback).
+	RolloutOutcome *RolloutOutcome `protobuf:"bytes,11,opt,name=rollout_outcome,json=rolloutOutcome,proto3" json:"rollout_outcome,omitempty"`
+	// The proposal this revision was applied from; 0 when applied directly.
+	ProposalId int64 `protobuf:"varint,12,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
+	// The admin who approved that proposal (author is the proposer).
+	ApprovedBy    string `protobuf:"bytes,13,opt,name=approved_by,json=approvedBy,proto3" json:"approved_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PolicyRevision) Reset() {
 	*x = PolicyRevision{}
-	mi := &file_wsfleet_v1_policy_proto_msgTypes[6]
+	mi := &file_wsfleet_v1_policy_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -558,7 +627,7 @@ func (x *PolicyRevision) String() string {
 func (*PolicyRevision) ProtoMessage() {}
 
 func (x *PolicyRevision) ProtoReflect() protoreflect.Message {
-	mi := &file_wsfleet_v1_policy_proto_msgTypes[6]
+	mi := &file_wsfleet_v1_policy_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -571,7 +640,7 @@ func (x *PolicyRevision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyRevision.ProtoReflect.Descriptor instead.
 func (*PolicyRevision) Descriptor() ([]byte, []int) {
-	return file_wsfleet_v1_policy_proto_rawDescGZIP(), []int{6}
+	return file_wsfleet_v1_policy_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PolicyRevision) GetPool() string {
@@ -637,18 +706,49 @@ func (x *PolicyRevision) GetRecoveredFromNode() string {
 	return ""
 }
 
+func (x *PolicyRevision) GetRollout() *RolloutSpec {
+	if x != nil {
+		return x.Rollout
+	}
+	return nil
+}
+
+func (x *PolicyRevision) GetRolloutOutcome() *RolloutOutcome {
+	if x != nil {
+		return x.RolloutOutcome
+	}
+	return nil
+}
+
+func (x *PolicyRevision) GetProposalId() int64 {
+	if x != nil {
+		return x.ProposalId
+	}
+	return 0
+}
+
+func (x *PolicyRevision) GetApprovedBy() string {
+	if x != nil {
+		return x.ApprovedBy
+	}
+	return ""
+}
+
 var File_wsfleet_v1_policy_proto protoreflect.FileDescriptor
 
 const file_wsfleet_v1_policy_proto_rawDesc = "" +
 	"\n" +
 	"\x17wsfleet/v1/policy.proto\x12\n" +
-	"wsfleet.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x02\n" +
+	"wsfleet.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18wsfleet/v1/rollout.proto\"\xd1\x02\n" +
 	"\x06Policy\x122\n" +
 	"\aorigins\x18\x01 \x01(\v2\x18.wsfleet.v1.OriginPolicyR\aorigins\x129\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x1b.wsfleet.v1.HeartbeatPolicyR\theartbeat\x120\n" +
 	"\x06limits\x18\x03 \x01(\v2\x18.wsfleet.v1.LimitsPolicyR\x06limits\x123\n" +
 	"\abreaker\x18\x04 \x01(\v2\x19.wsfleet.v1.BreakerPolicyR\abreaker\x129\n" +
-	"\thandshake\x18\x05 \x01(\v2\x1b.wsfleet.v1.HandshakePolicyR\thandshake\"J\n" +
+	"\thandshake\x18\x05 \x01(\v2\x1b.wsfleet.v1.HandshakePolicyR\thandshake\x126\n" +
+	"\bapproval\x18\x06 \x01(\v2\x1a.wsfleet.v1.ApprovalPolicyR\bapproval\",\n" +
+	"\x0eApprovalPolicy\x12\x1a\n" +
+	"\brequired\x18\x01 \x01(\bR\brequired\"J\n" +
 	"\x0fHandshakePolicy\x127\n" +
 	"\vreject_with\x18\x01 \x01(\x0e2\x16.wsfleet.v1.RejectModeR\n" +
 	"rejectWith\"I\n" +
@@ -672,7 +772,7 @@ const file_wsfleet_v1_policy_proto_rawDesc = "" +
 	"minSamples\x121\n" +
 	"\x06window\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x06window\x12>\n" +
 	"\ropen_duration\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\fopenDuration\x12(\n" +
-	"\x10half_open_probes\x18\x05 \x01(\x05R\x0ehalfOpenProbes\"\xc7\x02\n" +
+	"\x10half_open_probes\x18\x05 \x01(\x05R\x0ehalfOpenProbes\"\x81\x04\n" +
 	"\x0ePolicyRevision\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\x12\x16\n" +
@@ -684,7 +784,14 @@ const file_wsfleet_v1_policy_proto_rawDesc = "" +
 	"\vrollback_of\x18\a \x01(\x03R\n" +
 	"rollbackOf\x12\x19\n" +
 	"\bstore_id\x18\b \x01(\tR\astoreId\x12.\n" +
-	"\x13recovered_from_node\x18\t \x01(\tR\x11recoveredFromNode*V\n" +
+	"\x13recovered_from_node\x18\t \x01(\tR\x11recoveredFromNode\x121\n" +
+	"\arollout\x18\n" +
+	" \x01(\v2\x17.wsfleet.v1.RolloutSpecR\arollout\x12C\n" +
+	"\x0frollout_outcome\x18\v \x01(\v2\x1a.wsfleet.v1.RolloutOutcomeR\x0erolloutOutcome\x12\x1f\n" +
+	"\vproposal_id\x18\f \x01(\x03R\n" +
+	"proposalId\x12\x1f\n" +
+	"\vapproved_by\x18\r \x01(\tR\n" +
+	"approvedBy*V\n" +
 	"\n" +
 	"RejectMode\x12\x1b\n" +
 	"\x17REJECT_MODE_UNSPECIFIED\x10\x00\x12\x14\n" +
@@ -704,37 +811,43 @@ func file_wsfleet_v1_policy_proto_rawDescGZIP() []byte {
 }
 
 var file_wsfleet_v1_policy_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wsfleet_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_wsfleet_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_wsfleet_v1_policy_proto_goTypes = []any{
 	(RejectMode)(0),               // 0: wsfleet.v1.RejectMode
 	(*Policy)(nil),                // 1: wsfleet.v1.Policy
-	(*HandshakePolicy)(nil),       // 2: wsfleet.v1.HandshakePolicy
-	(*OriginPolicy)(nil),          // 3: wsfleet.v1.OriginPolicy
-	(*HeartbeatPolicy)(nil),       // 4: wsfleet.v1.HeartbeatPolicy
-	(*LimitsPolicy)(nil),          // 5: wsfleet.v1.LimitsPolicy
-	(*BreakerPolicy)(nil),         // 6: wsfleet.v1.BreakerPolicy
-	(*PolicyRevision)(nil),        // 7: wsfleet.v1.PolicyRevision
-	(*durationpb.Duration)(nil),   // 8: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(*ApprovalPolicy)(nil),        // 2: wsfleet.v1.ApprovalPolicy
+	(*HandshakePolicy)(nil),       // 3: wsfleet.v1.HandshakePolicy
+	(*OriginPolicy)(nil),          // 4: wsfleet.v1.OriginPolicy
+	(*HeartbeatPolicy)(nil),       // 5: wsfleet.v1.HeartbeatPolicy
+	(*LimitsPolicy)(nil),          // 6: wsfleet.v1.LimitsPolicy
+	(*BreakerPolicy)(nil),         // 7: wsfleet.v1.BreakerPolicy
+	(*PolicyRevision)(nil),        // 8: wsfleet.v1.PolicyRevision
+	(*durationpb.Duration)(nil),   // 9: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*RolloutSpec)(nil),           // 11: wsfleet.v1.RolloutSpec
+	(*RolloutOutcome)(nil),        // 12: wsfleet.v1.RolloutOutcome
 }
 var file_wsfleet_v1_policy_proto_depIdxs = []int32{
-	3,  // 0: wsfleet.v1.Policy.origins:type_name -> wsfleet.v1.OriginPolicy
-	4,  // 1: wsfleet.v1.Policy.heartbeat:type_name -> wsfleet.v1.HeartbeatPolicy
-	5,  // 2: wsfleet.v1.Policy.limits:type_name -> wsfleet.v1.LimitsPolicy
-	6,  // 3: wsfleet.v1.Policy.breaker:type_name -> wsfleet.v1.BreakerPolicy
-	2,  // 4: wsfleet.v1.Policy.handshake:type_name -> wsfleet.v1.HandshakePolicy
-	0,  // 5: wsfleet.v1.HandshakePolicy.reject_with:type_name -> wsfleet.v1.RejectMode
-	8,  // 6: wsfleet.v1.HeartbeatPolicy.interval:type_name -> google.protobuf.Duration
-	8,  // 7: wsfleet.v1.HeartbeatPolicy.timeout:type_name -> google.protobuf.Duration
-	8,  // 8: wsfleet.v1.BreakerPolicy.window:type_name -> google.protobuf.Duration
-	8,  // 9: wsfleet.v1.BreakerPolicy.open_duration:type_name -> google.protobuf.Duration
-	9,  // 10: wsfleet.v1.PolicyRevision.create_time:type_name -> google.protobuf.Timestamp
-	1,  // 11: wsfleet.v1.PolicyRevision.policy:type_name -> wsfleet.v1.Policy
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	4,  // 0: wsfleet.v1.Policy.origins:type_name -> wsfleet.v1.OriginPolicy
+	5,  // 1: wsfleet.v1.Policy.heartbeat:type_name -> wsfleet.v1.HeartbeatPolicy
+	6,  // 2: wsfleet.v1.Policy.limits:type_name -> wsfleet.v1.LimitsPolicy
+	7,  // 3: wsfleet.v1.Policy.breaker:type_name -> wsfleet.v1.BreakerPolicy
+	3,  // 4: wsfleet.v1.Policy.handshake:type_name -> wsfleet.v1.HandshakePolicy
+	2,  // 5: wsfleet.v1.Policy.approval:type_name -> wsfleet.v1.ApprovalPolicy
+	0,  // 6: wsfleet.v1.HandshakePolicy.reject_with:type_name -> wsfleet.v1.RejectMode
+	9,  // 7: wsfleet.v1.HeartbeatPolicy.interval:type_name -> google.protobuf.Duration
+	9,  // 8: wsfleet.v1.HeartbeatPolicy.timeout:type_name -> google.protobuf.Duration
+	9,  // 9: wsfleet.v1.BreakerPolicy.window:type_name -> google.protobuf.Duration
+	9,  // 10: wsfleet.v1.BreakerPolicy.open_duration:type_name -> google.protobuf.Duration
+	10, // 11: wsfleet.v1.PolicyRevision.create_time:type_name -> google.protobuf.Timestamp
+	1,  // 12: wsfleet.v1.PolicyRevision.policy:type_name -> wsfleet.v1.Policy
+	11, // 13: wsfleet.v1.PolicyRevision.rollout:type_name -> wsfleet.v1.RolloutSpec
+	12, // 14: wsfleet.v1.PolicyRevision.rollout_outcome:type_name -> wsfleet.v1.RolloutOutcome
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_wsfleet_v1_policy_proto_init() }
@@ -742,13 +855,14 @@ func file_wsfleet_v1_policy_proto_init() {
 	if File_wsfleet_v1_policy_proto != nil {
 		return
 	}
+	file_wsfleet_v1_rollout_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wsfleet_v1_policy_proto_rawDesc), len(file_wsfleet_v1_policy_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -9,6 +9,8 @@ package wsfleetv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -20,6 +22,63 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// ProposalState is where a proposal stands.
+type ProposalState int32
+
+const (
+	// Not set.
+	ProposalState_PROPOSAL_STATE_UNSPECIFIED ProposalState = 0
+	// Waiting for another admin.
+	ProposalState_PROPOSAL_STATE_OPEN ProposalState = 1
+	// Approved and applied (revision set).
+	ProposalState_PROPOSAL_STATE_APPROVED ProposalState = 2
+	// Rejected; never applied.
+	ProposalState_PROPOSAL_STATE_REJECTED ProposalState = 3
+)
+
+// Enum value maps for ProposalState.
+var (
+	ProposalState_name = map[int32]string{
+		0: "PROPOSAL_STATE_UNSPECIFIED",
+		1: "PROPOSAL_STATE_OPEN",
+		2: "PROPOSAL_STATE_APPROVED",
+		3: "PROPOSAL_STATE_REJECTED",
+	}
+	ProposalState_value = map[string]int32{
+		"PROPOSAL_STATE_UNSPECIFIED": 0,
+		"PROPOSAL_STATE_OPEN":        1,
+		"PROPOSAL_STATE_APPROVED":    2,
+		"PROPOSAL_STATE_REJECTED":    3,
+	}
+)
+
+func (x ProposalState) Enum() *ProposalState {
+	p := new(ProposalState)
+	*p = x
+	return p
+}
+
+func (x ProposalState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ProposalState) Descriptor() protoreflect.EnumDescriptor {
+	return file_wsfleet_v1_policy_service_proto_enumTypes[0].Descriptor()
+}
+
+func (ProposalState) Type() protoreflect.EnumType {
+	return &file_wsfleet_v1_policy_service_proto_enumTypes[0]
+}
+
+func (x ProposalState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ProposalState.Descriptor instead.
+func (ProposalState) EnumDescriptor() ([]byte, []int) {
+	return file_wsfleet_v1_policy_service_proto_rawDescGZIP(), []int{0}
+}
 
 // Kind of change.
 type FieldChange_Kind int32
@@ -62,11 +121,11 @@ func (x FieldChange_Kind) String() string {
 }
 
 func (FieldChange_Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_wsfleet_v1_policy_service_proto_enumTypes[0].Descriptor()
+	return file_wsfleet_v1_policy_service_proto_enumTypes[1].Descriptor()
 }
 
 func (FieldChange_Kind) Type() protoreflect.EnumType {
-	return &file_wsfleet_v1_policy_service_proto_enumTypes[0]
+	return &file_wsfleet_v1_policy_service_proto_enumTypes[1]
 }
 
 func (x FieldChange_Kind) Number() protoreflect.EnumNumber {
@@ -191,10 +250,21 @@ type ApplyPolicyRequest struct {
 	ExpectedRevision *int64 `protobuf:"varint,3,opt,name=expected_revision,json=expectedRevision,proto3,oneof" json:"expected_revision,omitempty"`
 	// Why the change is made; kept with the revision.
 	Message string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
-	// Validate and compute the result without storing anything.
-	DryRun        bool `protobuf:"varint,5,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Validate and compute the result without storing anything; the
+	// response then carries the change's impact on the last hour of traffic.
+	DryRun bool `protobuf:"varint,5,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// Apply as a canary: push the revision only to the nodes whose labels
+	// match this selector (RolloutSpec.selector), bake it, then promote or
+	// roll it back automatically. Empty: push to every node at once.
+	Canary string `protobuf:"bytes,6,opt,name=canary,proto3" json:"canary,omitempty"`
+	// With canary: how long to bake. 0 means 5m; 10s..24h.
+	Bake *durationpb.Duration `protobuf:"bytes,7,opt,name=bake,proto3" json:"bake,omitempty"`
+	// With canary: RolloutSpec.min_samples; 0 means 10.
+	CanaryMinSamples int32 `protobuf:"varint,8,opt,name=canary_min_samples,json=canaryMinSamples,proto3" json:"canary_min_samples,omitempty"`
+	// With canary: RolloutSpec.max_ratio; 0 means 2.
+	CanaryMaxRatio float64 `protobuf:"fixed64,9,opt,name=canary_max_ratio,json=canaryMaxRatio,proto3" json:"canary_max_ratio,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ApplyPolicyRequest) Reset() {
@@ -262,6 +332,34 @@ func (x *ApplyPolicyRequest) GetDryRun() bool {
 	return false
 }
 
+func (x *ApplyPolicyRequest) GetCanary() string {
+	if x != nil {
+		return x.Canary
+	}
+	return ""
+}
+
+func (x *ApplyPolicyRequest) GetBake() *durationpb.Duration {
+	if x != nil {
+		return x.Bake
+	}
+	return nil
+}
+
+func (x *ApplyPolicyRequest) GetCanaryMinSamples() int32 {
+	if x != nil {
+		return x.CanaryMinSamples
+	}
+	return 0
+}
+
+func (x *ApplyPolicyRequest) GetCanaryMaxRatio() float64 {
+	if x != nil {
+		return x.CanaryMaxRatio
+	}
+	return 0
+}
+
 // ApplyPolicyResponse reports the stored revision.
 type ApplyPolicyResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -273,7 +371,10 @@ type ApplyPolicyResponse struct {
 	// True when the policy equals the current one: no new revision was made.
 	Unchanged bool `protobuf:"varint,3,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
 	// Fields changed from the previous revision.
-	Changes       []*FieldChange `protobuf:"bytes,4,rep,name=changes,proto3" json:"changes,omitempty"`
+	Changes []*FieldChange `protobuf:"bytes,4,rep,name=changes,proto3" json:"changes,omitempty"`
+	// With dry_run: what the policy would have done to the last hour of the
+	// pool's traffic.
+	Impact        *PolicyImpact `protobuf:"bytes,5,opt,name=impact,proto3" json:"impact,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -332,6 +433,13 @@ func (x *ApplyPolicyResponse) GetUnchanged() bool {
 func (x *ApplyPolicyResponse) GetChanges() []*FieldChange {
 	if x != nil {
 		return x.Changes
+	}
+	return nil
+}
+
+func (x *ApplyPolicyResponse) GetImpact() *PolicyImpact {
+	if x != nil {
+		return x.Impact
 	}
 	return nil
 }
@@ -1198,29 +1306,1126 @@ func (x *RecoverPolicyResponse) GetChanges() []*FieldChange {
 	return nil
 }
 
+// GetRolloutRequest names a pool.
+type GetRolloutRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Pool name; empty means `default`.
+	Pool          string `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRolloutRequest) Reset() {
+	*x = GetRolloutRequest{}
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRolloutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRolloutRequest) ProtoMessage() {}
+
+func (x *GetRolloutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRolloutRequest.ProtoReflect.Descriptor instead.
+func (*GetRolloutRequest) Descriptor() ([]byte, []int) {
+	return file_wsfleet_v1_policy_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GetRolloutRequest) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+// GetRolloutResponse carries the pool's latest rollout.
+type GetRolloutResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The rollout.
+	Rollout       *RolloutStatus `protobuf:"bytes,1,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRolloutResponse) Reset() {
+	*x = GetRolloutResponse{}
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRolloutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRolloutResponse) ProtoMessage() {}
+
+func (x *GetRolloutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRolloutResponse.ProtoReflect.Descriptor instead.
+func (*GetRolloutResponse) Descriptor() ([]byte, []int) {
+	return file_wsfleet_v1_policy_service_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *GetRolloutResponse) GetRollout() *RolloutStatus {
+	if x != nil {
+		return x.Rollout
+	}
+	return nil
+}
+
+// PromoteRolloutRequest ends a baking rollout by promotion.
+type PromoteRolloutRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Pool name; empty means `default`.
+	Pool string `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	// The canary revision being promoted; must be the baking one
+	// (FailedPrecondition otherwise).
+	CanaryRevision int64 `protobuf:"varint,2,opt,name=canary_revision,json=canaryRevision,proto3" json:"canary_revision,omitempty"`
+	// Why; kept with the new revision.
+	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PromoteRolloutRequest) Reset() {
+	*x = PromoteRolloutRequest{}
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromoteRolloutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromoteRolloutRequest) ProtoMessage() {}
+
+func (x *PromoteRolloutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromoteRolloutRequest.ProtoReflect.Descriptor instead.
+func (*PromoteRolloutRequest) Descriptor() ([]byte, []int) {
+	return file_wsfleet_v1_policy_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *PromoteRolloutRequest) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *PromoteRolloutRequest) GetCanaryRevision() int64 {
+	if x != nil {
+		return x.CanaryRevision
+	}
+	return 0
+}
+
+func (x *PromoteRolloutRequest) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// PromoteRolloutResponse reports the promoting revision.
+type PromoteRolloutResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new revision (the canary's content, pushed to every node).
+	Revision      *PolicyRevision `protobuf:"bytes,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PromoteRolloutResponse) Reset() {
+	*x = PromoteRolloutResponse{}
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromoteRolloutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromoteRolloutResponse) ProtoMessage() {}
+
+func (x *PromoteRolloutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromoteRolloutResponse.ProtoReflect.Descriptor instead.
+func (*PromoteRolloutResponse) Descriptor() ([]byte, []int) {
+	return file_wsfleet_v1_policy_service_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *PromoteRolloutResponse) GetRevision() *PolicyRevision {
+	if x != nil {
+		return x.Revision
+	}
+	return nil
+}
+
+// AbortRolloutRequest ends a baking rollout by rollback.
+type AbortRolloutRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Pool name; empty means `default`.
+	Pool string `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	// The canary revision being aborted; must be the baking one.
+	CanaryRevision int64 `protobuf:"varint,2,opt,name=canary_revision,json=canaryRevision,proto3" json:"canary_revision,omitempty"`
+	// Why; kept with the new revision.
+	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AbortRolloutRequest) Reset() {
+	*x = AbortRolloutRequest{}
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AbortRolloutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AbortRolloutRequest) ProtoMessage() {}
+
+func (x *AbortRolloutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AbortRolloutRequest.ProtoReflect.Descriptor instead.
+func (*AbortRolloutRequest) Descriptor() ([]byte, []int) {
+	return file_wsfleet_v1_policy_service_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *AbortRolloutRequest) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *AbortRolloutRequest) GetCanaryRevision() int64 {
+	if x != nil {
+		return x.CanaryRevision
+	}
+	return 0
+}
+
+func (x *AbortRolloutRequest) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// AbortRolloutResponse reports the rolling-back revision.
+type AbortRolloutResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new revision (the base revision's content, pushed to every node).
+	Revision      *PolicyRevision `protobuf:"bytes,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AbortRolloutResponse) Reset() {
+	*x = AbortRolloutResponse{}
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AbortRolloutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AbortRolloutResponse) ProtoMessage() {}
+
+func (x *AbortRolloutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AbortRolloutResponse.ProtoReflect.Descriptor instead.
+func (*AbortRolloutResponse) Descriptor() ([]byte, []int) {
+	return file_wsfleet_v1_policy_service_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *AbortRolloutResponse) GetRevision() *PolicyRevision {
+	if x != nil {
+		return x.Revision
+	}
+	return nil
+}
+
+// Proposal is a policy change waiting for (or decided by) a second admin.
+type Proposal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Store-wide id, increasing.
+	Id int64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The pool.
+	Pool string `protobuf:"bytes,2,opt,name=pool,proto3" json:"pool,omitempty"`
+	// The complete proposed policy.
+	Policy *Policy `protobuf:"bytes,3,opt,name=policy,proto3" json:"policy,omitempty"`
+	// The head revision it was proposed against; approval requires the head
+	// to be still this one.
+	BaseRevision int64 `protobuf:"varint,4,opt,name=base_revision,json=baseRevision,proto3" json:"base_revision,omitempty"`
+	// Who proposed it (becomes the revision's author).
+	Proposer string `protobuf:"bytes,5,opt,name=proposer,proto3" json:"proposer,omitempty"`
+	// Why; becomes the revision's message.
+	Message string `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
+	// When it was proposed.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// Where it stands.
+	State ProposalState `protobuf:"varint,8,opt,name=state,proto3,enum=wsfleet.v1.ProposalState" json:"state,omitempty"`
+	// Changes against base_revision.
+	Changes []*FieldChange `protobuf:"bytes,9,rep,name=changes,proto3" json:"changes,omitempty"`
+	// Dry-run impact when proposed.
+	Impact *PolicyImpact `protobuf:"bytes,10,opt,name=impact,proto3" json:"impact,omitempty"`
+	// Who approved or rejected it.
+	DecidedBy string `protobuf:"bytes,11,opt,name=decided_by,json=decidedBy,proto3" json:"decided_by,omitempty"`
+	// When.
+	DecideTime *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=decide_time,json=decideTime,proto3" json:"decide_time,omitempty"`
+	// The approver's or rejecter's comment.
+	DecisionMessage string `protobuf:"bytes,13,opt,name=decision_message,json=decisionMessage,proto3" json:"decision_message,omitempty"`
+	// The revision the approval made; 0 otherwise.
+	Revision int64 `protobuf:"varint,14,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Open, but the pool's head moved past base_revision: it can no longer
+	// be approved and must be re-proposed. Computed when read.
+	Stale bool `protobuf:"varint,15,opt,name=stale,proto3" json:"stale,omitempty"`
+	// Optional canary rollout applied on approval (as ApplyPolicyRequest's
+	// canary, bake, canary_min_samples, canary_max_ratio).
+	Canary string `protobuf:"bytes,16,opt,name=canary,proto3" json:"canary,omitempty"`
+	// With canary: the bake.
+	Bake *durationpb.Duration `protobuf:"bytes,17,opt,name=bake,proto3" json:"bake,omitempty"`
+	// With canary: min samples.
+	CanaryMinSamples int32 `protobuf:"varint,18,opt,name=canary_min_samples,json=canaryMinSamples,proto3" json:"canary_min_samples,omitempty"`
+	// With canary: max ratio.
+	CanaryMaxRatio float64 `protobuf:"fixed64,19,opt,name=canary_max_ratio,json=canaryMaxRatio,proto3" json:"canary_max_ratio,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Proposal) Reset() {
+	*x = Proposal{}
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Proposal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Proposal) ProtoMessage() {}
+
+func (x *Proposal) ProtoReflect() protoreflect.Message {
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Proposal.ProtoReflect.Descriptor instead.
+func (*Proposal) Descriptor() ([]byte, []int) {
+	return file_wsfleet_v1_policy_service_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *Proposal) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *Proposal) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *Proposal) GetPolicy() *Policy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *Proposal) GetBaseRevision() int64 {
+	if x != nil {
+		return x.BaseRevision
+	}
+	return 0
+}
+
+func (x *Proposal) GetProposer() string {
+	if x != nil {
+		return x.Proposer
+	}
+	return ""
+}
+
+func (x *Proposal) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *Proposal) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *Proposal) GetState() ProposalState {
+	if x != nil {
+		return x.State
+	}
+	return ProposalState_PROPOSAL_STATE_UNSPECIFIED
+}
+
+func (x *Proposal) GetChanges() []*FieldChange {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *Proposal) GetImpact() *PolicyImpact {
+	if x != nil {
+		return x.Impact
+	}
+	return nil
+}
+
+func (x *Proposal) GetDecidedBy() string {
+	if x != nil {
+		return x.DecidedBy
+	}
+	return ""
+}
+
+func (x *Proposal) GetDecideTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DecideTime
+	}
+	return nil
+}
+
+func (x *Proposal) GetDecisionMessage() string {
+	if x != nil {
+		return x.DecisionMessage
+	}
+	return ""
+}
+
+func (x *Proposal) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *Proposal) GetStale() bool {
+	if x != nil {
+		return x.Stale
+	}
+	return false
+}
+
+func (x *Proposal) GetCanary() string {
+	if x != nil {
+		return x.Canary
+	}
+	return ""
+}
+
+func (x *Proposal) GetBake() *durationpb.Duration {
+	if x != nil {
+		return x.Bake
+	}
+	return nil
+}
+
+func (x *Proposal) GetCanaryMinSamples() int32 {
+	if x != nil {
+		return x.CanaryMinSamples
+	}
+	return 0
+}
+
+func (x *Proposal) GetCanaryMaxRatio() float64 {
+	if x != nil {
+		return x.CanaryMaxRatio
+	}
+	return 0
+}
+
+// ProposePolicyRequest stores a proposal.
+type ProposePolicyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Pool name; empty means `default`.
+	Pool string `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	// The complete policy.
+	Policy *Policy `protobuf:"bytes,2,opt,name=policy,proto3" json:"policy,omitempty"`
+	// Why; required.
+	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// If set, the pool's head must be this revision (as in ApplyPolicy).
+	ExpectedRevision *int64 `protobuf:"varint,4,opt,name=expected_revision,json=expectedRevision,proto3,oneof" json:"expected_revision,omitempty"`
+	// Optional canary rollout on approval (see ApplyPolicyRequest).
+	Canary string `protobuf:"bytes,5,opt,name=canary,proto3" json:"canary,omitempty"`
+	// With canary: the bake.
+	Bake *durationpb.Duration `protobuf:"bytes,6,opt,name=bake,proto3" json:"bake,omitempty"`
+	// With canary: min samples.
+	CanaryMinSamples int32 `protobuf:"varint,7,opt,name=canary_min_samples,json=canaryMinSamples,proto3" json:"canary_min_samples,omitempty"`
+	// With canary: max ratio.
+	CanaryMaxRatio float64 `protobuf:"fixed64,8,opt,name=canary_max_ratio,json=canaryMaxRatio,proto3" json:"canary_max_ratio,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ProposePolicyRequest) Reset() {
+	*x = ProposePolicyRequest{}
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProposePolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProposePolicyRequest) ProtoMessage() {}
+
+func (x *ProposePolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProposePolicyRequest.ProtoReflect.Descriptor instead.
+func (*ProposePolicyRequest) Descriptor() ([]byte, []int) {
+	return file_wsfleet_v1_policy_service_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ProposePolicyRequest) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *ProposePolicyRequest) GetPolicy() *Policy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *ProposePolicyRequest) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *ProposePolicyRequest) GetExpectedRevision() int64 {
+	if x != nil && x.ExpectedRevision != nil {
+		return *x.ExpectedRevision
+	}
+	return 0
+}
+
+func (x *ProposePolicyRequest) GetCanary() string {
+	if x != nil {
+		return x.Canary
+	}
+	return ""
+}
+
+func (x *ProposePolicyRequest) GetBake() *durationpb.Duration {
+	if x != nil {
+		return x.Bake
+	}
+	return nil
+}
+
+func (x *ProposePolicyRequest) GetCanaryMinSamples() int32 {
+	if x != nil {
+		return x.CanaryMinSamples
+	}
+	return 0
+}
+
+func (x *ProposePolicyRequest) GetCanaryMaxRatio() float64 {
+	if x != nil {
+		return x.CanaryMaxRatio
+	}
+	return 0
+}
+
+// ProposePolicyResponse carries the stored proposal.
+type ProposePolicyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The proposal.
+	Proposal      *Proposal `protobuf:"bytes,1,opt,name=proposal,proto3" json:"proposal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProposePolicyResponse) Reset() {
+	*x = ProposePolicyResponse{}
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProposePolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProposePolicyResponse) ProtoMessage() {}
+
+func (x *ProposePolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProposePolicyResponse.ProtoReflect.Descriptor instead.
+func (*ProposePolicyResponse) Descriptor() ([]byte, []int) {
+	return file_wsfleet_v1_policy_service_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ProposePolicyResponse) GetProposal() *Proposal {
+	if x != nil {
+		return x.Proposal
+	}
+	return nil
+}
+
+// ApproveProposalRequest approves an open proposal.
+type ApproveProposalRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Proposal id.
+	Id int64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Approver's comment.
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveProposalRequest) Reset() {
+	*x = ApproveProposalRequest{}
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveProposalRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveProposalRequest) ProtoMessage() {}
+
+func (x *ApproveProposalRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveProposalRequest.ProtoReflect.Descriptor instead.
+func (*ApproveProposalRequest) Descriptor() ([]byte, []int) {
+	return file_wsfleet_v1_policy_service_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ApproveProposalRequest) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *ApproveProposalRequest) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// ApproveProposalResponse carries the applied revision.
+type ApproveProposalResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The proposal, now approved.
+	Proposal *Proposal `protobuf:"bytes,1,opt,name=proposal,proto3" json:"proposal,omitempty"`
+	// The revision it made.
+	Revision      *PolicyRevision `protobuf:"bytes,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveProposalResponse) Reset() {
+	*x = ApproveProposalResponse{}
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveProposalResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveProposalResponse) ProtoMessage() {}
+
+func (x *ApproveProposalResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveProposalResponse.ProtoReflect.Descriptor instead.
+func (*ApproveProposalResponse) Descriptor() ([]byte, []int) {
+	return file_wsfleet_v1_policy_service_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ApproveProposalResponse) GetProposal() *Proposal {
+	if x != nil {
+		return x.Proposal
+	}
+	return nil
+}
+
+func (x *ApproveProposalResponse) GetRevision() *PolicyRevision {
+	if x != nil {
+		return x.Revision
+	}
+	return nil
+}
+
+// RejectProposalRequest rejects an open proposal.
+type RejectProposalRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Proposal id.
+	Id int64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Why; required.
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejectProposalRequest) Reset() {
+	*x = RejectProposalRequest{}
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejectProposalRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejectProposalRequest) ProtoMessage() {}
+
+func (x *RejectProposalRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejectProposalRequest.ProtoReflect.Descriptor instead.
+func (*RejectProposalRequest) Descriptor() ([]byte, []int) {
+	return file_wsfleet_v1_policy_service_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *RejectProposalRequest) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *RejectProposalRequest) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// RejectProposalResponse carries the rejected proposal.
+type RejectProposalResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The proposal, now rejected.
+	Proposal      *Proposal `protobuf:"bytes,1,opt,name=proposal,proto3" json:"proposal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejectProposalResponse) Reset() {
+	*x = RejectProposalResponse{}
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejectProposalResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejectProposalResponse) ProtoMessage() {}
+
+func (x *RejectProposalResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejectProposalResponse.ProtoReflect.Descriptor instead.
+func (*RejectProposalResponse) Descriptor() ([]byte, []int) {
+	return file_wsfleet_v1_policy_service_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *RejectProposalResponse) GetProposal() *Proposal {
+	if x != nil {
+		return x.Proposal
+	}
+	return nil
+}
+
+// GetProposalRequest names a proposal.
+type GetProposalRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Proposal id.
+	Id            int64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetProposalRequest) Reset() {
+	*x = GetProposalRequest{}
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetProposalRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetProposalRequest) ProtoMessage() {}
+
+func (x *GetProposalRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetProposalRequest.ProtoReflect.Descriptor instead.
+func (*GetProposalRequest) Descriptor() ([]byte, []int) {
+	return file_wsfleet_v1_policy_service_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *GetProposalRequest) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+// GetProposalResponse carries it.
+type GetProposalResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The proposal.
+	Proposal      *Proposal `protobuf:"bytes,1,opt,name=proposal,proto3" json:"proposal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetProposalResponse) Reset() {
+	*x = GetProposalResponse{}
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetProposalResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetProposalResponse) ProtoMessage() {}
+
+func (x *GetProposalResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetProposalResponse.ProtoReflect.Descriptor instead.
+func (*GetProposalResponse) Descriptor() ([]byte, []int) {
+	return file_wsfleet_v1_policy_service_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *GetProposalResponse) GetProposal() *Proposal {
+	if x != nil {
+		return x.Proposal
+	}
+	return nil
+}
+
+// ListProposalsRequest filters proposals.
+type ListProposalsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this pool; empty means every pool.
+	Pool string `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	// Only open ones.
+	OpenOnly bool `protobuf:"varint,2,opt,name=open_only,json=openOnly,proto3" json:"open_only,omitempty"`
+	// At most this many; 0 means 50, capped at 500.
+	Limit         int32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListProposalsRequest) Reset() {
+	*x = ListProposalsRequest{}
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListProposalsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListProposalsRequest) ProtoMessage() {}
+
+func (x *ListProposalsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListProposalsRequest.ProtoReflect.Descriptor instead.
+func (*ListProposalsRequest) Descriptor() ([]byte, []int) {
+	return file_wsfleet_v1_policy_service_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ListProposalsRequest) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *ListProposalsRequest) GetOpenOnly() bool {
+	if x != nil {
+		return x.OpenOnly
+	}
+	return false
+}
+
+func (x *ListProposalsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// ListProposalsResponse lists proposals, newest first.
+type ListProposalsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Proposals, newest first.
+	Proposals     []*Proposal `protobuf:"bytes,1,rep,name=proposals,proto3" json:"proposals,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListProposalsResponse) Reset() {
+	*x = ListProposalsResponse{}
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListProposalsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListProposalsResponse) ProtoMessage() {}
+
+func (x *ListProposalsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wsfleet_v1_policy_service_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListProposalsResponse.ProtoReflect.Descriptor instead.
+func (*ListProposalsResponse) Descriptor() ([]byte, []int) {
+	return file_wsfleet_v1_policy_service_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ListProposalsResponse) GetProposals() []*Proposal {
+	if x != nil {
+		return x.Proposals
+	}
+	return nil
+}
+
 var File_wsfleet_v1_policy_service_proto protoreflect.FileDescriptor
 
 const file_wsfleet_v1_policy_service_proto_rawDesc = "" +
 	"\n" +
 	"\x1fwsfleet/v1/policy_service.proto\x12\n" +
-	"wsfleet.v1\x1a\x17wsfleet/v1/policy.proto\"B\n" +
+	"wsfleet.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17wsfleet/v1/impact.proto\x1a\x17wsfleet/v1/policy.proto\x1a\x18wsfleet/v1/rollout.proto\"B\n" +
 	"\x10GetPolicyRequest\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\"K\n" +
 	"\x11GetPolicyResponse\x126\n" +
-	"\brevision\x18\x01 \x01(\v2\x1a.wsfleet.v1.PolicyRevisionR\brevision\"\xcf\x01\n" +
+	"\brevision\x18\x01 \x01(\v2\x1a.wsfleet.v1.PolicyRevisionR\brevision\"\xee\x02\n" +
 	"\x12ApplyPolicyRequest\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12*\n" +
 	"\x06policy\x18\x02 \x01(\v2\x12.wsfleet.v1.PolicyR\x06policy\x120\n" +
 	"\x11expected_revision\x18\x03 \x01(\x03H\x00R\x10expectedRevision\x88\x01\x01\x12\x18\n" +
 	"\amessage\x18\x04 \x01(\tR\amessage\x12\x17\n" +
-	"\adry_run\x18\x05 \x01(\bR\x06dryRunB\x14\n" +
-	"\x12_expected_revision\"\xcb\x01\n" +
+	"\adry_run\x18\x05 \x01(\bR\x06dryRun\x12\x16\n" +
+	"\x06canary\x18\x06 \x01(\tR\x06canary\x12-\n" +
+	"\x04bake\x18\a \x01(\v2\x19.google.protobuf.DurationR\x04bake\x12,\n" +
+	"\x12canary_min_samples\x18\b \x01(\x05R\x10canaryMinSamples\x12(\n" +
+	"\x10canary_max_ratio\x18\t \x01(\x01R\x0ecanaryMaxRatioB\x14\n" +
+	"\x12_expected_revision\"\xfd\x01\n" +
 	"\x13ApplyPolicyResponse\x126\n" +
 	"\brevision\x18\x01 \x01(\v2\x1a.wsfleet.v1.PolicyRevisionR\brevision\x12+\n" +
 	"\x11previous_revision\x18\x02 \x01(\x03R\x10previousRevision\x12\x1c\n" +
 	"\tunchanged\x18\x03 \x01(\bR\tunchanged\x121\n" +
-	"\achanges\x18\x04 \x03(\v2\x17.wsfleet.v1.FieldChangeR\achanges\"C\n" +
+	"\achanges\x18\x04 \x03(\v2\x17.wsfleet.v1.FieldChangeR\achanges\x120\n" +
+	"\x06impact\x18\x05 \x01(\v2\x18.wsfleet.v1.PolicyImpactR\x06impact\"C\n" +
 	"\x15ValidatePolicyRequest\x12*\n" +
 	"\x06policy\x18\x01 \x01(\v2\x12.wsfleet.v1.PolicyR\x06policy\"T\n" +
 	"\x16ValidatePolicyResponse\x12:\n" +
@@ -1286,7 +2491,86 @@ const file_wsfleet_v1_policy_service_proto_rawDesc = "" +
 	"\x0fsource_revision\x18\x04 \x01(\x03R\x0esourceRevision\x12&\n" +
 	"\x0fsource_store_id\x18\x05 \x01(\tR\rsourceStoreId\x12:\n" +
 	"\x19highest_reported_revision\x18\x06 \x01(\x03R\x17highestReportedRevision\x121\n" +
-	"\achanges\x18\a \x03(\v2\x17.wsfleet.v1.FieldChangeR\achanges2\xb0\x05\n" +
+	"\achanges\x18\a \x03(\v2\x17.wsfleet.v1.FieldChangeR\achanges\"'\n" +
+	"\x11GetRolloutRequest\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\"I\n" +
+	"\x12GetRolloutResponse\x123\n" +
+	"\arollout\x18\x01 \x01(\v2\x19.wsfleet.v1.RolloutStatusR\arollout\"n\n" +
+	"\x15PromoteRolloutRequest\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\x12'\n" +
+	"\x0fcanary_revision\x18\x02 \x01(\x03R\x0ecanaryRevision\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"P\n" +
+	"\x16PromoteRolloutResponse\x126\n" +
+	"\brevision\x18\x01 \x01(\v2\x1a.wsfleet.v1.PolicyRevisionR\brevision\"l\n" +
+	"\x13AbortRolloutRequest\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\x12'\n" +
+	"\x0fcanary_revision\x18\x02 \x01(\x03R\x0ecanaryRevision\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"N\n" +
+	"\x14AbortRolloutResponse\x126\n" +
+	"\brevision\x18\x01 \x01(\v2\x1a.wsfleet.v1.PolicyRevisionR\brevision\"\xe0\x05\n" +
+	"\bProposal\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x12\n" +
+	"\x04pool\x18\x02 \x01(\tR\x04pool\x12*\n" +
+	"\x06policy\x18\x03 \x01(\v2\x12.wsfleet.v1.PolicyR\x06policy\x12#\n" +
+	"\rbase_revision\x18\x04 \x01(\x03R\fbaseRevision\x12\x1a\n" +
+	"\bproposer\x18\x05 \x01(\tR\bproposer\x12\x18\n" +
+	"\amessage\x18\x06 \x01(\tR\amessage\x12;\n" +
+	"\vcreate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12/\n" +
+	"\x05state\x18\b \x01(\x0e2\x19.wsfleet.v1.ProposalStateR\x05state\x121\n" +
+	"\achanges\x18\t \x03(\v2\x17.wsfleet.v1.FieldChangeR\achanges\x120\n" +
+	"\x06impact\x18\n" +
+	" \x01(\v2\x18.wsfleet.v1.PolicyImpactR\x06impact\x12\x1d\n" +
+	"\n" +
+	"decided_by\x18\v \x01(\tR\tdecidedBy\x12;\n" +
+	"\vdecide_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"decideTime\x12)\n" +
+	"\x10decision_message\x18\r \x01(\tR\x0fdecisionMessage\x12\x1a\n" +
+	"\brevision\x18\x0e \x01(\x03R\brevision\x12\x14\n" +
+	"\x05stale\x18\x0f \x01(\bR\x05stale\x12\x16\n" +
+	"\x06canary\x18\x10 \x01(\tR\x06canary\x12-\n" +
+	"\x04bake\x18\x11 \x01(\v2\x19.google.protobuf.DurationR\x04bake\x12,\n" +
+	"\x12canary_min_samples\x18\x12 \x01(\x05R\x10canaryMinSamples\x12(\n" +
+	"\x10canary_max_ratio\x18\x13 \x01(\x01R\x0ecanaryMaxRatio\"\xd7\x02\n" +
+	"\x14ProposePolicyRequest\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\x12*\n" +
+	"\x06policy\x18\x02 \x01(\v2\x12.wsfleet.v1.PolicyR\x06policy\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x120\n" +
+	"\x11expected_revision\x18\x04 \x01(\x03H\x00R\x10expectedRevision\x88\x01\x01\x12\x16\n" +
+	"\x06canary\x18\x05 \x01(\tR\x06canary\x12-\n" +
+	"\x04bake\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x04bake\x12,\n" +
+	"\x12canary_min_samples\x18\a \x01(\x05R\x10canaryMinSamples\x12(\n" +
+	"\x10canary_max_ratio\x18\b \x01(\x01R\x0ecanaryMaxRatioB\x14\n" +
+	"\x12_expected_revision\"I\n" +
+	"\x15ProposePolicyResponse\x120\n" +
+	"\bproposal\x18\x01 \x01(\v2\x14.wsfleet.v1.ProposalR\bproposal\"B\n" +
+	"\x16ApproveProposalRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\x83\x01\n" +
+	"\x17ApproveProposalResponse\x120\n" +
+	"\bproposal\x18\x01 \x01(\v2\x14.wsfleet.v1.ProposalR\bproposal\x126\n" +
+	"\brevision\x18\x02 \x01(\v2\x1a.wsfleet.v1.PolicyRevisionR\brevision\"A\n" +
+	"\x15RejectProposalRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"J\n" +
+	"\x16RejectProposalResponse\x120\n" +
+	"\bproposal\x18\x01 \x01(\v2\x14.wsfleet.v1.ProposalR\bproposal\"$\n" +
+	"\x12GetProposalRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\"G\n" +
+	"\x13GetProposalResponse\x120\n" +
+	"\bproposal\x18\x01 \x01(\v2\x14.wsfleet.v1.ProposalR\bproposal\"]\n" +
+	"\x14ListProposalsRequest\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x1b\n" +
+	"\topen_only\x18\x02 \x01(\bR\bopenOnly\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\x05R\x05limit\"K\n" +
+	"\x15ListProposalsResponse\x122\n" +
+	"\tproposals\x18\x01 \x03(\v2\x14.wsfleet.v1.ProposalR\tproposals*\x82\x01\n" +
+	"\rProposalState\x12\x1e\n" +
+	"\x1aPROPOSAL_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13PROPOSAL_STATE_OPEN\x10\x01\x12\x1b\n" +
+	"\x17PROPOSAL_STATE_APPROVED\x10\x02\x12\x1b\n" +
+	"\x17PROPOSAL_STATE_REJECTED\x10\x032\xda\n" +
+	"\n" +
 	"\rPolicyService\x12H\n" +
 	"\tGetPolicy\x12\x1c.wsfleet.v1.GetPolicyRequest\x1a\x1d.wsfleet.v1.GetPolicyResponse\x12N\n" +
 	"\vApplyPolicy\x12\x1e.wsfleet.v1.ApplyPolicyRequest\x1a\x1f.wsfleet.v1.ApplyPolicyResponse\x12W\n" +
@@ -1296,7 +2580,16 @@ const file_wsfleet_v1_policy_service_proto_rawDesc = "" +
 	"DiffPolicy\x12\x1d.wsfleet.v1.DiffPolicyRequest\x1a\x1e.wsfleet.v1.DiffPolicyResponse\x12W\n" +
 	"\x0eRollbackPolicy\x12!.wsfleet.v1.RollbackPolicyRequest\x1a\".wsfleet.v1.RollbackPolicyResponse\x12H\n" +
 	"\tListPools\x12\x1c.wsfleet.v1.ListPoolsRequest\x1a\x1d.wsfleet.v1.ListPoolsResponse\x12T\n" +
-	"\rRecoverPolicy\x12 .wsfleet.v1.RecoverPolicyRequest\x1a!.wsfleet.v1.RecoverPolicyResponseB5Z3github.com/wsfleet/wsfleet/api/wsfleet/v1;wsfleetv1b\x06proto3"
+	"\rRecoverPolicy\x12 .wsfleet.v1.RecoverPolicyRequest\x1a!.wsfleet.v1.RecoverPolicyResponse\x12K\n" +
+	"\n" +
+	"GetRollout\x12\x1d.wsfleet.v1.GetRolloutRequest\x1a\x1e.wsfleet.v1.GetRolloutResponse\x12W\n" +
+	"\x0ePromoteRollout\x12!.wsfleet.v1.PromoteRolloutRequest\x1a\".wsfleet.v1.PromoteRolloutResponse\x12Q\n" +
+	"\fAbortRollout\x12\x1f.wsfleet.v1.AbortRolloutRequest\x1a .wsfleet.v1.AbortRolloutResponse\x12T\n" +
+	"\rProposePolicy\x12 .wsfleet.v1.ProposePolicyRequest\x1a!.wsfleet.v1.ProposePolicyResponse\x12Z\n" +
+	"\x0fApproveProposal\x12\".wsfleet.v1.ApproveProposalRequest\x1a#.wsfleet.v1.ApproveProposalResponse\x12W\n" +
+	"\x0eRejectProposal\x12!.wsfleet.v1.RejectProposalRequest\x1a\".wsfleet.v1.RejectProposalResponse\x12N\n" +
+	"\vGetProposal\x12\x1e.wsfleet.v1.GetProposalRequest\x1a\x1f.wsfleet.v1.GetProposalResponse\x12T\n" +
+	"\rListProposals\x12 .wsfleet.v1.ListProposalsRequest\x1a!.wsfleet.v1.ListProposalsResponseB5Z3github.com/wsfleet/wsfleet/api/wsfleet/v1;wsfleetv1b\x06proto3"
 
 var (
 	file_wsfleet_v1_policy_service_proto_rawDescOnce sync.Once
@@ -1310,67 +2603,125 @@ func file_wsfleet_v1_policy_service_proto_rawDescGZIP() []byte {
 	return file_wsfleet_v1_policy_service_proto_rawDescData
 }
 
-var file_wsfleet_v1_policy_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wsfleet_v1_policy_service_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_wsfleet_v1_policy_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_wsfleet_v1_policy_service_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_wsfleet_v1_policy_service_proto_goTypes = []any{
-	(FieldChange_Kind)(0),               // 0: wsfleet.v1.FieldChange.Kind
-	(*GetPolicyRequest)(nil),            // 1: wsfleet.v1.GetPolicyRequest
-	(*GetPolicyResponse)(nil),           // 2: wsfleet.v1.GetPolicyResponse
-	(*ApplyPolicyRequest)(nil),          // 3: wsfleet.v1.ApplyPolicyRequest
-	(*ApplyPolicyResponse)(nil),         // 4: wsfleet.v1.ApplyPolicyResponse
-	(*ValidatePolicyRequest)(nil),       // 5: wsfleet.v1.ValidatePolicyRequest
-	(*ValidatePolicyResponse)(nil),      // 6: wsfleet.v1.ValidatePolicyResponse
-	(*FieldViolation)(nil),              // 7: wsfleet.v1.FieldViolation
-	(*ListPolicyRevisionsRequest)(nil),  // 8: wsfleet.v1.ListPolicyRevisionsRequest
-	(*ListPolicyRevisionsResponse)(nil), // 9: wsfleet.v1.ListPolicyRevisionsResponse
-	(*DiffPolicyRequest)(nil),           // 10: wsfleet.v1.DiffPolicyRequest
-	(*DiffPolicyResponse)(nil),          // 11: wsfleet.v1.DiffPolicyResponse
-	(*FieldChange)(nil),                 // 12: wsfleet.v1.FieldChange
-	(*RollbackPolicyRequest)(nil),       // 13: wsfleet.v1.RollbackPolicyRequest
-	(*RollbackPolicyResponse)(nil),      // 14: wsfleet.v1.RollbackPolicyResponse
-	(*ListPoolsRequest)(nil),            // 15: wsfleet.v1.ListPoolsRequest
-	(*ListPoolsResponse)(nil),           // 16: wsfleet.v1.ListPoolsResponse
-	(*RecoverPolicyRequest)(nil),        // 17: wsfleet.v1.RecoverPolicyRequest
-	(*RecoverPolicyResponse)(nil),       // 18: wsfleet.v1.RecoverPolicyResponse
-	(*PolicyRevision)(nil),              // 19: wsfleet.v1.PolicyRevision
-	(*Policy)(nil),                      // 20: wsfleet.v1.Policy
+	(ProposalState)(0),                  // 0: wsfleet.v1.ProposalState
+	(FieldChange_Kind)(0),               // 1: wsfleet.v1.FieldChange.Kind
+	(*GetPolicyRequest)(nil),            // 2: wsfleet.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),           // 3: wsfleet.v1.GetPolicyResponse
+	(*ApplyPolicyRequest)(nil),          // 4: wsfleet.v1.ApplyPolicyRequest
+	(*ApplyPolicyResponse)(nil),         // 5: wsfleet.v1.ApplyPolicyResponse
+	(*ValidatePolicyRequest)(nil),       // 6: wsfleet.v1.ValidatePolicyRequest
+	(*ValidatePolicyResponse)(nil),      // 7: wsfleet.v1.ValidatePolicyResponse
+	(*FieldViolation)(nil),              // 8: wsfleet.v1.FieldViolation
+	(*ListPolicyRevisionsRequest)(nil),  // 9: wsfleet.v1.ListPolicyRevisionsRequest
+	(*ListPolicyRevisionsResponse)(nil), // 10: wsfleet.v1.ListPolicyRevisionsResponse
+	(*DiffPolicyRequest)(nil),           // 11: wsfleet.v1.DiffPolicyRequest
+	(*DiffPolicyResponse)(nil),          // 12: wsfleet.v1.DiffPolicyResponse
+	(*FieldChange)(nil),                 // 13: wsfleet.v1.FieldChange
+	(*RollbackPolicyRequest)(nil),       // 14: wsfleet.v1.RollbackPolicyRequest
+	(*RollbackPolicyResponse)(nil),      // 15: wsfleet.v1.RollbackPolicyResponse
+	(*ListPoolsRequest)(nil),            // 16: wsfleet.v1.ListPoolsRequest
+	(*ListPoolsResponse)(nil),           // 17: wsfleet.v1.ListPoolsResponse
+	(*RecoverPolicyRequest)(nil),        // 18: wsfleet.v1.RecoverPolicyRequest
+	(*RecoverPolicyResponse)(nil),       // 19: wsfleet.v1.RecoverPolicyResponse
+	(*GetRolloutRequest)(nil),           // 20: wsfleet.v1.GetRolloutRequest
+	(*GetRolloutResponse)(nil),          // 21: wsfleet.v1.GetRolloutResponse
+	(*PromoteRolloutRequest)(nil),       // 22: wsfleet.v1.PromoteRolloutRequest
+	(*PromoteRolloutResponse)(nil),      // 23: wsfleet.v1.PromoteRolloutResponse
+	(*AbortRolloutRequest)(nil),         // 24: wsfleet.v1.AbortRolloutRequest
+	(*AbortRolloutResponse)(nil),        // 25: wsfleet.v1.AbortRolloutResponse
+	(*Proposal)(nil),                    // 26: wsfleet.v1.Proposal
+	(*ProposePolicyRequest)(nil),        // 27: wsfleet.v1.ProposePolicyRequest
+	(*ProposePolicyResponse)(nil),       // 28: wsfleet.v1.ProposePolicyResponse
+	(*ApproveProposalRequest)(nil),      // 29: wsfleet.v1.ApproveProposalRequest
+	(*ApproveProposalResponse)(nil),     // 30: wsfleet.v1.ApproveProposalResponse
+	(*RejectProposalRequest)(nil),       // 31: wsfleet.v1.RejectProposalRequest
+	(*RejectProposalResponse)(nil),      // 32: wsfleet.v1.RejectProposalResponse
+	(*GetProposalRequest)(nil),          // 33: wsfleet.v1.GetProposalRequest
+	(*GetProposalResponse)(nil),         // 34: wsfleet.v1.GetProposalResponse
+	(*ListProposalsRequest)(nil),        // 35: wsfleet.v1.ListProposalsRequest
+	(*ListProposalsResponse)(nil),       // 36: wsfleet.v1.ListProposalsResponse
+	(*PolicyRevision)(nil),              // 37: wsfleet.v1.PolicyRevision
+	(*Policy)(nil),                      // 38: wsfleet.v1.Policy
+	(*durationpb.Duration)(nil),         // 39: google.protobuf.Duration
+	(*PolicyImpact)(nil),                // 40: wsfleet.v1.PolicyImpact
+	(*RolloutStatus)(nil),               // 41: wsfleet.v1.RolloutStatus
+	(*timestamppb.Timestamp)(nil),       // 42: google.protobuf.Timestamp
 }
 var file_wsfleet_v1_policy_service_proto_depIdxs = []int32{
-	19, // 0: wsfleet.v1.GetPolicyResponse.revision:type_name -> wsfleet.v1.PolicyRevision
-	20, // 1: wsfleet.v1.ApplyPolicyRequest.policy:type_name -> wsfleet.v1.Policy
-	19, // 2: wsfleet.v1.ApplyPolicyResponse.revision:type_name -> wsfleet.v1.PolicyRevision
-	12, // 3: wsfleet.v1.ApplyPolicyResponse.changes:type_name -> wsfleet.v1.FieldChange
-	20, // 4: wsfleet.v1.ValidatePolicyRequest.policy:type_name -> wsfleet.v1.Policy
-	7,  // 5: wsfleet.v1.ValidatePolicyResponse.violations:type_name -> wsfleet.v1.FieldViolation
-	19, // 6: wsfleet.v1.ListPolicyRevisionsResponse.revisions:type_name -> wsfleet.v1.PolicyRevision
-	12, // 7: wsfleet.v1.DiffPolicyResponse.changes:type_name -> wsfleet.v1.FieldChange
-	0,  // 8: wsfleet.v1.FieldChange.kind:type_name -> wsfleet.v1.FieldChange.Kind
-	19, // 9: wsfleet.v1.RollbackPolicyResponse.revision:type_name -> wsfleet.v1.PolicyRevision
-	12, // 10: wsfleet.v1.RollbackPolicyResponse.changes:type_name -> wsfleet.v1.FieldChange
-	19, // 11: wsfleet.v1.ListPoolsResponse.pools:type_name -> wsfleet.v1.PolicyRevision
-	19, // 12: wsfleet.v1.RecoverPolicyResponse.revision:type_name -> wsfleet.v1.PolicyRevision
-	12, // 13: wsfleet.v1.RecoverPolicyResponse.changes:type_name -> wsfleet.v1.FieldChange
-	1,  // 14: wsfleet.v1.PolicyService.GetPolicy:input_type -> wsfleet.v1.GetPolicyRequest
-	3,  // 15: wsfleet.v1.PolicyService.ApplyPolicy:input_type -> wsfleet.v1.ApplyPolicyRequest
-	5,  // 16: wsfleet.v1.PolicyService.ValidatePolicy:input_type -> wsfleet.v1.ValidatePolicyRequest
-	8,  // 17: wsfleet.v1.PolicyService.ListPolicyRevisions:input_type -> wsfleet.v1.ListPolicyRevisionsRequest
-	10, // 18: wsfleet.v1.PolicyService.DiffPolicy:input_type -> wsfleet.v1.DiffPolicyRequest
-	13, // 19: wsfleet.v1.PolicyService.RollbackPolicy:input_type -> wsfleet.v1.RollbackPolicyRequest
-	15, // 20: wsfleet.v1.PolicyService.ListPools:input_type -> wsfleet.v1.ListPoolsRequest
-	17, // 21: wsfleet.v1.PolicyService.RecoverPolicy:input_type -> wsfleet.v1.RecoverPolicyRequest
-	2,  // 22: wsfleet.v1.PolicyService.GetPolicy:output_type -> wsfleet.v1.GetPolicyResponse
-	4,  // 23: wsfleet.v1.PolicyService.ApplyPolicy:output_type -> wsfleet.v1.ApplyPolicyResponse
-	6,  // 24: wsfleet.v1.PolicyService.ValidatePolicy:output_type -> wsfleet.v1.ValidatePolicyResponse
-	9,  // 25: wsfleet.v1.PolicyService.ListPolicyRevisions:output_type -> wsfleet.v1.ListPolicyRevisionsResponse
-	11, // 26: wsfleet.v1.PolicyService.DiffPolicy:output_type -> wsfleet.v1.DiffPolicyResponse
-	14, // 27: wsfleet.v1.PolicyService.RollbackPolicy:output_type -> wsfleet.v1.RollbackPolicyResponse
-	16, // 28: wsfleet.v1.PolicyService.ListPools:output_type -> wsfleet.v1.ListPoolsResponse
-	18, // 29: wsfleet.v1.PolicyService.RecoverPolicy:output_type -> wsfleet.v1.RecoverPolicyResponse
-	22, // [22:30] is the sub-list for method output_type
-	14, // [14:22] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	37, // 0: wsfleet.v1.GetPolicyResponse.revision:type_name -> wsfleet.v1.PolicyRevision
+	38, // 1: wsfleet.v1.ApplyPolicyRequest.policy:type_name -> wsfleet.v1.Policy
+	39, // 2: wsfleet.v1.ApplyPolicyRequest.bake:type_name -> google.protobuf.Duration
+	37, // 3: wsfleet.v1.ApplyPolicyResponse.revision:type_name -> wsfleet.v1.PolicyRevision
+	13, // 4: wsfleet.v1.ApplyPolicyResponse.changes:type_name -> wsfleet.v1.FieldChange
+	40, // 5: wsfleet.v1.ApplyPolicyResponse.impact:type_name -> wsfleet.v1.PolicyImpact
+	38, // 6: wsfleet.v1.ValidatePolicyRequest.policy:type_name -> wsfleet.v1.Policy
+	8,  // 7: wsfleet.v1.ValidatePolicyResponse.violations:type_name -> wsfleet.v1.FieldViolation
+	37, // 8: wsfleet.v1.ListPolicyRevisionsResponse.revisions:type_name -> wsfleet.v1.PolicyRevision
+	13, // 9: wsfleet.v1.DiffPolicyResponse.changes:type_name -> wsfleet.v1.FieldChange
+	1,  // 10: wsfleet.v1.FieldChange.kind:type_name -> wsfleet.v1.FieldChange.Kind
+	37, // 11: wsfleet.v1.RollbackPolicyResponse.revision:type_name -> wsfleet.v1.PolicyRevision
+	13, // 12: wsfleet.v1.RollbackPolicyResponse.changes:type_name -> wsfleet.v1.FieldChange
+	37, // 13: wsfleet.v1.ListPoolsResponse.pools:type_name -> wsfleet.v1.PolicyRevision
+	37, // 14: wsfleet.v1.RecoverPolicyResponse.revision:type_name -> wsfleet.v1.PolicyRevision
+	13, // 15: wsfleet.v1.RecoverPolicyResponse.changes:type_name -> wsfleet.v1.FieldChange
+	41, // 16: wsfleet.v1.GetRolloutResponse.rollout:type_name -> wsfleet.v1.RolloutStatus
+	37, // 17: wsfleet.v1.PromoteRolloutResponse.revision:type_name -> wsfleet.v1.PolicyRevision
+	37, // 18: wsfleet.v1.AbortRolloutResponse.revision:type_name -> wsfleet.v1.PolicyRevision
+	38, // 19: wsfleet.v1.Proposal.policy:type_name -> wsfleet.v1.Policy
+	42, // 20: wsfleet.v1.Proposal.create_time:type_name -> google.protobuf.Timestamp
+	0,  // 21: wsfleet.v1.Proposal.state:type_name -> wsfleet.v1.ProposalState
+	13, // 22: wsfleet.v1.Proposal.changes:type_name -> wsfleet.v1.FieldChange
+	40, // 23: wsfleet.v1.Proposal.impact:type_name -> wsfleet.v1.PolicyImpact
+	42, // 24: wsfleet.v1.Proposal.decide_time:type_name -> google.protobuf.Timestamp
+	39, // 25: wsfleet.v1.Proposal.bake:type_name -> google.protobuf.Duration
+	38, // 26: wsfleet.v1.ProposePolicyRequest.policy:type_name -> wsfleet.v1.Policy
+	39, // 27: wsfleet.v1.ProposePolicyRequest.bake:type_name -> google.protobuf.Duration
+	26, // 28: wsfleet.v1.ProposePolicyResponse.proposal:type_name -> wsfleet.v1.Proposal
+	26, // 29: wsfleet.v1.ApproveProposalResponse.proposal:type_name -> wsfleet.v1.Proposal
+	37, // 30: wsfleet.v1.ApproveProposalResponse.revision:type_name -> wsfleet.v1.PolicyRevision
+	26, // 31: wsfleet.v1.RejectProposalResponse.proposal:type_name -> wsfleet.v1.Proposal
+	26, // 32: wsfleet.v1.GetProposalResponse.proposal:type_name -> wsfleet.v1.Proposal
+	26, // 33: wsfleet.v1.ListProposalsResponse.proposals:type_name -> wsfleet.v1.Proposal
+	2,  // 34: wsfleet.v1.PolicyService.GetPolicy:input_type -> wsfleet.v1.GetPolicyRequest
+	4,  // 35: wsfleet.v1.PolicyService.ApplyPolicy:input_type -> wsfleet.v1.ApplyPolicyRequest
+	6,  // 36: wsfleet.v1.PolicyService.ValidatePolicy:input_type -> wsfleet.v1.ValidatePolicyRequest
+	9,  // 37: wsfleet.v1.PolicyService.ListPolicyRevisions:input_type -> wsfleet.v1.ListPolicyRevisionsRequest
+	11, // 38: wsfleet.v1.PolicyService.DiffPolicy:input_type -> wsfleet.v1.DiffPolicyRequest
+	14, // 39: wsfleet.v1.PolicyService.RollbackPolicy:input_type -> wsfleet.v1.RollbackPolicyRequest
+	16, // 40: wsfleet.v1.PolicyService.ListPools:input_type -> wsfleet.v1.ListPoolsRequest
+	18, // 41: wsfleet.v1.PolicyService.RecoverPolicy:input_type -> wsfleet.v1.RecoverPolicyRequest
+	20, // 42: wsfleet.v1.PolicyService.GetRollout:input_type -> wsfleet.v1.GetRolloutRequest
+	22, // 43: wsfleet.v1.PolicyService.PromoteRollout:input_type -> wsfleet.v1.PromoteRolloutRequest
+	24, // 44: wsfleet.v1.PolicyService.AbortRollout:input_type -> wsfleet.v1.AbortRolloutRequest
+	27, // 45: wsfleet.v1.PolicyService.ProposePolicy:input_type -> wsfleet.v1.ProposePolicyRequest
+	29, // 46: wsfleet.v1.PolicyService.ApproveProposal:input_type -> wsfleet.v1.ApproveProposalRequest
+	31, // 47: wsfleet.v1.PolicyService.RejectProposal:input_type -> wsfleet.v1.RejectProposalRequest
+	33, // 48: wsfleet.v1.PolicyService.GetProposal:input_type -> wsfleet.v1.GetProposalRequest
+	35, // 49: wsfleet.v1.PolicyService.ListProposals:input_type -> wsfleet.v1.ListProposalsRequest
+	3,  // 50: wsfleet.v1.PolicyService.GetPolicy:output_type -> wsfleet.v1.GetPolicyResponse
+	5,  // 51: wsfleet.v1.PolicyService.ApplyPolicy:output_type -> wsfleet.v1.ApplyPolicyResponse
+	7,  // 52: wsfleet.v1.PolicyService.ValidatePolicy:output_type -> wsfleet.v1.ValidatePolicyResponse
+	10, // 53: wsfleet.v1.PolicyService.ListPolicyRevisions:output_type -> wsfleet.v1.ListPolicyRevisionsResponse
+	12, // 54: wsfleet.v1.PolicyService.DiffPolicy:output_type -> wsfleet.v1.DiffPolicyResponse
+	15, // 55: wsfleet.v1.PolicyService.RollbackPolicy:output_type -> wsfleet.v1.RollbackPolicyResponse
+	17, // 56: wsfleet.v1.PolicyService.ListPools:output_type -> wsfleet.v1.ListPoolsResponse
+	19, // 57: wsfleet.v1.PolicyService.RecoverPolicy:output_type -> wsfleet.v1.RecoverPolicyResponse
+	21, // 58: wsfleet.v1.PolicyService.GetRollout:output_type -> wsfleet.v1.GetRolloutResponse
+	23, // 59: wsfleet.v1.PolicyService.PromoteRollout:output_type -> wsfleet.v1.PromoteRolloutResponse
+	25, // 60: wsfleet.v1.PolicyService.AbortRollout:output_type -> wsfleet.v1.AbortRolloutResponse
+	28, // 61: wsfleet.v1.PolicyService.ProposePolicy:output_type -> wsfleet.v1.ProposePolicyResponse
+	30, // 62: wsfleet.v1.PolicyService.ApproveProposal:output_type -> wsfleet.v1.ApproveProposalResponse
+	32, // 63: wsfleet.v1.PolicyService.RejectProposal:output_type -> wsfleet.v1.RejectProposalResponse
+	34, // 64: wsfleet.v1.PolicyService.GetProposal:output_type -> wsfleet.v1.GetProposalResponse
+	36, // 65: wsfleet.v1.PolicyService.ListProposals:output_type -> wsfleet.v1.ListProposalsResponse
+	50, // [50:66] is the sub-list for method output_type
+	34, // [34:50] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_wsfleet_v1_policy_service_proto_init() }
@@ -1378,17 +2729,20 @@ func file_wsfleet_v1_policy_service_proto_init() {
 	if File_wsfleet_v1_policy_service_proto != nil {
 		return
 	}
+	file_wsfleet_v1_impact_proto_init()
 	file_wsfleet_v1_policy_proto_init()
+	file_wsfleet_v1_rollout_proto_init()
 	file_wsfleet_v1_policy_service_proto_msgTypes[2].OneofWrappers = []any{}
 	file_wsfleet_v1_policy_service_proto_msgTypes[12].OneofWrappers = []any{}
 	file_wsfleet_v1_policy_service_proto_msgTypes[16].OneofWrappers = []any{}
+	file_wsfleet_v1_policy_service_proto_msgTypes[25].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wsfleet_v1_policy_service_proto_rawDesc), len(file_wsfleet_v1_policy_service_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   18,
+			NumEnums:      2,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -27,6 +27,14 @@ const (
 	PolicyService_RollbackPolicy_FullMethodName      = "/wsfleet.v1.PolicyService/RollbackPolicy"
 	PolicyService_ListPools_FullMethodName           = "/wsfleet.v1.PolicyService/ListPools"
 	PolicyService_RecoverPolicy_FullMethodName       = "/wsfleet.v1.PolicyService/RecoverPolicy"
+	PolicyService_GetRollout_FullMethodName          = "/wsfleet.v1.PolicyService/GetRollout"
+	PolicyService_PromoteRollout_FullMethodName      = "/wsfleet.v1.PolicyService/PromoteRollout"
+	PolicyService_AbortRollout_FullMethodName        = "/wsfleet.v1.PolicyService/AbortRollout"
+	PolicyService_ProposePolicy_FullMethodName       = "/wsfleet.v1.PolicyService/ProposePolicy"
+	PolicyService_ApproveProposal_FullMethodName     = "/wsfleet.v1.PolicyService/ApproveProposal"
+	PolicyService_RejectProposal_FullMethodName      = "/wsfleet.v1.PolicyService/RejectProposal"
+	PolicyService_GetProposal_FullMethodName         = "/wsfleet.v1.PolicyService/GetProposal"
+	PolicyService_ListProposals_FullMethodName       = "/wsfleet.v1.PolicyService/ListProposals"
 )
 
 // PolicyServiceClient is the client API for PolicyService service.
@@ -61,6 +69,30 @@ type PolicyServiceClient interface {
 	// reports, so that every node accepts it. For a control plane whose store
 	// was reset or replaced while nodes kept running. Requires admin.
 	RecoverPolicy(ctx context.Context, in *RecoverPolicyRequest, opts ...grpc.CallOption) (*RecoverPolicyResponse, error)
+	// GetRollout returns the pool's latest rollout (ApplyPolicyRequest.canary),
+	// live while it bakes; NotFound when the pool never had one.
+	GetRollout(ctx context.Context, in *GetRolloutRequest, opts ...grpc.CallOption) (*GetRolloutResponse, error)
+	// PromoteRollout ends a baking rollout now by pushing the canary to every
+	// node (a new revision with the canary's content). Requires admin.
+	PromoteRollout(ctx context.Context, in *PromoteRolloutRequest, opts ...grpc.CallOption) (*PromoteRolloutResponse, error)
+	// AbortRollout ends a baking rollout now by rolling the canary back (a new
+	// revision with the base revision's content). Requires admin.
+	AbortRollout(ctx context.Context, in *AbortRolloutRequest, opts ...grpc.CallOption) (*AbortRolloutResponse, error)
+	// ProposePolicy stores a change for another admin to approve: validated,
+	// diffed against the head, with its dry-run impact. Requires admin.
+	ProposePolicy(ctx context.Context, in *ProposePolicyRequest, opts ...grpc.CallOption) (*ProposePolicyResponse, error)
+	// ApproveProposal applies an open proposal as the proposer's revision with
+	// the approver recorded. The proposer cannot approve their own
+	// (PermissionDenied); a proposal made against an older head must be
+	// re-proposed (FailedPrecondition). Requires admin.
+	ApproveProposal(ctx context.Context, in *ApproveProposalRequest, opts ...grpc.CallOption) (*ApproveProposalResponse, error)
+	// RejectProposal closes an open proposal without applying it. Requires
+	// admin.
+	RejectProposal(ctx context.Context, in *RejectProposalRequest, opts ...grpc.CallOption) (*RejectProposalResponse, error)
+	// GetProposal returns one proposal.
+	GetProposal(ctx context.Context, in *GetProposalRequest, opts ...grpc.CallOption) (*GetProposalResponse, error)
+	// ListProposals returns proposals, newest first.
+	ListProposals(ctx context.Context, in *ListProposalsRequest, opts ...grpc.CallOption) (*ListProposalsResponse, error)
 }
 
 type policyServiceClient struct {
@@ -151,6 +183,86 @@ func (c *policyServiceClient) RecoverPolicy(ctx context.Context, in *RecoverPoli
 	return out, nil
 }
 
+func (c *policyServiceClient) GetRollout(ctx context.Context, in *GetRolloutRequest, opts ...grpc.CallOption) (*GetRolloutResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetRolloutResponse)
+	err := c.cc.Invoke(ctx, PolicyService_GetRollout_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *policyServiceClient) PromoteRollout(ctx context.Context, in *PromoteRolloutRequest, opts ...grpc.CallOption) (*PromoteRolloutResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PromoteRolloutResponse)
+	err := c.cc.Invoke(ctx, PolicyService_PromoteRollout_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *policyServiceClient) AbortRollout(ctx context.Context, in *AbortRolloutRequest, opts ...grpc.CallOption) (*AbortRolloutResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AbortRolloutResponse)
+	err := c.cc.Invoke(ctx, PolicyService_AbortRollout_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *policyServiceClient) ProposePolicy(ctx context.Context, in *ProposePolicyRequest, opts ...grpc.CallOption) (*ProposePolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ProposePolicyResponse)
+	err := c.cc.Invoke(ctx, PolicyService_ProposePolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *policyServiceClient) ApproveProposal(ctx context.Context, in *ApproveProposalRequest, opts ...grpc.CallOption) (*ApproveProposalResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApproveProposalResponse)
+	err := c.cc.Invoke(ctx, PolicyService_ApproveProposal_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *policyServiceClient) RejectProposal(ctx context.Context, in *RejectProposalRequest, opts ...grpc.CallOption) (*RejectProposalResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RejectProposalResponse)
+	err := c.cc.Invoke(ctx, PolicyService_RejectProposal_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *policyServiceClient) GetProposal(ctx context.Context, in *GetProposalRequest, opts ...grpc.CallOption) (*GetProposalResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetProposalResponse)
+	err := c.cc.Invoke(ctx, PolicyService_GetProposal_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *policyServiceClient) ListProposals(ctx context.Context, in *ListProposalsRequest, opts ...grpc.CallOption) (*ListProposalsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListProposalsResponse)
+	err := c.cc.Invoke(ctx, PolicyService_ListProposals_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PolicyServiceServer is the server API for PolicyService service.
 // All implementations must embed UnimplementedPolicyServiceServer
 // for forward compatibility.
@@ -183,6 +295,30 @@ type PolicyServiceServer interface {
 	// reports, so that every node accepts it. For a control plane whose store
 	// was reset or replaced while nodes kept running. Requires admin.
 	RecoverPolicy(context.Context, *RecoverPolicyRequest) (*RecoverPolicyResponse, error)
+	// GetRollout returns the pool's latest rollout (ApplyPolicyRequest.canary),
+	// live while it bakes; NotFound when the pool never had one.
+	GetRollout(context.Context, *GetRolloutRequest) (*GetRolloutResponse, error)
+	// PromoteRollout ends a baking rollout now by pushing the canary to every
+	// node (a new revision with the canary's content). Requires admin.
+	PromoteRollout(context.Context, *PromoteRolloutRequest) (*PromoteRolloutResponse, error)
+	// AbortRollout ends a baking rollout now by rolling the canary back (a new
+	// revision with the base revision's content). Requires admin.
+	AbortRollout(context.Context, *AbortRolloutRequest) (*AbortRolloutResponse, error)
+	// ProposePolicy stores a change for another admin to approve: validated,
+	// diffed against the head, with its dry-run impact. Requires admin.
+	ProposePolicy(context.Context, *ProposePolicyRequest) (*ProposePolicyResponse, error)
+	// ApproveProposal applies an open proposal as the proposer's revision with
+	// the approver recorded. The proposer cannot approve their own
+	// (PermissionDenied); a proposal made against an older head must be
+	// re-proposed (FailedPrecondition). Requires admin.
+	ApproveProposal(context.Context, *ApproveProposalRequest) (*ApproveProposalResponse, error)
+	// RejectProposal closes an open proposal without applying it. Requires
+	// admin.
+	RejectProposal(context.Context, *RejectProposalRequest) (*RejectProposalResponse, error)
+	// GetProposal returns one proposal.
+	GetProposal(context.Context, *GetProposalRequest) (*GetProposalResponse, error)
+	// ListProposals returns proposals, newest first.
+	ListProposals(context.Context, *ListProposalsRequest) (*ListProposalsResponse, error)
 	mustEmbedUnimplementedPolicyServiceServer()
 }
 
@@ -216,6 +352,30 @@ func (UnimplementedPolicyServiceServer) ListPools(context.Context, *ListPoolsReq
 }
 func (UnimplementedPolicyServiceServer) RecoverPolicy(context.Context, *RecoverPolicyRequest) (*RecoverPolicyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RecoverPolicy not implemented")
+}
+func (UnimplementedPolicyServiceServer) GetRollout(context.Context, *GetRolloutRequest) (*GetRolloutResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetRollout not implemented")
+}
+func (UnimplementedPolicyServiceServer) PromoteRollout(context.Context, *PromoteRolloutRequest) (*PromoteRolloutResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PromoteRollout not implemented")
+}
+func (UnimplementedPolicyServiceServer) AbortRollout(context.Context, *AbortRolloutRequest) (*AbortRolloutResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AbortRollout not implemented")
+}
+func (UnimplementedPolicyServiceServer) ProposePolicy(context.Context, *ProposePolicyRequest) (*ProposePolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ProposePolicy not implemented")
+}
+func (UnimplementedPolicyServiceServer) ApproveProposal(context.Context, *ApproveProposalRequest) (*ApproveProposalResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApproveProposal not implemented")
+}
+func (UnimplementedPolicyServiceServer) RejectProposal(context.Context, *RejectProposalRequest) (*RejectProposalResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RejectProposal not implemented")
+}
+func (UnimplementedPolicyServiceServer) GetProposal(context.Context, *GetProposalRequest) (*GetProposalResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetProposal not implemented")
+}
+func (UnimplementedPolicyServiceServer) ListProposals(context.Context, *ListProposalsRequest) (*ListProposalsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListProposals not implemented")
 }
 func (UnimplementedPolicyServiceServer) mustEmbedUnimplementedPolicyServiceServer() {}
 func (UnimplementedPolicyServiceServer) testEmbeddedByValue()                       {}
@@ -382,6 +542,150 @@ func _PolicyService_RecoverPolicy_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PolicyService_GetRollout_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetRolloutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).GetRollout(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_GetRollout_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).GetRollout(ctx, req.(*GetRolloutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PolicyService_PromoteRollout_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PromoteRolloutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).PromoteRollout(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_PromoteRollout_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).PromoteRollout(ctx, req.(*PromoteRolloutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PolicyService_AbortRollout_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AbortRolloutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).AbortRollout(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_AbortRollout_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).AbortRollout(ctx, req.(*AbortRolloutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PolicyService_ProposePolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ProposePolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).ProposePolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_ProposePolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).ProposePolicy(ctx, req.(*ProposePolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PolicyService_ApproveProposal_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApproveProposalRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).ApproveProposal(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_ApproveProposal_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).ApproveProposal(ctx, req.(*ApproveProposalRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PolicyService_RejectProposal_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RejectProposalRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).RejectProposal(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_RejectProposal_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).RejectProposal(ctx, req.(*RejectProposalRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PolicyService_GetProposal_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetProposalRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).GetProposal(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_GetProposal_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).GetProposal(ctx, req.(*GetProposalRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PolicyService_ListProposals_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListProposalsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).ListProposals(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_ListProposals_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).ListProposals(ctx, req.(*ListProposalsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PolicyService_ServiceDesc is the grpc.ServiceDesc for PolicyService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -420,6 +724,38 @@ var PolicyService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RecoverPolicy",
 			Handler:    _PolicyService_RecoverPolicy_Handler,
+		},
+		{
+			MethodName: "GetRollout",
+			Handler:    _PolicyService_GetRollout_Handler,
+		},
+		{
+			MethodName: "PromoteRollout",
+			Handler:    _PolicyService_PromoteRollout_Handler,
+		},
+		{
+			MethodName: "AbortRollout",
+			Handler:    _PolicyService_AbortRollout_Handler,
+		},
+		{
+			MethodName: "ProposePolicy",
+			Handler:    _PolicyService_ProposePolicy_Handler,
+		},
+		{
+			MethodName: "ApproveProposal",
+			Handler:    _PolicyService_ApproveProposal_Handler,
+		},
+		{
+			MethodName: "RejectProposal",
+			Handler:    _PolicyService_RejectProposal_Handler,
+		},
+		{
+			MethodName: "GetProposal",
+			Handler:    _PolicyService_GetProposal_Handler,
+		},
+		{
+			MethodName: "ListProposals",
+			Handler:    _PolicyService_ListProposals_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

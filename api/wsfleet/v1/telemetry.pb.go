@@ -499,6 +499,193 @@ func (x *ErrorEvent) GetClientDetail() string {
 	return ""
 }
 
+// TrafficSample is what one node accepted in one minute: handshakes per
+// origin and the peaks of what its limits bound. Nodes report one per
+// minute with traffic (ReportTelemetryRequest.traffic); the control plane
+// keeps them for dry-run impact (PolicyImpact). Bounded: a node counts at
+// most a fixed number of origins per minute (the largest kept) and folds
+// the rest into accepted_other.
+type TrafficSample struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Start of the minute (UTC, whole minute).
+	Minute *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=minute,proto3" json:"minute,omitempty"`
+	// Pool whose policy the node enforced (its applied pool).
+	PolicyPool string `protobuf:"bytes,2,opt,name=policy_pool,json=policyPool,proto3" json:"policy_pool,omitempty"`
+	// Revision in force at the end of the minute.
+	PolicyRevision int64 `protobuf:"varint,3,opt,name=policy_revision,json=policyRevision,proto3" json:"policy_revision,omitempty"`
+	// Accepted handshakes per origin (empty origin: no Origin header).
+	Accepted []*OriginCount `protobuf:"bytes,4,rep,name=accepted,proto3" json:"accepted,omitempty"`
+	// Accepted handshakes of origins beyond the node's per-minute cap.
+	AcceptedOther uint64 `protobuf:"varint,5,opt,name=accepted_other,json=acceptedOther,proto3" json:"accepted_other,omitempty"`
+	// Most connections open at once on the node.
+	PeakConnections uint32 `protobuf:"varint,6,opt,name=peak_connections,json=peakConnections,proto3" json:"peak_connections,omitempty"`
+	// Most connections open at once from one client IP.
+	PeakConnectionsPerIp uint32 `protobuf:"varint,7,opt,name=peak_connections_per_ip,json=peakConnectionsPerIp,proto3" json:"peak_connections_per_ip,omitempty"`
+	// Most handshakes accepted within one second.
+	PeakHandshakesPerSecond uint32 `protobuf:"varint,8,opt,name=peak_handshakes_per_second,json=peakHandshakesPerSecond,proto3" json:"peak_handshakes_per_second,omitempty"`
+	// Most messages one connection sent within one second.
+	PeakMessagesPerSecond uint32 `protobuf:"varint,9,opt,name=peak_messages_per_second,json=peakMessagesPerSecond,proto3" json:"peak_messages_per_second,omitempty"`
+	// Largest client message in bytes.
+	PeakMessageBytes uint32 `protobuf:"varint,10,opt,name=peak_message_bytes,json=peakMessageBytes,proto3" json:"peak_message_bytes,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *TrafficSample) Reset() {
+	*x = TrafficSample{}
+	mi := &file_wsfleet_v1_telemetry_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrafficSample) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrafficSample) ProtoMessage() {}
+
+func (x *TrafficSample) ProtoReflect() protoreflect.Message {
+	mi := &file_wsfleet_v1_telemetry_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrafficSample.ProtoReflect.Descriptor instead.
+func (*TrafficSample) Descriptor() ([]byte, []int) {
+	return file_wsfleet_v1_telemetry_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *TrafficSample) GetMinute() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Minute
+	}
+	return nil
+}
+
+func (x *TrafficSample) GetPolicyPool() string {
+	if x != nil {
+		return x.PolicyPool
+	}
+	return ""
+}
+
+func (x *TrafficSample) GetPolicyRevision() int64 {
+	if x != nil {
+		return x.PolicyRevision
+	}
+	return 0
+}
+
+func (x *TrafficSample) GetAccepted() []*OriginCount {
+	if x != nil {
+		return x.Accepted
+	}
+	return nil
+}
+
+func (x *TrafficSample) GetAcceptedOther() uint64 {
+	if x != nil {
+		return x.AcceptedOther
+	}
+	return 0
+}
+
+func (x *TrafficSample) GetPeakConnections() uint32 {
+	if x != nil {
+		return x.PeakConnections
+	}
+	return 0
+}
+
+func (x *TrafficSample) GetPeakConnectionsPerIp() uint32 {
+	if x != nil {
+		return x.PeakConnectionsPerIp
+	}
+	return 0
+}
+
+func (x *TrafficSample) GetPeakHandshakesPerSecond() uint32 {
+	if x != nil {
+		return x.PeakHandshakesPerSecond
+	}
+	return 0
+}
+
+func (x *TrafficSample) GetPeakMessagesPerSecond() uint32 {
+	if x != nil {
+		return x.PeakMessagesPerSecond
+	}
+	return 0
+}
+
+func (x *TrafficSample) GetPeakMessageBytes() uint32 {
+	if x != nil {
+		return x.PeakMessageBytes
+	}
+	return 0
+}
+
+// OriginCount is a count of handshakes from one origin.
+type OriginCount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Origin header; empty when absent.
+	Origin string `protobuf:"bytes,1,opt,name=origin,proto3" json:"origin,omitempty"`
+	// Handshakes.
+	Count         uint64 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OriginCount) Reset() {
+	*x = OriginCount{}
+	mi := &file_wsfleet_v1_telemetry_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OriginCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OriginCount) ProtoMessage() {}
+
+func (x *OriginCount) ProtoReflect() protoreflect.Message {
+	mi := &file_wsfleet_v1_telemetry_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OriginCount.ProtoReflect.Descriptor instead.
+func (*OriginCount) Descriptor() ([]byte, []int) {
+	return file_wsfleet_v1_telemetry_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *OriginCount) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+func (x *OriginCount) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 var File_wsfleet_v1_telemetry_proto protoreflect.FileDescriptor
 
 const file_wsfleet_v1_telemetry_proto_rawDesc = "" +
@@ -540,7 +727,23 @@ const file_wsfleet_v1_telemetry_proto_rawDesc = "" +
 	"client_url\x18\x17 \x01(\tR\tclientUrl\x12;\n" +
 	"\vclient_time\x18\x18 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"clientTime\x12#\n" +
-	"\rclient_detail\x18\x19 \x01(\tR\fclientDetail*\xd8\x05\n" +
+	"\rclient_detail\x18\x19 \x01(\tR\fclientDetail\"\xef\x03\n" +
+	"\rTrafficSample\x122\n" +
+	"\x06minute\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x06minute\x12\x1f\n" +
+	"\vpolicy_pool\x18\x02 \x01(\tR\n" +
+	"policyPool\x12'\n" +
+	"\x0fpolicy_revision\x18\x03 \x01(\x03R\x0epolicyRevision\x123\n" +
+	"\baccepted\x18\x04 \x03(\v2\x17.wsfleet.v1.OriginCountR\baccepted\x12%\n" +
+	"\x0eaccepted_other\x18\x05 \x01(\x04R\racceptedOther\x12)\n" +
+	"\x10peak_connections\x18\x06 \x01(\rR\x0fpeakConnections\x125\n" +
+	"\x17peak_connections_per_ip\x18\a \x01(\rR\x14peakConnectionsPerIp\x12;\n" +
+	"\x1apeak_handshakes_per_second\x18\b \x01(\rR\x17peakHandshakesPerSecond\x127\n" +
+	"\x18peak_messages_per_second\x18\t \x01(\rR\x15peakMessagesPerSecond\x12,\n" +
+	"\x12peak_message_bytes\x18\n" +
+	" \x01(\rR\x10peakMessageBytes\";\n" +
+	"\vOriginCount\x12\x16\n" +
+	"\x06origin\x18\x01 \x01(\tR\x06origin\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x04R\x05count*\xd8\x05\n" +
 	"\n" +
 	"ErrorClass\x12\x1b\n" +
 	"\x17ERROR_CLASS_UNSPECIFIED\x10\x00\x12\x1f\n" +
@@ -585,27 +788,31 @@ func file_wsfleet_v1_telemetry_proto_rawDescGZIP() []byte {
 }
 
 var file_wsfleet_v1_telemetry_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_wsfleet_v1_telemetry_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_wsfleet_v1_telemetry_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_wsfleet_v1_telemetry_proto_goTypes = []any{
 	(ErrorClass)(0),               // 0: wsfleet.v1.ErrorClass
 	(EventKind)(0),                // 1: wsfleet.v1.EventKind
 	(*ErrorEvent)(nil),            // 2: wsfleet.v1.ErrorEvent
-	(*timestamppb.Timestamp)(nil), // 3: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 4: google.protobuf.Duration
+	(*TrafficSample)(nil),         // 3: wsfleet.v1.TrafficSample
+	(*OriginCount)(nil),           // 4: wsfleet.v1.OriginCount
+	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 6: google.protobuf.Duration
 }
 var file_wsfleet_v1_telemetry_proto_depIdxs = []int32{
 	1, // 0: wsfleet.v1.ErrorEvent.kind:type_name -> wsfleet.v1.EventKind
 	0, // 1: wsfleet.v1.ErrorEvent.class:type_name -> wsfleet.v1.ErrorClass
-	3, // 2: wsfleet.v1.ErrorEvent.open_time:type_name -> google.protobuf.Timestamp
-	3, // 3: wsfleet.v1.ErrorEvent.time:type_name -> google.protobuf.Timestamp
-	4, // 4: wsfleet.v1.ErrorEvent.duration:type_name -> google.protobuf.Duration
-	3, // 5: wsfleet.v1.ErrorEvent.first_time:type_name -> google.protobuf.Timestamp
-	3, // 6: wsfleet.v1.ErrorEvent.client_time:type_name -> google.protobuf.Timestamp
-	7, // [7:7] is the sub-list for method output_type
-	7, // [7:7] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	5, // 2: wsfleet.v1.ErrorEvent.open_time:type_name -> google.protobuf.Timestamp
+	5, // 3: wsfleet.v1.ErrorEvent.time:type_name -> google.protobuf.Timestamp
+	6, // 4: wsfleet.v1.ErrorEvent.duration:type_name -> google.protobuf.Duration
+	5, // 5: wsfleet.v1.ErrorEvent.first_time:type_name -> google.protobuf.Timestamp
+	5, // 6: wsfleet.v1.ErrorEvent.client_time:type_name -> google.protobuf.Timestamp
+	5, // 7: wsfleet.v1.TrafficSample.minute:type_name -> google.protobuf.Timestamp
+	4, // 8: wsfleet.v1.TrafficSample.accepted:type_name -> wsfleet.v1.OriginCount
+	9, // [9:9] is the sub-list for method output_type
+	9, // [9:9] is the sub-list for method input_type
+	9, // [9:9] is the sub-list for extension type_name
+	9, // [9:9] is the sub-list for extension extendee
+	0, // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_wsfleet_v1_telemetry_proto_init() }
@@ -619,7 +826,7 @@ func file_wsfleet_v1_telemetry_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wsfleet_v1_telemetry_proto_rawDesc), len(file_wsfleet_v1_telemetry_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   1,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
