@@ -35,6 +35,7 @@ var methodRoles = map[string][]Role{
 	wsfleetv1.PolicyService_GetProposal_FullMethodName:         {RoleViewer},
 	wsfleetv1.PolicyService_ListProposals_FullMethodName:       {RoleViewer},
 	wsfleetv1.FleetService_ErrorSeries_FullMethodName:          {RoleViewer},
+	wsfleetv1.FleetService_TrafficSummary_FullMethodName:       {RoleViewer},
 	wsfleetv1.NodeService_Watch_FullMethodName:                 {RoleNode},
 	wsfleetv1.NodeService_ReportTelemetry_FullMethodName:       {RoleNode},
 	wsfleetv1.NodeService_Deliveries_FullMethodName:            {RoleNode},

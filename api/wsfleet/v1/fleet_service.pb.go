@@ -501,9 +501,12 @@ type EventFilter struct {
 	// Only this trace id.
 	TraceId string `protobuf:"bytes,7,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
 	// Leave out expected closes (NORMAL, CLIENT_GOING_AWAY, SERVER_SHUTDOWN).
-	ErrorsOnly    bool `protobuf:"varint,8,opt,name=errors_only,json=errorsOnly,proto3" json:"errors_only,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ErrorsOnly bool `protobuf:"varint,8,opt,name=errors_only,json=errorsOnly,proto3" json:"errors_only,omitempty"`
+	// Only events recorded while the node ran this policy revision; 0 means
+	// any.
+	PolicyRevision int64 `protobuf:"varint,9,opt,name=policy_revision,json=policyRevision,proto3" json:"policy_revision,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *EventFilter) Reset() {
@@ -590,6 +593,13 @@ func (x *EventFilter) GetErrorsOnly() bool {
 		return x.ErrorsOnly
 	}
 	return false
+}
+
+func (x *EventFilter) GetPolicyRevision() int64 {
+	if x != nil {
+		return x.PolicyRevision
+	}
+	return 0
 }
 
 // QueryEventsRequest asks for raw events.
@@ -1113,6 +1123,246 @@ func (x *ErrorSeriesResponse) GetFolded() int64 {
 	return 0
 }
 
+// TrafficSummaryRequest names a pool and a time range.
+type TrafficSummaryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Samples whose policy_pool is this pool; empty means `default`.
+	Pool string `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	// Minutes at or after this time; default one hour before end_time.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// Minutes before this time; default now.
+	EndTime       *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrafficSummaryRequest) Reset() {
+	*x = TrafficSummaryRequest{}
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrafficSummaryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrafficSummaryRequest) ProtoMessage() {}
+
+func (x *TrafficSummaryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrafficSummaryRequest.ProtoReflect.Descriptor instead.
+func (*TrafficSummaryRequest) Descriptor() ([]byte, []int) {
+	return file_wsfleet_v1_fleet_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *TrafficSummaryRequest) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *TrafficSummaryRequest) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *TrafficSummaryRequest) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+// TrafficPeak is the highest value of one measure in the range.
+type TrafficPeak struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The measure, as TrafficSample names it without `peak_`:
+	// `connections`, `connections_per_ip`, `handshakes_per_second`,
+	// `messages_per_second`, `message_bytes`.
+	Measure string `protobuf:"bytes,1,opt,name=measure,proto3" json:"measure,omitempty"`
+	// The highest value any node reported.
+	Value int64 `protobuf:"varint,2,opt,name=value,proto3" json:"value,omitempty"`
+	// The node that reported it.
+	NodeId string `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// The minute it was reported for.
+	Minute        *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=minute,proto3" json:"minute,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrafficPeak) Reset() {
+	*x = TrafficPeak{}
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrafficPeak) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrafficPeak) ProtoMessage() {}
+
+func (x *TrafficPeak) ProtoReflect() protoreflect.Message {
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrafficPeak.ProtoReflect.Descriptor instead.
+func (*TrafficPeak) Descriptor() ([]byte, []int) {
+	return file_wsfleet_v1_fleet_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *TrafficPeak) GetMeasure() string {
+	if x != nil {
+		return x.Measure
+	}
+	return ""
+}
+
+func (x *TrafficPeak) GetValue() int64 {
+	if x != nil {
+		return x.Value
+	}
+	return 0
+}
+
+func (x *TrafficPeak) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *TrafficPeak) GetMinute() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Minute
+	}
+	return nil
+}
+
+// TrafficSummaryResponse is a pool's traffic over the range.
+type TrafficSummaryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Accepted handshakes per origin, summed, largest first.
+	Accepted []*OriginCount `protobuf:"bytes,1,rep,name=accepted,proto3" json:"accepted,omitempty"`
+	// Accepted handshakes not attributed to an origin (node caps).
+	AcceptedOther int64 `protobuf:"varint,2,opt,name=accepted_other,json=acceptedOther,proto3" json:"accepted_other,omitempty"`
+	// The highest value of each measure; measures no sample reported are
+	// left out.
+	Peaks []*TrafficPeak `protobuf:"bytes,3,rep,name=peaks,proto3" json:"peaks,omitempty"`
+	// Distinct nodes with a sample in the range.
+	NodesReporting int32 `protobuf:"varint,4,opt,name=nodes_reporting,json=nodesReporting,proto3" json:"nodes_reporting,omitempty"`
+	// Start of the range actually covered (minute-aligned).
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// End of the range.
+	EndTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// Replicas whose samples are missing; empty when every replica answered.
+	MissingReplicas []*ReplicaError `protobuf:"bytes,7,rep,name=missing_replicas,json=missingReplicas,proto3" json:"missing_replicas,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *TrafficSummaryResponse) Reset() {
+	*x = TrafficSummaryResponse{}
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrafficSummaryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrafficSummaryResponse) ProtoMessage() {}
+
+func (x *TrafficSummaryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrafficSummaryResponse.ProtoReflect.Descriptor instead.
+func (*TrafficSummaryResponse) Descriptor() ([]byte, []int) {
+	return file_wsfleet_v1_fleet_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *TrafficSummaryResponse) GetAccepted() []*OriginCount {
+	if x != nil {
+		return x.Accepted
+	}
+	return nil
+}
+
+func (x *TrafficSummaryResponse) GetAcceptedOther() int64 {
+	if x != nil {
+		return x.AcceptedOther
+	}
+	return 0
+}
+
+func (x *TrafficSummaryResponse) GetPeaks() []*TrafficPeak {
+	if x != nil {
+		return x.Peaks
+	}
+	return nil
+}
+
+func (x *TrafficSummaryResponse) GetNodesReporting() int32 {
+	if x != nil {
+		return x.NodesReporting
+	}
+	return 0
+}
+
+func (x *TrafficSummaryResponse) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *TrafficSummaryResponse) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *TrafficSummaryResponse) GetMissingReplicas() []*ReplicaError {
+	if x != nil {
+		return x.MissingReplicas
+	}
+	return nil
+}
+
 // One group.
 type TopErrorsResponse_Group struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1130,7 +1380,7 @@ type TopErrorsResponse_Group struct {
 
 func (x *TopErrorsResponse_Group) Reset() {
 	*x = TopErrorsResponse_Group{}
-	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[14]
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1142,7 +1392,7 @@ func (x *TopErrorsResponse_Group) String() string {
 func (*TopErrorsResponse_Group) ProtoMessage() {}
 
 func (x *TopErrorsResponse_Group) ProtoReflect() protoreflect.Message {
-	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[14]
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1199,7 +1449,7 @@ type TopErrorsResponse_ClassCount struct {
 
 func (x *TopErrorsResponse_ClassCount) Reset() {
 	*x = TopErrorsResponse_ClassCount{}
-	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[15]
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1211,7 +1461,7 @@ func (x *TopErrorsResponse_ClassCount) String() string {
 func (*TopErrorsResponse_ClassCount) ProtoMessage() {}
 
 func (x *TopErrorsResponse_ClassCount) ProtoReflect() protoreflect.Message {
-	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[15]
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1254,7 +1504,7 @@ type ErrorSeriesResponse_Series struct {
 
 func (x *ErrorSeriesResponse_Series) Reset() {
 	*x = ErrorSeriesResponse_Series{}
-	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[16]
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1266,7 +1516,7 @@ func (x *ErrorSeriesResponse_Series) String() string {
 func (*ErrorSeriesResponse_Series) ProtoMessage() {}
 
 func (x *ErrorSeriesResponse_Series) ProtoReflect() protoreflect.Message {
-	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[16]
+	mi := &file_wsfleet_v1_fleet_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1338,7 +1588,7 @@ const file_wsfleet_v1_fleet_service_proto_rawDesc = "" +
 	"\x11ListNodesResponse\x12,\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x16.wsfleet.v1.NodeStatusR\x05nodes\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1a\n" +
-	"\bdegraded\x18\x03 \x01(\tR\bdegraded\"\xb2\x02\n" +
+	"\bdegraded\x18\x03 \x01(\tR\bdegraded\"\xdb\x02\n" +
 	"\vEventFilter\x129\n" +
 	"\n" +
 	"start_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
@@ -1349,7 +1599,8 @@ const file_wsfleet_v1_fleet_service_proto_rawDesc = "" +
 	"\x06origin\x18\x06 \x01(\tR\x06origin\x12\x19\n" +
 	"\btrace_id\x18\a \x01(\tR\atraceId\x12\x1f\n" +
 	"\verrors_only\x18\b \x01(\bR\n" +
-	"errorsOnly\"[\n" +
+	"errorsOnly\x12'\n" +
+	"\x0fpolicy_revision\x18\t \x01(\x03R\x0epolicyRevision\"[\n" +
 	"\x12QueryEventsRequest\x12/\n" +
 	"\x06filter\x18\x01 \x01(\v2\x17.wsfleet.v1.EventFilterR\x06filter\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\x05R\x05limit\"\xa8\x01\n" +
@@ -1400,14 +1651,34 @@ const file_wsfleet_v1_fleet_service_proto_rawDesc = "" +
 	"\x06folded\x18\x06 \x01(\x03R\x06folded\x1aN\n" +
 	"\x06Series\x12,\n" +
 	"\x05class\x18\x01 \x01(\x0e2\x16.wsfleet.v1.ErrorClassR\x05class\x12\x16\n" +
-	"\x06counts\x18\x02 \x03(\x03R\x06counts2\x91\x03\n" +
+	"\x06counts\x18\x02 \x03(\x03R\x06counts\"\x9d\x01\n" +
+	"\x15TrafficSummaryRequest\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\x129\n" +
+	"\n" +
+	"start_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\"\x8a\x01\n" +
+	"\vTrafficPeak\x12\x18\n" +
+	"\ameasure\x18\x01 \x01(\tR\ameasure\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value\x12\x17\n" +
+	"\anode_id\x18\x03 \x01(\tR\x06nodeId\x122\n" +
+	"\x06minute\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x06minute\"\x83\x03\n" +
+	"\x16TrafficSummaryResponse\x123\n" +
+	"\baccepted\x18\x01 \x03(\v2\x17.wsfleet.v1.OriginCountR\baccepted\x12%\n" +
+	"\x0eaccepted_other\x18\x02 \x01(\x03R\racceptedOther\x12-\n" +
+	"\x05peaks\x18\x03 \x03(\v2\x17.wsfleet.v1.TrafficPeakR\x05peaks\x12'\n" +
+	"\x0fnodes_reporting\x18\x04 \x01(\x05R\x0enodesReporting\x129\n" +
+	"\n" +
+	"start_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12C\n" +
+	"\x10missing_replicas\x18\a \x03(\v2\x18.wsfleet.v1.ReplicaErrorR\x0fmissingReplicas2\xea\x03\n" +
 	"\fFleetService\x12H\n" +
 	"\tListNodes\x12\x1c.wsfleet.v1.ListNodesRequest\x1a\x1d.wsfleet.v1.ListNodesResponse\x12N\n" +
 	"\vQueryEvents\x12\x1e.wsfleet.v1.QueryEventsRequest\x1a\x1f.wsfleet.v1.QueryEventsResponse\x12H\n" +
 	"\tTopErrors\x12\x1c.wsfleet.v1.TopErrorsRequest\x1a\x1d.wsfleet.v1.TopErrorsResponse\x12M\n" +
 	"\n" +
 	"TailEvents\x12\x1d.wsfleet.v1.TailEventsRequest\x1a\x1e.wsfleet.v1.TailEventsResponse0\x01\x12N\n" +
-	"\vErrorSeries\x12\x1e.wsfleet.v1.ErrorSeriesRequest\x1a\x1f.wsfleet.v1.ErrorSeriesResponseB5Z3github.com/wsfleet/wsfleet/api/wsfleet/v1;wsfleetv1b\x06proto3"
+	"\vErrorSeries\x12\x1e.wsfleet.v1.ErrorSeriesRequest\x1a\x1f.wsfleet.v1.ErrorSeriesResponse\x12W\n" +
+	"\x0eTrafficSummary\x12!.wsfleet.v1.TrafficSummaryRequest\x1a\".wsfleet.v1.TrafficSummaryResponseB5Z3github.com/wsfleet/wsfleet/api/wsfleet/v1;wsfleetv1b\x06proto3"
 
 var (
 	file_wsfleet_v1_fleet_service_proto_rawDescOnce sync.Once
@@ -1422,7 +1693,7 @@ func file_wsfleet_v1_fleet_service_proto_rawDescGZIP() []byte {
 }
 
 var file_wsfleet_v1_fleet_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wsfleet_v1_fleet_service_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_wsfleet_v1_fleet_service_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_wsfleet_v1_fleet_service_proto_goTypes = []any{
 	(TopErrorsRequest_GroupBy)(0),        // 0: wsfleet.v1.TopErrorsRequest.GroupBy
 	(*ReplicaError)(nil),                 // 1: wsfleet.v1.ReplicaError
@@ -1438,59 +1709,73 @@ var file_wsfleet_v1_fleet_service_proto_goTypes = []any{
 	(*TailEventsResponse)(nil),           // 11: wsfleet.v1.TailEventsResponse
 	(*ErrorSeriesRequest)(nil),           // 12: wsfleet.v1.ErrorSeriesRequest
 	(*ErrorSeriesResponse)(nil),          // 13: wsfleet.v1.ErrorSeriesResponse
-	nil,                                  // 14: wsfleet.v1.NodeStatus.LabelsEntry
-	(*TopErrorsResponse_Group)(nil),      // 15: wsfleet.v1.TopErrorsResponse.Group
-	(*TopErrorsResponse_ClassCount)(nil), // 16: wsfleet.v1.TopErrorsResponse.ClassCount
-	(*ErrorSeriesResponse_Series)(nil),   // 17: wsfleet.v1.ErrorSeriesResponse.Series
-	(*timestamppb.Timestamp)(nil),        // 18: google.protobuf.Timestamp
-	(ErrorClass)(0),                      // 19: wsfleet.v1.ErrorClass
-	(*ErrorEvent)(nil),                   // 20: wsfleet.v1.ErrorEvent
-	(*durationpb.Duration)(nil),          // 21: google.protobuf.Duration
+	(*TrafficSummaryRequest)(nil),        // 14: wsfleet.v1.TrafficSummaryRequest
+	(*TrafficPeak)(nil),                  // 15: wsfleet.v1.TrafficPeak
+	(*TrafficSummaryResponse)(nil),       // 16: wsfleet.v1.TrafficSummaryResponse
+	nil,                                  // 17: wsfleet.v1.NodeStatus.LabelsEntry
+	(*TopErrorsResponse_Group)(nil),      // 18: wsfleet.v1.TopErrorsResponse.Group
+	(*TopErrorsResponse_ClassCount)(nil), // 19: wsfleet.v1.TopErrorsResponse.ClassCount
+	(*ErrorSeriesResponse_Series)(nil),   // 20: wsfleet.v1.ErrorSeriesResponse.Series
+	(*timestamppb.Timestamp)(nil),        // 21: google.protobuf.Timestamp
+	(ErrorClass)(0),                      // 22: wsfleet.v1.ErrorClass
+	(*ErrorEvent)(nil),                   // 23: wsfleet.v1.ErrorEvent
+	(*durationpb.Duration)(nil),          // 24: google.protobuf.Duration
+	(*OriginCount)(nil),                  // 25: wsfleet.v1.OriginCount
 }
 var file_wsfleet_v1_fleet_service_proto_depIdxs = []int32{
-	14, // 0: wsfleet.v1.NodeStatus.labels:type_name -> wsfleet.v1.NodeStatus.LabelsEntry
-	18, // 1: wsfleet.v1.NodeStatus.last_ack_time:type_name -> google.protobuf.Timestamp
-	18, // 2: wsfleet.v1.NodeStatus.last_seen_time:type_name -> google.protobuf.Timestamp
-	18, // 3: wsfleet.v1.NodeStatus.connect_time:type_name -> google.protobuf.Timestamp
+	17, // 0: wsfleet.v1.NodeStatus.labels:type_name -> wsfleet.v1.NodeStatus.LabelsEntry
+	21, // 1: wsfleet.v1.NodeStatus.last_ack_time:type_name -> google.protobuf.Timestamp
+	21, // 2: wsfleet.v1.NodeStatus.last_seen_time:type_name -> google.protobuf.Timestamp
+	21, // 3: wsfleet.v1.NodeStatus.connect_time:type_name -> google.protobuf.Timestamp
 	2,  // 4: wsfleet.v1.ListNodesResponse.nodes:type_name -> wsfleet.v1.NodeStatus
-	18, // 5: wsfleet.v1.EventFilter.start_time:type_name -> google.protobuf.Timestamp
-	18, // 6: wsfleet.v1.EventFilter.end_time:type_name -> google.protobuf.Timestamp
-	19, // 7: wsfleet.v1.EventFilter.classes:type_name -> wsfleet.v1.ErrorClass
+	21, // 5: wsfleet.v1.EventFilter.start_time:type_name -> google.protobuf.Timestamp
+	21, // 6: wsfleet.v1.EventFilter.end_time:type_name -> google.protobuf.Timestamp
+	22, // 7: wsfleet.v1.EventFilter.classes:type_name -> wsfleet.v1.ErrorClass
 	5,  // 8: wsfleet.v1.QueryEventsRequest.filter:type_name -> wsfleet.v1.EventFilter
-	20, // 9: wsfleet.v1.QueryEventsResponse.events:type_name -> wsfleet.v1.ErrorEvent
+	23, // 9: wsfleet.v1.QueryEventsResponse.events:type_name -> wsfleet.v1.ErrorEvent
 	1,  // 10: wsfleet.v1.QueryEventsResponse.missing_replicas:type_name -> wsfleet.v1.ReplicaError
 	5,  // 11: wsfleet.v1.TopErrorsRequest.filter:type_name -> wsfleet.v1.EventFilter
 	0,  // 12: wsfleet.v1.TopErrorsRequest.group_by:type_name -> wsfleet.v1.TopErrorsRequest.GroupBy
-	15, // 13: wsfleet.v1.TopErrorsResponse.groups:type_name -> wsfleet.v1.TopErrorsResponse.Group
+	18, // 13: wsfleet.v1.TopErrorsResponse.groups:type_name -> wsfleet.v1.TopErrorsResponse.Group
 	1,  // 14: wsfleet.v1.TopErrorsResponse.missing_replicas:type_name -> wsfleet.v1.ReplicaError
 	5,  // 15: wsfleet.v1.TailEventsRequest.filter:type_name -> wsfleet.v1.EventFilter
-	20, // 16: wsfleet.v1.TailEventsResponse.event:type_name -> wsfleet.v1.ErrorEvent
+	23, // 16: wsfleet.v1.TailEventsResponse.event:type_name -> wsfleet.v1.ErrorEvent
 	1,  // 17: wsfleet.v1.TailEventsResponse.replica_lost:type_name -> wsfleet.v1.ReplicaError
 	5,  // 18: wsfleet.v1.ErrorSeriesRequest.filter:type_name -> wsfleet.v1.EventFilter
-	21, // 19: wsfleet.v1.ErrorSeriesRequest.step:type_name -> google.protobuf.Duration
-	18, // 20: wsfleet.v1.ErrorSeriesResponse.start_time:type_name -> google.protobuf.Timestamp
-	21, // 21: wsfleet.v1.ErrorSeriesResponse.step:type_name -> google.protobuf.Duration
-	17, // 22: wsfleet.v1.ErrorSeriesResponse.series:type_name -> wsfleet.v1.ErrorSeriesResponse.Series
+	24, // 19: wsfleet.v1.ErrorSeriesRequest.step:type_name -> google.protobuf.Duration
+	21, // 20: wsfleet.v1.ErrorSeriesResponse.start_time:type_name -> google.protobuf.Timestamp
+	24, // 21: wsfleet.v1.ErrorSeriesResponse.step:type_name -> google.protobuf.Duration
+	20, // 22: wsfleet.v1.ErrorSeriesResponse.series:type_name -> wsfleet.v1.ErrorSeriesResponse.Series
 	1,  // 23: wsfleet.v1.ErrorSeriesResponse.missing_replicas:type_name -> wsfleet.v1.ReplicaError
-	19, // 24: wsfleet.v1.TopErrorsResponse.Group.top_class:type_name -> wsfleet.v1.ErrorClass
-	16, // 25: wsfleet.v1.TopErrorsResponse.Group.classes:type_name -> wsfleet.v1.TopErrorsResponse.ClassCount
-	19, // 26: wsfleet.v1.TopErrorsResponse.ClassCount.class:type_name -> wsfleet.v1.ErrorClass
-	19, // 27: wsfleet.v1.ErrorSeriesResponse.Series.class:type_name -> wsfleet.v1.ErrorClass
-	3,  // 28: wsfleet.v1.FleetService.ListNodes:input_type -> wsfleet.v1.ListNodesRequest
-	6,  // 29: wsfleet.v1.FleetService.QueryEvents:input_type -> wsfleet.v1.QueryEventsRequest
-	8,  // 30: wsfleet.v1.FleetService.TopErrors:input_type -> wsfleet.v1.TopErrorsRequest
-	10, // 31: wsfleet.v1.FleetService.TailEvents:input_type -> wsfleet.v1.TailEventsRequest
-	12, // 32: wsfleet.v1.FleetService.ErrorSeries:input_type -> wsfleet.v1.ErrorSeriesRequest
-	4,  // 33: wsfleet.v1.FleetService.ListNodes:output_type -> wsfleet.v1.ListNodesResponse
-	7,  // 34: wsfleet.v1.FleetService.QueryEvents:output_type -> wsfleet.v1.QueryEventsResponse
-	9,  // 35: wsfleet.v1.FleetService.TopErrors:output_type -> wsfleet.v1.TopErrorsResponse
-	11, // 36: wsfleet.v1.FleetService.TailEvents:output_type -> wsfleet.v1.TailEventsResponse
-	13, // 37: wsfleet.v1.FleetService.ErrorSeries:output_type -> wsfleet.v1.ErrorSeriesResponse
-	33, // [33:38] is the sub-list for method output_type
-	28, // [28:33] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	21, // 24: wsfleet.v1.TrafficSummaryRequest.start_time:type_name -> google.protobuf.Timestamp
+	21, // 25: wsfleet.v1.TrafficSummaryRequest.end_time:type_name -> google.protobuf.Timestamp
+	21, // 26: wsfleet.v1.TrafficPeak.minute:type_name -> google.protobuf.Timestamp
+	25, // 27: wsfleet.v1.TrafficSummaryResponse.accepted:type_name -> wsfleet.v1.OriginCount
+	15, // 28: wsfleet.v1.TrafficSummaryResponse.peaks:type_name -> wsfleet.v1.TrafficPeak
+	21, // 29: wsfleet.v1.TrafficSummaryResponse.start_time:type_name -> google.protobuf.Timestamp
+	21, // 30: wsfleet.v1.TrafficSummaryResponse.end_time:type_name -> google.protobuf.Timestamp
+	1,  // 31: wsfleet.v1.TrafficSummaryResponse.missing_replicas:type_name -> wsfleet.v1.ReplicaError
+	22, // 32: wsfleet.v1.TopErrorsResponse.Group.top_class:type_name -> wsfleet.v1.ErrorClass
+	19, // 33: wsfleet.v1.TopErrorsResponse.Group.classes:type_name -> wsfleet.v1.TopErrorsResponse.ClassCount
+	22, // 34: wsfleet.v1.TopErrorsResponse.ClassCount.class:type_name -> wsfleet.v1.ErrorClass
+	22, // 35: wsfleet.v1.ErrorSeriesResponse.Series.class:type_name -> wsfleet.v1.ErrorClass
+	3,  // 36: wsfleet.v1.FleetService.ListNodes:input_type -> wsfleet.v1.ListNodesRequest
+	6,  // 37: wsfleet.v1.FleetService.QueryEvents:input_type -> wsfleet.v1.QueryEventsRequest
+	8,  // 38: wsfleet.v1.FleetService.TopErrors:input_type -> wsfleet.v1.TopErrorsRequest
+	10, // 39: wsfleet.v1.FleetService.TailEvents:input_type -> wsfleet.v1.TailEventsRequest
+	12, // 40: wsfleet.v1.FleetService.ErrorSeries:input_type -> wsfleet.v1.ErrorSeriesRequest
+	14, // 41: wsfleet.v1.FleetService.TrafficSummary:input_type -> wsfleet.v1.TrafficSummaryRequest
+	4,  // 42: wsfleet.v1.FleetService.ListNodes:output_type -> wsfleet.v1.ListNodesResponse
+	7,  // 43: wsfleet.v1.FleetService.QueryEvents:output_type -> wsfleet.v1.QueryEventsResponse
+	9,  // 44: wsfleet.v1.FleetService.TopErrors:output_type -> wsfleet.v1.TopErrorsResponse
+	11, // 45: wsfleet.v1.FleetService.TailEvents:output_type -> wsfleet.v1.TailEventsResponse
+	13, // 46: wsfleet.v1.FleetService.ErrorSeries:output_type -> wsfleet.v1.ErrorSeriesResponse
+	16, // 47: wsfleet.v1.FleetService.TrafficSummary:output_type -> wsfleet.v1.TrafficSummaryResponse
+	42, // [42:48] is the sub-list for method output_type
+	36, // [36:42] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_wsfleet_v1_fleet_service_proto_init() }
@@ -1505,7 +1790,7 @@ func file_wsfleet_v1_fleet_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wsfleet_v1_fleet_service_proto_rawDesc), len(file_wsfleet_v1_fleet_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,11 +19,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	FleetService_ListNodes_FullMethodName   = "/wsfleet.v1.FleetService/ListNodes"
-	FleetService_QueryEvents_FullMethodName = "/wsfleet.v1.FleetService/QueryEvents"
-	FleetService_TopErrors_FullMethodName   = "/wsfleet.v1.FleetService/TopErrors"
-	FleetService_TailEvents_FullMethodName  = "/wsfleet.v1.FleetService/TailEvents"
-	FleetService_ErrorSeries_FullMethodName = "/wsfleet.v1.FleetService/ErrorSeries"
+	FleetService_ListNodes_FullMethodName      = "/wsfleet.v1.FleetService/ListNodes"
+	FleetService_QueryEvents_FullMethodName    = "/wsfleet.v1.FleetService/QueryEvents"
+	FleetService_TopErrors_FullMethodName      = "/wsfleet.v1.FleetService/TopErrors"
+	FleetService_TailEvents_FullMethodName     = "/wsfleet.v1.FleetService/TailEvents"
+	FleetService_ErrorSeries_FullMethodName    = "/wsfleet.v1.FleetService/ErrorSeries"
+	FleetService_TrafficSummary_FullMethodName = "/wsfleet.v1.FleetService/TrafficSummary"
 )
 
 // FleetServiceClient is the client API for FleetService service.
@@ -52,6 +53,11 @@ type FleetServiceClient interface {
 	// come from per-minute aggregates kept for 24 hours, not from the raw
 	// event buffer.
 	ErrorSeries(ctx context.Context, in *ErrorSeriesRequest, opts ...grpc.CallOption) (*ErrorSeriesResponse, error)
+	// TrafficSummary adds up the nodes' traffic samples (TrafficSample) of a
+	// pool over a time range: accepted handshakes per origin and the highest
+	// peak of each limited measure. Dry-run impact (PolicyImpact) is made
+	// from it.
+	TrafficSummary(ctx context.Context, in *TrafficSummaryRequest, opts ...grpc.CallOption) (*TrafficSummaryResponse, error)
 }
 
 type fleetServiceClient struct {
@@ -121,6 +127,16 @@ func (c *fleetServiceClient) ErrorSeries(ctx context.Context, in *ErrorSeriesReq
 	return out, nil
 }
 
+func (c *fleetServiceClient) TrafficSummary(ctx context.Context, in *TrafficSummaryRequest, opts ...grpc.CallOption) (*TrafficSummaryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TrafficSummaryResponse)
+	err := c.cc.Invoke(ctx, FleetService_TrafficSummary_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FleetServiceServer is the server API for FleetService service.
 // All implementations must embed UnimplementedFleetServiceServer
 // for forward compatibility.
@@ -147,6 +163,11 @@ type FleetServiceServer interface {
 	// come from per-minute aggregates kept for 24 hours, not from the raw
 	// event buffer.
 	ErrorSeries(context.Context, *ErrorSeriesRequest) (*ErrorSeriesResponse, error)
+	// TrafficSummary adds up the nodes' traffic samples (TrafficSample) of a
+	// pool over a time range: accepted handshakes per origin and the highest
+	// peak of each limited measure. Dry-run impact (PolicyImpact) is made
+	// from it.
+	TrafficSummary(context.Context, *TrafficSummaryRequest) (*TrafficSummaryResponse, error)
 	mustEmbedUnimplementedFleetServiceServer()
 }
 
@@ -171,6 +192,9 @@ func (UnimplementedFleetServiceServer) TailEvents(*TailEventsRequest, grpc.Serve
 }
 func (UnimplementedFleetServiceServer) ErrorSeries(context.Context, *ErrorSeriesRequest) (*ErrorSeriesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ErrorSeries not implemented")
+}
+func (UnimplementedFleetServiceServer) TrafficSummary(context.Context, *TrafficSummaryRequest) (*TrafficSummaryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TrafficSummary not implemented")
 }
 func (UnimplementedFleetServiceServer) mustEmbedUnimplementedFleetServiceServer() {}
 func (UnimplementedFleetServiceServer) testEmbeddedByValue()                      {}
@@ -276,6 +300,24 @@ func _FleetService_ErrorSeries_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FleetService_TrafficSummary_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TrafficSummaryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FleetServiceServer).TrafficSummary(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FleetService_TrafficSummary_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FleetServiceServer).TrafficSummary(ctx, req.(*TrafficSummaryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FleetService_ServiceDesc is the grpc.ServiceDesc for FleetService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -298,6 +340,10 @@ var FleetService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ErrorSeries",
 			Handler:    _FleetService_ErrorSeries_Handler,
+		},
+		{
+			MethodName: "TrafficSummary",
+			Handler:    _FleetService_TrafficSummary_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
