@@ -88,4 +88,9 @@ type Store interface {
 	// Close releases the store and ends its watches. Calls after Close
 	// return ErrClosed.
 	Close() error
+
+	// Proposals: changes waiting for a second admin, kept in the same
+	// store so that approving one and appending its revision is one
+	// transaction.
+	Proposals
 }

@@ -495,50 +495,58 @@ func (s *Store) Append(ctx context.Context, rev *wsfleetv1.PolicyRevision, expec
 	out := proto.Clone(rev).(*wsfleetv1.PolicyRevision)
 
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		pools := tx.Bucket(poolsBucket)
-		b := pools.Bucket([]byte(pool))
-		var head int64
-		if b != nil {
-			if k, _ := b.Cursor().Last(); k != nil {
-				n, err := decodeKey(pool, k)
-				if err != nil {
-					return err
-				}
-				head = n
-			}
-		}
-		if expected != store.AnyRevision && expected != head {
-			return &store.ConflictError{Pool: pool, Expected: expected, Current: head}
-		}
-		// Checked again now that the write lock is held: a caller that gave
-		// up while queued behind other writers must not get a write it will
-		// never see acknowledged.
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if b == nil {
-			var err error
-			if b, err = pools.CreateBucket([]byte(pool)); err != nil {
-				return fmt.Errorf("create bucket for pool %q: %w", pool, err)
-			}
-		}
-		// Keys only ever grow, so pages never need room for inserts in the
-		// middle; full pages halve the file compared to the default 50%.
-		b.FillPercent = 1.0
-
-		out.Revision = max(head+1, rev.GetRevision())
-		out.StoreId = s.id
-		v, err := marshalOptions.Marshal(out)
-		if err != nil {
-			return fmt.Errorf("marshal pool %q revision %d: %w", pool, out.Revision, err)
-		}
-		return b.Put(revisionKey(out.Revision), v)
+		return s.appendTx(ctx, tx, out, rev.GetRevision(), expected)
 	})
 	if err != nil {
 		return nil, s.wrap("append", err)
 	}
 	s.notify(out)
 	return out, nil
+}
+
+// appendTx is Append inside the write transaction tx: it checks the head
+// against expected, numbers out (max(head+1, asked)), stamps the store
+// identity and puts it.
+func (s *Store) appendTx(ctx context.Context, tx *bolt.Tx, out *wsfleetv1.PolicyRevision, asked, expected int64) error {
+	pool := out.GetPool()
+	pools := tx.Bucket(poolsBucket)
+	b := pools.Bucket([]byte(pool))
+	var head int64
+	if b != nil {
+		if k, _ := b.Cursor().Last(); k != nil {
+			n, err := decodeKey(pool, k)
+			if err != nil {
+				return err
+			}
+			head = n
+		}
+	}
+	if expected != store.AnyRevision && expected != head {
+		return &store.ConflictError{Pool: pool, Expected: expected, Current: head}
+	}
+	// Checked again now that the write lock is held: a caller that gave
+	// up while queued behind other writers must not get a write it will
+	// never see acknowledged.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if b == nil {
+		var err error
+		if b, err = pools.CreateBucket([]byte(pool)); err != nil {
+			return fmt.Errorf("create bucket for pool %q: %w", pool, err)
+		}
+	}
+	// Keys only ever grow, so pages never need room for inserts in the
+	// middle; full pages halve the file compared to the default 50%.
+	b.FillPercent = 1.0
+
+	out.Revision = max(head+1, asked)
+	out.StoreId = s.id
+	v, err := marshalOptions.Marshal(out)
+	if err != nil {
+		return fmt.Errorf("marshal pool %q revision %d: %w", pool, out.Revision, err)
+	}
+	return b.Put(revisionKey(out.Revision), v)
 }
 
 // notify offers a committed revision to every watch, each its own copy.
@@ -702,7 +710,9 @@ func (s *Store) wrap(op string, err error) error {
 	case errors.Is(err, bolterrors.ErrDatabaseNotOpen):
 		// Close won the race against a call that had already passed enter.
 		return store.ErrClosed
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, ErrCorrupt):
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, ErrCorrupt),
+		errors.Is(err, store.ErrProposalClosed), errors.Is(err, store.ErrTooManyProposals),
+		errors.Is(err, ErrInvalidRevision):
 		return err
 	default:
 		return fmt.Errorf("boltstore: %s: %w", op, err)

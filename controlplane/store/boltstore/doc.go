@@ -6,6 +6,8 @@
 //	meta/schema_version        8-byte big-endian schema version (currently 1)
 //	meta/store_id              the store's identity, "bolt-" and 16 hex digits
 //	pools/<pool>/<revision>    proto.Marshal(PolicyRevision), deterministic
+//	proposals/<id>             proto.Marshal(Proposal); the bucket's sequence is
+//	                           the last id given; created by the first proposal
 //
 // Revision keys are the 8-byte big-endian revision number, so bbolt's byte
 // order is numeric order: the head is the pool bucket's last key and history
@@ -20,6 +22,9 @@
 // fsyncs on every commit (NoSync is never set): when Append returns nil the
 // revision is on disk, and a crash before that leaves the previous state,
 // never a partial revision.
+//
+// ApproveProposal appends the revision and marks the proposal approved in
+// one write transaction, so both happen or neither.
 //
 // A caller may block in Append behind other writers (each waits for one
 // fsync) and in Close, which waits for in-flight transactions to finish.

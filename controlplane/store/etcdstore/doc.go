@@ -14,6 +14,8 @@
 //	P revs/<pool>/<revision>     every revision, the same encoding; <revision> is
 //	                             20 decimal digits, zero-padded, so that key order
 //	                             is numeric order
+//	P meta/proposal_seq          the last proposal id given, decimal
+//	P proposals/<id>             proto.Marshal(Proposal); <id> as <revision>
 //
 //	P fleet/...                  the replicas' membership and shared node status
 //	                             (packages replicas and registry/etcdstatus); not
@@ -28,6 +30,13 @@
 // default 1.5 MiB request limit.
 //
 // # Writes
+//
+// Proposals: a create compares and bumps meta/proposal_seq in its
+// transaction (ids are store-wide and never reused; the per-pool bound of
+// open proposals is checked on the same read). Approving one commits the
+// revision, the head and the approved proposal in one transaction,
+// compared on the head key's and the proposal key's ModRevision; deciding
+// one also deletes the oldest decided proposals beyond the kept number.
 //
 // Append reads the pool's head and commits, in one transaction, the new
 // revs/ key and the new head, if the head key's ModRevision is still the

@@ -251,7 +251,7 @@ func (s *Store) identify(ctx context.Context, create bool) error {
 		case len(first) > 0:
 			key := string(first[0].Key)
 			rest := strings.TrimPrefix(key, s.cfg.Prefix)
-			for _, ours := range []string{"meta/", "heads/", "revs/", "fleet/"} {
+			for _, ours := range []string{"meta/", "heads/", "revs/", "fleet/", "proposals/"} {
 				if strings.HasPrefix(rest, ours) {
 					return fmt.Errorf("%w: %s has key %q but no %q", ErrNoIdentity, where(s.cfg), clipKey(key), s.idKey)
 				}

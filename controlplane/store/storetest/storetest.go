@@ -138,6 +138,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store, opts ...Option) 
 		{"cancelled context fails and stores nothing", testCancelledContext},
 		{"every method returns ErrClosed after close", testClosed},
 	}
+	tests = append(tests, proposalTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.run(t, newStore(t))

@@ -35,6 +35,7 @@ type memStore struct {
 	mu       sync.Mutex
 	closed   bool
 	pools    map[string][]*wsfleetv1.PolicyRevision
+	props    memProposals
 	feeds    map[*headfeed.Feed]struct{}
 	closing  context.Context
 	endAll   context.CancelFunc
@@ -91,6 +92,11 @@ func (s *memStore) Append(ctx context.Context, rev *wsfleetv1.PolicyRevision, ex
 	if err := s.enter(ctx); err != nil {
 		return nil, err
 	}
+	return s.appendLocked(rev, expected)
+}
+
+// appendLocked is Append with s.mu held.
+func (s *memStore) appendLocked(rev *wsfleetv1.PolicyRevision, expected int64) (*wsfleetv1.PolicyRevision, error) {
 	var head int64
 	if revs := s.pools[rev.GetPool()]; len(revs) > 0 {
 		head = revs[len(revs)-1].GetRevision()
