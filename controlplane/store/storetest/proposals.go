@@ -306,7 +306,10 @@ func testProposalClosed(t *testing.T, s store.Store) {
 		name string
 		call func() error
 	}{
-		{"CreateProposal", func() error { _, err := s.CreateProposal(ctx, Proposal(pool, 0, "late"), store.ProposalLimits{}); return err }},
+		{"CreateProposal", func() error {
+			_, err := s.CreateProposal(ctx, Proposal(pool, 0, "late"), store.ProposalLimits{})
+			return err
+		}},
 		{"GetProposal", func() error { _, err := s.GetProposal(ctx, p.GetId()); return err }},
 		{"ListProposals", func() error { _, err := s.ListProposals(ctx, store.ProposalFilter{}); return err }},
 		{"RejectProposal", func() error { _, err := s.RejectProposal(ctx, p.GetId(), decision, store.ProposalLimits{}); return err }},
