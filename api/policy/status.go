@@ -24,3 +24,8 @@ const (
 	// server was doing ("append", "read head"...).
 	StoreOperationKey = "operation"
 )
+
+// ReasonApprovalRequired comes with FailedPrecondition when a direct write
+// (apply, rollback, recovery) is refused because the pool's head requires
+// approval: propose the change instead. Metadata: ConflictPoolKey.
+const ReasonApprovalRequired = "APPROVAL_REQUIRED"

@@ -90,6 +90,7 @@ func (s *Server) RecoverPolicy(ctx context.Context, req *wsfleetv1.RecoverPolicy
 		recoveredFrom: src.NodeID,
 		above:         highest,
 		dryRun:        req.GetDryRun(),
+		direct:        true,
 	})
 	if err != nil {
 		return nil, err

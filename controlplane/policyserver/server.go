@@ -51,6 +51,14 @@ type Config struct {
 	// for RecoverPolicy; without it RecoverPolicy is Unimplemented. It is
 	// called once per RecoverPolicy and must not block.
 	Fleet func() []NodeRevision
+	// Impact computes a change's dry-run impact on the pool's recent
+	// traffic (ApplyPolicy with dry_run, ProposePolicy); head is nil for a
+	// pool without a policy. Optional: without it no impact is reported.
+	Impact func(ctx context.Context, pool string, head, next *wsfleetv1.Policy) (*wsfleetv1.PolicyImpact, error)
+	// ProposalLimits bound the proposals kept in the store: open ones per
+	// pool (default store.DefaultMaxOpenProposals) and decided ones kept
+	// (default store.DefaultKeepClosedProposals).
+	ProposalLimits store.ProposalLimits
 }
 
 // NodeRevision is the revision one node reports running.
@@ -68,8 +76,9 @@ type NodeRevision struct {
 // Server implements wsfleetv1.PolicyServiceServer.
 type Server struct {
 	wsfleetv1.UnimplementedPolicyServiceServer
-	cfg     Config
-	commits *prometheus.CounterVec
+	cfg       Config
+	commits   *prometheus.CounterVec
+	proposals *prometheus.CounterVec
 }
 
 var _ wsfleetv1.PolicyServiceServer = (*Server)(nil)
@@ -85,15 +94,18 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	cfg.ProposalLimits = cfg.ProposalLimits.WithDefaults()
 	s := &Server{cfg: cfg, commits: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "wsfleet",
 		Subsystem: "control",
 		Name:      "policy_commits_total",
 		Help:      "Policy revisions stored by this process, per pool.",
-	}, []string{"pool"})}
+	}, []string{"pool"}), proposals: newProposalMetrics()}
 	if cfg.Registerer != nil {
-		if err := cfg.Registerer.Register(s.commits); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		for _, c := range []prometheus.Collector{s.commits, s.proposals} {
+			if err := cfg.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+			}
 		}
 	}
 	return s, nil
@@ -168,7 +180,7 @@ func (s *Server) ApplyPolicy(ctx context.Context, req *wsfleetv1.ApplyPolicyRequ
 		}
 		expected = &e
 	}
-	res, err := s.write(ctx, change{pool: pool, policy: req.GetPolicy(), expected: expected, message: req.GetMessage(), dryRun: req.GetDryRun()})
+	res, err := s.write(ctx, change{pool: pool, policy: req.GetPolicy(), expected: expected, message: req.GetMessage(), dryRun: req.GetDryRun(), direct: true})
 	if err != nil {
 		return nil, err
 	}
@@ -210,7 +222,7 @@ func (s *Server) RollbackPolicy(ctx context.Context, req *wsfleetv1.RollbackPoli
 	if msg == "" {
 		msg = fmt.Sprintf("rollback to revision %d", target.GetRevision())
 	}
-	res, err := s.write(ctx, change{pool: pool, policy: target.GetPolicy(), expected: expected, message: msg, rollbackOf: target.GetRevision()})
+	res, err := s.write(ctx, change{pool: pool, policy: target.GetPolicy(), expected: expected, message: msg, rollbackOf: target.GetRevision(), direct: true})
 	if err != nil {
 		return nil, err
 	}
@@ -227,6 +239,7 @@ type writeResult struct {
 	previous  int64
 	unchanged bool
 	changes   []*wsfleetv1.FieldChange
+	proposal  *wsfleetv1.Proposal // the approved proposal, for an approval
 }
 
 // change is one write: the policy and what is kept with it.
@@ -244,6 +257,17 @@ type change struct {
 	// is what makes every node accept it.
 	above  int64
 	dryRun bool
+	// direct: an admin's own apply, rollback or recovery, refused while
+	// the head requires approval (approvalGate).
+	direct bool
+	// An approval (proposals.go): the proposal is approved in the same
+	// store transaction as the append; author overrides the caller (the
+	// revision is the proposer's), approvedBy and approvalMessage are the
+	// approver's.
+	proposalID      int64
+	author          string
+	approvedBy      string
+	approvalMessage string
 }
 
 // write appends c.policy as the pool's next revision. With expected set the
@@ -253,6 +277,9 @@ type change struct {
 func (s *Server) write(ctx context.Context, c change) (*writeResult, error) {
 	pool, p, expected := c.pool, c.policy, c.expected
 	author := authorOf(ctx)
+	if c.author != "" {
+		author = c.author
+	}
 	for attempt := 0; ; attempt++ {
 		head, err := s.cfg.Store.Head(ctx, pool)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -264,9 +291,12 @@ func (s *Server) write(ctx context.Context, c change) (*writeResult, error) {
 			headRev, headPolicy = head.GetRevision(), head.GetPolicy()
 		}
 		if expected != nil && *expected != headRev {
-			return nil, conflict(pool, headRev, *expected)
+			return nil, conflictFor(c, headRev, *expected)
 		}
-		if head != nil && c.above == 0 && proto.Equal(headPolicy, p) {
+		if err := approvalGate(head, c); err != nil {
+			return nil, err
+		}
+		if head != nil && c.above == 0 && c.proposalID == 0 && proto.Equal(headPolicy, p) {
 			return &writeResult{rev: head, previous: headRev, unchanged: true}, nil
 		}
 		var changes []*wsfleetv1.FieldChange
@@ -284,16 +314,18 @@ func (s *Server) write(ctx context.Context, c change) (*writeResult, error) {
 			Policy:            p,
 			RollbackOf:        c.rollbackOf,
 			RecoveredFromNode: c.recoveredFrom,
+			ProposalId:        c.proposalID,
+			ApprovedBy:        c.approvedBy,
 		}
 		if c.dryRun {
 			rev.StoreId = s.cfg.Store.ID()
 			return &writeResult{rev: rev, previous: headRev, changes: changes}, nil
 		}
-		stored, err := s.cfg.Store.Append(ctx, rev, headRev)
+		stored, prop, err := s.appendOrApprove(ctx, c, rev, headRev)
 		var ce *store.ConflictError
 		if errors.As(err, &ce) {
 			if expected != nil {
-				return nil, conflict(pool, ce.Current, *expected)
+				return nil, conflictFor(c, ce.Current, *expected)
 			}
 			if attempt < maxApplyRetries {
 				continue
@@ -301,10 +333,10 @@ func (s *Server) write(ctx context.Context, c change) (*writeResult, error) {
 			return nil, status.Errorf(codes.Aborted, "pool %q changed %d times while applying; retry", pool, attempt+1)
 		}
 		if err != nil {
-			return nil, s.storeError(ctx, err, "append")
+			return nil, s.appendError(ctx, c, err)
 		}
 		s.committed(stored, headRev, len(changes))
-		return &writeResult{rev: stored, previous: headRev, changes: changes}, nil
+		return &writeResult{rev: stored, previous: headRev, changes: changes, proposal: prop}, nil
 	}
 }
 
@@ -322,6 +354,8 @@ func (s *Server) committed(rev *wsfleetv1.PolicyRevision, previous int64, change
 		"message":             rev.GetMessage(),
 		"rollback_of":         rev.GetRollbackOf(),
 		"recovered_from_node": rev.GetRecoveredFromNode(),
+		"proposal_id":         rev.GetProposalId(),
+		"approved_by":         rev.GetApprovedBy(),
 		"store_id":            rev.GetStoreId(),
 		"changes":             changes,
 	}).Info("policy changed")
