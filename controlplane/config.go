@@ -13,6 +13,7 @@ import (
 	"github.com/wsfleet/wsfleet/controlplane/registry"
 	"github.com/wsfleet/wsfleet/controlplane/registry/etcdstatus"
 	"github.com/wsfleet/wsfleet/controlplane/replicas"
+	"github.com/wsfleet/wsfleet/controlplane/store"
 	"github.com/wsfleet/wsfleet/controlplane/store/etcdstore"
 	"github.com/wsfleet/wsfleet/controlplane/telemetry"
 	"github.com/wsfleet/wsfleet/controlplane/telemetry/fanout"
@@ -56,6 +57,8 @@ const (
 	DefaultTailBuffer                   = telemetry.DefaultTailBuffer
 	DefaultMaxNodes                     = registry.DefaultMaxNodes
 	DefaultMaxNodesBytes                = registry.DefaultMaxNodesBytes
+	DefaultMaxOpenProposals             = store.DefaultMaxOpenProposals
+	DefaultKeepClosedProposals          = store.DefaultKeepClosedProposals
 
 	// The replicas' defaults (Store "etcd"), from the packages that apply
 	// them.
@@ -180,6 +183,13 @@ type Config struct {
 	// TailBuffer is how many events a tail may have waiting before it is
 	// dropped for reading too slowly. Default 1024.
 	TailBuffer int
+	// MaxOpenProposals bounds the open policy proposals of one pool; more
+	// are refused (ResourceExhausted). Default 100.
+	MaxOpenProposals int
+	// KeepClosedProposals is how many approved or rejected proposals the
+	// store keeps; older ones are deleted (the revisions an approval made
+	// keep the proposal id and approver). Default 1000.
+	KeepClosedProposals int
 	// MaxNodes bounds the nodes the registry knows, connected or not;
 	// MaxNodesBytes their estimated memory. Beyond either the disconnected
 	// node seen longest ago is forgotten, and a new node is refused with
@@ -246,6 +256,8 @@ func (c *Config) validate() error {
 		{"--telemetry-max-reporter-bytes", c.TelemetryMaxReporterBytes},
 		{"--max-tails", c.MaxTails},
 		{"--tail-buffer", c.TailBuffer},
+		{"--max-open-proposals", c.MaxOpenProposals},
+		{"--keep-closed-proposals", c.KeepClosedProposals},
 		{"--max-nodes", c.MaxNodes},
 		{"--max-nodes-bytes", c.MaxNodesBytes},
 		{"--max-recv-msg-size", c.MaxRecvMsgSize},

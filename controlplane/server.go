@@ -112,6 +112,10 @@ func New(cfg Config) (_ *Server, err error) {
 		Log:        s.log,
 		Registerer: s.prom,
 		Fleet:      s.fleetRunning,
+		ProposalLimits: store.ProposalLimits{
+			MaxOpen:    cfg.MaxOpenProposals,
+			KeepClosed: cfg.KeepClosedProposals,
+		},
 	}); err != nil {
 		return nil, err
 	}

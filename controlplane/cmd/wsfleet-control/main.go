@@ -78,6 +78,8 @@ func run() int {
 	fs.IntVar(&cfg.TelemetryMaxReporters, "telemetry-max-reporters", controlplane.DefaultTelemetryMaxReporters, "telemetry reporters remembered to drop resent batches")
 	fs.IntVar(&cfg.TelemetryMaxReporterBytes, "telemetry-max-reporter-bytes", controlplane.DefaultTelemetryMaxReporterBytes, "the same reporters' estimated bytes")
 	fs.IntVar(&cfg.MaxTails, "max-tails", controlplane.DefaultMaxTails, "concurrent errors tail --follow streams; more are refused (ResourceExhausted)")
+	fs.IntVar(&cfg.MaxOpenProposals, "max-open-proposals", controlplane.DefaultMaxOpenProposals, "open policy proposals per pool; more are refused (ResourceExhausted)")
+	fs.IntVar(&cfg.KeepClosedProposals, "keep-closed-proposals", controlplane.DefaultKeepClosedProposals, "approved or rejected proposals kept in the store; older ones are deleted")
 	fs.IntVar(&cfg.TailBuffer, "tail-buffer", controlplane.DefaultTailBuffer, "events a tail may have waiting before it is dropped for reading too slowly")
 	fs.IntVar(&cfg.MaxNodes, "max-nodes", controlplane.DefaultMaxNodes, "nodes known at once; beyond, the disconnected node seen longest ago is forgotten, else a new node is refused")
 	fs.IntVar(&cfg.MaxNodesBytes, "max-nodes-bytes", controlplane.DefaultMaxNodesBytes, "the known nodes' estimated bytes, bounded the same way")
