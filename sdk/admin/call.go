@@ -128,7 +128,8 @@ func classifyError(method string, req any, err error, sent bool) error {
 	return ce
 }
 
-// writeRequest reports whether req may store a revision, and for which pool.
+// writeRequest reports whether req may store a revision or a proposal, and
+// for which pool ("" for a decision on a proposal, which names none).
 // A dry run stores nothing, whatever becomes of the connection.
 func writeRequest(req any) (pool string, write bool) {
 	switch r := req.(type) {
@@ -138,6 +139,12 @@ func writeRequest(req any) (pool string, write bool) {
 		pool, write = r.GetPool(), true
 	case *wsfleetv1.RecoverPolicyRequest:
 		pool, write = r.GetPool(), !r.GetDryRun()
+	default:
+		var named bool
+		if pool, write, named = proposalWrite(req); write && !named {
+			// Approve and reject name a proposal, not a pool.
+			return "", true
+		}
 	}
 	if !write {
 		return "", false

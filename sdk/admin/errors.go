@@ -25,7 +25,8 @@ var (
 	// ErrStoreUnavailable: the control plane answered that its policy store
 	// failed; nothing was stored. Retrying later is safe.
 	ErrStoreUnavailable = errors.New("admin: the control plane's policy store failed")
-	// ErrOutcomeUnknown: a write (apply, rollback, recover) was sent, and
+	// ErrOutcomeUnknown: a write (apply, rollback, recover, or a proposal's
+	// propose, approve, reject) was sent, and
 	// the connection broke, the deadline passed or the call was cancelled
 	// before the answer came. The control plane may or may not have stored
 	// it: read the pool's history before retrying.

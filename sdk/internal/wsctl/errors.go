@@ -227,6 +227,9 @@ func (a *app) explainCall(ce *admin.CallError) []string {
 		default:
 			what = fmt.Sprintf("the connection to the control plane at %s broke before it answered (%s)", a.addr, dialDetail(st.Message()))
 		}
+		if ce.Pool == "" { // a decision on a proposal
+			return []string{fmt.Sprintf("error: %s; the outcome is unknown: check 'wsctl policy proposals' before retrying", what)}
+		}
 		return []string{fmt.Sprintf("error: %s; the outcome is unknown: check 'wsctl policy history --pool %s' before retrying",
 			what, ce.Pool)}
 	default: // admin.ErrConnectionLost

@@ -37,6 +37,11 @@ func (a *app) policyCommand() *cobra.Command {
 		a.policyDiffCommand(),
 		a.policyRollbackCommand(),
 		a.policyRecoverCommand(),
+		a.policyProposeCommand(),
+		a.policyApproveCommand(),
+		a.policyRejectCommand(),
+		a.policyProposalsCommand(),
+		a.policyProposalCommand(),
 	)
 	return cmd
 }
@@ -89,6 +94,10 @@ func writeRevision(w io.Writer, rev *wsfleetv1.PolicyRevision) error {
 	fmt.Fprintf(tw, "message:\t%s\n", oneLine(rev.GetMessage()))
 	if rev.GetRollbackOf() != 0 {
 		fmt.Fprintf(tw, "rollback of:\t%d\n", rev.GetRollbackOf())
+	}
+	if rev.GetProposalId() != 0 {
+		fmt.Fprintf(tw, "proposal:\t%d\n", rev.GetProposalId())
+		fmt.Fprintf(tw, "approved by:\t%s\n", rev.GetApprovedBy())
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -170,6 +179,12 @@ func writeHistory(w io.Writer, revs []*wsfleetv1.PolicyRevision) error {
 				msg += " "
 			}
 			msg += fmt.Sprintf("(rollback of %d)", r.GetRollbackOf())
+		}
+		if r.GetProposalId() != 0 {
+			if msg != "" {
+				msg += " "
+			}
+			msg += fmt.Sprintf("(proposal %d, approved by %s)", r.GetProposalId(), r.GetApprovedBy())
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", r.GetRevision(), formatTime(r.GetCreateTime()), r.GetAuthor(), msg)
 	}
