@@ -16,9 +16,9 @@ import (
 )
 
 const (
-	aliceToken  = "e2e-alice-token-0123456789"
-	bobToken    = "e2e-bob-token-0123456789"
-	veraToken = "e2e-viewer-token-0123456789"
+	aliceToken = "e2e-alice-token-0123456789"
+	bobToken   = "e2e-bob-token-0123456789"
+	veraToken  = "e2e-viewer-token-0123456789"
 )
 
 // approvalPolicy writes a complete policy allowing origins, with

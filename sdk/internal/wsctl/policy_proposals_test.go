@@ -90,7 +90,7 @@ var proposalTime = timestamppb.New(time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC))
 func openProposal() *wsfleetv1.Proposal {
 	return &wsfleetv1.Proposal{
 		Id: 7, Pool: "edge", BaseRevision: 4, Proposer: "alice", Message: "allow new", CreateTime: proposalTime,
-		State: wsfleetv1.ProposalState_PROPOSAL_STATE_OPEN,
+		State:   wsfleetv1.ProposalState_PROPOSAL_STATE_OPEN,
 		Changes: []*wsfleetv1.FieldChange{{Field: "origins.allow", Kind: wsfleetv1.FieldChange_KIND_ADDED, NewValue: `"https://new.example.com"`}},
 		Impact: &wsfleetv1.PolicyImpact{
 			WindowStart: proposalTime, WindowEnd: proposalTime, NodesReporting: 2,
