@@ -100,6 +100,16 @@ func (s *Server) appendError(ctx context.Context, c change, err error) error {
 	return s.storeError(ctx, err, "append")
 }
 
+// decided refuses a decision on a proposal that is no longer open, saying
+// who decided it.
+func decided(p *wsfleetv1.Proposal) error {
+	msg := fmt.Sprintf("proposal %d is already %s by %s", p.GetId(), store.StateName(p.GetState()), p.GetDecidedBy())
+	if p.GetRevision() != 0 {
+		msg += fmt.Sprintf(" (revision %d)", p.GetRevision())
+	}
+	return status.Error(codes.FailedPrecondition, msg)
+}
+
 // proposalError is the status of a proposal the store refuses to decide,
 // or nil for other errors.
 func proposalError(id int64, err error) error {
@@ -235,7 +245,7 @@ func (s *Server) ApproveProposal(ctx context.Context, req *wsfleetv1.ApproveProp
 		return nil, err
 	}
 	if p.GetState() != wsfleetv1.ProposalState_PROPOSAL_STATE_OPEN {
-		return nil, status.Errorf(codes.FailedPrecondition, "proposal %d is already %s", p.GetId(), store.StateName(p.GetState()))
+		return nil, decided(p)
 	}
 	// The identity name is what authorOf records as the author: the same
 	// credential under two names (dev:alice, dev:bob) counts as two admins,
@@ -260,6 +270,13 @@ func (s *Server) ApproveProposal(ctx context.Context, req *wsfleetv1.ApproveProp
 		approvalMessage: req.GetMessage(),
 	})
 	if err != nil {
+		// Another admin may have approved it meanwhile: the head then
+		// moved too, but "re-propose" would be the wrong advice.
+		if status.Code(err) == codes.FailedPrecondition {
+			if now, gerr := s.cfg.Store.GetProposal(ctx, p.GetId()); gerr == nil && now.GetState() != wsfleetv1.ProposalState_PROPOSAL_STATE_OPEN {
+				return nil, decided(now)
+			}
+		}
 		return nil, err
 	}
 	s.audit(res.proposal, "approved", approver).WithField("new_revision", res.rev.GetRevision()).Info("policy proposal approved")

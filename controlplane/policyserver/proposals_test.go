@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -422,4 +423,34 @@ func TestOpenProposalsPerPoolAreBounded(t *testing.T) {
 	}
 	_, err = srv.ProposePolicy(as("alice"), &wsfleetv1.ProposePolicyRequest{Policy: stagingPolicy(), Message: "2"})
 	wantStatus(t, err, codes.ResourceExhausted, "1 open proposals")
+}
+
+func TestRacingApprovalsHaveOneWinnerAndTheOthersAreToldItIsApproved(t *testing.T) {
+	f := newFixture(t)
+	prop := propose(t, f, "alice", stagingPolicy(), "race")
+	approvers := []string{"bob", "carol", "dave", "erin"}
+	errs := make([]error, len(approvers))
+	var wg sync.WaitGroup
+	for i, who := range approvers {
+		wg.Go(func() {
+			_, errs[i] = f.srv.ApproveProposal(as(who), &wsfleetv1.ApproveProposalRequest{Id: prop.GetId()})
+		})
+	}
+	wg.Wait()
+	wins := 0
+	for i, err := range errs {
+		if err == nil {
+			wins++
+			continue
+		}
+		if st := status.Convert(err); st.Code() != codes.FailedPrecondition || !strings.Contains(st.Message(), "already approved by") {
+			t.Errorf("%s: %v, want FailedPrecondition saying it is already approved", approvers[i], err)
+		}
+	}
+	if wins != 1 {
+		t.Fatalf("%d approvals won, want 1", wins)
+	}
+	if head := headOf(t, f, "default"); head.GetRevision() != 2 {
+		t.Fatalf("head is %d, want 2", head.GetRevision())
+	}
 }
