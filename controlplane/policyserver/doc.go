@@ -24,4 +24,14 @@
 // refuse a revision older than theirs accept it. The write is the same
 // compare-and-set append as every other, and reaches the nodes the same
 // way.
+//
+// Proposals (proposals.go) are kept in the same store. ApproveProposal is
+// an ordinary write whose append is the store's ApproveProposal: the
+// revision and the proposal's approval commit in one transaction, guarded
+// by the head still being the proposal's base revision, so of two admins
+// approving at once one wins and the other is told who did. The approver
+// must be another identity than the proposer (the names authorOf records).
+// A pool whose head has approval.required refuses direct writes (apply,
+// rollback, recover; change.direct): it changes only through approvals.
+// ProposePolicy calls Config.Impact, when set, on the caller's goroutine.
 package policyserver

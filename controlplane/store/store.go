@@ -1,8 +1,9 @@
 // Package store defines where the control plane keeps policy revisions.
 //
 // The Store interface is deliberately narrow: revisions are immutable, a pool's
-// history is append-only, and the only write is an append guarded by a
-// compare-and-set on the pool's head revision. That maps one-to-one onto a
+// history is append-only, and the only write of a revision is an append
+// guarded by a compare-and-set on the pool's head revision (alone, or
+// together with a proposal's approval: Proposals). That maps one-to-one onto a
 // bbolt transaction (package boltstore, the embedded default) and onto an etcd
 // transaction comparing the pool's head key (package etcdstore), so the
 // service above never knows which one it runs on. Package storetest holds
