@@ -69,9 +69,11 @@ func New(cfg Config) (*Console, error) {
 	mux.HandleFunc("POST "+Prefix+"api/logout", c.serveLogout)
 	mux.HandleFunc("POST "+Prefix+"api/rpc/{service}/{method}", c.serveRPC)
 	mux.HandleFunc("GET "+Prefix+"api/tail", c.serveTail)
-	mux.HandleFunc(Prefix+"api/", func(w http.ResponseWriter, r *http.Request) {
+	notFound := func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "NotFound", "no such API call", nil)
-	})
+	}
+	mux.HandleFunc("GET "+Prefix+"api/", notFound)
+	mux.HandleFunc("POST "+Prefix+"api/", notFound)
 	c.handler = securityHeaders(mux)
 	return c, nil
 }

@@ -48,7 +48,9 @@ func randomID() string {
 // add makes a session for token; a full table ends the expired sessions,
 // then the oldest.
 func (t *sessions) add(token string, now time.Time, ttl time.Duration) *session {
-	ctx, cancel := context.WithDeadline(context.Background(), now.Add(ttl))
+	// The context's timer runs on the real clock (ttl from now), whatever
+	// Config.Now says; get checks the expiry against Config.Now.
+	ctx, cancel := context.WithTimeout(context.Background(), ttl)
 	s := &session{id: randomID(), csrf: randomID(), token: token, created: now, expires: now.Add(ttl), ctx: ctx, cancel: cancel}
 	t.mu.Lock()
 	defer t.mu.Unlock()
