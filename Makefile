@@ -449,5 +449,5 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	  done; \
 	done
 
-clean: ## remove ./.bin, the run data in ./.wsfleet and the JS SDK's node_modules
-	rm -rf $(BIN) $(DATA_DIR) coverage.out $(JS_DIR)/node_modules $(JS_DIR)/test-results
+clean: ## remove ./.bin, the run data in ./.wsfleet, the JS SDK's and the console's node_modules
+	rm -rf $(BIN) $(DATA_DIR) coverage.out $(JS_DIR)/node_modules $(JS_DIR)/test-results $(CONSOLE_DIR)/node_modules $(CONSOLE_DIR)/testdata/screenshots

@@ -205,6 +205,18 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Fatalf("head %d by %q, want 2 by alice", rev.Revision, rev.Author)
 		}
 
+		step(t, ctx, "preview a change", chromedp.SetValue(chromedp.CSS("#f-origins-allow"), "https://app.example.com\nhttps://new.example.com"), chromedp.Click(chromedp.CSS("#dry-run")))
+		waitJS(t, ctx, 10*time.Second, "the preview's change and impact",
+			`document.querySelector('#preview-changes')?.textContent.includes('new.example.com') && document.querySelector('#impact') !== null`)
+		if rev := getJSON(t, cp.addr, "--token", e2eAdminToken); rev.Revision != 2 {
+			t.Fatalf("a dry run made revision %d", rev.Revision)
+		}
+		step(t, ctx, "compare revisions 1 and 2", chromedp.SetValue(chromedp.CSS("#diff-from"), "1"), chromedp.SetValue(chromedp.CSS("#diff-to"), "2"),
+			chromedp.Click(chromedp.CSS("#diff-btn")))
+		waitJS(t, ctx, 10*time.Second, "the side-by-side diff marks the allowlist",
+			`[...document.querySelectorAll('#diff .diff div.changed')].some((d) => d.textContent.startsWith('origins.allow: https://app.example.com'))`)
+		screenshot(t, ctx, "admin-preview-and-diff")
+
 		step(t, ctx, "open the fleet page", chromedp.Navigate(base+"#fleet"))
 		waitJS(t, ctx, 20*time.Second, "the node on the new head in the fleet table",
 			`(() => { const r = document.querySelector('tr[data-node="`+consoleNodeID+`"]');
@@ -229,6 +241,19 @@ func TestConsoleInBrowser(t *testing.T) {
 			    && [...c.querySelectorAll('.u-legend .u-label')].some((l) => l.textContent === 'origin_rejected')
 			    && document.querySelector('#top-origins').textContent.includes('https://not-allowed.example'); })()`)
 		screenshot(t, ctx, "errors")
+
+		step(t, ctx, "start the live tail", chromedp.Click(chromedp.CSS("#tail-toggle")))
+		waitJS(t, ctx, 10*time.Second, "the tail open", `document.querySelector('#tail-status').textContent === 'live'`)
+		if s := handshake(t, node.ws, "https://tailed.example", "trace_id=console-trace-1"); s != http.StatusForbidden {
+			t.Fatalf("handshake from a disallowed origin: %d, want 403", s)
+		}
+		waitJS(t, ctx, 20*time.Second, "the rejection in the live tail",
+			`document.querySelector('#tail').textContent.includes('trace=console-trace-1')`)
+		step(t, ctx, "look the trace up", chromedp.SetValue(chromedp.CSS("#trace-id"), "console-trace-1"), chromedp.Click(chromedp.CSS("#trace-btn")))
+		waitJS(t, ctx, 10*time.Second, "the trace's event",
+			`document.querySelector('#trace-result').textContent.includes('https://tailed.example')`)
+		screenshot(t, ctx, "errors-tail-and-trace")
+		step(t, ctx, "stop the live tail", chromedp.Click(chromedp.CSS("#tail-toggle")))
 	})
 
 	t.Run("rollouts and proposals show what the control plane offers", func(t *testing.T) {
