@@ -51,6 +51,7 @@ build: ## build wsfleet-control, wsfleet-node, wsctl and wsfleet-bench into ./.b
 RUN_WAIT ?= 30
 run: build ## control plane (embedded store, --dev) and one node registered to it, on loopback; Ctrl-C stops both
 	@echo ">> control plane: gRPC 127.0.0.1:7400, metrics 127.0.0.1:7401 (store in $(DATA_DIR)/control)"
+	@echo ">> web console: http://127.0.0.1:7401/ui/ (dev mode: log in with any name)"
 	@echo ">> node local-1:  WebSocket ws://127.0.0.1:8080/ws, metrics 127.0.0.1:8081"
 	@echo '>> in another shell: export PATH=$$PWD/.bin:$$PATH; wsctl nodes list'
 	@listening() { (exec 3<>/dev/tcp/127.0.0.1/7400) 2>/dev/null; }; \
