@@ -5,6 +5,7 @@ import { h, table, when, className, errorText } from './dom.js';
 // One colour per class, in ErrorSeries' class order.
 const COLORS = ['#d92d20', '#f79009', '#7a5af8', '#2e90fa', '#12b76a', '#ee46bc', '#667085', '#0e9384', '#b54708', '#6172f3', '#dc6803', '#099250', '#c11574', '#155eef', '#475467', '#98a2b3'];
 const MAX_TAIL_ROWS = 200;
+const stepped = uPlot.paths.stepped({ align: 1 });
 
 export function errorsPage(el, ctx) {
   const pool = h('input', { id: 'filter-pool', type: 'text', placeholder: 'any' });
@@ -61,11 +62,13 @@ export function errorsPage(el, ctx) {
       label: className(r.series[i].class),
       stroke: COLORS[i % COLORS.length],
       fill: COLORS[i % COLORS.length] + 'cc',
+      // A minute is a block, not a point: a single rejection stays visible.
+      paths: stepped,
       value: (u, v, si, di) => (di == null ? '—' : String(raw[i][di])),
     }))];
     chartEl.dataset.classes = r.series.map((s) => className(s.class)).join(',');
     if (plot) plot.destroy();
-    plot = new uPlot({ width: Math.max(600, el.clientWidth - 20), height: 300, series, scales: { x: { time: true } }, axes: [{}, { label: 'events / min' }] }, data, chartEl);
+    plot = new uPlot({ width: Math.max(600, el.clientWidth - 20), height: 300, series, scales: { x: { time: true, range: (u, min, max) => [min, max + step] } }, axes: [{}, { label: 'events / min' }] }, data, chartEl);
     totals.replaceChildren(r.series.length
       ? table(['class', 'events'], r.series.map((s) => h('tr', { dataset: { class: className(s.class) } }, h('td', {}, className(s.class)), h('td', {}, s.counts.reduce((a, b) => a + Number(b), 0)))))
       : h('p', { class: 'muted' }, 'No events in the last 24 hours.'));
