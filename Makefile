@@ -25,7 +25,7 @@ FUZZTIME       ?= 20s
 BENCH_FLAGS    ?=
 DATA_DIR       ?= ./.wsfleet
 
-.PHONY: help run run-cluster build test verify-alerts test-js test-browser verify-js-classes fix-js-classes bench bench-smoke generate lint cover fuzz \
+.PHONY: help run run-cluster build test verify-alerts test-js test-browser verify-js-classes fix-js-classes verify-console-assets fix-console-assets test-console bench bench-smoke generate lint cover fuzz \
         vet gotest verify-fmt fix-fmt verify-mod fix-mod verify-generated fix-generated verify-buf-format fix-buf-format clean
 
 help: ## list targets
@@ -51,6 +51,7 @@ build: ## build wsfleet-control, wsfleet-node, wsctl and wsfleet-bench into ./.b
 RUN_WAIT ?= 30
 run: build ## control plane (embedded store, --dev) and one node registered to it, on loopback; Ctrl-C stops both
 	@echo ">> control plane: gRPC 127.0.0.1:7400, metrics 127.0.0.1:7401 (store in $(DATA_DIR)/control)"
+	@echo ">> web console: http://127.0.0.1:7401/ui/ (dev mode: log in with any name)"
 	@echo ">> node local-1:  WebSocket ws://127.0.0.1:8080/ws, metrics 127.0.0.1:8081"
 	@echo '>> in another shell: export PATH=$$PWD/.bin:$$PATH; wsctl nodes list'
 	@listening() { (exec 3<>/dev/tcp/127.0.0.1/7400) 2>/dev/null; }; \
@@ -301,7 +302,7 @@ run-cluster: build $(ETCD) $(NATS_SERVER) ## etcd, NATS, three control-plane rep
 	@BIN=$(BIN) ETCD=$(ETCD) NATS_SERVER=$(NATS_SERVER) CLUSTER_DIR=$(DATA_DIR)/cluster \
 		RUN_WAIT=$(RUN_WAIT) STOP_WAIT=$(STOP_WAIT) bash -c "$$RUN_CLUSTER_SCRIPT"
 
-test: verify-mod verify-fmt vet lint verify-generated verify-alerts gotest bench-smoke test-js test-browser ## everything CI checks
+test: verify-mod verify-fmt vet lint verify-generated verify-alerts verify-console-assets gotest bench-smoke test-js test-browser test-console ## everything CI checks
 
 verify-alerts: $(PROMTOOL) ## promtool check rules and test rules over controlplane/deploy
 	$(PROMTOOL) check rules controlplane/deploy/alerts.yaml
@@ -341,6 +342,38 @@ test-js: $(JS_DEPS) ## JS SDK: unit tests on Node 22, npm pack, tsc over index.d
 # against processes of its own.
 test-browser: build $(JS_DEPS) $(CHROMIUM) ## JS SDK in headless Chromium against real wsfleet-node, wsfleet-control and wsctl; artifacts of failures in sdk/js/test-results
 	cd $(JS_DIR) && rm -rf test-results && WSFLEET_BIN=$(BIN) CHROMIUM=$(CHROMIUM) npm run test:browser
+
+# The web console (controlplane/console) embeds plain ES modules and CSS,
+# no build step. Its one third-party asset, uPlot (the errors chart), is
+# pinned by controlplane/console/package-lock.json and copied from
+# node_modules into web/vendor, which is committed: go build needs no npm.
+CONSOLE_DIR    := controlplane/console
+CONSOLE_DEPS   := $(CONSOLE_DIR)/node_modules/.package-lock.json
+CONSOLE_VENDOR := $(CONSOLE_DIR)/web/vendor
+
+$(CONSOLE_DEPS): $(CONSOLE_DIR)/package.json $(CONSOLE_DIR)/package-lock.json
+	@echo ">> npm ci in $(CONSOLE_DIR) (pinned by package-lock.json)"
+	cd $(CONSOLE_DIR) && npm ci --no-audit --no-fund
+	@touch $@
+
+fix-console-assets: $(CONSOLE_DEPS) ## copy the pinned uPlot from node_modules into the console's embedded assets
+	mkdir -p $(CONSOLE_VENDOR)
+	cp $(CONSOLE_DIR)/node_modules/uplot/dist/uPlot.esm.js $(CONSOLE_VENDOR)/uPlot.esm.js
+	cp $(CONSOLE_DIR)/node_modules/uplot/dist/uPlot.min.css $(CONSOLE_VENDOR)/uPlot.min.css
+	cp $(CONSOLE_DIR)/node_modules/uplot/LICENSE $(CONSOLE_VENDOR)/uPlot.LICENSE
+
+# Copies again, then fails if that changed or added anything git does not
+# have (stage your work first on a dirty tree), as verify-generated does.
+verify-console-assets: fix-console-assets ## the console's vendored uPlot is the version package-lock.json pins
+	@git diff --exit-code -- $(CONSOLE_VENDOR) || { echo "console assets are stale: run 'make fix-console-assets' and commit"; exit 1; }
+	@untracked=$$(git ls-files --others --exclude-standard -- $(CONSOLE_VENDOR)); \
+	if [ -n "$$untracked" ]; then echo "console assets not in git: $$untracked"; exit 1; fi
+
+# The console in headless Chromium (chromedp from Go) against the real
+# wsfleet-control and wsfleet-node; it fails, never skips, when Chromium
+# cannot start. Screenshots go to controlplane/console/testdata/screenshots.
+test-console: $(CHROMIUM) ## web console in headless Chromium against a real control plane and node; screenshots in controlplane/console/testdata/screenshots
+	CHROMIUM=$(CHROMIUM) $(GO) test -tags browser -race -count=1 -timeout 5m -run '^TestConsoleInBrowser$$' -v ./controlplane
 
 verify-js-classes: ## sdk/js/classes.js and README's class table agree with api/errclass (also part of gotest)
 	$(GO) test -count=1 -run '^TestClassTable$$' ./sdk/js
@@ -417,5 +450,5 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	  done; \
 	done
 
-clean: ## remove ./.bin, the run data in ./.wsfleet and the JS SDK's node_modules
-	rm -rf $(BIN) $(DATA_DIR) coverage.out $(JS_DIR)/node_modules $(JS_DIR)/test-results
+clean: ## remove ./.bin, the run data in ./.wsfleet, the JS SDK's and the console's node_modules
+	rm -rf $(BIN) $(DATA_DIR) coverage.out $(JS_DIR)/node_modules $(JS_DIR)/test-results $(CONSOLE_DIR)/node_modules $(CONSOLE_DIR)/testdata/screenshots

@@ -9,6 +9,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/wsfleet/wsfleet/controlplane/auth"
+	"github.com/wsfleet/wsfleet/controlplane/console"
 	"github.com/wsfleet/wsfleet/controlplane/publish"
 	"github.com/wsfleet/wsfleet/controlplane/registry"
 	"github.com/wsfleet/wsfleet/controlplane/registry/etcdstatus"
@@ -203,6 +204,11 @@ type Config struct {
 	// nodes' delivery streams and NATS (see package publish for every
 	// field and its default). Its MaxStreams defaults to MaxNodes.
 	Publish publish.Config
+
+	// Console configures the web console served at /ui/ on HTTPAddr (see
+	// package console for every field and its default); its Auth, Policy
+	// and Fleet are the control plane's own.
+	Console console.Config
 
 	// ShutdownTimeout bounds the graceful stop. Default 10s.
 	ShutdownTimeout time.Duration

@@ -293,6 +293,30 @@ func TestEveryReplicaAnswersEventQueriesForTheWholeFleet(t *testing.T) {
 			}
 		}
 	})
+	t.Run("the errors chart on every replica adds up every replica's counts per minute", func(t *testing.T) {
+		for i, r := range rs {
+			resp, err := fleetOf(t, r).ErrorSeries(context.Background(), &wsfleetv1.ErrorSeriesRequest{Filter: &wsfleetv1.EventFilter{
+				StartTime: timestamppb.New(now.Add(-10 * time.Minute)), EndTime: timestamppb.New(now.Add(time.Minute)),
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var sums []string
+			for _, s := range resp.GetSeries() {
+				var n int64
+				for _, c := range s.GetCounts() {
+					n += c
+				}
+				if len(s.GetCounts()) != int(resp.GetBuckets()) {
+					t.Fatalf("replica %d: %d counts for %d buckets", i, len(s.GetCounts()), resp.GetBuckets())
+				}
+				sums = append(sums, fmt.Sprintf("%s=%d", s.GetClass(), n))
+			}
+			if got := strings.Join(sums, ","); got != "ERROR_CLASS_ORIGIN_REJECTED=12,ERROR_CLASS_CONN_RESET=3" || len(resp.GetMissingReplicas()) != 0 || resp.GetBuckets() < 11 {
+				t.Fatalf("replica %d: %s in %d buckets, missing %v", i, got, resp.GetBuckets(), resp.GetMissingReplicas())
+			}
+		}
+	})
 	t.Run("a trace reported to A is found on C", func(t *testing.T) {
 		resp, err := fleetOf(t, rs[2]).QueryEvents(context.Background(), &wsfleetv1.QueryEventsRequest{Filter: &wsfleetv1.EventFilter{TraceId: "trace-on-a"}})
 		if err != nil {

@@ -35,6 +35,7 @@ import (
 	"github.com/wsfleet/wsfleet/api/policy"
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 	"github.com/wsfleet/wsfleet/controlplane/auth"
+	"github.com/wsfleet/wsfleet/controlplane/console"
 	"github.com/wsfleet/wsfleet/controlplane/policyserver"
 	"github.com/wsfleet/wsfleet/controlplane/publish"
 	"github.com/wsfleet/wsfleet/controlplane/registry"
@@ -63,6 +64,7 @@ type Server struct {
 	events    *telemetry.Store
 	telemetry *telemetry.Server
 	publish   *publish.Server
+	console   *console.Console
 	// With the etcd store: this replica's membership, the sharing of node
 	// status and the queries that ask every replica (replica.go).
 	member  *replicas.Member
@@ -176,7 +178,9 @@ func New(cfg Config) (_ *Server, err error) {
 	if err := s.buildGRPC(); err != nil {
 		return nil, err
 	}
-	s.buildHTTP()
+	if err := s.buildHTTP(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -300,7 +304,16 @@ func (s *Server) serverTLS() (credentials.TransportCredentials, error) {
 	return credentials.NewTLS(tc), nil
 }
 
-func (s *Server) buildHTTP() {
+func (s *Server) buildHTTP() error {
+	// The web console calls the same service implementations as gRPC,
+	// with the logged-in caller's identity.
+	ccfg := s.cfg.Console
+	ccfg.Auth, ccfg.Policy, ccfg.Log = s.auth, s.policy, s.log
+	ccfg.Fleet = &fleetService{fleet: s.fleet, events: s.eventQueries(), degraded: s.degraded}
+	var err error
+	if s.console, err = console.New(ccfg); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
 	s.prom.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -317,6 +330,8 @@ func (s *Server) buildHTTP() {
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	mux.Handle(console.Prefix, s.console.Handler())
+	mux.Handle("GET /ui", http.RedirectHandler(console.Prefix, http.StatusMovedPermanently))
 	s.http = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -325,6 +340,7 @@ func (s *Server) buildHTTP() {
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 	}
+	return nil
 }
 
 // Run serves until ctx is cancelled, then stops gracefully and releases
@@ -430,6 +446,8 @@ func (s *Server) shutdown() {
 		s.grpc.Stop()
 		<-done
 	}
+	// Live tails of the console never end on their own either.
+	s.console.Close()
 	_ = s.http.Shutdown(ctx)
 }
 

@@ -179,3 +179,35 @@ func TestParseTokensRefusesUnknownFields(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestAuthenticateToken(t *testing.T) {
+	a, err := New(Config{Tokens: testTokens(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := New(Config{Dev: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name     string
+		a        *Authenticator
+		token    string
+		wantName string
+		wantRole Role
+		wantErr  codes.Code
+	}{
+		{"an admin token is its admin", a, adminToken, "alice", RoleAdmin, codes.OK},
+		{"a viewer token is its viewer, spaces trimmed", a, " " + viewerToken + "\n", "grafana", RoleViewer, codes.OK},
+		{"an unknown token is refused", a, "nope-nope-nope-nope-nope", "", "", codes.Unauthenticated},
+		{"in dev mode any token is an admin named after it", dev, "bob", "dev:bob", RoleAdmin, codes.OK},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			id, err := tc.a.AuthenticateToken(tc.token)
+			if status.Code(err) != tc.wantErr || id.Name != tc.wantName || id.Role != tc.wantRole {
+				t.Fatalf("got %+v, %v", id, err)
+			}
+		})
+	}
+}

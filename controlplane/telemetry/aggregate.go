@@ -24,6 +24,10 @@ type minuteAgg struct {
 	// full records which bounds this minute has hit, so each is reported
 	// once.
 	originsFull, keysFull bool
+	// folded counts the minute's events (by weight) whose origin, or whole
+	// key, went to "(other)": ErrorSeries reports it, so that a chart
+	// filtered by origin says what it cannot show.
+	folded int64
 	// bytes is the minute's share of aggregates.bytes.
 	bytes int
 }
@@ -151,6 +155,7 @@ func (a *aggregates) add(minute int64, pool, node string, ev *wsfleetv1.ErrorEve
 		a.grow(ma, len(origin)+originBytes)
 	} else {
 		origin = OtherOrigin
+		ma.folded += w
 		a.otherOrigins++
 		if len(ma.origins) < a.maxOrigins {
 			a.spentBudget()
@@ -170,6 +175,10 @@ func (a *aggregates) add(minute int64, pool, node string, ev *wsfleetv1.ErrorEve
 		return
 	}
 	a.otherKeys++
+	if origin != OtherOrigin {
+		// Not counted yet as folded by the origin bound above.
+		ma.folded += w
+	}
 	if len(ma.counts) < a.maxKeys {
 		a.spentBudget()
 	} else if !ma.keysFull {

@@ -1,7 +1,7 @@
 // Package telemetry is the control plane's side of error telemetry: it
 // ingests the batches nodes stream over NodeService.ReportTelemetry, keeps
 // per-minute counts and recent raw events, and answers the operators'
-// FleetService queries (QueryEvents, TopErrors, TailEvents).
+// FleetService queries (QueryEvents, TopErrors, TailEvents, ErrorSeries).
 //
 // # What is kept
 //
@@ -28,6 +28,11 @@
 //     which bounds node ids and pools too; all of it together is bounded
 //     in estimated bytes (MaxAggregateBytes), beyond which new origins and
 //     combinations are counted as "(other)" until old minutes expire.
+//     Each minute also counts the events it folded so (ErrorSeries'
+//     folded). ErrorSeries reads the same counts per class and step of
+//     whole minutes, over at most MaxSeriesRange (24 h): no second copy
+//     of the aggregates is kept, so their memory bound (MaxAggregateBytes,
+//     about 120 bytes a key) covers it.
 //   - (reporter_id, sequence) of the batches seen, for MaxReporters
 //     reporters and MaxReporterBytes (reporter ids are at most
 //     MaxReporterIDBytes), so that a node's resend after a reconnect is
@@ -74,7 +79,7 @@
 // shares.
 //
 // Reading: QueryEvents answers come from the ring, ordered by event time;
-// TopErrors from the aggregates, with minute granularity.
+// TopErrors and ErrorSeries from the aggregates, with minute granularity.
 //
 // Events are shared once ingested: the ring, query answers and tails hand
 // out the same messages, read-only. Ingest fills in the node id, pool and

@@ -69,6 +69,7 @@ var (
 		QueryEvents(context.Context, *wsfleetv1.QueryEventsRequest) (*wsfleetv1.QueryEventsResponse, error)
 		TopErrors(context.Context, *wsfleetv1.TopErrorsRequest) (*wsfleetv1.TopErrorsResponse, error)
 		TailEvents(*wsfleetv1.TailEventsRequest, wsfleetv1.FleetService_TailEventsServer) error
+		ErrorSeries(context.Context, *wsfleetv1.ErrorSeriesRequest) (*wsfleetv1.ErrorSeriesResponse, error)
 	} = (*Server)(nil)
 )
 

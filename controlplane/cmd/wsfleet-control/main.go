@@ -8,12 +8,15 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/time/rate"
 
 	"github.com/wsfleet/wsfleet/controlplane"
+	"github.com/wsfleet/wsfleet/controlplane/console"
 	"github.com/wsfleet/wsfleet/controlplane/publish"
 )
 
@@ -96,6 +99,20 @@ func run() int {
 	fs.StringVar(&cfg.Publish.NATS.CA, "nats-ca", "", "CA bundle (PEM) to verify the NATS server (TLS)")
 	fs.StringVar(&cfg.Publish.NATS.Cert, "nats-cert", "", "client certificate (PEM) for NATS mutual TLS")
 	fs.StringVar(&cfg.Publish.NATS.Key, "nats-key", "", "client key (PEM) for NATS mutual TLS")
+	// Web console on --http-addr at /ui/ (README, Web console).
+	fs.DurationVar(&cfg.Console.SessionTTL, "console-session-ttl", console.DefaultSessionTTL, "how long a web console login lasts")
+	fs.IntVar(&cfg.Console.MaxSessions, "console-max-sessions", console.DefaultMaxSessions, "web console sessions held at once; a login beyond ends the oldest")
+	fs.Func("console-login-rate", fmt.Sprintf("web console login attempts per second per client address (default %v)", float64(console.DefaultLoginRate)), func(v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f <= 0 {
+			return fmt.Errorf("want a positive number, got %q", v)
+		}
+		cfg.Console.LoginRate = rate.Limit(f)
+		return nil
+	})
+	fs.IntVar(&cfg.Console.LoginBurst, "console-login-burst", console.DefaultLoginBurst, "web console login attempts a client address may make at once")
+	fs.IntVar(&cfg.Console.MaxLoginIPs, "console-max-login-ips", console.DefaultMaxLoginIPs, "client addresses whose login attempts are tracked; beyond, new ones are refused until one is idle")
+	fs.IntVar(&cfg.Console.MaxTails, "console-max-tails", console.DefaultMaxTails, "web console live tails open at once")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logFormat := fs.String("log-format", "json", "log format: json or text")
 	showVersion := fs.Bool("version", false, "print the version and exit")

@@ -20,7 +20,10 @@
 // asks every replica for up to MaxTopLimit groups with their per-class
 // counts and adds them up, so counts and totals are exact sums (a group
 // beyond a replica's MaxTopLimit largest misses that replica's part;
-// the total does not), then keeps the largest groups within the limit. A
+// the total does not), then keeps the largest groups within the limit.
+// ErrorSeries fixes the range and step first (telemetry.SeriesRange), asks
+// every replica for exactly those buckets and adds the counts up per class
+// and bucket, and the folded counts. A
 // tail's backlog is the newest of every replica's backlogs, oldest first;
 // live events follow as each replica ingests them.
 //
@@ -39,8 +42,8 @@
 //
 // # When a replica does not answer
 //
-// The answer is partial and says so: QueryEventsResponse and
-// TopErrorsResponse list each replica whose part is missing, and why, in
+// The answer is partial and says so: QueryEventsResponse,
+// TopErrorsResponse and ErrorSeriesResponse list each replica whose part is missing, and why, in
 // missing_replicas (no answer within the timeout, refused, unreachable);
 // the other replicas' parts are there. A tail sends a message with
 // replica_lost when a replica's tail cannot be opened or breaks, and one

@@ -5,8 +5,10 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
@@ -152,4 +154,76 @@ func limit(n int32, def, maxN int) int {
 
 func compareTime(a, b *timestamppb.Timestamp) int {
 	return cmp.Or(cmp.Compare(a.GetSeconds(), b.GetSeconds()), cmp.Compare(a.GetNanos(), b.GetNanos()))
+}
+
+// ErrorSeries implements FleetService.ErrorSeries for every replica: each
+// one's counts added up per class and bucket. Every replica is asked for
+// the same range, fixed here, so that the buckets line up whatever their
+// clocks say.
+func (f *Fleet) ErrorSeries(ctx context.Context, req *wsfleetv1.ErrorSeriesRequest) (*wsfleetv1.ErrorSeriesResponse, error) {
+	peers := f.peers(ctx)
+	if len(peers) == 0 {
+		return f.cfg.Local.ErrorSeries(ctx, req)
+	}
+	start, end, step, err := telemetry.SeriesRange(req, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	all := proto.Clone(req).(*wsfleetv1.ErrorSeriesRequest)
+	if all.Filter == nil {
+		all.Filter = &wsfleetv1.EventFilter{}
+	}
+	all.Filter.StartTime, all.Filter.EndTime = timestamppb.New(start), timestamppb.New(end)
+	all.Step = durationpb.New(step)
+	local, err := f.cfg.Local.ErrorSeries(ctx, all)
+	if err != nil {
+		return nil, err
+	}
+	answers, missing := askAll(ctx, f, "ErrorSeries", peers,
+		func(ctx context.Context, c wsfleetv1.FleetServiceClient) (*wsfleetv1.ErrorSeriesResponse, error) {
+			return c.ErrorSeries(ctx, all)
+		})
+	resp := sumSeries(local, answers)
+	resp.MissingReplicas = missing
+	return resp, nil
+}
+
+// sumSeries adds the answers' counts to local's, per class and bucket, and
+// their folded counts. An answer whose buckets do not line up with local's
+// (another build's range rules) adds what falls in local's buckets by
+// time.
+func sumSeries(local *wsfleetv1.ErrorSeriesResponse, answers []*wsfleetv1.ErrorSeriesResponse) *wsfleetv1.ErrorSeriesResponse {
+	out := proto.Clone(local).(*wsfleetv1.ErrorSeriesResponse)
+	byClass := map[wsfleetv1.ErrorClass][]int64{}
+	for _, s := range out.Series {
+		byClass[s.GetClass()] = s.Counts
+	}
+	n := int64(out.GetBuckets())
+	start := out.GetStartTime().AsTime()
+	step := out.GetStep().AsDuration()
+	for _, a := range answers {
+		out.Folded += a.GetFolded()
+		aStart, aStep := a.GetStartTime().AsTime(), a.GetStep().AsDuration()
+		if aStep <= 0 || step <= 0 {
+			continue
+		}
+		for _, s := range a.GetSeries() {
+			counts := byClass[s.GetClass()]
+			if counts == nil {
+				counts = make([]int64, n)
+				byClass[s.GetClass()] = counts
+				out.Series = append(out.Series, &wsfleetv1.ErrorSeriesResponse_Series{Class: s.GetClass(), Counts: counts})
+			}
+			for i, c := range s.GetCounts() {
+				at := aStart.Add(time.Duration(i) * aStep)
+				b := int64(at.Sub(start) / step)
+				if at.Before(start) || b >= n {
+					continue
+				}
+				counts[b] += c
+			}
+		}
+	}
+	telemetry.SortSeries(out.Series)
+	return out
 }
