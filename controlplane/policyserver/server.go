@@ -51,6 +51,14 @@ type Config struct {
 	// for RecoverPolicy; without it RecoverPolicy is Unimplemented. It is
 	// called once per RecoverPolicy and must not block.
 	Fleet func() []NodeRevision
+	// Nodes lists the known nodes of a pool (the fleet registry's merged
+	// view): a canary apply needs at least one node its selector matches
+	// and one it does not, and GetRollout shows each node's part. Without
+	// it canary applies are refused (Unimplemented).
+	Nodes func(ctx context.Context, pool string) ([]*wsfleetv1.NodeStatus, error)
+	// Compare fills a baking rollout's per-class comparison (classes,
+	// degraded) for GetRollout: the rollout evaluator's view. Optional.
+	Compare func(ctx context.Context, st *wsfleetv1.RolloutStatus)
 }
 
 // NodeRevision is the revision one node reports running.
@@ -68,8 +76,9 @@ type NodeRevision struct {
 // Server implements wsfleetv1.PolicyServiceServer.
 type Server struct {
 	wsfleetv1.UnimplementedPolicyServiceServer
-	cfg     Config
-	commits *prometheus.CounterVec
+	cfg      Config
+	commits  *prometheus.CounterVec
+	rollouts *prometheus.CounterVec
 }
 
 var _ wsfleetv1.PolicyServiceServer = (*Server)(nil)
@@ -90,10 +99,12 @@ func New(cfg Config) (*Server, error) {
 		Subsystem: "control",
 		Name:      "policy_commits_total",
 		Help:      "Policy revisions stored by this process, per pool.",
-	}, []string{"pool"})}
+	}, []string{"pool"}), rollouts: newRolloutsCounter()}
 	if cfg.Registerer != nil {
-		if err := cfg.Registerer.Register(s.commits); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		for _, c := range []prometheus.Collector{s.commits, s.rollouts} {
+			if err := cfg.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+			}
 		}
 	}
 	return s, nil
@@ -168,7 +179,13 @@ func (s *Server) ApplyPolicy(ctx context.Context, req *wsfleetv1.ApplyPolicyRequ
 		}
 		expected = &e
 	}
-	res, err := s.write(ctx, change{pool: pool, policy: req.GetPolicy(), expected: expected, message: req.GetMessage(), dryRun: req.GetDryRun()})
+	var spec *wsfleetv1.RolloutSpec
+	if req.GetCanary() != "" || req.GetBake() != nil || req.GetCanaryMinSamples() != 0 || req.GetCanaryMaxRatio() != 0 {
+		if spec, err = s.canarySpec(ctx, pool, req); err != nil {
+			return nil, err
+		}
+	}
+	res, err := s.write(ctx, change{pool: pool, policy: req.GetPolicy(), expected: expected, message: req.GetMessage(), dryRun: req.GetDryRun(), rollout: spec})
 	if err != nil {
 		return nil, err
 	}
@@ -244,6 +261,12 @@ type change struct {
 	// is what makes every node accept it.
 	above  int64
 	dryRun bool
+	// rollout makes the revision a canary (its base_revision is set to the
+	// head it replaces); outcome makes it the end of the baking canary
+	// (expected must then be the canary's number), stored even when its
+	// content equals the head's.
+	rollout *wsfleetv1.RolloutSpec
+	outcome *wsfleetv1.RolloutOutcome
 }
 
 // write appends c.policy as the pool's next revision. With expected set the
@@ -264,9 +287,15 @@ func (s *Server) write(ctx context.Context, c change) (*writeResult, error) {
 			headRev, headPolicy = head.GetRevision(), head.GetPolicy()
 		}
 		if expected != nil && *expected != headRev {
+			if c.outcome != nil {
+				return nil, notBaking(pool, c.outcome.GetCanaryRevision(), headRev)
+			}
 			return nil, conflict(pool, headRev, *expected)
 		}
-		if head != nil && c.above == 0 && proto.Equal(headPolicy, p) {
+		if err := checkBaking(head, c); err != nil {
+			return nil, err
+		}
+		if head != nil && c.above == 0 && c.outcome == nil && proto.Equal(headPolicy, p) {
 			return &writeResult{rev: head, previous: headRev, unchanged: true}, nil
 		}
 		var changes []*wsfleetv1.FieldChange
@@ -284,6 +313,11 @@ func (s *Server) write(ctx context.Context, c change) (*writeResult, error) {
 			Policy:            p,
 			RollbackOf:        c.rollbackOf,
 			RecoveredFromNode: c.recoveredFrom,
+			RolloutOutcome:    c.outcome,
+		}
+		if c.rollout != nil {
+			rev.Rollout = proto.Clone(c.rollout).(*wsfleetv1.RolloutSpec)
+			rev.Rollout.BaseRevision = headRev
 		}
 		if c.dryRun {
 			rev.StoreId = s.cfg.Store.ID()
@@ -292,6 +326,10 @@ func (s *Server) write(ctx context.Context, c change) (*writeResult, error) {
 		stored, err := s.cfg.Store.Append(ctx, rev, headRev)
 		var ce *store.ConflictError
 		if errors.As(err, &ce) {
+			if c.outcome != nil {
+				// Another replica (or admin) ended the rollout first.
+				return nil, notBaking(pool, c.outcome.GetCanaryRevision(), ce.Current)
+			}
 			if expected != nil {
 				return nil, conflict(pool, ce.Current, *expected)
 			}
@@ -324,6 +362,8 @@ func (s *Server) committed(rev *wsfleetv1.PolicyRevision, previous int64, change
 		"recovered_from_node": rev.GetRecoveredFromNode(),
 		"store_id":            rev.GetStoreId(),
 		"changes":             changes,
+		"canary":              rev.GetRollout().GetSelector(),
+		"rollout_result":      rolloutResultName(rev.GetRolloutOutcome()),
 	}).Info("policy changed")
 	s.commits.WithLabelValues(rev.GetPool()).Inc()
 }
