@@ -12,6 +12,7 @@ import (
 	"github.com/wsfleet/wsfleet/controlplane/publish"
 	"github.com/wsfleet/wsfleet/controlplane/registry"
 	"github.com/wsfleet/wsfleet/controlplane/registry/etcdstatus"
+	"github.com/wsfleet/wsfleet/controlplane/rollout"
 	"github.com/wsfleet/wsfleet/controlplane/replicas"
 	"github.com/wsfleet/wsfleet/controlplane/store/etcdstore"
 	"github.com/wsfleet/wsfleet/controlplane/telemetry"
@@ -62,6 +63,9 @@ const (
 	DefaultLeaseTTL            = replicas.DefaultLeaseTTL
 	DefaultPeerTimeout         = fanout.DefaultTimeout
 	DefaultStatusWriteInterval = etcdstatus.DefaultWriteInterval
+
+	// DefaultRolloutInterval is how often a baking canary is evaluated.
+	DefaultRolloutInterval = rollout.DefaultInterval
 )
 
 // Config configures a control plane.
@@ -120,6 +124,10 @@ type Config struct {
 	// StatusWriteInterval is the least time between two etcd writes of one
 	// node's status (changes in between are coalesced). Default 1s.
 	StatusWriteInterval time.Duration
+	// RolloutInterval is how often every replica evaluates the baking
+	// canary rollouts (compares their error classes, promotes or rolls
+	// back). Default 5s.
+	RolloutInterval time.Duration
 	// PeerCA verifies the other replicas' certificates when they serve TLS
 	// (TLSCert set); default the system's roots. PeerCert and PeerKey are
 	// the client certificate shown to them when they require one
@@ -226,6 +234,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxRecvMsgSize == 0 {
 		c.MaxRecvMsgSize = DefaultMaxRecvMsgSize
+	}
+	if c.RolloutInterval <= 0 {
+		c.RolloutInterval = DefaultRolloutInterval
 	}
 	if c.Log == nil {
 		c.Log = logrus.StandardLogger()

@@ -138,6 +138,10 @@ func writeRequest(req any) (pool string, write bool) {
 		pool, write = r.GetPool(), true
 	case *wsfleetv1.RecoverPolicyRequest:
 		pool, write = r.GetPool(), !r.GetDryRun()
+	case *wsfleetv1.PromoteRolloutRequest:
+		pool, write = r.GetPool(), true
+	case *wsfleetv1.AbortRolloutRequest:
+		pool, write = r.GetPool(), true
 	}
 	if !write {
 		return "", false

@@ -50,6 +50,7 @@ func run() int {
 	fs.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "with --store etcd: the gRPC address the other replicas reach this one at (default --grpc-addr as bound; required when that is a wildcard)")
 	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", controlplane.DefaultLeaseTTL, "with --store etcd: this replica's lease in etcd; a replica that dies is gone, and its nodes shown disconnected, within it")
 	fs.DurationVar(&cfg.PeerTimeout, "peer-timeout", controlplane.DefaultPeerTimeout, "with --store etcd: how long a query waits for each other replica's part; a replica that does not answer is named in the answer as missing")
+	fs.DurationVar(&cfg.RolloutInterval, "rollout-interval", controlplane.DefaultRolloutInterval, "how often the baking canary rollouts are evaluated (error classes on canary nodes against the rest; promote or roll back)")
 	fs.DurationVar(&cfg.StatusWriteInterval, "status-write-interval", controlplane.DefaultStatusWriteInterval, "with --store etcd: least time between two etcd writes of one node's status")
 	fs.StringVar(&cfg.PeerCA, "peer-ca", "", "with --store etcd and --tls-cert: CA bundle (PEM) verifying the other replicas' certificates (default the system's roots)")
 	fs.StringVar(&cfg.PeerCert, "peer-cert", "", "with --store etcd and --client-ca: client certificate (PEM) shown to the other replicas (default --tls-cert)")

@@ -171,6 +171,12 @@ func writeHistory(w io.Writer, revs []*wsfleetv1.PolicyRevision) error {
 			}
 			msg += fmt.Sprintf("(rollback of %d)", r.GetRollbackOf())
 		}
+		if note := rolloutNote(r); note != "" {
+			if msg != "" {
+				msg += " "
+			}
+			msg += note
+		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", r.GetRevision(), formatTime(r.GetCreateTime()), r.GetAuthor(), msg)
 	}
 	return tw.Flush()
