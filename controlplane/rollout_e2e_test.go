@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/wsfleet/wsfleet/controlplane/store/etcdstore/etcdtest"
 )
 
 // rolloutJSON is the part of `wsctl rollout status -o json` the test reads.
@@ -262,4 +264,69 @@ func TestCanaryRolloutRollsBackAutomaticallyAndPromotesAHarmlessOne(t *testing.T
 			t.Errorf("node-b1 ran the canary revision 5 before its promotion: %s", out)
 		}
 	})
+}
+
+// Two replicas on one etcd: the canary is applied through A, its node
+// reports to B, both evaluate it; it is rolled back exactly once, on the
+// evidence B's telemetry holds, and the nodes on either replica follow.
+func TestACanaryIsDecidedOnceAcrossReplicas(t *testing.T) {
+	const app = "https://app.example.com"
+	e := etcdtest.Start(t, nil)
+	a := startControl(t, t.TempDir(), etcdArgs(e.Endpoint, "--rollout-interval", "1s")...)
+	b := startControl(t, t.TempDir(), etcdArgs(e.Endpoint, "--rollout-interval", "1s")...)
+	dir := t.TempDir()
+	nodes := map[string]*nodeProc{}
+	for id, spec := range map[string][2]string{"node-a": {b.addr, "a"}, "node-b1": {a.addr, "b"}, "node-b2": {b.addr, "b"}} {
+		nodes[id] = startNodeProc(t, "--control", spec[0], "--node-id", id, "--label", "zone="+spec[1],
+			"--cache-file", filepath.Join(dir, id+".json"), "--fold-window", "2s")
+	}
+	mustWsctl(t, a.addr, "", "policy", "apply", "-f", policyFile(t, dir, "base.yaml", 65536, app), "-m", "allow app")
+	everyNodeOn := func(rev int64) func() bool {
+		return func() bool {
+			list := nodesList(t, a.addr)
+			for id := range nodes {
+				if n := list[id]; !n.Connected || n.AppliedRevision != rev {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	waitFor(t, 15*time.Second, "A sees every node on revision 2", everyNodeOn(2))
+
+	tr := startTraffic(app, nodes)
+	defer tr.halt()
+	drop := policyFile(t, dir, "drop.yaml", 65536, "https://other.example.com")
+	out := mustWsctl(t, a.addr, "", "policy", "apply", "-f", drop, "--canary", "zone=a", "--bake", "20s", "-m", "drop app")
+	if !strings.Contains(out, "canary revision 3") || !strings.Contains(out, "node-a") {
+		t.Fatalf("apply output:\n%s", out)
+	}
+	var st rolloutJSON
+	waitFor(t, 19*time.Second, "the canary rolled back", func() bool {
+		st = rolloutStatus(t, b.addr)
+		return st.State == "ROLLOUT_STATE_ROLLED_BACK"
+	})
+	if !st.Outcome.Automatic || st.EndingRevision != 4 || !strings.HasPrefix(st.Outcome.Reason, "origin_rejected ") {
+		t.Fatalf("outcome %+v", st)
+	}
+	waitFor(t, 15*time.Second, "every node, on either replica, on revision 4", everyNodeOn(4))
+	counts := tr.halt()
+	for _, id := range []string{"node-b1", "node-b2"} {
+		if counts[id][http.StatusForbidden] != 0 {
+			t.Errorf("%s rejected the origin: it ran the canary (%v)", id, counts[id])
+		}
+		if seen := appliedRevisions(t, nodes[id]); seen[3] {
+			t.Errorf("%s's log names the canary revision 3: %v", id, seen)
+		}
+	}
+	// Both replicas kept evaluating after the decision; one revision ended
+	// the rollout and none followed it.
+	time.Sleep(2 * time.Second)
+	if r := getJSON(t, a.addr); r.Revision != 4 {
+		t.Fatalf("head %d after the rollback, want 4", r.Revision)
+	}
+	decided := strings.Count(a.logText(), `"msg":"rollout decided"`) + strings.Count(b.logText(), `"msg":"rollout decided"`)
+	if decided != 1 {
+		t.Fatalf("%d replicas logged the decision, want 1", decided)
+	}
 }
