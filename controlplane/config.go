@@ -128,6 +128,14 @@ type Config struct {
 	// canary rollouts (compares their error classes, promotes or rolls
 	// back). Default 5s.
 	RolloutInterval time.Duration
+	// PeerTokenFile holds a bearer token (viewer is enough) that this
+	// replica's rollout evaluator presents to the other replicas to read
+	// their telemetry: its queries come from no caller whose token could
+	// be forwarded. With --store etcd and --tokens-file; without it the
+	// other replicas refuse the evaluator, their telemetry is missing, and
+	// canaries are rolled back on the evidence there is but never promoted
+	// automatically (GetRollout says so).
+	PeerTokenFile string
 	// PeerCA verifies the other replicas' certificates when they serve TLS
 	// (TLSCert set); default the system's roots. PeerCert and PeerKey are
 	// the client certificate shown to them when they require one
@@ -335,7 +343,7 @@ func (c *Config) validateStore() error {
 // they would do nothing, which is a mistake to be loud about.
 func (c *Config) validateReplicas() error {
 	if c.Store != StoreEtcd {
-		if c.AdvertiseAddr != "" || c.PeerCA != "" || c.PeerCert != "" || c.PeerKey != "" {
+		if c.AdvertiseAddr != "" || c.PeerCA != "" || c.PeerCert != "" || c.PeerKey != "" || c.PeerTokenFile != "" {
 			return fmt.Errorf("%w: --advertise-addr and --peer-* need --store etcd", ErrConfig)
 		}
 		return nil
@@ -345,6 +353,9 @@ func (c *Config) validateReplicas() error {
 	}
 	if c.LeaseTTL != 0 && c.LeaseTTL < replicas.MinLeaseTTL {
 		return fmt.Errorf("%w: --lease-ttl must be at least %s, got %s", ErrConfig, replicas.MinLeaseTTL, c.LeaseTTL)
+	}
+	if c.PeerTokenFile != "" && c.TokensFile == "" {
+		return fmt.Errorf("%w: --peer-token-file is for --tokens-file (in dev mode replicas need no token)", ErrConfig)
 	}
 	if (c.PeerCert == "") != (c.PeerKey == "") {
 		return fmt.Errorf("%w: --peer-cert and --peer-key go together", ErrConfig)

@@ -132,6 +132,19 @@ func notBaking(pool string, canary, head int64) error {
 	return status.Errorf(codes.FailedPrecondition, "revision %d of pool %q is not a baking canary (the pool is at revision %d); see `wsctl rollout status --pool %s`", canary, pool, head, pool)
 }
 
+// rolloutFields are the audit fields of a canary revision or of the one
+// that ended a rollout; none for other revisions.
+func rolloutFields(rev *wsfleetv1.PolicyRevision) logrus.Fields {
+	f := logrus.Fields{}
+	if r := rev.GetRollout(); r != nil {
+		f["canary"], f["base_revision"], f["bake"] = r.GetSelector(), r.GetBaseRevision(), r.GetBake().AsDuration().String()
+	}
+	if o := rev.GetRolloutOutcome(); o != nil {
+		f["rollout_result"], f["canary_revision"], f["automatic"] = rolloutResultName(o), o.GetCanaryRevision(), o.GetAutomatic()
+	}
+	return f
+}
+
 func rolloutResultName(o *wsfleetv1.RolloutOutcome) string {
 	switch o.GetResult() {
 	case wsfleetv1.RolloutResult_ROLLOUT_RESULT_PROMOTED:

@@ -351,7 +351,7 @@ func (s *Server) write(ctx context.Context, c change) (*writeResult, error) {
 // pushes: the registry learns of the revision from the store's watch, as
 // it learns of every other control plane's.
 func (s *Server) committed(rev *wsfleetv1.PolicyRevision, previous int64, changes int) {
-	s.cfg.Log.WithFields(logrus.Fields{
+	s.cfg.Log.WithFields(rolloutFields(rev)).WithFields(logrus.Fields{
 		"audit":               true,
 		"author":              rev.GetAuthor(),
 		"pool":                rev.GetPool(),
@@ -362,8 +362,6 @@ func (s *Server) committed(rev *wsfleetv1.PolicyRevision, previous int64, change
 		"recovered_from_node": rev.GetRecoveredFromNode(),
 		"store_id":            rev.GetStoreId(),
 		"changes":             changes,
-		"canary":              rev.GetRollout().GetSelector(),
-		"rollout_result":      rolloutResultName(rev.GetRolloutOutcome()),
 	}).Info("policy changed")
 	s.commits.WithLabelValues(rev.GetPool()).Inc()
 }

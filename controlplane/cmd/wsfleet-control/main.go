@@ -55,6 +55,7 @@ func run() int {
 	fs.StringVar(&cfg.PeerCA, "peer-ca", "", "with --store etcd and --tls-cert: CA bundle (PEM) verifying the other replicas' certificates (default the system's roots)")
 	fs.StringVar(&cfg.PeerCert, "peer-cert", "", "with --store etcd and --client-ca: client certificate (PEM) shown to the other replicas (default --tls-cert)")
 	fs.StringVar(&cfg.PeerKey, "peer-key", "", "the key of --peer-cert (default --tls-key)")
+	fs.StringVar(&cfg.PeerTokenFile, "peer-token-file", "", "with --store etcd and --tokens-file: file holding a bearer token (viewer is enough) the rollout evaluator shows the other replicas to read their telemetry; without it canaries are never promoted automatically")
 	fs.BoolVar(&cfg.Dev, "dev", false, "turn authentication off (allowed only on loopback addresses)")
 	fs.StringVar(&cfg.TokensFile, "tokens-file", "", "YAML file of bearer tokens with names and roles (admin, viewer, node, publisher; a node token lists the nodes and pools it may act as, a publisher token the pools it may publish to); re-read on SIGHUP")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate file (PEM)")
