@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -102,5 +104,43 @@ func TestThePeerTokenFileIsChecked(t *testing.T) {
 				t.Fatalf("error %q does not say %q", err, tc.says)
 			}
 		})
+	}
+}
+
+// A canary's events are told from the rest by the revision the node ran:
+// the filter reaches every replica's telemetry unchanged.
+func TestThePolicyRevisionFilterReachesEveryReplica(t *testing.T) {
+	e := etcdtest.Start(t, nil)
+	a, b := replica(t, e.Endpoint), replica(t, e.Endpoint)
+	for _, r := range []*Server{a, b} {
+		waitFor(t, 10*time.Second, "both replicas registered", func() bool { return len(r.member.Peers()) == 1 })
+	}
+	now := time.Now()
+	rejected := wsfleetv1.ErrorClass_ERROR_CLASS_ORIGIN_REJECTED
+	onCanary := func(at time.Time) *wsfleetv1.ErrorEvent {
+		ev := event(rejected, "", at)
+		ev.PolicyRevision = 5
+		return ev
+	}
+	report(t, b, "node-a", onCanary(now.Add(-2*time.Second)), onCanary(now.Add(-time.Second)))
+	report(t, a, "node-b", event(rejected, "", now))
+	for _, tc := range []struct {
+		rev  int64
+		want string
+	}{{5, "node-a=2"}, {4, ""}, {0, "node-a=2,node-b=1"}} {
+		resp, err := fleetOf(t, a).TopErrors(context.Background(), &wsfleetv1.TopErrorsRequest{
+			Filter: &wsfleetv1.EventFilter{PolicyRevision: tc.rev}, GroupBy: wsfleetv1.TopErrorsRequest_GROUP_BY_NODE,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, g := range resp.GetGroups() {
+			got = append(got, g.GetKey()+"="+strconv.FormatInt(g.GetCount(), 10))
+		}
+		sort.Strings(got)
+		if strings.Join(got, ",") != tc.want || len(resp.GetMissingReplicas()) != 0 {
+			t.Errorf("policy_revision %d on A: %v (missing %v), want %s", tc.rev, got, resp.GetMissingReplicas(), tc.want)
+		}
 	}
 }
