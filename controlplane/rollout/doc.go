@@ -13,7 +13,9 @@
 // min_samples events of it and their rate exceeds max_ratio times the
 // rest's (any rate when the rest's is 0). A worse class, or a canary node
 // that refused (NACKed) the canary revision, rolls the canary back at
-// once; a bake that elapsed with no class worse promotes it. When the
+// once; a bake that elapsed with no class worse promotes it, provided at
+// least one canary node runs the canary revision (no evidence is no
+// promotion). When the
 // comparison may miss part of the fleet's telemetry (a replica did not
 // answer) the evaluator never promotes — it waits, and GetRollout says so
 // in degraded — but it does roll back on the evidence it has.

@@ -210,7 +210,7 @@ func (e *Evaluator) evaluate(ctx context.Context, canary *wsfleetv1.PolicyRevisi
 	}
 	v := &verdict{}
 	inCanary := map[string]bool{}
-	var canaryNodes, restNodes int
+	var canaryNodes, restNodes, running int
 	var nack string
 	for _, nd := range nodes {
 		if nd.GetPool() != pool {
@@ -220,6 +220,9 @@ func (e *Evaluator) evaluate(ctx context.Context, canary *wsfleetv1.PolicyRevisi
 			inCanary[nd.GetNodeId()] = true
 			if nd.GetConnected() {
 				canaryNodes++
+			}
+			if nd.GetAppliedPool() == pool && nd.GetAppliedRevision() == n {
+				running++
 			}
 			if nack == "" && nd.GetLastNackRevision() == n && nd.GetLastNackError() != "" {
 				nack = fmt.Sprintf("node %s refused canary revision %d: %s", nd.GetNodeId(), n, nd.GetLastNackError())
@@ -304,6 +307,9 @@ func (e *Evaluator) evaluate(ctx context.Context, canary *wsfleetv1.PolicyRevisi
 	case now.Before(start.AsTime().Add(bake)):
 	case v.degraded != "":
 		v.waiting = fmt.Sprintf("bake of %s passed but the comparison may miss part of the fleet's telemetry; not promoting until every replica answers", bake)
+	case running == 0:
+		// No evidence at all: every canary node is gone or never took it.
+		v.waiting = fmt.Sprintf("bake of %s passed but no canary node runs revision %d; not promoting until one does", bake, n)
 	default:
 		v.result = wsfleetv1.RolloutResult_ROLLOUT_RESULT_PROMOTED
 		v.reason = fmt.Sprintf("bake of %s passed; no class worse on canary", bake)

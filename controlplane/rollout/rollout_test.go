@@ -62,8 +62,12 @@ func (f *fakeEvents) TopErrors(_ context.Context, req *wsfleetv1.TopErrorsReques
 
 func zoneNodes(nack string) func(context.Context, string) ([]*wsfleetv1.NodeStatus, error) {
 	return func(context.Context, string) ([]*wsfleetv1.NodeStatus, error) {
-		a := &wsfleetv1.NodeStatus{NodeId: "node-a", Pool: "default", Connected: true, Labels: map[string]string{"zone": "a"}, AppliedRevision: 2}
-		if nack != "" {
+		a := &wsfleetv1.NodeStatus{NodeId: "node-a", Pool: "default", Connected: true, Labels: map[string]string{"zone": "a"}, AppliedPool: "default", AppliedRevision: 2}
+		switch nack {
+		case "":
+		case notRunning:
+			a.AppliedRevision, a.Connected = 1, false
+		default:
 			a.AppliedRevision, a.LastNackRevision, a.LastNackError = 1, 2, nack
 		}
 		return []*wsfleetv1.NodeStatus{
@@ -73,6 +77,10 @@ func zoneNodes(nack string) func(context.Context, string) ([]*wsfleetv1.NodeStat
 		}, nil
 	}
 }
+
+// notRunning, as zoneNodes' nack, makes node-a a canary node that never
+// took the canary and is gone.
+const notRunning = "(not running)"
 
 type clock struct {
 	mu sync.Mutex
@@ -97,7 +105,7 @@ type fixture struct {
 // newFixture stores a canary (revision 2, zone=a, bake 1m, min_samples 10,
 // max_ratio 2) over the default revision 1, with the clock at its store
 // time.
-func newFixture(t *testing.T, nack string) *fixture {
+func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	st, err := boltstore.Open(boltstore.Config{Path: filepath.Join(t.TempDir(), "policy.db")})
 	if err != nil {
@@ -106,7 +114,7 @@ func newFixture(t *testing.T, nack string) *fixture {
 	t.Cleanup(func() { _ = st.Close() })
 	start := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	f := &fixture{st: st, clk: &clock{t: start}, events: &fakeEvents{}, start: start}
-	f.srv = f.server(t, nack)
+	f.srv = f.server(t, "")
 	if _, err := f.srv.Bootstrap(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -192,6 +200,8 @@ func TestTheEvaluatorDecides(t *testing.T) {
 		{"a bake that passed with nothing worse promotes", 61 * time.Second,
 			counts{"node-a": {originRejected: 2}}, counts{"node-a": {originRejected: 2}, "node-b1": {originRejected: 2}},
 			false, "", wsfleetv1.RolloutResult_ROLLOUT_RESULT_PROMOTED, "bake of 1m0s passed; no class worse on canary"},
+		{"a bake with no canary node running the canary does not promote", 61 * time.Second,
+			counts{}, counts{}, false, notRunning, wsfleetv1.RolloutResult_ROLLOUT_RESULT_UNSPECIFIED, ""},
 		{"a missing replica keeps a due promotion waiting", 61 * time.Second,
 			counts{}, counts{}, true, "", wsfleetv1.RolloutResult_ROLLOUT_RESULT_UNSPECIFIED, ""},
 		{"a missing replica does not stop a rollback on the evidence there is", 30 * time.Second,
@@ -203,7 +213,7 @@ func TestTheEvaluatorDecides(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFixture(t, tc.nack)
+			f := newFixture(t)
 			f.events.onCanary, f.events.all = tc.onCanary, tc.all
 			if tc.missing {
 				f.events.missing = []*wsfleetv1.ReplicaError{{Replica: "10.0.0.2:7000", Error: "Unavailable: down"}}
@@ -237,7 +247,7 @@ func TestTheEvaluatorDecides(t *testing.T) {
 // Every replica runs an evaluator over the one store: when they decide at
 // once, one revision ends the rollout and the other sees it ended.
 func TestTwoEvaluatorsOnOneStoreDecideOnce(t *testing.T) {
-	f := newFixture(t, "")
+	f := newFixture(t)
 	f.events.onCanary = counts{"node-a": {originRejected: 50}}
 	f.events.all = counts{"node-a": {originRejected: 50}}
 	f.clk.Set(f.start.Add(30 * time.Second))
@@ -261,7 +271,7 @@ func TestTwoEvaluatorsOnOneStoreDecideOnce(t *testing.T) {
 }
 
 func TestComparisonFillsTheStatus(t *testing.T) {
-	f := newFixture(t, "")
+	f := newFixture(t)
 	f.events.onCanary = counts{"node-a": {originRejected: 4}}
 	f.events.all = counts{"node-a": {originRejected: 4}, "node-b1": {heartbeat: 2}}
 	f.clk.Set(f.start.Add(2 * time.Minute))
