@@ -14,6 +14,7 @@ import (
 	"github.com/wsfleet/wsfleet/controlplane/registry"
 	"github.com/wsfleet/wsfleet/controlplane/registry/etcdstatus"
 	"github.com/wsfleet/wsfleet/controlplane/replicas"
+	"github.com/wsfleet/wsfleet/controlplane/rollout"
 	"github.com/wsfleet/wsfleet/controlplane/store"
 	"github.com/wsfleet/wsfleet/controlplane/store/etcdstore"
 	"github.com/wsfleet/wsfleet/controlplane/telemetry"
@@ -66,6 +67,9 @@ const (
 	DefaultLeaseTTL            = replicas.DefaultLeaseTTL
 	DefaultPeerTimeout         = fanout.DefaultTimeout
 	DefaultStatusWriteInterval = etcdstatus.DefaultWriteInterval
+
+	// DefaultRolloutInterval is how often a baking canary is evaluated.
+	DefaultRolloutInterval = rollout.DefaultInterval
 )
 
 // Config configures a control plane.
@@ -124,6 +128,18 @@ type Config struct {
 	// StatusWriteInterval is the least time between two etcd writes of one
 	// node's status (changes in between are coalesced). Default 1s.
 	StatusWriteInterval time.Duration
+	// RolloutInterval is how often every replica evaluates the baking
+	// canary rollouts (compares their error classes, promotes or rolls
+	// back). Default 5s.
+	RolloutInterval time.Duration
+	// PeerTokenFile holds a bearer token (viewer is enough) that this
+	// replica's rollout evaluator presents to the other replicas to read
+	// their telemetry: its queries come from no caller whose token could
+	// be forwarded. With --store etcd and --tokens-file; without it the
+	// other replicas refuse the evaluator, their telemetry is missing, and
+	// canaries are rolled back on the evidence there is but never promoted
+	// automatically (GetRollout says so).
+	PeerTokenFile string
 	// PeerCA verifies the other replicas' certificates when they serve TLS
 	// (TLSCert set); default the system's roots. PeerCert and PeerKey are
 	// the client certificate shown to them when they require one
@@ -243,6 +259,9 @@ func (c *Config) setDefaults() {
 	if c.MaxRecvMsgSize == 0 {
 		c.MaxRecvMsgSize = DefaultMaxRecvMsgSize
 	}
+	if c.RolloutInterval <= 0 {
+		c.RolloutInterval = DefaultRolloutInterval
+	}
 	if c.Log == nil {
 		c.Log = logrus.StandardLogger()
 	}
@@ -342,7 +361,7 @@ func (c *Config) validateStore() error {
 // they would do nothing, which is a mistake to be loud about.
 func (c *Config) validateReplicas() error {
 	if c.Store != StoreEtcd {
-		if c.AdvertiseAddr != "" || c.PeerCA != "" || c.PeerCert != "" || c.PeerKey != "" {
+		if c.AdvertiseAddr != "" || c.PeerCA != "" || c.PeerCert != "" || c.PeerKey != "" || c.PeerTokenFile != "" {
 			return fmt.Errorf("%w: --advertise-addr and --peer-* need --store etcd", ErrConfig)
 		}
 		return nil
@@ -352,6 +371,9 @@ func (c *Config) validateReplicas() error {
 	}
 	if c.LeaseTTL != 0 && c.LeaseTTL < replicas.MinLeaseTTL {
 		return fmt.Errorf("%w: --lease-ttl must be at least %s, got %s", ErrConfig, replicas.MinLeaseTTL, c.LeaseTTL)
+	}
+	if c.PeerTokenFile != "" && c.TokensFile == "" {
+		return fmt.Errorf("%w: --peer-token-file is for --tokens-file (in dev mode replicas need no token)", ErrConfig)
 	}
 	if (c.PeerCert == "") != (c.PeerKey == "") {
 		return fmt.Errorf("%w: --peer-cert and --peer-key go together", ErrConfig)

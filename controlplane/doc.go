@@ -41,6 +41,16 @@
 // writes the last statuses and revokes the lease before the store closes.
 // With bolt, node status stays in this process as it always was.
 //
+// Canary rollouts: the state is in the revision history (a canary revision
+// carries its RolloutSpec, the next one its RolloutOutcome), so every
+// replica sees it through the store's watch. Every replica runs the
+// rollout evaluator (package rollout, --rollout-interval) in a goroutine
+// Run owns; it reads the pool's nodes from the registry's merged view and
+// the events through the same queries as FleetService (every replica's,
+// with --peer-token-file as its credential when tokens are on), and ends a
+// rollout through policyserver.EndRollout, whose compare-and-set on the
+// canary revision lets one replica's decision win.
+//
 // A request on the policy path: interceptors (metrics → logging → auth →
 // recovery) → policyserver → store. A node's watch: NodeService.Watch →
 // registry; its telemetry: NodeService.ReportTelemetry → telemetry. A

@@ -41,6 +41,7 @@ import (
 	"github.com/wsfleet/wsfleet/controlplane/registry"
 	"github.com/wsfleet/wsfleet/controlplane/registry/etcdstatus"
 	"github.com/wsfleet/wsfleet/controlplane/replicas"
+	"github.com/wsfleet/wsfleet/controlplane/rollout"
 	"github.com/wsfleet/wsfleet/controlplane/store"
 	"github.com/wsfleet/wsfleet/controlplane/store/etcdstore"
 	"github.com/wsfleet/wsfleet/controlplane/telemetry"
@@ -70,6 +71,8 @@ type Server struct {
 	member  *replicas.Member
 	status  *etcdstatus.Sync
 	queries *fanout.Fleet
+	// rollout decides the baking canaries (rollout.go).
+	rollout *rollout.Evaluator
 
 	closeOnce sync.Once
 }
@@ -118,6 +121,8 @@ func New(cfg Config) (_ *Server, err error) {
 			MaxOpen:    cfg.MaxOpenProposals,
 			KeepClosed: cfg.KeepClosedProposals,
 		},
+		Nodes:   s.poolNodes,
+		Compare: s.compareRollout,
 	}); err != nil {
 		return nil, err
 	}
@@ -138,6 +143,7 @@ func New(cfg Config) (_ *Server, err error) {
 		Shared:        cfg.Store == StoreEtcd,
 		MaxNodes:      cfg.MaxNodes,
 		MaxNodesBytes: cfg.MaxNodesBytes,
+		Revision:      s.store.Get,
 		Registerer:    s.prom,
 		Log:           s.log,
 	}); err != nil {
@@ -175,6 +181,9 @@ func New(cfg Config) (_ *Server, err error) {
 		}
 	}
 
+	if err := s.buildRollout(); err != nil {
+		return nil, err
+	}
 	if err := s.buildGRPC(); err != nil {
 		return nil, err
 	}
@@ -368,6 +377,7 @@ func (s *Server) Run(ctx context.Context) error {
 	// Deferred after the watch's end, so it runs before: the last node
 	// statuses are written, then the lease revoked, then the store closed.
 	defer s.runReplicas()()
+	defer s.runRollout()()
 
 	fields := logrus.Fields{
 		"grpc_addr": s.GRPCAddr().String(),

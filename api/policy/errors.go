@@ -11,3 +11,7 @@ var (
 	// wraps it with the list of violations.
 	ErrInvalidPolicy = errors.New("policy: invalid policy")
 )
+
+// ErrInvalidSelector: a label selector (RolloutSpec.selector) does not
+// parse.
+var ErrInvalidSelector = errors.New("policy: invalid label selector")

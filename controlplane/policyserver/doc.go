@@ -34,4 +34,17 @@
 // A pool whose head has approval.required refuses direct writes (apply,
 // rollback, recover; change.direct): it changes only through approvals.
 // ProposePolicy calls Config.Impact, when set, on the caller's goroutine.
+//
+// Canary rollouts (rollout.go): ApplyPolicy with canary stores the revision
+// with a RolloutSpec whose base_revision is the head it replaced, after
+// checking the spec (every bad field named at once), that the pool has a
+// head, and that the selector matches at least one connected node of the
+// pool (Config.Nodes) and leaves at least one out. While the head carries
+// a rollout, write refuses every other write to the pool with
+// FailedPrecondition naming the canary; EndRollout (PromoteRollout,
+// AbortRollout, and the rollout evaluator) appends the ending revision —
+// the canary's content or the base's, with a RolloutOutcome — with the
+// canary revision as the expected head, so exactly one of several
+// concurrent decisions is stored. GetRollout scans the history back from
+// the head (at most MaxRolloutScan revisions) for the latest rollout.
 package policyserver

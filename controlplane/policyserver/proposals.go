@@ -258,8 +258,20 @@ func (s *Server) ApproveProposal(ctx context.Context, req *wsfleetv1.ApproveProp
 	if v := policy.Validate(p.GetPolicy()); len(v) > 0 {
 		return nil, invalidPolicy(fmt.Sprintf("proposal %d no longer passes validation: %s; re-propose", p.GetId(), policyViolationsMessage(len(v))), v)
 	}
+	// A proposal with a canary is applied as one: its spec is checked now
+	// (the selector against the nodes connected now), as an apply's is.
+	var spec *wsfleetv1.RolloutSpec
+	if p.GetCanary() != "" {
+		if spec, err = s.canarySpec(ctx, p.GetPool(), &wsfleetv1.ApplyPolicyRequest{
+			Canary: p.GetCanary(), Bake: p.GetBake(),
+			CanaryMinSamples: p.GetCanaryMinSamples(), CanaryMaxRatio: p.GetCanaryMaxRatio(),
+		}); err != nil {
+			return nil, err
+		}
+	}
 	base := p.GetBaseRevision()
 	res, err := s.write(ctx, change{
+		rollout:         spec,
 		pool:            p.GetPool(),
 		policy:          p.GetPolicy(),
 		expected:        &base,

@@ -59,6 +59,14 @@ type Config struct {
 	// pool (default store.DefaultMaxOpenProposals) and decided ones kept
 	// (default store.DefaultKeepClosedProposals).
 	ProposalLimits store.ProposalLimits
+	// Nodes lists the known nodes of a pool (the fleet registry's merged
+	// view): a canary apply needs at least one node its selector matches
+	// and one it does not, and GetRollout shows each node's part. Without
+	// it canary applies are refused (Unimplemented).
+	Nodes func(ctx context.Context, pool string) ([]*wsfleetv1.NodeStatus, error)
+	// Compare fills a baking rollout's per-class comparison (classes,
+	// degraded) for GetRollout: the rollout evaluator's view. Optional.
+	Compare func(ctx context.Context, st *wsfleetv1.RolloutStatus)
 }
 
 // NodeRevision is the revision one node reports running.
@@ -79,6 +87,7 @@ type Server struct {
 	cfg       Config
 	commits   *prometheus.CounterVec
 	proposals *prometheus.CounterVec
+	rollouts  *prometheus.CounterVec
 }
 
 var _ wsfleetv1.PolicyServiceServer = (*Server)(nil)
@@ -100,9 +109,9 @@ func New(cfg Config) (*Server, error) {
 		Subsystem: "control",
 		Name:      "policy_commits_total",
 		Help:      "Policy revisions stored by this process, per pool.",
-	}, []string{"pool"}), proposals: newProposalMetrics()}
+	}, []string{"pool"}), proposals: newProposalMetrics(), rollouts: newRolloutsCounter()}
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{s.commits, s.proposals} {
+		for _, c := range []prometheus.Collector{s.commits, s.proposals, s.rollouts} {
 			if err := cfg.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 			}
@@ -180,7 +189,13 @@ func (s *Server) ApplyPolicy(ctx context.Context, req *wsfleetv1.ApplyPolicyRequ
 		}
 		expected = &e
 	}
-	res, err := s.write(ctx, change{pool: pool, policy: req.GetPolicy(), expected: expected, message: req.GetMessage(), dryRun: req.GetDryRun(), direct: true})
+	var spec *wsfleetv1.RolloutSpec
+	if req.GetCanary() != "" || req.GetBake() != nil || req.GetCanaryMinSamples() != 0 || req.GetCanaryMaxRatio() != 0 {
+		if spec, err = s.canarySpec(ctx, pool, req); err != nil {
+			return nil, err
+		}
+	}
+	res, err := s.write(ctx, change{pool: pool, policy: req.GetPolicy(), expected: expected, message: req.GetMessage(), dryRun: req.GetDryRun(), direct: true, rollout: spec})
 	if err != nil {
 		return nil, err
 	}
@@ -268,6 +283,12 @@ type change struct {
 	author          string
 	approvedBy      string
 	approvalMessage string
+	// rollout makes the revision a canary (its base_revision is set to the
+	// head it replaces); outcome makes it the end of the baking canary
+	// (expected must then be the canary's number), stored even when its
+	// content equals the head's.
+	rollout *wsfleetv1.RolloutSpec
+	outcome *wsfleetv1.RolloutOutcome
 }
 
 // write appends c.policy as the pool's next revision. With expected set the
@@ -291,12 +312,18 @@ func (s *Server) write(ctx context.Context, c change) (*writeResult, error) {
 			headRev, headPolicy = head.GetRevision(), head.GetPolicy()
 		}
 		if expected != nil && *expected != headRev {
+			if c.outcome != nil {
+				return nil, notBaking(pool, c.outcome.GetCanaryRevision(), headRev)
+			}
 			return nil, conflictFor(c, headRev, *expected)
+		}
+		if err := checkBaking(head, c); err != nil {
+			return nil, err
 		}
 		if err := approvalGate(head, c); err != nil {
 			return nil, err
 		}
-		if head != nil && c.above == 0 && c.proposalID == 0 && proto.Equal(headPolicy, p) {
+		if head != nil && c.above == 0 && c.proposalID == 0 && c.outcome == nil && proto.Equal(headPolicy, p) {
 			return &writeResult{rev: head, previous: headRev, unchanged: true}, nil
 		}
 		var changes []*wsfleetv1.FieldChange
@@ -316,6 +343,11 @@ func (s *Server) write(ctx context.Context, c change) (*writeResult, error) {
 			RecoveredFromNode: c.recoveredFrom,
 			ProposalId:        c.proposalID,
 			ApprovedBy:        c.approvedBy,
+			RolloutOutcome:    c.outcome,
+		}
+		if c.rollout != nil {
+			rev.Rollout = proto.Clone(c.rollout).(*wsfleetv1.RolloutSpec)
+			rev.Rollout.BaseRevision = headRev
 		}
 		if c.dryRun {
 			rev.StoreId = s.cfg.Store.ID()
@@ -324,6 +356,10 @@ func (s *Server) write(ctx context.Context, c change) (*writeResult, error) {
 		stored, prop, err := s.appendOrApprove(ctx, c, rev, headRev)
 		var ce *store.ConflictError
 		if errors.As(err, &ce) {
+			if c.outcome != nil {
+				// Another replica (or admin) ended the rollout first.
+				return nil, notBaking(pool, c.outcome.GetCanaryRevision(), ce.Current)
+			}
 			if expected != nil {
 				return nil, conflictFor(c, ce.Current, *expected)
 			}
@@ -345,7 +381,7 @@ func (s *Server) write(ctx context.Context, c change) (*writeResult, error) {
 // pushes: the registry learns of the revision from the store's watch, as
 // it learns of every other control plane's.
 func (s *Server) committed(rev *wsfleetv1.PolicyRevision, previous int64, changes int) {
-	s.cfg.Log.WithFields(logrus.Fields{
+	s.cfg.Log.WithFields(rolloutFields(rev)).WithFields(logrus.Fields{
 		"audit":               true,
 		"author":              rev.GetAuthor(),
 		"pool":                rev.GetPool(),

@@ -68,6 +68,15 @@
 // nothing in this process hands the registry its own commits. A head is
 // taken only if it is newer than the one the registry has for the pool.
 //
+// Canary rollouts: while a pool's head carries a rollout (a baking
+// canary, see policyserver), it is pushed only to the nodes of that pool
+// whose hello labels its selector matches; every other node of the pool,
+// and every node that falls back to the pool, gets or keeps the rollout's
+// base revision, which advance reads through Config.Revision before it
+// takes the lock and keeps with the head. ListNodes' head_revision is what
+// the node should run (canary or base). The revision that ends the
+// rollout is an ordinary head: every node gets it.
+//
 // Goroutines and blocking: each Watch call runs in its gRPC stream
 // goroutine plus one receive goroutine; Follow runs in its caller's
 // goroutine (the control plane's Run). New heads reach streams through a

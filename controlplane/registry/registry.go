@@ -32,6 +32,7 @@ import (
 // Defaults of Config.
 const (
 	DefaultHelloTimeout = 10 * time.Second
+	DefaultBaseTimeout  = 10 * time.Second
 	DefaultForgetAfter  = 24 * time.Hour
 	maxNodeIDLength     = 128
 	maxLabels           = 64
@@ -70,6 +71,15 @@ type Config struct {
 	// share (PutPeer and the rest), so that ListNodes answers for the
 	// whole fleet. See shared.go.
 	Shared bool
+	// Revision reads one revision of a pool from the store: while a pool's
+	// head is a baking canary (it carries a rollout), the nodes its
+	// selector does not match are pushed the rollout's base revision,
+	// which the registry reads through it when the head arrives (in
+	// Follow's goroutine, never under its lock) and keeps with the head.
+	// Without it, or when the read fails, those nodes are pushed nothing
+	// until the rollout ends. BaseTimeout bounds the read (default 10s).
+	Revision    func(ctx context.Context, pool string, revision int64) (*wsfleetv1.PolicyRevision, error)
+	BaseTimeout time.Duration
 	// Registerer receives the registry's metrics; optional.
 	Registerer prometheus.Registerer
 	Log        logrus.FieldLogger
@@ -109,6 +119,11 @@ type Registry struct {
 type head struct {
 	rev       *wsfleetv1.PolicyRevision
 	committed time.Time // when the store's watch delivered it here, for propagation latency
+	// With rev a baking canary (rev.Rollout set): the nodes sel matches
+	// run rev, every other one base (nil when it could not be read).
+	sel   policy.Selector
+	selOK bool
+	base  *head
 }
 
 type node struct {
@@ -165,6 +180,9 @@ func New(cfg Config) (*Registry, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.BaseTimeout <= 0 {
+		cfg.BaseTimeout = DefaultBaseTimeout
+	}
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	r := &Registry{
@@ -201,12 +219,16 @@ func (r *Registry) Follow(heads <-chan *wsfleetv1.PolicyRevision) {
 // blocks: every stream that may be concerned is nudged through its
 // one-slot channel.
 func (r *Registry) advance(rev *wsfleetv1.PolicyRevision) {
+	nh := &head{rev: rev, committed: r.cfg.Now()}
+	if rev.GetRollout() != nil {
+		r.canary(nh)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if h := r.heads[rev.GetPool()]; h != nil && h.rev.GetRevision() >= rev.GetRevision() {
 		return
 	}
-	r.heads[rev.GetPool()] = &head{rev: rev, committed: r.cfg.Now()}
+	r.heads[rev.GetPool()] = nh
 	r.metrics.revision.WithLabelValues(rev.GetPool()).Set(float64(rev.GetRevision()))
 	for _, n := range r.nodes {
 		if n.notify == nil {
@@ -220,6 +242,48 @@ func (r *Registry) advance(rev *wsfleetv1.PolicyRevision) {
 			}
 		}
 	}
+}
+
+// canary prepares the head of a baking canary: its selector, and its base
+// revision read from the store (not under r.mu: it may block).
+func (r *Registry) canary(h *head) {
+	rev := h.rev
+	log := r.log.WithFields(logrus.Fields{"pool": rev.GetPool(), "revision": rev.GetRevision(), "base_revision": rev.GetRollout().GetBaseRevision()})
+	sel, err := policy.ParseSelector(rev.GetRollout().GetSelector())
+	if err != nil {
+		// Stored by a control plane that validated it; an unparsable one
+		// matches no node, so every node keeps the base.
+		log.WithError(err).Error("canary selector does not parse; no node runs the canary")
+	} else {
+		h.sel, h.selOK = sel, true
+	}
+	if r.cfg.Revision == nil {
+		log.Warn("no store reader: nodes outside the canary are pushed nothing until the rollout ends")
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.BaseTimeout)
+	defer cancel()
+	base, err := r.cfg.Revision(ctx, rev.GetPool(), rev.GetRollout().GetBaseRevision())
+	if err != nil {
+		log.WithError(err).Error("read the canary's base revision; nodes outside the canary are pushed nothing until the rollout ends")
+		return
+	}
+	h.base = &head{rev: base, committed: h.committed}
+}
+
+// effectiveFor is the head a node of pool with labels runs: effective's,
+// or, while that is a baking canary the node is not part of (its
+// selector does not match, or the node only falls back to that pool), the
+// canary's base; nil when there is none. r.mu must be held.
+func (r *Registry) effectiveFor(pool string, labels map[string]string) *head {
+	h := r.effective(pool)
+	if h == nil || h.rev.GetRollout() == nil {
+		return h
+	}
+	if h.rev.GetPool() == pool && h.selOK && h.sel.Matches(labels) {
+		return h
+	}
+	return h.base
 }
 
 // effective is the head a node of pool runs: its pool's, else default's.
@@ -285,13 +349,13 @@ func (r *Registry) Watch(stream wsfleetv1.NodeService_WatchServer) error {
 	)
 	for {
 		r.mu.Lock()
-		eff := r.effective(pool)
+		eff := r.effectiveFor(pool, hello.GetLabels())
 		var push bool
 		if eff != nil {
 			key := keyOf(eff.rev)
 			node := r.nodes[hello.GetNodeId()]
 			nacked := node != nil && node.gen == gen && node.nacked[eff.rev.GetPool()] >= eff.rev.GetRevision()
-			push = key != applied && sent != eff && !nacked
+			push = key != applied && (sent == nil || keyOf(sent.rev) != key) && !nacked
 		}
 		r.mu.Unlock()
 		if push {

@@ -12,6 +12,11 @@ import (
 type aggKey struct {
 	pool, node, origin string
 	class              wsfleetv1.ErrorClass
+	// rev is the policy revision the node ran (EventFilter.policy_revision:
+	// a canary's events against the rest). A node runs one revision at a
+	// time, so it adds a key only in the minute a node changes revision.
+	// The catch-all keys of a full minute have none.
+	rev int64
 }
 
 // minuteAgg holds one minute's counts.
@@ -163,7 +168,7 @@ func (a *aggregates) add(minute int64, pool, node string, ev *wsfleetv1.ErrorEve
 			ma.originsFull, a.overflowed.origins = true, true
 		}
 	}
-	k := aggKey{pool: pool, node: node, origin: origin, class: ev.GetClass()}
+	k := aggKey{pool: pool, node: node, origin: origin, class: ev.GetClass(), rev: ev.GetPolicyRevision()}
 	if _, ok := ma.counts[k]; ok {
 		ma.counts[k] += w
 		return

@@ -46,6 +46,9 @@ type matcher struct {
 	errorsOnly bool
 
 	node, pool, origin, trace string
+	// rev: only events recorded while the node ran this policy revision
+	// (0: any).
+	rev int64
 }
 
 // compile turns f into a matcher. With withTime false the time range is
@@ -58,6 +61,7 @@ func compile(f *wsfleetv1.EventFilter, withTime bool) *matcher {
 		pool:       f.GetPool(),
 		origin:     f.GetOrigin(),
 		trace:      f.GetTraceId(),
+		rev:        f.GetPolicyRevision(),
 	}
 	if withTime {
 		if ts := f.GetStartTime(); ts != nil {
@@ -108,6 +112,7 @@ func (m *matcher) event(ev *wsfleetv1.ErrorEvent, t int64) bool {
 		(m.node == "" || ev.GetNodeId() == m.node) &&
 		(m.pool == "" || ev.GetPool() == m.pool) &&
 		(m.origin == "" || ev.GetOrigin() == m.origin) &&
+		(m.rev == 0 || ev.GetPolicyRevision() == m.rev) &&
 		m.classOK(ev.GetClass())
 }
 
@@ -117,5 +122,6 @@ func (m *matcher) key(k aggKey) bool {
 	return (m.node == "" || k.node == m.node) &&
 		(m.pool == "" || k.pool == m.pool) &&
 		(m.origin == "" || k.origin == m.origin) &&
+		(m.rev == 0 || k.rev == m.rev) &&
 		m.classOK(k.class)
 }

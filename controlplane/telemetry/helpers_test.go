@@ -55,17 +55,19 @@ type ev struct {
 	origin string
 	trace  string
 	node   string // set on the event itself, overriding the batch's
+	rev    int64  // policy revision the node ran
 }
 
 func (e ev) proto() *wsfleetv1.ErrorEvent {
 	return &wsfleetv1.ErrorEvent{
-		Kind:    wsfleetv1.EventKind_EVENT_KIND_HANDSHAKE_REJECTED,
-		Class:   e.class,
-		ConnId:  e.id,
-		Origin:  e.origin,
-		TraceId: e.trace,
-		NodeId:  e.node,
-		Time:    timestamppb.New(t0.Add(e.at)),
+		Kind:           wsfleetv1.EventKind_EVENT_KIND_HANDSHAKE_REJECTED,
+		Class:          e.class,
+		ConnId:         e.id,
+		Origin:         e.origin,
+		TraceId:        e.trace,
+		NodeId:         e.node,
+		Time:           timestamppb.New(t0.Add(e.at)),
+		PolicyRevision: e.rev,
 	}
 }
 

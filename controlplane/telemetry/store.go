@@ -417,7 +417,7 @@ func eventsOf(found []slot) []*wsfleetv1.ErrorEvent {
 }
 
 // Top counts events matching f (time range, classes, node, pool, origin,
-// errors_only; trace_id is not aggregated and is ignored) grouped by one
+// errors_only, policy_revision; trace_id is not aggregated and is ignored) grouped by one
 // dimension, largest first, at most limit groups (limit <= 0: all), with
 // the total over all groups. Counts have minute granularity: the range is
 // widened to whole minutes (a minute counts when it overlaps the range)

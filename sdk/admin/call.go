@@ -139,6 +139,10 @@ func writeRequest(req any) (pool string, write bool) {
 		pool, write = r.GetPool(), true
 	case *wsfleetv1.RecoverPolicyRequest:
 		pool, write = r.GetPool(), !r.GetDryRun()
+	case *wsfleetv1.PromoteRolloutRequest:
+		pool, write = r.GetPool(), true
+	case *wsfleetv1.AbortRolloutRequest:
+		pool, write = r.GetPool(), true
 	default:
 		var named bool
 		if pool, write, named = proposalWrite(req); write && !named {

@@ -73,6 +73,14 @@ func (c *cutter) RollbackPolicy(ctx context.Context, _ *wsfleetv1.RollbackPolicy
 	return nil, c.hangUp(ctx)
 }
 
+func (c *cutter) PromoteRollout(ctx context.Context, _ *wsfleetv1.PromoteRolloutRequest) (*wsfleetv1.PromoteRolloutResponse, error) {
+	return nil, c.hangUp(ctx)
+}
+
+func (c *cutter) AbortRollout(ctx context.Context, _ *wsfleetv1.AbortRolloutRequest) (*wsfleetv1.AbortRolloutResponse, error) {
+	return nil, c.hangUp(ctx)
+}
+
 func serveCutter(t *testing.T) (*cutter, string) {
 	t.Helper()
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
@@ -175,6 +183,14 @@ var (
 		_, err := c.RollbackPolicy(ctx, &wsfleetv1.RollbackPolicyRequest{Pool: "edge", ToRevision: 1})
 		return err
 	}
+	promote callFunc = func(ctx context.Context, c wsfleetv1.PolicyServiceClient) error {
+		_, err := c.PromoteRollout(ctx, &wsfleetv1.PromoteRolloutRequest{Pool: "edge", CanaryRevision: 2})
+		return err
+	}
+	abort callFunc = func(ctx context.Context, c wsfleetv1.PolicyServiceClient) error {
+		_, err := c.AbortRollout(ctx, &wsfleetv1.AbortRolloutRequest{CanaryRevision: 2})
+		return err
+	}
 	get callFunc = func(ctx context.Context, c wsfleetv1.PolicyServiceClient) error {
 		_, err := c.GetPolicy(ctx, &wsfleetv1.GetPolicyRequest{})
 		return err
@@ -198,6 +214,8 @@ func TestCallErrorsSayWhatIsKnownOfTheOutcome(t *testing.T) {
 		{"an apply cut mid-call has an unknown outcome", cutAddr, 10 * time.Second, apply, admin.ErrOutcomeUnknown, codes.Unavailable, "edge", admin.ErrUnreachable},
 		{"an apply to the default pool cut mid-call names the default pool", cutAddr, 10 * time.Second, applyDefault, admin.ErrOutcomeUnknown, codes.Unavailable, "default", admin.ErrUnreachable},
 		{"a rollback cut mid-call has an unknown outcome", cutAddr, 10 * time.Second, rollback, admin.ErrOutcomeUnknown, codes.Unavailable, "edge", admin.ErrUnreachable},
+		{"a rollout promotion cut mid-call has an unknown outcome", cutAddr, 10 * time.Second, promote, admin.ErrOutcomeUnknown, codes.Unavailable, "edge", admin.ErrUnreachable},
+		{"a rollout abort cut mid-call has an unknown outcome", cutAddr, 10 * time.Second, abort, admin.ErrOutcomeUnknown, codes.Unavailable, "default", admin.ErrUnreachable},
 		{"a dry run cut mid-call only lost its connection", cutAddr, 10 * time.Second, dryRun, admin.ErrConnectionLost, codes.Unavailable, "", admin.ErrOutcomeUnknown},
 		{"a read cut mid-call only lost its connection", cutAddr, 10 * time.Second, get, admin.ErrConnectionLost, codes.Unavailable, "", admin.ErrUnreachable},
 	}

@@ -186,6 +186,12 @@ func writeHistory(w io.Writer, revs []*wsfleetv1.PolicyRevision) error {
 			}
 			msg += fmt.Sprintf("(proposal %d, approved by %s)", r.GetProposalId(), r.GetApprovedBy())
 		}
+		if note := rolloutNote(r); note != "" {
+			if msg != "" {
+				msg += " "
+			}
+			msg += note
+		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", r.GetRevision(), formatTime(r.GetCreateTime()), r.GetAuthor(), msg)
 	}
 	return tw.Flush()

@@ -57,6 +57,7 @@ func (a *app) policyApplyCommand() *cobra.Command {
 		expect  int64
 		message string
 		dryRun  bool
+		canary  canaryOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "apply -f FILE|-",
@@ -71,7 +72,12 @@ change a few fields and keep the rest, use 'wsctl policy set'.
 
 The pool is --pool if given, else the document's pool, else "default". The
 document's revision number is not an expectation; pass --expect-revision to
-refuse the change if someone else changed the pool since you read it.`,
+refuse the change if someone else changed the pool since you read it.
+
+With --canary the revision goes only to the nodes whose labels match the
+selector; the control plane compares each error class's rate on them with
+the other nodes during --bake, then promotes it to every node or rolls it
+back with the reason (see 'wsctl rollout status').`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			doc, _, err := a.readDocument(file)
@@ -88,6 +94,7 @@ refuse the change if someone else changed the pool since you read it.`,
 			if cmd.Flags().Changed("expect-revision") {
 				req.ExpectedRevision = proto.Int64(expect)
 			}
+			canary.set(req)
 			pc, err := a.policy()
 			if err != nil {
 				return err
@@ -98,6 +105,9 @@ refuse the change if someone else changed the pool since you read it.`,
 			if err != nil {
 				return err
 			}
+			if resp.GetRevision().GetRollout() != nil && !dryRun && !resp.GetUnchanged() {
+				return a.emitCanary(cmd, resp, appliedOutcome(resp, pool, dryRun).write)
+			}
 			return a.emit(resp, appliedOutcome(resp, pool, dryRun).write)
 		},
 	}
@@ -106,6 +116,7 @@ refuse the change if someone else changed the pool since you read it.`,
 	expectFlag(cmd, &expect)
 	cmd.Flags().StringVarP(&message, "message", "m", "", "why the change is made; kept with the revision")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate and show what would change, store nothing")
+	canaryFlags(cmd, &canary)
 	return cmd
 }
 

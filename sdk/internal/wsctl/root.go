@@ -127,7 +127,7 @@ to a channel on every node of a pool, as a backend does (publish).`,
 	f.StringVarP(&a.output, "output", "o", formatTable, "output format: table, json or yaml")
 	f.DurationVar(&a.timeout, "timeout", 10*time.Second, "deadline for each call to the control plane")
 
-	root.AddCommand(a.policyCommand(), a.nodesCommand(), a.errorsCommand(), a.traceCommand(), a.publishCommand())
+	root.AddCommand(a.policyCommand(), a.nodesCommand(), a.errorsCommand(), a.traceCommand(), a.publishCommand(), a.rolloutCommand())
 	return root
 }
 
