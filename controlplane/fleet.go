@@ -50,6 +50,7 @@ type eventQueries interface {
 	QueryEvents(context.Context, *wsfleetv1.QueryEventsRequest) (*wsfleetv1.QueryEventsResponse, error)
 	TopErrors(context.Context, *wsfleetv1.TopErrorsRequest) (*wsfleetv1.TopErrorsResponse, error)
 	TailEvents(*wsfleetv1.TailEventsRequest, wsfleetv1.FleetService_TailEventsServer) error
+	TrafficSummary(context.Context, *wsfleetv1.TrafficSummaryRequest) (*wsfleetv1.TrafficSummaryResponse, error)
 }
 
 var _ wsfleetv1.FleetServiceServer = (*fleetService)(nil)
@@ -74,6 +75,10 @@ func (s *fleetService) QueryEvents(ctx context.Context, req *wsfleetv1.QueryEven
 
 func (s *fleetService) TopErrors(ctx context.Context, req *wsfleetv1.TopErrorsRequest) (*wsfleetv1.TopErrorsResponse, error) {
 	return s.events.TopErrors(ctx, req)
+}
+
+func (s *fleetService) TrafficSummary(ctx context.Context, req *wsfleetv1.TrafficSummaryRequest) (*wsfleetv1.TrafficSummaryResponse, error) {
+	return s.events.TrafficSummary(ctx, req)
 }
 
 func (s *fleetService) TailEvents(req *wsfleetv1.TailEventsRequest, stream wsfleetv1.FleetService_TailEventsServer) error {

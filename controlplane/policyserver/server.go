@@ -51,6 +51,10 @@ type Config struct {
 	// for RecoverPolicy; without it RecoverPolicy is Unimplemented. It is
 	// called once per RecoverPolicy and must not block.
 	Fleet func() []NodeRevision
+	// Impact, if set, computes a dry run's impact on the pool's recent
+	// traffic (ApplyPolicyResponse.impact; proposals keep it too). Its
+	// error fails the dry run; it should be a gRPC status.
+	Impact ImpactFunc
 }
 
 // NodeRevision is the revision one node reports running.
@@ -172,12 +176,18 @@ func (s *Server) ApplyPolicy(ctx context.Context, req *wsfleetv1.ApplyPolicyRequ
 	if err != nil {
 		return nil, err
 	}
-	return &wsfleetv1.ApplyPolicyResponse{
+	resp := &wsfleetv1.ApplyPolicyResponse{
 		Revision:         res.rev,
 		PreviousRevision: res.previous,
 		Unchanged:        res.unchanged,
 		Changes:          res.changes,
-	}, nil
+	}
+	if req.GetDryRun() {
+		if resp.Impact, err = s.impact(ctx, pool, req.GetPolicy()); err != nil {
+			return nil, err
+		}
+	}
+	return resp, nil
 }
 
 // RollbackPolicy implements PolicyService.
