@@ -1,12 +1,12 @@
 package telemetry_test
 
 import (
-	"slices"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"

@@ -98,14 +98,14 @@ refuse the change if someone else changed the pool since you read it.`,
 			if err != nil {
 				return err
 			}
-			return a.emit(resp, appliedOutcome(resp, pool, dryRun).write)
+			return a.emit(resp, appliedWithImpact(resp, pool, dryRun))
 		},
 	}
 	fileFlag(cmd, &file)
 	poolFlag(cmd, &pool)
 	expectFlag(cmd, &expect)
 	cmd.Flags().StringVarP(&message, "message", "m", "", "why the change is made; kept with the revision")
-	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate and show what would change, store nothing")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate and show what would change and its impact on the last hour of traffic; store nothing")
 	return cmd
 }
 
