@@ -87,8 +87,8 @@ func (t *trafficTable) prune(nowMinute int64) {
 		if m >= nowMinute-t.retentionMinutes {
 			continue
 		}
-		for _, pm := range pools {
-			t.bytes -= pm.size()
+		for pool, pm := range pools {
+			t.bytes -= len(pool) + pm.size()
 		}
 		delete(t.minutes, m)
 	}
