@@ -103,7 +103,7 @@ func TestOriginImpact(t *testing.T) {
 			rejected: rejections("(other)", 40),
 		},
 		{
-			name: "a new pool compares with nothing: what next refuses is newly rejected",
+			name:         "a new pool compares with nothing: what next refuses is newly rejected",
 			next:         pol(false, 100, a),
 			traffic:      accepted(a, 1, b, 2),
 			wantRejected: map[string]int64{b: 2},
