@@ -27,7 +27,8 @@ type Config struct {
 }
 
 // Collector counts one node's accepted traffic; see the package
-// documentation.
+// documentation. A nil Collector counts nothing and cuts no sample (a Node
+// built by hand in a test has none).
 type Collector struct {
 	maxOrigins int
 
@@ -59,6 +60,9 @@ func New(cfg Config) (*Collector, error) {
 // Accepted counts one accepted handshake from origin at now; open is the
 // node's open connections and fromIP the client IP's, this one included.
 func (c *Collector) Accepted(origin string, open int64, fromIP int32, now time.Time) {
+	if c == nil {
+		return
+	}
 	sec := now.Unix()
 	c.mu.Lock()
 	if n, ok := c.origins[origin]; ok {
@@ -82,10 +86,18 @@ func (c *Collector) Accepted(origin string, open int64, fromIP int32, now time.T
 // MessageRate counts one message read by a connection that has read
 // perSecond messages (this one included) in the current second: the caller
 // keeps that count per connection, unshared.
-func (c *Collector) MessageRate(perSecond uint32) { raise(&c.peakMsgs, perSecond) }
+func (c *Collector) MessageRate(perSecond uint32) {
+	if c != nil {
+		raise(&c.peakMsgs, perSecond)
+	}
+}
 
 // MessageBytes counts one client message of n payload bytes.
-func (c *Collector) MessageBytes(n int) { raise(&c.peakBytes, clamp(int64(n))) }
+func (c *Collector) MessageBytes(n int) {
+	if c != nil {
+		raise(&c.peakBytes, clamp(int64(n)))
+	}
+}
 
 // raise sets a to v if v is larger. The load is the fast path: the shared
 // word is written only when a peak rises.
@@ -122,6 +134,9 @@ func clamp(v int64) uint32 {
 // returns nil for an interval without traffic: no handshake accepted, no
 // message read and no connection open.
 func (c *Collector) Cut(minute time.Time, pool string, revision, open int64, maxFromIP int32) *wsfleetv1.TrafficSample {
+	if c == nil {
+		return nil
+	}
 	c.mu.Lock()
 	origins, other, accepted := c.origins, c.other, c.accepted
 	s := &wsfleetv1.TrafficSample{

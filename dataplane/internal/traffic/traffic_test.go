@@ -195,3 +195,13 @@ func TestConcurrentCountsAreExact(t *testing.T) {
 		t.Fatalf("handshakes counted %d over the cuts, want 2000", total)
 	}
 }
+
+func TestANilCollectorCountsNothing(t *testing.T) {
+	var c *Collector
+	c.Accepted("x", 1, 1, t0)
+	c.MessageRate(5)
+	c.MessageBytes(5)
+	if s := c.Cut(t0, "p", 1, 3, 1); s != nil {
+		t.Fatalf("sample %v", s)
+	}
+}
