@@ -55,6 +55,9 @@ const (
 	DefaultTelemetryMaxAggregateBytes   = telemetry.DefaultMaxAggregateBytes
 	DefaultTelemetryMaxReporters        = telemetry.DefaultMaxReporters
 	DefaultTelemetryMaxReporterBytes    = telemetry.DefaultMaxReporterBytes
+	DefaultTrafficRetention             = telemetry.DefaultTrafficRetention
+	DefaultTrafficMaxOrigins            = telemetry.DefaultMaxTrafficOrigins
+	DefaultTrafficMaxBytes              = telemetry.DefaultMaxTrafficBytes
 	DefaultMaxTails                     = telemetry.DefaultMaxTails
 	DefaultTailBuffer                   = telemetry.DefaultTailBuffer
 	DefaultMaxNodes                     = registry.DefaultMaxNodes
@@ -194,6 +197,14 @@ type Config struct {
 	// 100,000 and 32 MiB.
 	TelemetryMaxReporters     int
 	TelemetryMaxReporterBytes int
+	// TrafficRetention is how long the nodes' traffic samples are kept
+	// for dry-run impact (which looks at the last hour); at least 65m.
+	TrafficRetention time.Duration
+	// TrafficMaxOrigins bounds the origins counted per pool and minute
+	// from traffic samples, TrafficMaxBytes the whole table in estimated
+	// bytes; beyond either, handshakes count as accepted_other.
+	TrafficMaxOrigins int
+	TrafficMaxBytes   int
 	// MaxTails bounds the concurrent TailEvents streams; more get
 	// ResourceExhausted. Default 64.
 	MaxTails int
@@ -279,6 +290,8 @@ func (c *Config) validate() error {
 		{"--telemetry-max-aggregate-bytes", c.TelemetryMaxAggregateBytes},
 		{"--telemetry-max-reporters", c.TelemetryMaxReporters},
 		{"--telemetry-max-reporter-bytes", c.TelemetryMaxReporterBytes},
+		{"--traffic-max-origins", c.TrafficMaxOrigins},
+		{"--traffic-max-bytes", c.TrafficMaxBytes},
 		{"--max-tails", c.MaxTails},
 		{"--tail-buffer", c.TailBuffer},
 		{"--max-open-proposals", c.MaxOpenProposals},

@@ -51,6 +51,7 @@ type eventQueries interface {
 	TopErrors(context.Context, *wsfleetv1.TopErrorsRequest) (*wsfleetv1.TopErrorsResponse, error)
 	TailEvents(*wsfleetv1.TailEventsRequest, wsfleetv1.FleetService_TailEventsServer) error
 	ErrorSeries(context.Context, *wsfleetv1.ErrorSeriesRequest) (*wsfleetv1.ErrorSeriesResponse, error)
+	TrafficSummary(context.Context, *wsfleetv1.TrafficSummaryRequest) (*wsfleetv1.TrafficSummaryResponse, error)
 }
 
 var _ wsfleetv1.FleetServiceServer = (*fleetService)(nil)
@@ -79,6 +80,10 @@ func (s *fleetService) TopErrors(ctx context.Context, req *wsfleetv1.TopErrorsRe
 
 func (s *fleetService) ErrorSeries(ctx context.Context, req *wsfleetv1.ErrorSeriesRequest) (*wsfleetv1.ErrorSeriesResponse, error) {
 	return s.events.ErrorSeries(ctx, req)
+}
+
+func (s *fleetService) TrafficSummary(ctx context.Context, req *wsfleetv1.TrafficSummaryRequest) (*wsfleetv1.TrafficSummaryResponse, error) {
+	return s.events.TrafficSummary(ctx, req)
 }
 
 func (s *fleetService) TailEvents(req *wsfleetv1.TailEventsRequest, stream wsfleetv1.FleetService_TailEventsServer) error {

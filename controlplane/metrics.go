@@ -32,6 +32,10 @@ func registerTelemetryMetrics(reg prometheus.Registerer, s *telemetry.Store) {
 		gauge("telemetry_aggregate_bytes", "Estimated bytes of the per-minute error counts (bounded by --telemetry-max-aggregate-bytes).", func(st telemetry.Stats) int { return st.AggregateBytes }),
 		gauge("telemetry_tails", "Open TailEvents streams (bounded by --max-tails).", func(st telemetry.Stats) int { return st.TailSubscribers }),
 		counter("telemetry_tails_dropped_total", "TailEvents streams ended because the client read too slowly.", func(st telemetry.Stats) uint64 { return st.TailsDropped }),
+		counter("traffic_samples_total", "Node traffic samples (accepted handshakes per origin, peaks) ingested, for dry-run impact.", func(st telemetry.Stats) uint64 { return st.TrafficSamples }),
+		counter("traffic_samples_dropped_total", "Node traffic samples refused: minute missing, outside --traffic-retention or ahead of the clock, or a pool the node does not run.", func(st telemetry.Stats) uint64 { return st.TrafficDropped }),
+		counter("traffic_other_origins_total", "Sample origins counted as accepted_other because their pool-minute held --traffic-max-origins origins or the table its byte bound.", func(st telemetry.Stats) uint64 { return st.TrafficOtherOrigins }),
+		gauge("traffic_bytes", "Estimated bytes of the traffic samples kept (bounded by --traffic-max-bytes).", func(st telemetry.Stats) int { return st.TrafficBytes }),
 		counter("telemetry_over_budget_total", `Events counted as "(other)" because the per-minute counts reached --telemetry-max-aggregate-bytes.`, func(st telemetry.Stats) uint64 { return st.OverBudget }),
 	)
 	// One series per capped field, so a dashboard sees which field nodes

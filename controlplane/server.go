@@ -36,6 +36,7 @@ import (
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 	"github.com/wsfleet/wsfleet/controlplane/auth"
 	"github.com/wsfleet/wsfleet/controlplane/console"
+	"github.com/wsfleet/wsfleet/controlplane/impact"
 	"github.com/wsfleet/wsfleet/controlplane/policyserver"
 	"github.com/wsfleet/wsfleet/controlplane/publish"
 	"github.com/wsfleet/wsfleet/controlplane/registry"
@@ -123,6 +124,11 @@ func New(cfg Config) (_ *Server, err error) {
 		},
 		Nodes:   s.poolNodes,
 		Compare: s.compareRollout,
+		// Read at each dry run: the telemetry (and, with replicas, the
+		// fan-out) is built below.
+		Impact: func(ctx context.Context, pool string, head, next *wsfleetv1.Policy) (*wsfleetv1.PolicyImpact, error) {
+			return impact.Func(s.eventQueries(), time.Now)(ctx, pool, head, next)
+		},
 	}); err != nil {
 		return nil, err
 	}
@@ -158,6 +164,9 @@ func New(cfg Config) (_ *Server, err error) {
 		MaxAggregateBytes:   cfg.TelemetryMaxAggregateBytes,
 		MaxReporters:        cfg.TelemetryMaxReporters,
 		MaxReporterBytes:    cfg.TelemetryMaxReporterBytes,
+		TrafficRetention:    cfg.TrafficRetention,
+		MaxTrafficOrigins:   cfg.TrafficMaxOrigins,
+		MaxTrafficBytes:     cfg.TrafficMaxBytes,
 		MaxTails:            cfg.MaxTails,
 		TailBuffer:          cfg.TailBuffer,
 		OnBatch:             s.fleet.TelemetryBatch,

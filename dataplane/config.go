@@ -12,6 +12,7 @@ import (
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 	"github.com/wsfleet/wsfleet/dataplane/broker"
 	"github.com/wsfleet/wsfleet/dataplane/broker/natsbroker"
+	"github.com/wsfleet/wsfleet/dataplane/internal/traffic"
 )
 
 // Defaults of Config. Every limit the node enforces on its own (as opposed
@@ -56,6 +57,12 @@ const (
 	DefaultClientReportBurst          = 5
 
 	DefaultEndpointMaxClients = 16_384
+
+	DefaultTrafficInterval   = time.Minute
+	DefaultTrafficMaxOrigins = traffic.DefaultMaxOrigins
+	// MinTrafficInterval bounds Config.TrafficInterval from below: a sample
+	// per 100ms is already a test setting.
+	MinTrafficInterval = 100 * time.Millisecond
 )
 
 // Config configures a Node. Zero values take the defaults above.
@@ -238,8 +245,23 @@ type Config struct {
 	NATS natsbroker.Config
 	// Hooks let an embedding service take part in channel operations.
 	Hooks Hooks
-	// Sink receives every event besides the log and metrics; optional.
+	// Sink receives every event besides the log and metrics; optional. A
+	// sink that is also a TrafficSink gets the traffic samples.
 	Sink EventSink
+
+	// TrafficInterval is how often the node cuts a traffic sample (what it
+	// accepted: handshakes per origin, peaks; package
+	// dataplane/internal/traffic) and hands it to the sink. A sample never
+	// spans two minutes: it is also cut at every minute boundary, and
+	// carries the minute it belongs to; the control plane adds up the
+	// samples of a node's minute. Shorter than a minute only for tests and
+	// demos (a dry run then sees traffic seconds after it happened).
+	// Default 1m, at least MinTrafficInterval, at most 1m.
+	TrafficInterval time.Duration
+	// TrafficMaxOrigins bounds the distinct origins a sample counts; the
+	// handshakes of origins beyond it (first come first counted) count as
+	// accepted_other. Default 256.
+	TrafficMaxOrigins int
 
 	// ReadyCheck, if set, is an extra /readyz condition (e.g. "a policy
 	// from the control plane or its cache is applied").
@@ -315,6 +337,8 @@ func (c *Config) setDefaults() {
 	}
 	defInt(&c.ClientReportBurst, DefaultClientReportBurst)
 	defInt(&c.EndpointMaxClients, DefaultEndpointMaxClients)
+	def(&c.TrafficInterval, DefaultTrafficInterval)
+	defInt(&c.TrafficMaxOrigins, DefaultTrafficMaxOrigins)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -335,6 +359,9 @@ func (c *Config) validate() error {
 	}
 	if c.FoldIPv4Prefix > 32 || c.FoldIPv6Prefix > 128 {
 		return fmt.Errorf("%w: FoldIPv4Prefix %d / FoldIPv6Prefix %d: at most 32 / 128 bits", ErrConfig, c.FoldIPv4Prefix, c.FoldIPv6Prefix)
+	}
+	if c.TrafficInterval < MinTrafficInterval || c.TrafficInterval > time.Minute {
+		return fmt.Errorf("%w: TrafficInterval %v: between %v and 1m", ErrConfig, c.TrafficInterval, MinTrafficInterval)
 	}
 	if c.Broker != nil && c.NATS.URLs != "" {
 		return fmt.Errorf("%w: Broker and NATS.URLs are both set; give one", ErrConfig)

@@ -65,6 +65,8 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	n.metrics.accepted.Inc()
 	n.metrics.active.Inc()
+	conns, fromIP := ticket.Counts()
+	n.traffic.Accepted(s.origin, conns, fromIP, open)
 	n.sessions.add(s)
 	// Shutdown sets draining before it walks the sessions: either it saw
 	// this one, or this sees draining. Closing twice is harmless.

@@ -27,6 +27,7 @@ import (
 	"github.com/wsfleet/wsfleet/dataplane/internal/explain"
 	"github.com/wsfleet/wsfleet/dataplane/internal/fold"
 	"github.com/wsfleet/wsfleet/dataplane/internal/iplimit"
+	"github.com/wsfleet/wsfleet/dataplane/internal/traffic"
 )
 
 // snapshot is everything the data path reads from the policy, derived once
@@ -59,6 +60,10 @@ type Node struct {
 	folds  *fold.Table
 	// foldDone is closed when the fold sweeper has stopped.
 	foldDone chan struct{}
+	// traffic counts what the node accepts (traffic.go); trafficDone is
+	// closed when the sampling goroutine has stopped.
+	traffic     *traffic.Collector
+	trafficDone chan struct{}
 
 	applyMu sync.Mutex // serializes Apply; never taken on the data path
 	snap    atomic.Pointer[snapshot]
@@ -123,6 +128,10 @@ func New(cfg Config) (*Node, error) {
 	n.reportLimit = iplimit.New(iplimit.Config{PerSecond: cfg.ClientReportRate, Burst: cfg.ClientReportBurst, MaxKeys: cfg.EndpointMaxClients, Now: cfg.Now})
 	n.metrics.registerFoldKeys(cfg.Registry, cfg.NodeID, cfg.Pool, n.folds.Len)
 	var err error
+	if n.traffic, err = traffic.New(traffic.Config{MaxOrigins: cfg.TrafficMaxOrigins}); err != nil {
+		n.cancel()
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
 	n.admitter, err = admission.New(admission.Config{
 		AuthURL:     cfg.AuthURL,
 		AuthTimeout: cfg.AuthTimeout,
@@ -148,6 +157,8 @@ func New(cfg Config) (*Node, error) {
 	go n.runHeartbeats()
 	n.foldDone = make(chan struct{})
 	go n.sweepFolds()
+	n.trafficDone = make(chan struct{})
+	go n.cutTraffic()
 	return n, nil
 }
 
@@ -527,6 +538,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	n.writers.stop()
 	<-n.heartbeatDone
 	<-n.foldDone
+	<-n.trafficDone
+	// The last sample goes out with the last events.
+	n.cutSample(n.cfg.Now())
 	// Every count still folding goes out before the sink's last flush;
 	// a rejection after this (a node mounted on another server still
 	// answers) is recorded on its own.

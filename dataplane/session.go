@@ -67,11 +67,16 @@ type session struct {
 	pacer           *pacer // built at the first message: idle connections carry none
 }
 
-// pacer holds a connection to the policy's message rate.
+// pacer holds a connection to the policy's message rate. It also counts
+// the messages of the current second for the node's traffic peak (here,
+// not in session: an idle connection carries no pacer, and session has no
+// padding left for it).
 type pacer struct {
 	limiter        ratelimit.Limiter
 	rate, burst    int32
 	throttledSince time.Time
+	second         int64  // unix second inSecond counts
+	inSecond       uint32 // messages read in it
 }
 
 var (
@@ -136,6 +141,7 @@ func (h *eventHandler) OnMessage(socket *gws.Conn, msg *gws.Message) {
 	now := time.Now()
 	n := msg.Data.Len()
 	s.countIn(n)
+	h.node.traffic.MessageBytes(n)
 
 	snap := h.node.snapshot()
 	// gws enforces the limit in force when the connection opened; a lower
@@ -237,13 +243,22 @@ func (s *session) pace(snap *snapshot, now time.Time) bool {
 	if p == nil || p.rate != snap.msgRate || p.burst != snap.msgBurst {
 		// Built on first use and rebuilt only when rate or burst changed: an
 		// unrelated policy change keeps the limiter's state.
-		p = &pacer{
+		next := &pacer{
 			limiter: ratelimit.New(int(snap.msgRate), ratelimit.WithSlack(int(snap.msgBurst))),
 			rate:    snap.msgRate,
 			burst:   snap.msgBurst,
 		}
+		if p != nil {
+			next.second, next.inSecond = p.second, p.inSecond
+		}
+		p = next
 		s.pacer = p
 	}
+	if sec := now.Unix(); sec != p.second {
+		p.second, p.inSecond = sec, 0
+	}
+	p.inSecond++
+	s.node.traffic.MessageRate(p.inSecond)
 	after := p.limiter.Take()
 	if after.Sub(now) < snap.throttleThreshold {
 		p.throttledSince = time.Time{}

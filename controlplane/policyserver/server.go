@@ -51,10 +51,10 @@ type Config struct {
 	// for RecoverPolicy; without it RecoverPolicy is Unimplemented. It is
 	// called once per RecoverPolicy and must not block.
 	Fleet func() []NodeRevision
-	// Impact computes a change's dry-run impact on the pool's recent
-	// traffic (ApplyPolicy with dry_run, ProposePolicy); head is nil for a
-	// pool without a policy. Optional: without it no impact is reported.
-	Impact func(ctx context.Context, pool string, head, next *wsfleetv1.Policy) (*wsfleetv1.PolicyImpact, error)
+	// Impact, if set, computes a dry run's impact on the pool's recent
+	// traffic (ApplyPolicyResponse.impact; proposals keep it too). Its
+	// error fails the dry run; it should be a gRPC status.
+	Impact ImpactFunc
 	// ProposalLimits bound the proposals kept in the store: open ones per
 	// pool (default store.DefaultMaxOpenProposals) and decided ones kept
 	// (default store.DefaultKeepClosedProposals).
@@ -199,12 +199,18 @@ func (s *Server) ApplyPolicy(ctx context.Context, req *wsfleetv1.ApplyPolicyRequ
 	if err != nil {
 		return nil, err
 	}
-	return &wsfleetv1.ApplyPolicyResponse{
+	resp := &wsfleetv1.ApplyPolicyResponse{
 		Revision:         res.rev,
 		PreviousRevision: res.previous,
 		Unchanged:        res.unchanged,
 		Changes:          res.changes,
-	}, nil
+	}
+	if req.GetDryRun() {
+		if resp.Impact, err = s.impact(ctx, pool, req.GetPolicy()); err != nil {
+			return nil, err
+		}
+	}
+	return resp, nil
 }
 
 // RollbackPolicy implements PolicyService.

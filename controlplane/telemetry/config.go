@@ -19,6 +19,14 @@ const (
 	DefaultMaxReporterBytes    = 32 << 20
 	DefaultMaxAggregateBytes   = 1 << 30
 	DefaultMaxTails            = 64
+	DefaultTrafficRetention    = 70 * time.Minute
+	DefaultMaxTrafficOrigins   = 1000
+	DefaultMaxTrafficNodes     = 10_000
+	DefaultMaxTrafficBytes     = 256 << 20
+
+	// MinTrafficRetention keeps a dry run's hour whole with room for
+	// samples that arrive late (a node reconnecting after a short outage).
+	MinTrafficRetention = 65 * time.Minute
 
 	// MinMaxRawBytes is the smallest ring byte bound: room for a few
 	// hundred events at their largest.
@@ -97,6 +105,25 @@ type Config struct {
 	// whose buffer is full when an event arrives is dropped (its channel
 	// closed), so that no reader can hold up ingest. Default 1024.
 	TailBuffer int
+	// TrafficRetention is how long the nodes' traffic samples are kept
+	// (dry-run impact looks at the last hour). Default 70m, at least
+	// MinTrafficRetention, at most MaxRetention.
+	TrafficRetention time.Duration
+	// MaxTrafficOrigins bounds the distinct origins counted per pool and
+	// minute from traffic samples; the rest count as accepted_other.
+	// Default 1000.
+	MaxTrafficOrigins int
+	// MaxTrafficNodes bounds the nodes whose peaks are kept per pool and
+	// minute; the peaks of the rest are folded into node OtherKey.
+	// Default 10,000.
+	MaxTrafficNodes int
+	// MaxTrafficBytes bounds the traffic table in estimated bytes (an
+	// origin entry costs about 64 bytes plus the origin, a node's peaks
+	// about 96 plus its id); once reached, new origins count as
+	// accepted_other and new nodes under OtherKey until old minutes
+	// expire. Default 256 MiB: 70 minutes of 100 pools at the origin
+	// bound fit.
+	MaxTrafficBytes int
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// OnBatch, if set, is told of every ingested (non-duplicate) batch: the
@@ -141,6 +168,18 @@ func (c *Config) setDefaults() {
 	if c.TailBuffer == 0 {
 		c.TailBuffer = DefaultTailBuffer
 	}
+	if c.TrafficRetention == 0 {
+		c.TrafficRetention = DefaultTrafficRetention
+	}
+	if c.MaxTrafficOrigins == 0 {
+		c.MaxTrafficOrigins = DefaultMaxTrafficOrigins
+	}
+	if c.MaxTrafficNodes == 0 {
+		c.MaxTrafficNodes = DefaultMaxTrafficNodes
+	}
+	if c.MaxTrafficBytes == 0 {
+		c.MaxTrafficBytes = DefaultMaxTrafficBytes
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -171,6 +210,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: MaxAggregateBytes %d is negative", ErrConfig, c.MaxAggregateBytes)
 	case c.MaxTails < 0:
 		return fmt.Errorf("%w: MaxTails %d is negative", ErrConfig, c.MaxTails)
+	case c.TrafficRetention < MinTrafficRetention || c.TrafficRetention > MaxRetention:
+		return fmt.Errorf("%w: TrafficRetention %v: between %v and %v", ErrConfig, c.TrafficRetention, MinTrafficRetention, MaxRetention)
+	case c.MaxTrafficOrigins < 0 || c.MaxTrafficNodes < 0 || c.MaxTrafficBytes < 0:
+		return fmt.Errorf("%w: MaxTrafficOrigins, MaxTrafficNodes and MaxTrafficBytes must not be negative", ErrConfig)
 	case c.TailBuffer < 0:
 		return fmt.Errorf("%w: TailBuffer %d is negative", ErrConfig, c.TailBuffer)
 	}

@@ -81,6 +81,15 @@
 // Reading: QueryEvents answers come from the ring, ordered by event time;
 // TopErrors and ErrorSeries from the aggregates, with minute granularity.
 //
+// Traffic samples (what nodes accepted per minute, for dry-run impact)
+// ride in the same batches and are ingested under the same lock and
+// duplicate check into a separate table kept TrafficRetention: per pool
+// (the policy pool the node enforced: its own or default) and minute,
+// accepted handshakes per origin summed over nodes (MaxTrafficOrigins,
+// the rest unattributed) and each node's peaks (MaxTrafficNodes, the rest
+// under OtherKey), within about MaxTrafficBytes in all. TrafficSummary
+// holds the lock while it adds up the range's minutes.
+//
 // Events are shared once ingested: the ring, query answers and tails hand
 // out the same messages, read-only. Ingest fills in the node id, pool and
 // time of the batch's events and caps their strings before storing them,

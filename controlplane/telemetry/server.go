@@ -225,6 +225,9 @@ func validateBatch(req *wsfleetv1.ReportTelemetryRequest, streamNode string) err
 	if n := len(req.GetEvents()); n > MaxBatchEvents {
 		vs = append(vs, violation("events", fmt.Sprintf("%d events; at most %d per batch", n, MaxBatchEvents)))
 	}
+	if n := len(req.GetTraffic()); n > MaxBatchSamples {
+		vs = append(vs, violation("traffic", fmt.Sprintf("%d samples; at most %d per batch", n, MaxBatchSamples)))
+	}
 	return badRequest(vs)
 }
 
@@ -276,6 +279,46 @@ func (srv *Server) TopErrors(_ context.Context, req *wsfleetv1.TopErrorsRequest)
 		f.StartTime = timestamppb.New(end.Add(-DefaultTopWindow))
 	}
 	return srv.store.Top(f, by, limit), nil
+}
+
+// TrafficSummary implements FleetService.TrafficSummary from this
+// replica's samples. Without an end the range ends now; without a start it
+// is the DefaultTrafficWindow before its end.
+func (srv *Server) TrafficSummary(_ context.Context, req *wsfleetv1.TrafficSummaryRequest) (*wsfleetv1.TrafficSummaryResponse, error) {
+	start, end, err := TrafficRange(req, srv.now())
+	if err != nil {
+		return nil, err
+	}
+	return srv.store.TrafficSummary(req.GetPool(), start, end), nil
+}
+
+// TrafficRange checks a TrafficSummary request (InvalidArgument naming
+// every invalid field) and returns its range with the defaults filled in.
+func TrafficRange(req *wsfleetv1.TrafficSummaryRequest, now time.Time) (start, end time.Time, err error) {
+	var vs []*errdetails.BadRequest_FieldViolation
+	if n := len(req.GetPool()); n > MaxPoolBytes {
+		vs = append(vs, violation("pool", fmt.Sprintf("%d bytes; at most %d", n, MaxPoolBytes)))
+	}
+	end = now
+	if e := req.GetEndTime(); e != nil {
+		if e.CheckValid() != nil {
+			vs = append(vs, violation("end_time", "invalid timestamp"))
+		} else {
+			end = e.AsTime()
+		}
+	}
+	start = end.Add(-DefaultTrafficWindow)
+	if st := req.GetStartTime(); st != nil {
+		switch {
+		case st.CheckValid() != nil:
+			vs = append(vs, violation("start_time", "invalid timestamp"))
+		case st.AsTime().After(end):
+			vs = append(vs, violation("end_time", "is before start_time"))
+		default:
+			start = st.AsTime()
+		}
+	}
+	return start, end, badRequest(vs)
 }
 
 // TailEvents implements FleetService.TailEvents: up to backlog recent

@@ -78,6 +78,7 @@ type Store struct {
 	evicted       bool
 	evictedNewest int64 // newest event time (unix ns) ever evicted from the ring
 	agg           *aggregates
+	traffic       *trafficTable
 	dedup         *dedup
 	// subs are the live tails Ingest publishes to. The slice is never
 	// changed in place, only replaced, so Ingest can publish to the
@@ -131,6 +132,16 @@ type Stats struct {
 	// Truncated counts the event strings cut to their cap on ingest, by
 	// field name (see FieldNames).
 	Truncated map[string]uint64
+	// TrafficSamples counts the traffic samples ingested; TrafficDropped
+	// those refused (minute missing, outside the retention or ahead of
+	// the clock, or a policy pool the node does not run).
+	TrafficSamples, TrafficDropped uint64
+	// TrafficOtherOrigins counts sample origins counted as accepted_other
+	// for the per-minute or byte bound; TrafficOtherNodes node peaks
+	// folded under OtherKey.
+	TrafficOtherOrigins, TrafficOtherNodes uint64
+	// TrafficMinutes and TrafficBytes size the traffic table.
+	TrafficMinutes, TrafficBytes int
 }
 
 // New validates cfg, fills its defaults and returns an empty Store.
@@ -139,12 +150,14 @@ func New(cfg Config) (*Store, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Store{
+	s := &Store{
 		cfg:   cfg,
 		ring:  make([]slot, cfg.MaxRaw),
 		agg:   newAggregates(&cfg),
 		dedup: newDedup(cfg.MaxReporters, cfg.MaxReporterBytes),
-	}, nil
+	}
+	s.traffic = newTrafficTable(&s.cfg)
+	return s, nil
 }
 
 // tsNanos is ts as unix nanoseconds, saturating instead of overflowing for
@@ -242,6 +255,12 @@ func (s *Store) Ingest(req *wsfleetv1.ReportTelemetryRequest) (fresh bool) {
 		}
 		s.agg.add(minute, aggPool, aggNode, ev)
 		n++
+	}
+	if len(req.GetTraffic()) > 0 {
+		s.traffic.prune(nowMinute)
+		for _, ts := range req.GetTraffic() {
+			s.traffic.add(&s.truncated, nodeID, pool, ts, nowNs)
+		}
 	}
 	s.events += uint64(n)
 	s.batches++
@@ -546,6 +565,13 @@ func (s *Store) Stats() Stats {
 		TailSubscribers:  s.tails,
 		TailsDropped:     s.tailsDropped,
 		Truncated:        make(map[string]uint64, numFields),
+
+		TrafficSamples:      s.traffic.samples,
+		TrafficDropped:      s.traffic.dropped,
+		TrafficOtherOrigins: s.traffic.otherOrigins,
+		TrafficOtherNodes:   s.traffic.otherNodes,
+		TrafficMinutes:      len(s.traffic.minutes),
+		TrafficBytes:        s.traffic.bytes,
 	}
 	for f := range numFields {
 		st.Truncated[fieldNames[f]] = s.truncated[f].Load()

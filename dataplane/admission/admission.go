@@ -280,14 +280,16 @@ func (a *Admitter) Admit(ctx context.Context, r *http.Request, traceID string) (
 	addr, _ := clientAddr(r.RemoteAddr)
 	// Reserve, then check: two racing handshakes cannot both see the last
 	// free slot.
-	if n := a.active.Add(1); n > s.maxConns {
+	open := a.active.Add(1)
+	if open > s.maxConns {
 		a.active.Add(-1)
 		rej := NewRejection(wsfleetv1.ErrorClass_ERROR_CLASS_CAPACITY,
 			fmt.Sprintf("node at max_connections %d", s.maxConns))
 		rej.RetryAfter = a.cfg.CapacityRetryAfter
 		return nil, rej
 	}
-	if !a.ips.acquire(addr, s.maxConnsIP) {
+	fromIP, ok := a.ips.acquire(addr, s.maxConnsIP)
+	if !ok {
 		a.active.Add(-1)
 		rej := NewRejection(wsfleetv1.ErrorClass_ERROR_CLASS_CAPACITY,
 			fmt.Sprintf("client %s at max_connections_per_ip %d", clientIPText(addr, r.RemoteAddr), s.maxConnsIP))
@@ -306,7 +308,7 @@ func (a *Admitter) Admit(ctx context.Context, r *http.Request, traceID string) (
 			return nil, rej
 		}
 	}
-	t := &Ticket{a: a, addr: addr}
+	t := &Ticket{a: a, addr: addr, open: open, fromIP: fromIP}
 	if !addr.IsValid() {
 		t.remote = r.RemoteAddr
 	}
@@ -351,6 +353,10 @@ func (a *Admitter) release(addr netip.Addr) {
 // the handshake's matcher: the node's other endpoints (client reports)
 // take requests from exactly the pages that may connect.
 func (a *Admitter) OriginAllowed(origin string) bool { return a.snap.Load().origins.Allow(origin) }
+
+// MaxFromIP returns the most connections one client IP holds open now. It
+// walks every client IP: call it once a minute, not per handshake.
+func (a *Admitter) MaxFromIP() int32 { return a.ips.max() }
 
 // Active returns the open connections: slots held by unreleased Tickets.
 func (a *Admitter) Active() int64 { return a.active.Load() }

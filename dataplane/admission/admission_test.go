@@ -613,7 +613,7 @@ func TestIPTableShrinksAfterAFlood(t *testing.T) {
 	var addrs []netip.Addr
 	for i := range shrinkAbove * ipShardCount * 2 {
 		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
-		if !tbl.acquire(a, 1) {
+		if _, ok := tbl.acquire(a, 1); !ok {
 			t.Fatalf("acquire %s", a)
 		}
 		addrs = append(addrs, a)

@@ -45,8 +45,9 @@ func (t *ipTable) shard(a netip.Addr) *ipShard {
 	return &t.shards[h>>(64-ipShardBits)]
 }
 
-// acquire takes one slot for a unless it already holds limit.
-func (t *ipTable) acquire(a netip.Addr, limit int32) bool {
+// acquire takes one slot for a unless it already holds limit, and returns
+// the slots a holds then.
+func (t *ipTable) acquire(a netip.Addr, limit int32) (int32, bool) {
 	s := t.shard(a)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -55,13 +56,13 @@ func (t *ipTable) acquire(a netip.Addr, limit int32) bool {
 	}
 	n := s.m[a]
 	if n >= limit {
-		return false
+		return n, false
 	}
 	s.m[a] = n + 1
 	if len(s.m) > s.peak {
 		s.peak = len(s.m)
 	}
-	return true
+	return n + 1, true
 }
 
 func (t *ipTable) release(a netip.Addr) {
@@ -89,6 +90,21 @@ func (t *ipTable) count(a netip.Addr) int32 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.m[a]
+}
+
+// max returns the most slots one client IP holds. It walks every entry,
+// shard by shard: for a once-a-minute traffic sample, not per handshake.
+func (t *ipTable) max() int32 {
+	var top int32
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		for _, n := range s.m {
+			top = max(top, n)
+		}
+		s.mu.Unlock()
+	}
+	return top
 }
 
 // len returns the number of client IPs holding slots.
@@ -130,11 +146,20 @@ func normalizeAddr(a netip.Addr) netip.Addr {
 // Ticket is an admitted handshake's hold on one node-wide and one
 // per-client-IP connection slot.
 type Ticket struct {
-	a        *Admitter
-	addr     netip.Addr
-	remote   string
+	a      *Admitter
+	addr   netip.Addr
+	remote string
+	// open and fromIP are the connections open on the node and from the
+	// client IP when the slots were taken, this one included.
+	open     int64
+	fromIP   int32
 	released atomic.Bool
 }
+
+// Counts returns the connections open on the node and from the client IP
+// when the handshake was admitted, this one included: the node's traffic
+// sample takes its connection peaks from them.
+func (t *Ticket) Counts() (open int64, fromIP int32) { return t.open, t.fromIP }
 
 // Release returns both slots. Call it exactly once when the connection ends
 // or the upgrade fails; a second call is a no-op, so a defer next to an

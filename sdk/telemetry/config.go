@@ -19,6 +19,9 @@ const (
 	DefaultFlushInterval = time.Second
 	DefaultMinBackoff    = 500 * time.Millisecond
 	DefaultMaxBackoff    = 30 * time.Second
+	// DefaultMaxTrafficSamples keeps a few minutes of traffic samples
+	// through a short outage of the control plane.
+	DefaultMaxTrafficSamples = 10
 )
 
 // Limits enforced by New.
@@ -81,6 +84,13 @@ type Config struct {
 	// Defaults 500ms and 30s.
 	MinBackoff time.Duration
 	MaxBackoff time.Duration
+	// MaxTrafficSamples bounds the traffic samples (RecordTraffic) waiting
+	// for a batch; beyond it the oldest is dropped and counted
+	// (Stats.TrafficDropped). Samples ride in the next batch, so a batch
+	// holds at most this many; those sent and not yet acknowledged are
+	// held with their batch (at most MaxInFlight batches). A sample is at
+	// most a few hundred origins (the node's cap), tens of KiB. Default 10.
+	MaxTrafficSamples int
 	// Log receives stream failures and recoveries. Default logrus's
 	// standard logger.
 	Log logrus.FieldLogger
@@ -114,6 +124,9 @@ func (c *Config) setDefaults() {
 	if c.MaxBackoff == 0 {
 		c.MaxBackoff = DefaultMaxBackoff
 	}
+	if c.MaxTrafficSamples == 0 {
+		c.MaxTrafficSamples = DefaultMaxTrafficSamples
+	}
 	if c.Log == nil {
 		c.Log = logrus.StandardLogger()
 	}
@@ -138,6 +151,7 @@ func (c *Config) validate() error {
 		{"FlushInterval", int64(c.FlushInterval)},
 		{"MinBackoff", int64(c.MinBackoff)},
 		{"MaxBackoff", int64(c.MaxBackoff)},
+		{"MaxTrafficSamples", int64(c.MaxTrafficSamples)},
 	} {
 		if f.v < 0 {
 			return fmt.Errorf("%w: %s must not be negative", ErrConfig, f.name)

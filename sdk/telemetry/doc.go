@@ -11,6 +11,11 @@
 //     short mutex; it never waits for the
 //     network, and in steady state allocates nothing. When the buffer is over
 //     a bound it drops the oldest events not yet in a batch and counts them.
+//   - RecordTraffic (the node's sampling goroutine, about once a minute)
+//     queues a traffic sample under the same mutex, at most
+//     MaxTrafficSamples (oldest dropped, counted), and nudges the loop: the
+//     next batch, cut at once, carries every waiting sample. Flush and
+//     FinalFlush wait for samples recorded before them as for events.
 //   - Run owns the sending loop, on the caller's goroutine. Per stream it
 //     starts two goroutines: one sends batches (and is the only one that
 //     blocks when the control plane stops reading: gRPC flow control), one

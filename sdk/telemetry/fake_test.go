@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -29,6 +30,7 @@ type got struct {
 	dropped  uint64
 	node     string
 	pool     string
+	traffic  []int64 // the samples' policy_revision, which tests use as an id
 }
 
 // fakeNode is a NodeService whose ReportTelemetry ingests batches the way
@@ -43,6 +45,7 @@ type fakeNode struct {
 	last     map[string]uint64 // reporter id → highest sequence ingested
 	events   uint64            // events in distinct batches
 	dropped  uint64            // dropped fields of distinct batches
+	samples  []int64           // traffic samples of distinct batches, by policy_revision
 	dups     int
 	gaps     []string // sequences that skipped ahead: the reporter lost a batch
 	streams  int
@@ -107,6 +110,9 @@ func (f *fakeNode) ingest(req *wsfleetv1.ReportTelemetryRequest) (fail bool) {
 	for _, ev := range req.GetEvents() {
 		g.traceIDs = append(g.traceIDs, ev.GetTraceId())
 	}
+	for _, s := range req.GetTraffic() {
+		g.traffic = append(g.traffic, s.GetPolicyRevision())
+	}
 	f.received = append(f.received, g)
 	if f.last == nil {
 		f.last = map[string]uint64{}
@@ -123,6 +129,7 @@ func (f *fakeNode) ingest(req *wsfleetv1.ReportTelemetryRequest) (fail bool) {
 	f.last[g.reporter] = g.seq
 	f.events += uint64(len(g.traceIDs))
 	f.dropped += g.dropped
+	f.samples = append(f.samples, g.traffic...)
 	if f.failNext > 0 {
 		f.failNext--
 		return true
@@ -319,4 +326,11 @@ func checkAccounting(t testing.TB, f *fakeNode, r *telemetry.Reporter) {
 	if s.Acked != tot.events || s.Buffered != 0 || s.BufferedBytes != 0 || s.InFlight != 0 {
 		t.Errorf("after a flush: %+v; want Acked %d and nothing buffered", s, tot.events)
 	}
+}
+
+// trafficSamples returns the samples of distinct batches, in order.
+func (f *fakeNode) trafficSamples() []int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.samples)
 }

@@ -23,6 +23,9 @@ var (
 	_ interface {
 		FinalFlush(context.Context) (int, error)
 	} = (*Reporter)(nil)
+	_ interface {
+		RecordTraffic(*wsfleetv1.TrafficSample)
+	} = (*Reporter)(nil)
 )
 
 // Reporter buffers error events and streams them to the control plane's
@@ -51,6 +54,14 @@ type Reporter struct {
 	flightBytes  int
 	nextSeq      uint64
 	unreported   uint64 // drops not yet carried by a batch
+	// samples are traffic samples waiting for a batch (at most
+	// MaxTrafficSamples; the next batch cut takes them all). samplesIn
+	// counts samples ever recorded, samplesOut those ever cut or dropped,
+	// ackedSamples samplesOut at the last acknowledged cut: Flush waits
+	// for the samples recorded before it the way it waits for events.
+	samples                             []*wsfleetv1.TrafficSample
+	samplesIn, samplesOut, ackedSamples uint64
+	trafficRecorded, trafficDropped     uint64
 
 	// Flush bookkeeping. tail counts entries ever pushed to pending and
 	// head entries ever removed from it (batched or dropped); both only
@@ -77,7 +88,9 @@ type batch struct {
 	bytes int
 	head  uint64 // Reporter.head right after the cut
 	drops uint64 // drops reported by this and every earlier batch
-	sent  bool
+	// samplesOut is Reporter.samplesOut right after the cut.
+	samplesOut uint64
+	sent       bool
 }
 
 const (
@@ -116,6 +129,10 @@ type Stats struct {
 	// LastError is the last stream failure, kept after recovery; empty
 	// until the first one.
 	LastError string
+	// TrafficRecorded counts traffic samples given to RecordTraffic;
+	// TrafficDropped those dropped, oldest first, because
+	// MaxTrafficSamples were already waiting.
+	TrafficRecorded, TrafficDropped uint64
 }
 
 // New checks cfg, fills its defaults and returns a Reporter. It does not
@@ -197,6 +214,37 @@ func (r *Reporter) Record(ev *wsfleetv1.ErrorEvent) {
 	}
 }
 
+// RecordTraffic queues a traffic sample for the next batch, which is cut
+// at once, and returns without waiting for the network. The sample becomes
+// the Reporter's. With MaxTrafficSamples already waiting (the control
+// plane is unreachable) the oldest is dropped and counted. Invalid UTF-8
+// in its strings is replaced with U+FFFD, as Record does for events.
+func (r *Reporter) RecordTraffic(s *wsfleetv1.TrafficSample) {
+	if s == nil {
+		return
+	}
+	if !utf8.ValidString(s.PolicyPool) {
+		s.PolicyPool = strings.ToValidUTF8(s.PolicyPool, "\uFFFD")
+	}
+	for _, o := range s.Accepted {
+		if !utf8.ValidString(o.GetOrigin()) {
+			o.Origin = strings.ToValidUTF8(o.Origin, "\uFFFD")
+		}
+	}
+	r.mu.Lock()
+	r.trafficRecorded++
+	if len(r.samples) >= r.cfg.MaxTrafficSamples {
+		r.samples[0] = nil
+		r.samples = r.samples[1:]
+		r.samplesOut++
+		r.trafficDropped++
+	}
+	r.samples = append(r.samples, s)
+	r.samplesIn++
+	r.mu.Unlock()
+	r.nudge()
+}
+
 // repairUTF8 replaces invalid UTF-8 in ev's strings with U+FFFD and reports
 // whether there was any. Protobuf refuses to marshal a string field that is
 // not valid UTF-8, and a batch is resent unchanged until acknowledged: one
@@ -247,6 +295,9 @@ func (r *Reporter) Stats() Stats {
 		InFlight:      len(r.inflight),
 		Connected:     r.connected,
 		LastError:     r.lastErr,
+
+		TrafficRecorded: r.trafficRecorded,
+		TrafficDropped:  r.trafficDropped,
 	}
 }
 
@@ -258,14 +309,16 @@ func (r *Reporter) Stats() Stats {
 // Run it waits for one.
 func (r *Reporter) Flush(ctx context.Context) error {
 	r.mu.Lock()
-	wantHead, wantDrops := r.tail, r.dropped
+	wantHead, wantDrops, wantSamples := r.tail, r.dropped, r.samplesIn
 	r.flushHead = max(r.flushHead, wantHead)
 	r.flushDrops = max(r.flushDrops, wantDrops)
 	r.mu.Unlock()
 	r.nudge()
 	for {
 		r.mu.Lock()
-		done := r.ackedHead >= wantHead && r.ackedDrops >= wantDrops
+		// A sample dropped after the last cut was never to be delivered:
+		// what is out of the queue and not in flight is accounted for.
+		done := r.ackedHead >= wantHead && r.ackedDrops >= wantDrops && r.samplesSettledLocked(wantSamples)
 		notify := r.ackNotify
 		left := r.pending.n + r.flightEvents
 		r.mu.Unlock()
@@ -294,8 +347,9 @@ func (r *Reporter) FinalFlush(ctx context.Context) (undelivered int, err error) 
 	r.mu.Lock()
 	connected := r.connected
 	left, unreported := r.pending.n+r.flightEvents, r.unreported
+	settled := r.samplesSettledLocked(r.samplesIn)
 	r.mu.Unlock()
-	if left == 0 && unreported == 0 {
+	if left == 0 && unreported == 0 && settled {
 		return 0, nil
 	}
 	if !connected {
@@ -310,6 +364,26 @@ func (r *Reporter) FinalFlush(ctx context.Context) (undelivered int, err error) 
 	return 0, nil
 }
 
+// samplesSettledLocked reports whether every sample up to the want-th
+// ever recorded was acknowledged or dropped.
+func (r *Reporter) samplesSettledLocked(want uint64) bool {
+	if r.ackedSamples >= want {
+		return true
+	}
+	// Dropped after the last acknowledged cut, with none of them waiting
+	// or in flight: nothing is left to deliver.
+	return len(r.samples) == 0 && r.samplesOut >= want && !r.samplesInFlightLocked()
+}
+
+func (r *Reporter) samplesInFlightLocked() bool {
+	for _, b := range r.inflight {
+		if len(b.req.Traffic) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // nextLocked returns the batch the sending loop should send next on a
 // stream that has sent every sequence up to sentSeq: first any
 // unacknowledged batch it has not sent (all of them on a fresh stream),
@@ -321,10 +395,11 @@ func (r *Reporter) nextLocked(sentSeq uint64, due bool) *batch {
 			return b
 		}
 	}
-	if len(r.inflight) >= r.cfg.MaxInFlight || (r.pending.n == 0 && r.unreported == 0) {
+	if len(r.inflight) >= r.cfg.MaxInFlight || (r.pending.n == 0 && r.unreported == 0 && len(r.samples) == 0) {
 		return nil
 	}
-	if due || r.pending.n >= r.cfg.BatchSize || r.pendingBytes >= r.cfg.BatchBytes ||
+	// A traffic sample goes at once: one a minute, and a dry run reads it.
+	if due || len(r.samples) > 0 || r.pending.n >= r.cfg.BatchSize || r.pendingBytes >= r.cfg.BatchBytes ||
 		r.head < r.flushHead || r.dropped-r.unreported < r.flushDrops {
 		return r.cutLocked()
 	}
@@ -333,7 +408,9 @@ func (r *Reporter) nextLocked(sentSeq uint64, due bool) *batch {
 
 // idleLocked reports that nothing waits to be cut, so a due flush interval
 // has been served.
-func (r *Reporter) idleLocked() bool { return r.pending.n == 0 && r.unreported == 0 }
+func (r *Reporter) idleLocked() bool {
+	return r.pending.n == 0 && r.unreported == 0 && len(r.samples) == 0
+}
 
 // cutLocked moves the oldest waiting events, up to BatchSize and
 // BatchBytes (at least one), into a new in-flight batch carrying every drop
@@ -363,11 +440,15 @@ func (r *Reporter) cutLocked() *batch {
 			Events:     events,
 			Dropped:    r.unreported,
 			ReporterId: r.id,
+			Traffic:    r.samples,
 		},
 		bytes: bytes,
 		head:  r.head,
 		drops: r.dropped,
 	}
+	r.samplesOut += uint64(len(r.samples))
+	b.samplesOut = r.samplesOut
+	r.samples = nil
 	r.nextSeq++
 	r.unreported = 0
 	r.inflight = append(r.inflight, b)
@@ -399,6 +480,7 @@ func (r *Reporter) ack(seq uint64) bool {
 		r.flightEvents -= len(b.req.Events)
 		r.flightBytes -= b.bytes
 		r.ackedHead, r.ackedDrops = b.head, b.drops
+		r.ackedSamples = b.samplesOut
 		n++
 	}
 	if n > 0 {

@@ -25,7 +25,11 @@
 // every replica for exactly those buckets and adds the counts up per class
 // and bucket, and the folded counts. A
 // tail's backlog is the newest of every replica's backlogs, oldest first;
-// live events follow as each replica ingests them.
+// live events follow as each replica ingests them. TrafficSummary (dry-run
+// impact) fixes the range once, asks every replica for it, sums the
+// accepted handshakes per origin and the unattributed ones, keeps each
+// measure's highest peak, and sums nodes_reporting (a node reports to one
+// replica at a time: it counts twice only if it moved within the range).
 //
 // # Authentication between replicas
 //

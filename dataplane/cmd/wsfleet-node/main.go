@@ -71,6 +71,8 @@ func run() int {
 	fs.IntVar(&cfg.MaxRemoteBytes, "max-remote-bytes", dataplane.DefaultMaxRemoteBytes, "cap on a client's remote address as the node keeps it")
 	fs.DurationVar(&cfg.FoldWindow, "fold-window", dataplane.DefaultFoldWindow, "rejected handshakes of one class, origin and client network within this window are one event with a count after the first (negative: one event per rejection)")
 	fs.IntVar(&cfg.FoldMaxKeys, "fold-max-keys", dataplane.DefaultFoldMaxKeys, "most (class, origin, network) keys folding at once; beyond it rejections fold into their class's overflow key, origin \"(other)\"")
+	fs.DurationVar(&cfg.TrafficInterval, "traffic-interval", dataplane.DefaultTrafficInterval, "how often a traffic sample (accepted handshakes per origin, peaks) is cut and sent, at most 1m; samples never span two minutes. Shorter only for tests and demos")
+	fs.IntVar(&cfg.TrafficMaxOrigins, "traffic-max-origins", dataplane.DefaultTrafficMaxOrigins, "distinct origins a traffic sample counts per interval, first come first counted; the rest count as accepted_other")
 	fs.DurationVar(&cfg.ExplainWindow, "explain-window", dataplane.DefaultExplainWindow, "how long GET /ws/explain answers for a rejected handshake or a closed connection")
 	fs.IntVar(&cfg.ExplainMaxRecords, "explain-max-records", dataplane.DefaultExplainMaxRecords, "most attempts kept for /ws/explain; beyond it the oldest goes first")
 	fs.IntVar(&cfg.ExplainMaxBytes, "explain-max-bytes", dataplane.DefaultExplainMaxBytes, "most bytes kept for /ws/explain; beyond it the oldest goes first")

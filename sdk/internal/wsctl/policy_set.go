@@ -106,12 +106,12 @@ Paths: ` + wrap(strings.Join(policyfile.Paths(), ", "), 72),
 			if err != nil {
 				return err
 			}
-			return a.emit(resp, appliedOutcome(resp, pool, dryRun).write)
+			return a.emit(resp, appliedWithImpact(resp, pool, dryRun))
 		},
 	}
 	poolFlag(cmd, &pool)
 	cmd.Flags().StringVarP(&message, "message", "m", "", `why the change is made (default: the command line, "wsctl policy set ...")`)
-	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate and show what would change, store nothing")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate and show what would change and its impact on the last hour of traffic; store nothing")
 	return cmd
 }
 

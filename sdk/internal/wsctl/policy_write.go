@@ -106,16 +106,16 @@ back with the reason (see 'wsctl rollout status').`,
 				return err
 			}
 			if resp.GetRevision().GetRollout() != nil && !dryRun && !resp.GetUnchanged() {
-				return a.emitCanary(cmd, resp, appliedOutcome(resp, pool, dryRun).write)
+				return a.emitCanary(cmd, resp, appliedWithImpact(resp, pool, dryRun))
 			}
-			return a.emit(resp, appliedOutcome(resp, pool, dryRun).write)
+			return a.emit(resp, appliedWithImpact(resp, pool, dryRun))
 		},
 	}
 	fileFlag(cmd, &file)
 	poolFlag(cmd, &pool)
 	expectFlag(cmd, &expect)
 	cmd.Flags().StringVarP(&message, "message", "m", "", "why the change is made; kept with the revision")
-	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate and show what would change, store nothing")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate and show what would change and its impact on the last hour of traffic; store nothing")
 	canaryFlags(cmd, &canary)
 	return cmd
 }
