@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/lxzan/gws"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 )
@@ -258,8 +259,9 @@ func TestFramesNeverInterleaveAndTheCloseFrameComesLast(t *testing.T) {
 			defer func() { close(stop); pubs.Wait() }()
 			// The client's own pings make the node queue pongs among the
 			// messages.
-			stopPings := make(chan struct{})
+			stopPings, pingsDone := make(chan struct{}), make(chan struct{})
 			go func() {
+				defer close(pingsDone)
 				for i := 0; i < 2000; i++ {
 					select {
 					case <-stop:
@@ -306,7 +308,15 @@ func TestFramesNeverInterleaveAndTheCloseFrameComesLast(t *testing.T) {
 						// this reader.
 						close(stopPings)
 						closing.Add(1)
-						go func() { defer closing.Done(); tt.close(t, n, sub, subSession) }()
+						go func() {
+							defer closing.Done()
+							// A ping already past its stop check would
+							// follow the client's close frame; the node,
+							// closing with it unread, would reset the
+							// connection before its own close frame is read.
+							<-pingsDone
+							tt.close(t, n, sub, subSession)
+						}()
 					}
 				case 0xA:
 					pongs++
@@ -458,6 +468,11 @@ func TestAClientThatStopsReadingHoldsUpNoOtherClient(t *testing.T) {
 func TestAClientThatTakesNothingForTheWriteTimeoutIsASlowConsumer(t *testing.T) {
 	p := testPolicy()
 	p.Limits.MaxMessageBytes = 64 << 10
+	// The client sends nothing: a heartbeat timeout far beyond the write
+	// timeout, so that on a loaded machine the write timeout still comes
+	// first however long filling the socket takes.
+	p.Heartbeat.Interval = durationpb.New(10 * time.Second)
+	p.Heartbeat.Timeout = durationpb.New(60 * time.Second)
 	n := startNode(t, p, func(c *Config) {
 		c.WriteTimeout = time.Second
 		c.MaxQueueMessages = 1 << 20
