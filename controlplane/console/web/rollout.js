@@ -61,7 +61,8 @@ export function rolloutPage(el, ctx) {
     const classes = [...(r.classes || [])].sort((a, b) => Number(b.worse) - Number(a.worse));
     cur = r;
     actions.hidden = !baking;
-    out.replaceChildren(
+    // replaceChildren takes nodes only: the parts not shown are dropped.
+    out.replaceChildren(...[
       table(['canary revision', 'state', 'selector', 'bake', 'time left', 'base revision', 'started', 'bake ends', 'ended by'], [h('tr', {},
         h('td', { id: 'rollout-canary' }, r.canary_revision),
         h('td', { id: 'rollout-state', dataset: { state }, class: baking ? 'warn' : state === 'PROMOTED' ? 'ok' : 'error' }, h('span', { class: 'badge' }, state)),
@@ -87,7 +88,8 @@ export function rolloutPage(el, ctx) {
         table(['node', 'canary', 'applied revision', 'connected', 'NACK of the canary'], (r.nodes || []).map((n) => h('tr', { dataset: { rolloutNode: n.node_id } },
           h('td', {}, n.node_id), h('td', { class: 'canary' }, n.canary ? 'canary' : 'rest'),
           h('td', { class: 'applied ' + (Number(n.applied_revision) === Number(n.canary ? r.canary_revision : spec.base_revision) ? 'ok' : 'warn') }, n.applied_revision),
-          h('td', { class: n.connected ? 'ok' : 'warn' }, n.connected ? 'yes' : 'no'), h('td', { class: n.nack_error ? 'error' : '' }, n.nack_error || '—'))))] : null);
+          h('td', { class: n.connected ? 'ok' : 'warn' }, n.connected ? 'yes' : 'no'), h('td', { class: n.nack_error ? 'error' : '' }, n.nack_error || '—'))))] : null,
+    ].flat().filter(Boolean));
   }
 
   async function poll() {
