@@ -155,7 +155,9 @@ func TestConsoleInBrowser(t *testing.T) {
 		"  - {name: console-node, role: node, token: "+consoleNodeToken+", nodes: ["+consoleNodeID+"], pools: [default]}\n"+
 		"  - {name: console-node-b, role: node, token: "+consoleNodeBToken+", nodes: ["+consoleNodeBID+"], pools: [default]}\n")
 	httpAddr := freeAddr(t)
-	cp := startControl(t, filepath.Join(dir, "cp"), "--tokens-file", tokens, "--http-addr", httpAddr)
+	// The control plane looks at baking canaries once an hour here: its
+	// own decision would race the abort the console makes.
+	cp := startControl(t, filepath.Join(dir, "cp"), "--tokens-file", tokens, "--http-addr", httpAddr, "--rollout-interval", "1h")
 	// Traffic samples every 300ms and rejections folded for 500ms, so
 	// that the dry run and the rollout see the test's handshakes within
 	// seconds.
@@ -301,11 +303,14 @@ func TestConsoleInBrowser(t *testing.T) {
 	const app = "https://app.example.com"
 
 	t.Run("a dry run shows the accepted handshakes an allowlist would newly reject, with their exact count", func(t *testing.T) {
-		const accepted = 4
-		for range accepted {
+		const accepted, held = 4, 2
+		for range accepted - held {
 			if s := handshake(t, node.ws, app, ""); s != http.StatusSwitchingProtocols {
 				t.Fatalf("handshake from %s: %d, want 101", app, s)
 			}
+		}
+		for range held {
+			openConn(t, node.ws, app) // held open: the node's connection peak is at least `held`
 		}
 		openPolicy(t, 2)
 		step(t, ctx, "drop the origin from the allowlist", chromedp.SetValue(chromedp.CSS("#f-origins-allow"), "https://other.example.com"))
@@ -320,10 +325,19 @@ func TestConsoleInBrowser(t *testing.T) {
 		if got := eval[string](t, ctx, row+`.textContent`); got != strconv.Itoa(accepted) {
 			t.Fatalf("the preview says %s handshakes from %s would be newly rejected, want exactly %d", got, app, accepted)
 		}
+		screenshot(t, ctx, "impact-preview")
+
+		step(t, ctx, "preview a connection cap under the recent peak",
+			chromedp.SetValue(chromedp.CSS("#f-limits-max_connections"), "1"), chromedp.Click(chromedp.CSS("#dry-run")))
+		waitJS(t, ctx, 10*time.Second, "the exceeded limit first, said above the tables",
+			`(() => { const first = document.querySelector('#impact tr[data-limit]');
+			  return first?.dataset.limit === 'limits.max_connections' && first.classList.contains('error')
+			    && first.textContent.includes('100000 → 1') && first.textContent.includes('on `+consoleNodeID+`')
+			    && document.querySelector('#impact .limits-exceeded')?.textContent.startsWith('1 limit(s) below a recent peak'); })()`)
+		screenshot(t, ctx, "impact-limit-exceeded")
 		if rev := getJSON(t, cp.addr, admin...); rev.Revision != 2 {
 			t.Fatalf("a dry run made revision %d", rev.Revision)
 		}
-		screenshot(t, ctx, "impact-preview")
 	})
 
 	t.Run("a canary on zone=a bakes live, an admin aborts it in the console, and the canary node returns to the base", func(t *testing.T) {
@@ -333,6 +347,8 @@ func TestConsoleInBrowser(t *testing.T) {
 			chromedp.SetValue(chromedp.CSS("#f-origins-allow"), app+"\n"+canaryOrigin),
 			chromedp.SetValue(chromedp.CSS("#canary"), "zone=a"),
 			chromedp.SetValue(chromedp.CSS("#bake"), "10m"),
+			chromedp.SetValue(chromedp.CSS("#canary-min-samples"), "2"),
+			chromedp.SetValue(chromedp.CSS("#canary-max-ratio"), "1.5"),
 			chromedp.SetValue(chromedp.CSS("#message"), "canary from the console"),
 			chromedp.Click(chromedp.CSS("#apply")))
 		waitJS(t, ctx, 10*time.Second, "the canary applied",
@@ -347,6 +363,13 @@ func TestConsoleInBrowser(t *testing.T) {
 		if s := handshake(t, nodeB.ws, canaryOrigin, ""); s != http.StatusForbidden {
 			t.Fatalf("the zone=b node admits the canary's origin: %d", s)
 		}
+		// origin_rejected: once on the rest, five times on the canary —
+		// worse there, past its two samples and 1.5 times the rest's rate.
+		for range 5 {
+			if s := handshake(t, node.ws, "https://not-allowed.example", ""); s != http.StatusForbidden {
+				t.Fatalf("the canary node admits a disallowed origin: %d", s)
+			}
+		}
 
 		step(t, ctx, "open the rollout page", chromedp.Navigate(base+"#rollout"))
 		waitJS(t, ctx, 20*time.Second, "the rollout baking with both nodes and the comparison",
@@ -356,7 +379,8 @@ func TestConsoleInBrowser(t *testing.T) {
 			    && /^(9|10)m/.test(q('#rollout-left').textContent) && !q('#abort').disabled
 			    && a && a.querySelector('td.canary').textContent === 'canary' && a.querySelector('td.applied').textContent === '3'
 			    && b && b.querySelector('td.canary').textContent === 'rest' && b.querySelector('td.applied').textContent === '2'
-			    && Number(q('tr[data-class="origin_rejected"] td:nth-child(4)')?.textContent) >= 1; })()`)
+			    && q('tr.worse[data-class="origin_rejected"]') !== null
+			    && q('#rollout p.muted').textContent.includes('saw 2 events of it') && q('#rollout p.muted').textContent.includes('1.5×'); })()`)
 		screenshot(t, ctx, "rollout-baking")
 
 		// A viewer watches the same rollout and can decide nothing.
