@@ -424,6 +424,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	t.Run("with approval on, alice proposes, cannot approve her own, and bob approves in the console", func(t *testing.T) {
 		const proposed = "https://proposed.example.com"
 		openPolicy(t, 4)
+		waitJS(t, ctx, 10*time.Second, "the history marks the canary and its end",
+			`document.querySelector('tr[data-revision="3"] td.message')?.textContent.endsWith('[canary zone=a, bake 10m0s, base 2]')
+			  && document.querySelector('tr[data-revision="4"] td.message')?.textContent.endsWith('console e2e: abort the canary [rollback to 2] [canary 3 rolled back]')`)
 		step(t, ctx, "turn approval on", chromedp.Click(chromedp.CSS("#f-approval-required")),
 			chromedp.SetValue(chromedp.CSS("#message"), "changes need a second admin"), chromedp.Click(chromedp.CSS("#apply")))
 		waitJS(t, ctx, 10*time.Second, "approval on, and the button proposes",
@@ -454,6 +457,17 @@ func TestConsoleInBrowser(t *testing.T) {
 		  return r.status; })()`
 		if status := eval[int](t, ctx, selfApprove); status == http.StatusOK {
 			t.Fatal("alice approved her own proposal")
+		}
+		logout(t)
+
+		login(t, ctx, base, consoleViewerToken, "viewer")
+		step(t, ctx, "open the proposals page as a viewer", chromedp.Navigate(base+"#proposals"))
+		waitJS(t, ctx, 10*time.Second, "the viewer's decision controls disabled",
+			`(() => { const p = document.querySelector('[data-proposal="1"]');
+			  return p && p.querySelector('button.approve').disabled && p.querySelector('button.reject').disabled
+			    && p.querySelector('.approve-reason').textContent === 'admins only' && document.querySelector('#decision-message').disabled; })()`)
+		if status := eval[int](t, ctx, selfApprove); status != http.StatusForbidden {
+			t.Fatalf("a viewer's forced approve got HTTP %d, want 403", status)
 		}
 		logout(t)
 

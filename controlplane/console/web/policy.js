@@ -1,5 +1,5 @@
 import { rpc } from './api.js';
-import { h, table, when, errorText, parseDuration } from './dom.js';
+import { h, table, when, errorText, parseDuration, fmtDuration } from './dom.js';
 
 // The policy's fields, by group, as the proto names them: the names
 // BadRequest field violations use ("limits.max_connections").
@@ -165,7 +165,7 @@ export function policyPage(el, ctx) {
       h('td', {}, r.revision + (Number(r.revision) === Number(head.revision) ? ' (head)' : '')),
       h('td', {}, r.author + (r.approved_by ? ` (approved by ${r.approved_by})` : '')),
       h('td', {}, when(r.create_time)),
-      h('td', {}, r.message + (Number(r.rollback_of) ? ` [rollback to ${r.rollback_of}]` : '')),
+      h('td', { class: 'message' }, r.message + (Number(r.rollback_of) ? ` [rollback to ${r.rollback_of}]` : '') + rolloutNote(r) + (Number(r.proposal_id) ? ` [proposal ${r.proposal_id}]` : '')),
       h('td', {}, h('button', { type: 'button', class: 'edit-from', onclick: () => { fill(r.policy); clearErrors(); } }, 'Edit from this')),
       h('td', {}, h('button', { type: 'button', class: 'rollback', disabled: dis || Number(r.revision) === Number(head.revision), onclick: () => rollback(r.revision) }, 'Roll back to this'))))));
     const opts = hist.revisions.map((r) => r.revision);
@@ -273,6 +273,16 @@ export function policyPage(el, ctx) {
   poolSel.addEventListener('change', () => loadPool(true));
   loadPools().then(() => loadPool(true)).catch((e) => { if (e.status === 401) ctx.onAuthLost(); else note.textContent = errorText(e); });
   return { stop() {} };
+}
+
+// rolloutNote marks a canary revision and the one that ended its rollout
+// in the history, as wsctl policy history does.
+function rolloutNote(r) {
+  if (r.rollout) return ` [canary ${r.rollout.selector}, bake ${fmtDuration(r.rollout.bake)}, base ${r.rollout.base_revision}]`;
+  const o = r.rollout_outcome;
+  if (!o) return '';
+  const how = o.result === 'ROLLOUT_RESULT_PROMOTED' ? 'promoted' : 'rolled back';
+  return ` [canary ${o.canary_revision} ${how}${o.automatic ? ' automatically' : ''}]`;
 }
 
 // impactView shows ApplyPolicyResponse.impact / Proposal.impact: what the
