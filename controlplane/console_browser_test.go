@@ -458,6 +458,13 @@ func TestConsoleInBrowser(t *testing.T) {
 		if status := eval[int](t, ctx, selfApprove); status == http.StatusOK {
 			t.Fatal("alice approved her own proposal")
 		}
+		// A second proposal on the same head, with wsctl: once the first
+		// is approved, it is stale.
+		out := mustWsctl(t, cp.addr, "", "--token", e2eAdminToken, "policy", "propose",
+			"-f", policyFile(t, dir, "second.yaml", 65536, app), "-m", "a second proposal on revision 5")
+		if !strings.Contains(out, "proposal 2 stored") {
+			t.Fatalf("wsctl policy propose: %s", out)
+		}
 		logout(t)
 
 		login(t, ctx, base, consoleViewerToken, "viewer")
@@ -479,7 +486,10 @@ func TestConsoleInBrowser(t *testing.T) {
 		waitJS(t, ctx, 10*time.Second, "approved as revision 6, listed as decided by bob",
 			`document.querySelector('#proposal-msg').textContent === 'Approved proposal 1: revision 6 of pool default.'
 			  && (() => { const r = document.querySelector('#proposals-decided tr[data-proposal="1"]');
-			    return r && r.querySelector('td.state').textContent === 'approved' && r.querySelector('td.decided-by').textContent === 'bob'; })()`)
+			    return r && r.querySelector('td.state').textContent === 'approved' && r.querySelector('td.decided-by').textContent === 'bob'; })()
+			  && (() => { const p = document.querySelector('.proposal.stale[data-proposal="2"]');
+			    return p && p.querySelector('.stale-mark') && p.querySelector('button.approve').disabled
+			      && p.querySelector('.approve-reason').textContent === 'stale: the head moved past revision 5; re-propose'; })()`)
 		screenshot(t, ctx, "proposals-approved")
 		if rev := getJSON(t, cp.addr, admin...); rev.Revision != 6 || rev.Author != "alice" {
 			t.Fatalf("head %d by %q, want 6 by alice (the proposer)", rev.Revision, rev.Author)
