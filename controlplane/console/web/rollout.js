@@ -99,9 +99,11 @@ export function rolloutPage(el, ctx) {
       loaded = true;
     }
     try {
-      const r = await rpc('PolicyService/GetRollout', { pool: poolSel.value || 'default' });
-      // A decision in flight re-renders once it is done.
-      if (busy) return;
+      const pool = poolSel.value || 'default';
+      const r = await rpc('PolicyService/GetRollout', { pool });
+      // A decision in flight re-renders once it is done; an answer for a
+      // pool no longer selected is dropped (the change polled again).
+      if (busy || pool !== (poolSel.value || 'default')) return;
       if (r.rollout) show(r.rollout);
       else { cur = null; actions.hidden = true; out.replaceChildren(h('p', { class: 'muted' }, 'No rollout for this pool.')); }
     } catch (e) {
