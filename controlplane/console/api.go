@@ -60,6 +60,7 @@ func (c *Console) table() map[string]rpc {
 		unary(wsfleetv1.PolicyService_GetRollout_FullMethodName, p.GetRollout),
 		unary(wsfleetv1.PolicyService_PromoteRollout_FullMethodName, p.PromoteRollout),
 		unary(wsfleetv1.PolicyService_AbortRollout_FullMethodName, p.AbortRollout),
+		unary(wsfleetv1.PolicyService_ProposePolicy_FullMethodName, p.ProposePolicy),
 		unary(wsfleetv1.PolicyService_ListProposals_FullMethodName, p.ListProposals),
 		unary(wsfleetv1.PolicyService_GetProposal_FullMethodName, p.GetProposal),
 		unary(wsfleetv1.PolicyService_ApproveProposal_FullMethodName, p.ApproveProposal),

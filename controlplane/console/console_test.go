@@ -241,6 +241,7 @@ func TestTheAPIAuthorizesEveryCallLikeGRPC(t *testing.T) {
 		{"an unknown session gets 401", &user{cookie: &http.Cookie{Name: CookieName, Value: "forged"}, csrf: "x"}, "/ui/api/rpc/PolicyService/GetPolicy", `{}`, nil, 401, "Unauthenticated"},
 		{"a viewer's apply gets 403", viewer, apply, applyGood("1"), nil, 403, "PermissionDenied"},
 		{"a viewer's rollback gets 403", viewer, "/ui/api/rpc/PolicyService/RollbackPolicy", `{"pool":"default","to_revision":1}`, nil, 403, "PermissionDenied"},
+		{"a viewer's proposal gets 403", viewer, "/ui/api/rpc/PolicyService/ProposePolicy", proposeGood, nil, 403, "PermissionDenied"},
 		{"a POST without the CSRF token gets 403", noCSRF, apply, applyGood("1"), nil, 403, "PermissionDenied"},
 		{"a POST with another session's CSRF token gets 403", wrongCSRF, apply, applyGood("1"), nil, 403, "PermissionDenied"},
 		{"a cross-origin POST gets 403 even with the CSRF token", admin, apply, applyGood("1"), []string{"Origin", "https://evil.example"}, 403, "PermissionDenied"},
@@ -290,6 +291,28 @@ func TestTheAPIAuthorizesEveryCallLikeGRPC(t *testing.T) {
 			t.Fatalf("answer %s", a.raw)
 		}
 	})
+}
+
+// proposeGood proposes applyGood's policy (the Policy page's Propose,
+// for a pool whose head has approval.required).
+var proposeGood = strings.Replace(applyGood("1"), `"pool":"default"`, `"pool":"default","message":"from the console"`, 1)
+
+func TestAnAdminProposesThroughTheConsole(t *testing.T) {
+	f := newFixture(t, Config{})
+	a := f.do(t, http.MethodPost, "/ui/api/rpc/PolicyService/ProposePolicy", f.login(t, adminToken), proposeGood)
+	var resp struct {
+		Proposal struct {
+			ID       string `json:"id"`
+			Proposer string `json:"proposer"`
+			State    string `json:"state"`
+		} `json:"proposal"`
+	}
+	if a.status != 200 || json.Unmarshal(a.raw, &resp) != nil || resp.Proposal.ID != "1" || resp.Proposal.Proposer != "alice" || resp.Proposal.State != "PROPOSAL_STATE_OPEN" {
+		t.Fatalf("got %d %s, want proposal 1 by alice, open", a.status, a.raw)
+	}
+	if f.head(t) != 1 {
+		t.Fatal("a proposal changed the policy")
+	}
 }
 
 func TestLoginRefusesWhatIsNoConsoleUser(t *testing.T) {

@@ -44,3 +44,38 @@ export function errorText(e) {
   if (e && e.unavailable) return 'not available on this control plane';
   return (e && e.code ? e.code + ': ' : '') + (e && e.message ? e.message : String(e));
 }
+
+// UNITS are Go's duration units, as policy files and wsctl write them.
+const UNITS = { h: 3600, m: 60, s: 1, ms: 1e-3, us: 1e-6, 'µs': 1e-6, ns: 1e-9 };
+
+// parseDuration turns a Go duration ("5m", "1m30s", "90s") into the
+// seconds a proto Duration carries in JSON ("300s"); null when it is not
+// one (the control plane names the field then).
+export function parseDuration(text) {
+  const s = String(text).trim();
+  if (s === '') return '';
+  const re = /(\d+(?:\.\d+)?)(h|ms|us|µs|ns|m|s)/y;
+  let secs = 0;
+  let m;
+  while ((m = re.exec(s)) !== null) {
+    secs += Number(m[1]) * UNITS[m[2]];
+    if (re.lastIndex === s.length) return `${Number(secs.toFixed(9))}s`;
+  }
+  return null;
+}
+
+// fmtDuration shows a proto Duration's JSON ("300s") or a count of
+// seconds the way Go prints durations ("5m0s").
+export function fmtDuration(d) {
+  let s = typeof d === 'number' ? d : parseFloat(String(d || '0'));
+  if (!isFinite(s) || s <= 0) return '0s';
+  const hrs = Math.floor(s / 3600); s -= hrs * 3600;
+  const mins = Math.floor(s / 60); s -= mins * 60;
+  const secs = Math.round(s * 1000) / 1000;
+  if (hrs) return `${hrs}h${mins}m${secs}s`;
+  if (mins) return `${mins}m${secs}s`;
+  return `${secs}s`;
+}
+
+// enumName turns ROLLOUT_STATE_ROLLED_BACK (prefix ROLLOUT_STATE_) into ROLLED_BACK.
+export function enumName(v, prefix) { return String(v || '').replace(prefix, ''); }

@@ -1,5 +1,5 @@
 import { rpc } from './api.js';
-import { h, table, when, errorText } from './dom.js';
+import { h, table, when, errorText, parseDuration, fmtDuration } from './dom.js';
 
 // The policy's fields, by group, as the proto names them: the names
 // BadRequest field violations use ("limits.max_connections").
@@ -68,6 +68,7 @@ function flat(p) {
 export function policyPage(el, ctx) {
   const poolSel = h('select', { id: 'pool' });
   const note = h('p', { id: 'policy-note' });
+  const approvalNote = h('p', { id: 'approval-note', class: 'warn' });
   const history = h('div', { id: 'history' });
   const diffFrom = h('select', { id: 'diff-from' });
   const diffTo = h('select', { id: 'diff-to' });
@@ -81,11 +82,25 @@ export function policyPage(el, ctx) {
   const applyBtn = h('button', { id: 'apply', type: 'button', disabled: dis, title: dis ? 'admins only' : '' }, 'Apply');
   const dryBtn = h('button', { id: 'dry-run', type: 'button', disabled: dis, title: dis ? 'admins only' : '' }, 'Preview (dry run)');
   const loadBtn = h('button', { id: 'load-head', type: 'button' }, 'Reset to head');
+  // The canary fields of ApplyPolicy and ProposePolicy: empty selector,
+  // a change for every node at once.
+  const canary = h('input', { id: 'canary', type: 'text', size: 16, disabled: dis, placeholder: 'e.g. zone=a' });
+  const bake = h('input', { id: 'bake', type: 'text', size: 8, disabled: dis, placeholder: 'e.g. 5m' });
+  const minSamples = h('input', { id: 'canary-min-samples', type: 'text', inputmode: 'numeric', size: 6, disabled: dis, placeholder: 'default' });
+  const maxRatio = h('input', { id: 'canary-max-ratio', type: 'text', inputmode: 'decimal', size: 6, disabled: dis, placeholder: 'default' });
+  const canaryRow = (field, label, ctl, hint) => h('div', { class: 'row', dataset: { row: field } }, h('label', { for: ctl.id }, label), ctl, h('span', { class: 'hint' }, ' ' + hint));
+  const canaryFields = h('fieldset', { class: 'canary-fields', id: 'canary-fields' }, h('legend', {}, 'Canary rollout (optional)'),
+    canaryRow('canary', 'canary selector', canary, 'only nodes whose labels match run it first; the rest keep the head'),
+    canaryRow('bake', 'bake', bake, 'then it is promoted unless an error class is worse on the canary'),
+    canaryRow('canary_min_samples', 'min samples', minSamples, 'events of a class before it counts against the canary'),
+    canaryRow('canary_max_ratio', 'max ratio', maxRatio, 'canary rate over the rest\'s that rolls back'));
   let head = null;
+  // propose: the head requires approval, so a change is a proposal.
+  let propose = false;
 
   el.append(h('h1', {}, 'Policy'),
-    h('div', { class: 'filters' }, h('label', {}, 'pool', poolSel)), note,
-    h('h2', {}, 'Edit'), form,
+    h('div', { class: 'filters' }, h('label', {}, 'pool', poolSel)), note, approvalNote,
+    h('h2', {}, 'Edit'), form, h('form', { class: 'policy', novalidate: true, onsubmit: (ev) => ev.preventDefault() }, canaryFields),
     h('div', { class: 'actions' }, h('label', {}, 'expected revision ', expected), h('label', {}, 'message ', message), dryBtn, applyBtn, loadBtn),
     formError, result,
     h('h2', {}, 'History'), history,
@@ -105,8 +120,8 @@ export function policyPage(el, ctx) {
   }
 
   function clearErrors() {
-    form.querySelectorAll('.field-error').forEach((x) => x.remove());
-    form.querySelectorAll('.invalid').forEach((x) => x.classList.remove('invalid'));
+    el.querySelectorAll('.field-error').forEach((x) => x.remove());
+    el.querySelectorAll('.invalid').forEach((x) => x.classList.remove('invalid'));
     formError.textContent = '';
   }
 
@@ -117,7 +132,7 @@ export function policyPage(el, ctx) {
     const rest = [];
     for (const v of e.violations || []) {
       const path = v.field.replace(/^policy\./, '').replace(/\[\d+\]/g, '');
-      const row = form.querySelector(`[data-row="${CSS.escape(path)}"]`) || form.querySelector(`fieldset[data-field="${CSS.escape(path)}"]`);
+      const row = el.querySelector(`[data-row="${CSS.escape(path)}"]`) || form.querySelector(`fieldset[data-field="${CSS.escape(path)}"]`);
       if (row) {
         row.append(h('span', { class: 'field-error', dataset: { violation: v.field } }, `${v.field}: ${v.description}`));
         const ctl = row.querySelector('input, textarea, select');
@@ -141,11 +156,16 @@ export function policyPage(el, ctx) {
     const [cur, hist] = await Promise.all([rpc('PolicyService/GetPolicy', { pool }), rpc('PolicyService/ListPolicyRevisions', { pool, page_size: 100 })]);
     head = cur.revision;
     if (resetForm) { fill(head.policy); expected.value = head.revision; clearErrors(); }
+    propose = !!(head.policy && head.policy.approval && head.policy.approval.required);
+    applyBtn.textContent = propose ? 'Propose' : 'Apply';
+    applyBtn.dataset.mode = propose ? 'propose' : 'apply';
+    message.placeholder = propose ? 'why (required: the approver reads it)' : 'why (recorded in the history)';
+    approvalNote.textContent = propose ? `Pool ${pool} requires approval (revision ${head.revision} has approval.required): a change is proposed, and another admin approves it on the Proposals page.` : '';
     history.replaceChildren(table(['revision', 'author', 'time', 'message', '', ''], hist.revisions.map((r) => h('tr', { dataset: { revision: r.revision } },
       h('td', {}, r.revision + (Number(r.revision) === Number(head.revision) ? ' (head)' : '')),
       h('td', {}, r.author + (r.approved_by ? ` (approved by ${r.approved_by})` : '')),
       h('td', {}, when(r.create_time)),
-      h('td', {}, r.message + (Number(r.rollback_of) ? ` [rollback to ${r.rollback_of}]` : '')),
+      h('td', { class: 'message' }, r.message + (Number(r.rollback_of) ? ` [rollback to ${r.rollback_of}]` : '') + rolloutNote(r) + (Number(r.proposal_id) ? ` [proposal ${r.proposal_id}]` : '')),
       h('td', {}, h('button', { type: 'button', class: 'edit-from', onclick: () => { fill(r.policy); clearErrors(); } }, 'Edit from this')),
       h('td', {}, h('button', { type: 'button', class: 'rollback', disabled: dis || Number(r.revision) === Number(head.revision), onclick: () => rollback(r.revision) }, 'Roll back to this'))))));
     const opts = hist.revisions.map((r) => r.revision);
@@ -156,11 +176,46 @@ export function policyPage(el, ctx) {
     diffTo.value = keepTo && opts.includes(keepTo) ? keepTo : opts[0];
   }
 
+  // canaryRequest adds the canary fields to req; false (with the field
+  // marked) when the bake is not a duration.
+  function canaryRequest(req) {
+    if (canary.value.trim() !== '') req.canary = canary.value.trim();
+    const b = parseDuration(bake.value);
+    if (b === null) {
+      showErrors({ message: 'Not sent.', violations: [{ field: 'bake', description: 'not a duration (e.g. 5m, 90s, 1h30m)' }] });
+      return false;
+    }
+    if (b !== '') req.bake = b;
+    if (minSamples.value.trim() !== '') req.canary_min_samples = Number(minSamples.value.trim());
+    if (maxRatio.value.trim() !== '') req.canary_max_ratio = Number(maxRatio.value.trim());
+    return true;
+  }
+
+  async function proposeIt() {
+    clearErrors();
+    result.replaceChildren();
+    const req = { pool: poolSel.value, policy: read(form), message: message.value };
+    if (expected.value.trim() !== '') req.expected_revision = Number(expected.value);
+    if (!canaryRequest(req)) return;
+    try {
+      const r = await rpc('PolicyService/ProposePolicy', req);
+      const p = r.proposal;
+      result.replaceChildren(h('p', { class: 'ok', id: 'applied', dataset: { proposal: p.id } }, `Proposed as proposal ${p.id}: another admin approves it on the `, h('a', { href: '#proposals' }, 'Proposals page'), '.'),
+        h('ul', {}, (p.changes || []).map((c) => h('li', {}, `${c.field}: ${c.old_value || '∅'} → ${c.new_value || '∅'}`))), impactView(p.impact));
+      message.value = '';
+    } catch (e) {
+      if (e.status === 401) return ctx.onAuthLost();
+      showErrors(e);
+    }
+  }
+
   async function apply(dryRun) {
+    if (propose && !dryRun) return proposeIt();
     clearErrors();
     result.replaceChildren();
     const req = { pool: poolSel.value, policy: read(form), message: message.value, dry_run: dryRun };
     if (expected.value.trim() !== '') req.expected_revision = Number(expected.value);
+    if (!canaryRequest(req)) return;
     try {
       const r = await rpc('PolicyService/ApplyPolicy', req);
       const changes = (r.changes || []).map((c) => h('li', {}, `${c.field}: ${c.old_value || '∅'} → ${c.new_value || '∅'}`));
@@ -168,8 +223,12 @@ export function policyPage(el, ctx) {
         result.replaceChildren(h('h3', {}, 'Preview'), r.unchanged ? h('p', {}, 'No change.') : h('ul', { id: 'preview-changes' }, changes), impactView(r.impact));
         return;
       }
-      result.replaceChildren(h('p', { class: 'ok', id: 'applied' }, r.unchanged ? `Unchanged: revision ${r.revision.revision} already has this policy.` : `Applied revision ${r.revision.revision}.`), h('ul', {}, changes));
+      const rollout = r.revision && r.revision.rollout;
+      result.replaceChildren(h('p', { class: 'ok', id: 'applied' }, r.unchanged ? `Unchanged: revision ${r.revision.revision} already has this policy.`
+        : rollout ? [`Applied canary revision ${r.revision.revision} to nodes matching ${rollout.selector}; the rest keep revision ${rollout.base_revision}. Follow it on the `, h('a', { href: '#rollout' }, 'Rollout page'), '.']
+          : `Applied revision ${r.revision.revision}.`), h('ul', {}, changes));
       message.value = '';
+      canary.value = bake.value = minSamples.value = maxRatio.value = '';
       await loadPool(true);
     } catch (e) {
       if (e.status === 401) return ctx.onAuthLost();
@@ -216,16 +275,36 @@ export function policyPage(el, ctx) {
   return { stop() {} };
 }
 
-// impactView shows ApplyPolicyResponse.impact / Proposal.impact.
-export function impactView(impact) {
-  if (!impact) return h('p', { class: 'muted', id: 'impact' }, 'No impact estimate (the control plane has none for this change).');
+// rolloutNote marks a canary revision and the one that ended its rollout
+// in the history, as wsctl policy history does.
+function rolloutNote(r) {
+  if (r.rollout) return ` [canary ${r.rollout.selector}, bake ${fmtDuration(r.rollout.bake)}, base ${r.rollout.base_revision}]`;
+  const o = r.rollout_outcome;
+  if (!o) return '';
+  const how = o.result === 'ROLLOUT_RESULT_PROMOTED' ? 'promoted' : 'rolled back';
+  return ` [canary ${o.canary_revision} ${how}${o.automatic ? ' automatically' : ''}]`;
+}
+
+// impactView shows ApplyPolicyResponse.impact / Proposal.impact: what the
+// change would have done to the last hour of the pool's traffic. Limits
+// that recent peaks exceed come first: they are what would refuse traffic.
+export function impactView(impact, id = 'impact') {
+  if (!impact) return h('p', { class: 'muted', id }, 'No impact estimate (the control plane has none for this change).');
+  const origin = (o) => o.origin === '' ? '(no Origin header)' : o.origin;
   const rows = [];
-  for (const o of impact.newly_rejected || []) rows.push(h('tr', {}, h('td', {}, 'newly rejected'), h('td', {}, o.origin), h('td', {}, o.handshakes)));
-  for (const o of impact.newly_admitted || []) rows.push(h('tr', {}, h('td', {}, 'newly admitted'), h('td', {}, o.origin), h('td', {}, o.handshakes)));
-  const limits = (impact.limits || []).map((l) => h('tr', { class: l.exceeded ? 'error' : '' }, h('td', {}, l.field), h('td', {}, `${l.old_limit} → ${l.limit}`), h('td', {}, `peak ${l.peak}` + (l.node_id ? ` on ${l.node_id}` : '')), h('td', {}, l.exceeded ? 'exceeded' : 'ok')));
-  return h('div', { id: 'impact' },
-    h('p', {}, `From ${when(impact.window_start)} to ${when(impact.window_end)}, ${impact.nodes_reporting} node(s) reporting.`),
-    rows.length ? table(['effect', 'origin', 'handshakes'], rows) : h('p', {}, 'No origin would be newly rejected or admitted.'),
-    limits.length ? table(['limit', 'change', 'recent peak', ''], limits) : null,
-    (impact.missing_replicas || []).length ? h('p', { class: 'warn' }, 'Missing replicas: ' + impact.missing_replicas.join(', ')) : null);
+  for (const o of impact.newly_rejected || []) rows.push(h('tr', { class: 'error', dataset: { effect: 'rejected', origin: o.origin } }, h('td', {}, 'newly rejected'), h('td', { class: 'origin' }, origin(o)), h('td', { class: 'count' }, o.handshakes), h('td', {}, 'accepted in the window, refused by the new allowlist')));
+  for (const o of impact.newly_admitted || []) rows.push(h('tr', { class: 'ok', dataset: { effect: 'admitted', origin: o.origin } }, h('td', {}, 'newly admitted'), h('td', { class: 'origin' }, origin(o)), h('td', { class: 'count' }, o.handshakes), h('td', {}, 'rejected as origin_rejected in the window, admitted by the new allowlist')));
+  const limits = [...(impact.limits || [])].sort((a, b) => Number(b.exceeded) - Number(a.exceeded));
+  const exceeded = limits.filter((l) => l.exceeded).length;
+  const limitRows = limits.map((l) => h('tr', { class: l.exceeded ? 'error' : '', dataset: { limit: l.field } },
+    h('td', {}, l.field), h('td', {}, Number(l.old_limit) === Number(l.limit) ? `${l.limit} (unchanged)` : `${l.old_limit} → ${l.limit}`),
+    h('td', {}, `${l.peak}` + (l.node_id ? ` on ${l.node_id}` : '') + (l.peak_minute ? ` at ${when(l.peak_minute)}` : '')),
+    h('td', {}, l.exceeded ? 'exceeded' : 'ok')));
+  return h('div', { id, class: 'impact' },
+    h('p', {}, `Impact on the traffic from ${when(impact.window_start)} to ${when(impact.window_end)}, ${impact.nodes_reporting} node(s) reporting.`),
+    exceeded ? h('p', { class: 'error limits-exceeded' }, `${exceeded} limit(s) below a recent peak: the new policy would have refused some of that traffic.`) : null,
+    rows.length ? table(['effect', 'origin', 'handshakes', ''], rows) : h('p', { class: 'no-origin-change' }, 'No origin would be newly rejected or admitted.'),
+    Number(impact.unattributed_accepted) ? h('p', { class: 'warn' }, `${impact.unattributed_accepted} accepted handshake(s) were not attributed to an origin (over the nodes' per-minute origin cap): their fate is unknown.`) : null,
+    limitRows.length ? table(['limit', 'change', 'recent peak', ''], limitRows) : null,
+    (impact.missing_replicas || []).length ? h('p', { class: 'warn' }, 'Missing from these figures (replicas that did not answer): ' + impact.missing_replicas.join(', ')) : null);
 }
