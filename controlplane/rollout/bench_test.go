@@ -87,7 +87,9 @@ func BenchmarkTick(b *testing.B) {
 			Rollout: &wsfleetv1.RolloutSpec{Selector: "zone=a", Bake: durationpb.New(2 * bakeMinutes * time.Minute), MinSamples: 10, MaxRatio: 2, BaseRevision: 1},
 		}
 		e, err := New(Config{
-			Heads:  func(context.Context) ([]*wsfleetv1.PolicyRevision, error) { return []*wsfleetv1.PolicyRevision{head}, nil },
+			Heads: func(context.Context) ([]*wsfleetv1.PolicyRevision, error) {
+				return []*wsfleetv1.PolicyRevision{head}, nil
+			},
 			Nodes:  func(context.Context, string) ([]*wsfleetv1.NodeStatus, error) { return statuses, nil },
 			Events: telemetry.NewServer(store, log),
 			Ender:  failEnder{b},
