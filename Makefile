@@ -431,15 +431,21 @@ generate fix-generated: $(BUF) ## buf generate
 # load tool pins the servers to one CPU and itself to the others (--pin
 # auto; nothing is pinned on a one-CPU machine, and it says so), runs the
 # fan-out with 1 and 32 messages in flight and the reconnect storm, and
-# ends with the goals of issues 10 and 11, each measured beside its
+# ends with the goals of issues 10, 11 and 12, each measured beside its
 # target. BENCH_PIN=off to share CPUs.
+#
+# The Go benchmarks' output is also saved in $(BENCH_OUT), from which the
+# load tool reads issue 12's goals (--go-bench): the dry run, ErrorSeries
+# and evaluator figures come from the Go benchmarks; the cost of traffic
+# counting per handshake from its handshake-traffic scenario.
 BENCH_PIN ?= auto
-bench: build $(ETCD) $(NATS_SERVER) ## Go benchmarks, then the load tool: the node vs bare gws with CPU per operation, fan-out, a 100,000-subscriber channel, a 5,000-client reconnect storm, fan-out through NATS, policy propagation; the goals tables last
+BENCH_OUT ?= $(BIN)/go-bench.txt
+bench: build $(ETCD) $(NATS_SERVER) ## Go benchmarks, then the load tool: the node vs bare gws with CPU per operation, fan-out, a 100,000-subscriber channel, a 5,000-client reconnect storm, fan-out through NATS, policy propagation, traffic counting's cost; the goals tables last
 	@failed=; \
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./... || failed="Go benchmarks"; \
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./... | tee $(BENCH_OUT) || failed="Go benchmarks"; \
 	$(BIN)/wsfleet-bench run --node-bin $(BIN)/wsfleet-node --control-bin $(BIN)/wsfleet-control \
 		--etcd-bin $(ETCD) --nats-bin $(NATS_SERVER) --pin $(BENCH_PIN) --fanout-window 1,32 \
-		$(BENCH_FLAGS) || failed="$${failed:+$$failed and }wsfleet-bench"; \
+		--go-bench $(BENCH_OUT) $(BENCH_FLAGS) || failed="$${failed:+$$failed and }wsfleet-bench"; \
 	if [ -n "$$failed" ]; then echo ">> bench: $$failed failed (see above)" >&2; exit 1; fi
 
 cover: ## test coverage report in coverage.out

@@ -32,7 +32,10 @@ commands:
                propagation to thousands of policy clients, and with
                --etcd-bin the same over control-plane replicas on etcd;
                and a reconnect storm: 5,000 Go clients (sdk/wsclient),
-               the node restarted under them (run -h for flags)
+               the node restarted under them; the cost of traffic
+               counting per handshake (a node with --disable-traffic
+               beside one without); with --go-bench, issue 12's goals
+               from make bench's Go benchmarks (run -h for flags)
   echo-server  serve the bare gws echo baseline (started by run)
 `
 
