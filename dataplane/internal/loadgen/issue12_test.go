@@ -125,3 +125,46 @@ func TestReadGoBenchRefusesWhatHoldsNoResult(t *testing.T) {
 		})
 	}
 }
+
+// The handshake-traffic scenario alone starts its two nodes (no shared
+// node, no echo server), compares them and reports issue 12's goals only,
+// the Go benchmarks' rows from --go-bench.
+func TestHandshakeTrafficAlone(t *testing.T) {
+	cfg := tinyRun(t)
+	cfg.Scenarios = []string{ScenarioHandshakeTraffic}
+	cfg.GoBench = writeGoBench(t, goBenchOutput)
+	var progress strings.Builder
+	cfg.Progress = &progress
+	rep, err := Run(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Failed() {
+		t.Fatalf("run failed:\n%s", strings.Join(rep.Errors, "\n"))
+	}
+	if h := rep.HandshakeTraffic; h == nil || h.On == nil || h.Off == nil || h.On.Total != 20 || h.Off.Total != 20 {
+		t.Errorf("handshake-traffic: %+v, want 20 handshakes on each node", h)
+	}
+	if len(rep.Goals) != 0 || len(rep.Issue12Goals) != 7 || rep.Issue12Goals[0].Status != "ok" {
+		t.Errorf("goals: issue 10 %+v, issue 12 %+v; want only issue 12's, the dry run measured", rep.Goals, rep.Issue12Goals)
+	}
+	for _, unwanted := range []string{"starting node", "starting echo server"} {
+		if strings.Contains(progress.String(), unwanted) {
+			t.Errorf("progress has %q: the scenario needs neither the shared node nor the echo server:\n%s", unwanted, progress.String())
+		}
+	}
+}
+
+// A --go-bench file that cannot be read fails the report, not the run.
+func TestUnreadableGoBenchFailsTheReport(t *testing.T) {
+	cfg := tinyRun(t)
+	cfg.Scenarios = []string{ScenarioHandshakeTraffic}
+	cfg.GoBench = filepath.Join(t.TempDir(), "absent.txt")
+	rep, err := Run(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Failed() || !strings.Contains(strings.Join(rep.Errors, "\n"), "absent.txt") || rep.HandshakeTraffic == nil {
+		t.Errorf("errors %q, handshake-traffic %+v: want the file named and the scenario run", rep.Errors, rep.HandshakeTraffic)
+	}
+}

@@ -601,7 +601,9 @@ func Run(ctx context.Context, cfg RunConfig) (rep *Report, err error) {
 		}
 		r.scenario(ctx, s)
 	}
-	if cfg.wantsNode() {
+	// Issue 10's goals when one of its scenarios ran (handshake-traffic
+	// alone has only issue 12's).
+	if slices.ContainsFunc(cfg.Scenarios, func(s string) bool { return s != ScenarioHandshakeTraffic && slices.Contains(nodeScenarios, s) }) {
 		rep.Goals = Goals(rep)
 	}
 	if cfg.wants(ScenarioStorm) {
