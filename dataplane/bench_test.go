@@ -32,8 +32,11 @@ func (c *rtClient) OnMessage(_ *gws.Conn, m *gws.Message) {
 
 // BenchmarkRoundTrip reports round trips per second with 16 concurrent
 // clients; the load tool (make bench) compares the same against bare gws.
-func BenchmarkRoundTrip(b *testing.B) {
-	n := startNode(b, testPolicy(), nil)
+func BenchmarkRoundTrip(b *testing.B) { benchRoundTrip(b, nil) }
+
+// benchRoundTrip is BenchmarkRoundTrip on a node configured by mutate.
+func benchRoundTrip(b *testing.B, mutate func(*Config)) {
+	n := startNode(b, testPolicy(), mutate)
 	const clients = 16
 	conns := make([]*gws.Conn, clients)
 	handlers := make([]*rtClient, clients)
@@ -63,6 +66,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 	time.Sleep(50 * time.Millisecond)
 	b.ResetTimer()
 	start := time.Now()
+	cpu := startCPU()
 	var wg sync.WaitGroup
 	per := b.N/clients + 1
 	for i := range clients {
@@ -84,6 +88,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 		}()
 	}
 	wg.Wait()
+	cpu.report(b, per*clients)
 	b.ReportMetric(float64(per*clients)/time.Since(start).Seconds(), "roundtrips/s")
 }
 
@@ -123,13 +128,20 @@ func BenchmarkRecordEvent(b *testing.B) {
 // close as the node explains it (event, metric, log line through a JSON
 // formatter to io.Discard, as the binary logs). The client's own cost is
 // part of it; the load tool (make bench) measures the server alone.
-func BenchmarkHandshake(b *testing.B) {
+func BenchmarkHandshake(b *testing.B) { benchHandshake(b, nil) }
+
+// benchHandshake is BenchmarkHandshake on a node configured by mutate.
+func benchHandshake(b *testing.B, mutate func(*Config)) {
 	n := startNode(b, testPolicy(), func(c *Config) {
 		c.Log.SetFormatter(&logrus.JSONFormatter{})
+		if mutate != nil {
+			mutate(c)
+		}
 	})
 	h := &gws.BuiltinEventHandler{}
 	opt := &gws.ClientOption{Addr: "ws://" + n.addr + "/ws", RequestHeader: map[string][]string{"Origin": {testOrigin}}}
 	b.ReportAllocs()
+	cpu := startCPU()
 	for b.Loop() {
 		conn, _, err := gws.NewClient(h, opt)
 		if err != nil {
@@ -138,5 +150,37 @@ func BenchmarkHandshake(b *testing.B) {
 		if err := conn.WriteClose(1000, nil); err != nil {
 			b.Fatal(err)
 		}
+	}
+	cpu.report(b, b.N)
+}
+
+// trafficCases are the node with its traffic counting (the default) and
+// without (Config.DisableTraffic: a nil Collector), side by side.
+var trafficCases = []struct {
+	name   string
+	mutate func(*Config)
+}{
+	{"traffic=on", nil},
+	{"traffic=off", func(c *Config) { c.DisableTraffic = true }},
+}
+
+// BenchmarkHandshakeTraffic is BenchmarkHandshake with and without the
+// node's traffic counting (one origin; a handshake takes the Collector's
+// mutex once), side by side in one run: -count N alternates them. The
+// client's cost is in both; cpu-ns/op is the whole process's, client
+// included, so the difference is the counting's share of both sides.
+func BenchmarkHandshakeTraffic(b *testing.B) {
+	for _, c := range trafficCases {
+		b.Run(c.name, func(b *testing.B) { benchHandshake(b, c.mutate) })
+	}
+}
+
+// BenchmarkRoundTripTraffic is BenchmarkRoundTrip with and without the
+// node's traffic counting (per message: the message-rate and size peaks,
+// an atomic load each, a compare-and-swap when a peak rises), side by
+// side in one run.
+func BenchmarkRoundTripTraffic(b *testing.B) {
+	for _, c := range trafficCases {
+		b.Run(c.name, func(b *testing.B) { benchRoundTrip(b, c.mutate) })
 	}
 }

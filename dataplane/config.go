@@ -262,6 +262,11 @@ type Config struct {
 	// handshakes of origins beyond it (first come first counted) count as
 	// accepted_other. Default 256.
 	TrafficMaxOrigins int
+	// DisableTraffic turns the traffic counting off: no handshake or
+	// message is counted and no sample is cut, so a dry run sees nothing
+	// of this node. It exists to measure what counting costs (make bench
+	// compares a node with and without it); a fleet needs it on.
+	DisableTraffic bool
 
 	// ReadyCheck, if set, is an extra /readyz condition (e.g. "a policy
 	// from the control plane or its cache is applied").

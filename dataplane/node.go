@@ -128,9 +128,13 @@ func New(cfg Config) (*Node, error) {
 	n.reportLimit = iplimit.New(iplimit.Config{PerSecond: cfg.ClientReportRate, Burst: cfg.ClientReportBurst, MaxKeys: cfg.EndpointMaxClients, Now: cfg.Now})
 	n.metrics.registerFoldKeys(cfg.Registry, cfg.NodeID, cfg.Pool, n.folds.Len)
 	var err error
-	if n.traffic, err = traffic.New(traffic.Config{MaxOrigins: cfg.TrafficMaxOrigins}); err != nil {
-		n.cancel()
-		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	// Without traffic counting n.traffic stays nil: a nil Collector
+	// counts nothing and cuts no sample.
+	if !cfg.DisableTraffic {
+		if n.traffic, err = traffic.New(traffic.Config{MaxOrigins: cfg.TrafficMaxOrigins}); err != nil {
+			n.cancel()
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
 	}
 	n.admitter, err = admission.New(admission.Config{
 		AuthURL:     cfg.AuthURL,

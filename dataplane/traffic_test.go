@@ -93,3 +93,24 @@ func TestTrafficIntervalIsBounded(t *testing.T) {
 		}
 	}
 }
+
+// With DisableTraffic the node counts nothing and cuts no sample, however
+// many intervals pass (make bench measures the node both ways).
+func TestDisabledTrafficCutsNoSample(t *testing.T) {
+	ts := &trafficSink{sink: newSink()}
+	n := startNode(t, testPolicy(), func(c *Config) {
+		c.Sink = ts
+		c.TrafficInterval = MinTrafficInterval
+		c.DisableTraffic = true
+	})
+	a := mustDial(t, n.addr, dialOpts{})
+	a.send(t, `{"type":"ping","id":"1"}`)
+	a.expect(t, "pong")
+	// Ten intervals: a counting node has cut a sample by then.
+	time.Sleep(10 * MinTrafficInterval)
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if len(ts.samples) != 0 {
+		t.Fatalf("%d samples cut with traffic counting off: %v", len(ts.samples), ts.samples[0])
+	}
+}

@@ -73,6 +73,7 @@ func run() int {
 	fs.IntVar(&cfg.FoldMaxKeys, "fold-max-keys", dataplane.DefaultFoldMaxKeys, "most (class, origin, network) keys folding at once; beyond it rejections fold into their class's overflow key, origin \"(other)\"")
 	fs.DurationVar(&cfg.TrafficInterval, "traffic-interval", dataplane.DefaultTrafficInterval, "how often a traffic sample (accepted handshakes per origin, peaks) is cut and sent, at most 1m; samples never span two minutes. Shorter only for tests and demos")
 	fs.IntVar(&cfg.TrafficMaxOrigins, "traffic-max-origins", dataplane.DefaultTrafficMaxOrigins, "distinct origins a traffic sample counts per interval, first come first counted; the rest count as accepted_other")
+	fs.BoolVar(&cfg.DisableTraffic, "disable-traffic", false, "count no accepted traffic and send no traffic samples (dry runs then see nothing of this node); for measuring what counting costs")
 	fs.DurationVar(&cfg.ExplainWindow, "explain-window", dataplane.DefaultExplainWindow, "how long GET /ws/explain answers for a rejected handshake or a closed connection")
 	fs.IntVar(&cfg.ExplainMaxRecords, "explain-max-records", dataplane.DefaultExplainMaxRecords, "most attempts kept for /ws/explain; beyond it the oldest goes first")
 	fs.IntVar(&cfg.ExplainMaxBytes, "explain-max-bytes", dataplane.DefaultExplainMaxBytes, "most bytes kept for /ws/explain; beyond it the oldest goes first")

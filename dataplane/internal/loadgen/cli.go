@@ -32,7 +32,10 @@ commands:
                propagation to thousands of policy clients, and with
                --etcd-bin the same over control-plane replicas on etcd;
                and a reconnect storm: 5,000 Go clients (sdk/wsclient),
-               the node restarted under them (run -h for flags)
+               the node restarted under them; the cost of traffic
+               counting per handshake (a node with --disable-traffic
+               beside one without); with --go-bench, issue 12's goals
+               from make bench's Go benchmarks (run -h for flags)
   echo-server  serve the bare gws echo baseline (started by run)
 `
 
@@ -86,6 +89,7 @@ func runFlags(args []string, stderr io.Writer) (cfg RunConfig, out string, err e
 	fs.DurationVar(&cfg.Settle, "settle", DefaultSettle, "idle and channel: wait before reading RSS")
 	pin := fs.String("pin", "off", `CPUs: "off", "auto" (servers on the highest CPU, the load on the others; with one CPU nothing is pinned), or "server=1,load=0"`)
 	fs.BoolVar(&cfg.NodePprof, "node-pprof", false, "start the nodes with --pprof and print where to profile them")
+	fs.StringVar(&cfg.GoBench, "go-bench", "", "a file of Go benchmark results (go test -bench output; make bench saves its own) for the goals of issue 12")
 	propClients := fs.String("propagation-clients", joinInts(DefaultPropagationSizes),
 		"propagation: comma-separated fleet sizes (policy clients watching at once), one run each")
 	fs.IntVar(&cfg.PropagationApplies, "propagation-applies", DefaultApplies, "propagation: policy applies measured per fleet size")

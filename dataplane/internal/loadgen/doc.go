@@ -22,6 +22,10 @@
 // Each takes an optional reader of the server's CPU time (ReadCPU:
 // utime + stime from /proc/PID/stat) and reads it, and this process's,
 // around exactly its measured phase, for CPU per operation.
+//   - Handshake traffic (issue 12): Handshakes in alternating rounds
+//     against two nodes of its own, one counting traffic (the default)
+//     and one started with --disable-traffic, their server CPU per
+//     handshake compared: what counting accepted handshakes costs.
 //   - Storm: N sdk/wsclient clients (full-jitter backoff, Retry-After
 //     honoured: what an app gets) connected to a node, the node killed
 //     and restarted at the same address (a Restart function the caller
@@ -42,7 +46,9 @@
 // once per window; the channel and the storm each on a node of its own,
 // the storm's policy limiting handshakes to --storm-rate plus
 // --storm-burst) and collects a Report
-// ending with Goals, every target of issue 10 beside what was measured;
+// ending with Goals, every target of issue 10 beside what was measured
+// (and those of issues 11 and 12: Issue12Goals also reads the Go
+// benchmarks' figures from a file of `go test -bench` output, ReadGoBench);
 // Main is the command line. Run raises its descriptor limit (which the
 // children inherit) to what the scenarios need, or as far as the hard
 // limit allows, and with a Pin starts every child on the server CPUs (the

@@ -32,4 +32,7 @@ var (
 	// ErrFiles: the descriptor limit is below what a scenario needs and
 	// cannot be raised.
 	ErrFiles = errors.New("loadgen: too few file descriptors")
+	// ErrGoBench: the Go benchmark results (--go-bench) cannot be read,
+	// or hold no result.
+	ErrGoBench = errors.New("loadgen: cannot read the Go benchmark results")
 )

@@ -92,6 +92,7 @@ func fakeNodeMain(ctx context.Context, args []string) int {
 	nodeID := fs.String("node-id", "", "")
 	fs.String("log-format", "", "")
 	broker := fs.String("broker", "", "")
+	fs.Bool("disable-traffic", false, "") // the handshake-traffic scenario's second node
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

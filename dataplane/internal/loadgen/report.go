@@ -80,6 +80,11 @@ func WriteTable(w io.Writer, r *Report) error {
 			return err
 		}
 	}
+	if len(r.Issue12Goals) > 0 {
+		if err := writeGoals(w, 12, r.Issue12Goals, Issue12Footnote); err != nil {
+			return err
+		}
+	}
 	for _, s := range r.Skipped {
 		if _, err := fmt.Fprintf(w, "\nskipped: %s\n", s); err != nil {
 			return err

@@ -52,11 +52,13 @@ const (
 // last: its thousands of in-process clients leave this process's heap and
 // scheduler busier than the node scenarios should find them.
 var AllScenarios = []string{ScenarioIdle, ScenarioRoundtrip, ScenarioFanout, ScenarioFanoutNATS, ScenarioHandshake,
-	ScenarioChannel, ScenarioStorm, ScenarioPropagation, ScenarioPropagationEtcd}
+	ScenarioHandshakeTraffic, ScenarioChannel, ScenarioStorm, ScenarioPropagation, ScenarioPropagationEtcd}
 
-// nodeScenarios are those that need the node (the channel scenario starts
-// one of its own, from the same binary).
-var nodeScenarios = []string{ScenarioIdle, ScenarioRoundtrip, ScenarioFanout, ScenarioFanoutNATS, ScenarioHandshake, ScenarioChannel, ScenarioStorm}
+// nodeScenarios are those that need the node (the channel and
+// handshake-traffic scenarios start nodes of their own, from the same
+// binary).
+var nodeScenarios = []string{ScenarioIdle, ScenarioRoundtrip, ScenarioFanout, ScenarioFanoutNATS, ScenarioHandshake, ScenarioHandshakeTraffic,
+	ScenarioChannel, ScenarioStorm}
 
 // sharedNodeScenarios are those that run on the node Run starts first.
 var sharedNodeScenarios = []string{ScenarioIdle, ScenarioRoundtrip, ScenarioFanout, ScenarioFanoutNATS, ScenarioHandshake}
@@ -202,6 +204,9 @@ type RunConfig struct {
 	// NodePprof starts every node with --pprof, so it can be profiled
 	// under load at the metrics address the progress lines name.
 	NodePprof bool
+	// GoBench is a file of Go benchmark results (`go test -bench` output;
+	// make bench saves its own) read for issue 12's goals; optional.
+	GoBench string
 
 	// PropagationClients lists the fleet sizes measured, one run each, in
 	// order. Default DefaultPropagationSizes.
@@ -352,6 +357,12 @@ type Report struct {
 	// StormGoals those of issue 11 (the reconnect storm).
 	Goals      []Goal `json:"goals,omitempty"`
 	StormGoals []Goal `json:"storm_goals,omitempty"`
+	// HandshakeTraffic is the handshake-traffic scenario's result;
+	// Issue12Goals the goals of issue 12, from it and from GoBench (the
+	// Go benchmarks' results, RunConfig.GoBench).
+	HandshakeTraffic *TrafficCostComparison `json:"handshake_traffic,omitempty"`
+	Issue12Goals     []Goal                 `json:"issue12_goals,omitempty"`
+	GoBench          GoBench                `json:"-"`
 	// FanoutNATS is the fan-out across nodes through NATS against the
 	// node alone; nil when skipped.
 	FanoutNATS *FanoutComparison    `json:"fanout_nats,omitempty"`
@@ -502,6 +513,14 @@ func Run(ctx context.Context, cfg RunConfig) (rep *Report, err error) {
 	if runs(ScenarioStorm) {
 		rep.Settings.StormClients = cfg.StormClients
 	}
+	if cfg.GoBench != "" {
+		// A file that cannot be read fails the run's report, not the run:
+		// the scenarios' figures still count.
+		if rep.GoBench, err = ReadGoBench(cfg.GoBench); err != nil {
+			rep.fail(err)
+			err = nil
+		}
+	}
 
 	// Descriptors before anything starts: the children inherit the limit.
 	if rep.Files, err = raiseFileLimit(cfg.descriptors()); err != nil {
@@ -582,11 +601,16 @@ func Run(ctx context.Context, cfg RunConfig) (rep *Report, err error) {
 		}
 		r.scenario(ctx, s)
 	}
-	if cfg.wantsNode() {
+	// Issue 10's goals when one of its scenarios ran (handshake-traffic
+	// alone has only issue 12's).
+	if slices.ContainsFunc(cfg.Scenarios, func(s string) bool { return s != ScenarioHandshakeTraffic && slices.Contains(nodeScenarios, s) }) {
 		rep.Goals = Goals(rep)
 	}
 	if cfg.wants(ScenarioStorm) {
 		rep.StormGoals = StormGoals(rep)
+	}
+	if cfg.wants(ScenarioHandshakeTraffic) || rep.GoBench != nil {
+		rep.Issue12Goals = Issue12Goals(rep)
 	}
 	return rep, nil
 }
@@ -774,6 +798,9 @@ func (r *runner) scenario(ctx context.Context, s string) {
 			return
 		}
 		r.rep.Handshake = r.handshakes(ctx)
+
+	case ScenarioHandshakeTraffic:
+		r.rep.HandshakeTraffic = r.handshakeTraffic(ctx)
 
 	case ScenarioChannel:
 		logf(r.cfg.Progress, "channel: the broker alone: %d subscribers on one channel", r.cfg.ChannelSubs)

@@ -108,7 +108,13 @@ func TestRunMeasuresNodeAndEchoSideBySide(t *testing.T) {
 	if h := rep.Handshake; h == nil || h.Node == nil || h.Echo == nil || h.Ratio <= 0 {
 		t.Errorf("handshake comparison incomplete: %+v", h)
 	}
-	for _, want := range []string{"starting node", "starting echo server", "2 alternating rounds of 150ms", "idle: node", "fanout: node", "handshake: node and echo: 20 handshakes", "channel: 30 subscribers", "storm: 20 clients connected in"} {
+	if h := rep.HandshakeTraffic; h == nil || h.On == nil || h.Off == nil || h.On.Total != 20 || h.Off.Total != 20 {
+		t.Errorf("handshake-traffic comparison incomplete: %+v, want 20 handshakes on each node", h)
+	}
+	if len(rep.Issue12Goals) != 7 {
+		t.Errorf("issue 12 goals: %+v, want 7", rep.Issue12Goals)
+	}
+	for _, want := range []string{"starting node", "starting echo server", "2 alternating rounds of 150ms", "idle: node", "fanout: node", "handshake: node and echo: 20 handshakes", "handshake-traffic: 20 handshakes each", "channel: 30 subscribers", "storm: 20 clients connected in"} {
 		if !strings.Contains(progress.String(), want) {
 			t.Errorf("progress lacks %q:\n%s", want, progress.String())
 		}
