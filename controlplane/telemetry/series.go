@@ -74,13 +74,15 @@ func SeriesRange(req *wsfleetv1.ErrorSeriesRequest, now time.Time) (start, end t
 // at a time.
 func (s *Store) Series(f *wsfleetv1.EventFilter, start, end time.Time, step time.Duration) *wsfleetv1.ErrorSeriesResponse {
 	stepMinutes := int64(step / time.Minute)
-	first := unixMinute(start.UnixNano())
+	first := unixMinute(timeNanos(start))
 	buckets := int64(1)
 	if end.After(start) {
 		buckets = (int64(end.Sub(start)) + int64(step) - 1) / int64(step)
 	}
 	resp := &wsfleetv1.ErrorSeriesResponse{
-		StartTime: timestamppb.New(time.Unix(0, first*int64(time.Minute)).UTC()),
+		// From start itself: first is clamped to the years an int64 of
+		// nanoseconds spans (1678-2262), a range asked for may lie beyond.
+		StartTime: timestamppb.New(start.Truncate(time.Minute)),
 		Step:      durationpb.New(step),
 		Buckets:   int32(buckets),
 	}
