@@ -4,6 +4,7 @@ import (
 	"embed"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net"
@@ -24,6 +25,13 @@ const Prefix = "/ui/"
 
 // CookieName is the session cookie's name.
 const CookieName = "wsfleet_session"
+
+// MaxTokenBytes bounds a login's token: a session keeps its token for
+// the re-authentication of every request, and in dev mode every token
+// logs in, so without it MaxSessions sessions could hold MaxBodyBytes
+// each. A tokens file's token longer than this cannot log in to the
+// console (tokens are random strings of a few dozen bytes).
+const MaxTokenBytes = 4096
 
 // CSRFHeader carries the session's CSRF token on every POST.
 const CSRFHeader = "X-CSRF-Token"
@@ -251,6 +259,10 @@ func (c *Console) serveLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := json.Unmarshal(body, &req); err != nil || strings.TrimSpace(req.Token) == "" {
 		writeError(w, http.StatusBadRequest, "InvalidArgument", `expected {"token": "..."}`, []violation{{Field: "token", Description: "required"}})
+		return
+	}
+	if n := len(req.Token); n > MaxTokenBytes {
+		writeError(w, http.StatusBadRequest, "InvalidArgument", "token too long", []violation{{Field: "token", Description: fmt.Sprintf("%d bytes; at most %d", n, MaxTokenBytes)}})
 		return
 	}
 	id, err := c.cfg.Auth.AuthenticateToken(req.Token)

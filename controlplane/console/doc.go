@@ -26,9 +26,11 @@
 // in its body and sets a session cookie: a random 256-bit id, HttpOnly,
 // SameSite=Strict, Path=/ui/, Secure when served over TLS, valid for
 // Config.SessionTTL. The token stays in the control plane's memory and is
-// re-authenticated on every request (a token removed by a reload ends its
-// sessions); the browser never holds it after the login request, and never
-// in a URL or localStorage. Sessions live in this replica's memory: with
+// re-authenticated on every request, and by a live tail at every
+// keepalive (Config.TailKeepalive), so a token removed by a reload ends
+// its sessions and their tails; a token is at most MaxTokenBytes. The
+// browser never holds it after the login request, and never in a URL or
+// localStorage. Sessions live in this replica's memory: with
 // several replicas behind one address, a browser sent to another replica
 // logs in again. At most Config.MaxSessions are held (a login beyond ends
 // the oldest); login attempts are limited per client address

@@ -20,9 +20,6 @@ import (
 const (
 	// maxTailBacklog bounds the recent events a tail starts with.
 	maxTailBacklog = 200
-	// tailKeepalive is how often an idle tail sends a comment, so that
-	// proxies keep it open and a gone browser is noticed.
-	tailKeepalive = 15 * time.Second
 	// tailWriteTimeout bounds one write to the browser: the HTTP server's
 	// own write timeout would end every tail after its first 30 s.
 	tailWriteTimeout = 30 * time.Second
@@ -116,13 +113,19 @@ func (c *Console) serveTail(w http.ResponseWriter, r *http.Request) {
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		t := time.NewTicker(tailKeepalive)
+		t := time.NewTicker(c.cfg.TailKeepalive)
 		defer t.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
+				if _, err := c.cfg.Auth.AuthenticateToken(s.token); err != nil {
+					// Removed from the tokens file: the session ends,
+					// and with it this tail (s.ctx).
+					c.sessions.remove(s.id)
+					return
+				}
 				if stream.write([]byte(": keepalive\n\n")) != nil {
 					cancel()
 					return
