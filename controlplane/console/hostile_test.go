@@ -306,3 +306,29 @@ func TestALiveTailEndsWhenItsTokenIsRemoved(t *testing.T) {
 		t.Fatalf("the session after its token's removal: %d", a.status)
 	}
 }
+
+// In dev mode the console's user is named after the token: a name cut in
+// the middle of a rune would be invalid UTF-8, which no revision can
+// carry as its author.
+func TestADevLoginWithAMultiByteNameCanApply(t *testing.T) {
+	f := newFixture(t, Config{})
+	dev, err := auth.New(auth.Config{Dev: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(Config{Auth: dev, Policy: f.policy, Fleet: f.fleet, Now: f.clock.Now, Log: f.c.cfg.Log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	f.srv.Close()
+	f.srv = httptest.NewServer(c.Handler()) // closed by the fixture's cleanup
+	u := f.login(t, "a"+strings.Repeat("é", 40))
+	a := f.do(t, http.MethodPost, "/ui/api/rpc/PolicyService/ApplyPolicy", u, applyGood("1"))
+	if a.status != 200 {
+		t.Fatalf("apply: %d %s", a.status, a.raw)
+	}
+	if !strings.Contains(string(a.raw), `"author":"dev:a`) {
+		t.Fatalf("answer %s", a.raw)
+	}
+}
