@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -120,4 +123,44 @@ func TestATrafficSummaryCoversOnlyWhatTheControlPlaneSaw(t *testing.T) {
 			t.Fatalf("covered from %v, want +31m", r.GetStartTime().AsTime())
 		}
 	})
+}
+
+// A node restarted mid-minute reports that minute twice, from two
+// processes (two reporter ids, each starting at sequence 1): both count,
+// neither is taken for the other's duplicate.
+func TestANodeRestartedMidMinuteCountsBothProcesses(t *testing.T) {
+	clock := newClock(t0.Add(5 * time.Minute))
+	s := newStore(t, Config{Now: clock.Now})
+	before := trafficBatch("n1", "default", 1, sampleAt(time.Minute, "default", [5]uint32{4}, "https://a.example", 3))
+	before.ReporterId = "process-1"
+	after := trafficBatch("n1", "default", 1, sampleAt(time.Minute+30*time.Second, "default", [5]uint32{2}, "https://a.example", 2))
+	after.ReporterId = "process-2"
+	if !s.Ingest(before) || !s.Ingest(after) {
+		t.Fatal("the restarted process's first batch was taken for a duplicate")
+	}
+	s.Ingest(after) // its resend is one
+	r := s.TrafficSummary("default", t0, t0.Add(5*time.Minute))
+	if got := acceptedMap(r)["https://a.example"]; got != 5 || r.GetNodesReporting() != 1 || peakOf(r, MeasureConnections).GetValue() != 4 {
+		t.Fatalf("accepted %d, %d nodes, peak %v: want 5, 1 node, 4", got, r.GetNodesReporting(), peakOf(r, MeasureConnections))
+	}
+}
+
+func TestTrafficIsTheCredentialsNodesOwn(t *testing.T) {
+	s := newStore(t, Config{Now: newClock(t0.Add(5 * time.Minute)).Now})
+	f := serve(t, s)
+	ctx := metadata.AppendToOutgoingContext(testContext(t), nodesKey, "na", poolsKey, "default")
+	stream, err := f.node.ReportTelemetry(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Traffic only, no events: the batch's node is still checked.
+	if err := stream.Send(trafficBatch("nb", "default", 1, sampleAt(time.Minute, "default", [5]uint32{1}, "https://a.example", 1000))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("got %v, want PermissionDenied", err)
+	}
+	if st := s.Stats(); st.TrafficSamples != 0 {
+		t.Fatalf("a refused batch's samples were counted: %+v", st)
+	}
 }
