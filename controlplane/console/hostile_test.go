@@ -259,6 +259,11 @@ func TestManyLoginAddressesStayBounded(t *testing.T) {
 	if refused != 10_000-100 {
 		t.Fatalf("%d refused, want every address beyond the table while all are limited", refused)
 	}
+	// Each sweep walks the whole table under the lock: a flood from many
+	// addresses must not pay one per login.
+	if l.sweeps > 1 {
+		t.Fatalf("%d sweeps of the full table within one second, want at most 1", l.sweeps)
+	}
 	// Once the addresses are idle, new ones get in again.
 	if !l.allow("192.0.2.9", now.Add(time.Minute)) {
 		t.Fatal("a new address after the others went idle was refused")
