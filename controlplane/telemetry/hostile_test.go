@@ -164,3 +164,35 @@ func TestTrafficIsTheCredentialsNodesOwn(t *testing.T) {
 		t.Fatalf("a refused batch's samples were counted: %+v", st)
 	}
 }
+
+func TestErrorSeriesRefusesAStartAfterItsEnd(t *testing.T) {
+	srv := NewServer(newStore(t, Config{Now: newClock(t0).Now}), nil)
+	for _, tc := range []struct {
+		name string
+		f    *wsfleetv1.EventFilter
+	}{
+		{"a start in the future without an end (now)", &wsfleetv1.EventFilter{StartTime: timestamppb.New(t0.Add(time.Hour))}},
+		{"a start after the end", &wsfleetv1.EventFilter{StartTime: timestamppb.New(t0), EndTime: timestamppb.New(t0.Add(-time.Minute))}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := srv.ErrorSeries(context.Background(), &wsfleetv1.ErrorSeriesRequest{Filter: tc.f})
+			if status.Code(err) != codes.InvalidArgument {
+				t.Fatalf("got %v, want InvalidArgument", err)
+			}
+		})
+	}
+	t.Run("a step longer than the range is one bucket", func(t *testing.T) {
+		resp, err := srv.ErrorSeries(context.Background(), &wsfleetv1.ErrorSeriesRequest{Step: durationpb.New(24 * time.Hour)})
+		if err != nil || resp.GetBuckets() != 1 {
+			t.Fatalf("%v, %v", resp, err)
+		}
+	})
+	t.Run("a whole day of minutes is 1440 buckets", func(t *testing.T) {
+		resp, err := srv.ErrorSeries(context.Background(), &wsfleetv1.ErrorSeriesRequest{Filter: &wsfleetv1.EventFilter{
+			StartTime: timestamppb.New(t0.Add(-24 * time.Hour)), EndTime: timestamppb.New(t0),
+		}})
+		if err != nil || resp.GetBuckets() != 1440 {
+			t.Fatalf("%d buckets, %v", resp.GetBuckets(), err)
+		}
+	})
+}

@@ -41,7 +41,13 @@ func SeriesRange(req *wsfleetv1.ErrorSeriesRequest, now time.Time) (start, end t
 	if s := f.GetStartTime(); s != nil && s.CheckValid() == nil {
 		start = s.AsTime()
 	}
-	if end.Sub(start) > MaxSeriesRange {
+	switch {
+	case start.After(end) && f.GetEndTime() == nil:
+		// validateFilter compares the two when both are given; a start
+		// after the default end (now) would answer one bucket in the
+		// future.
+		vs = append(vs, violation("filter.start_time", "is after the end (now)"))
+	case end.Sub(start) > MaxSeriesRange:
 		vs = append(vs, violation("filter.start_time", fmt.Sprintf("range %v is over %v", end.Sub(start).Round(time.Second), MaxSeriesRange)))
 	}
 	step = time.Minute
