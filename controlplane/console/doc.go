@@ -53,7 +53,7 @@
 // tail adds one goroutine (its keepalive) for its lifetime; it ends with
 // its request, its session (logout, expiry, eviction) or Close, which the
 // control plane calls before it shuts the HTTP server down. At most
-// Config.MaxTails tails are open at once, each also holding one of the
-// telemetry store's tails, whose bounded buffer drops a browser that
-// reads too slowly.
+// Config.MaxTails tails are open at once (Config.MaxTailsPerSession per
+// session), each also holding one of the telemetry store's tails, whose
+// bounded buffer drops a browser that reads too slowly.
 package console

@@ -337,3 +337,34 @@ func TestADevLoginWithAMultiByteNameCanApply(t *testing.T) {
 		t.Fatalf("answer %s", a.raw)
 	}
 }
+
+func TestOneSessionCannotTakeEveryLiveTail(t *testing.T) {
+	f := newFixture(t, Config{MaxTails: 3, MaxTailsPerSession: 1})
+	greedy, other := f.login(t, viewerToken), f.login(t, viewerToken)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	open := func(u *user) *http.Response {
+		req, _ := http.NewRequestWithContext(ctx, "GET", f.srv.URL+"/ui/api/tail", nil)
+		req.AddCookie(u.cookie)
+		resp, err := f.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	if resp := open(greedy); resp.StatusCode != 200 {
+		t.Fatalf("the first tail: %d", resp.StatusCode)
+	}
+	<-f.fleet.tailing
+	if resp := open(greedy); resp.StatusCode != 429 {
+		t.Fatalf("the session's second tail: %d, want 429", resp.StatusCode)
+	}
+	if resp := open(other); resp.StatusCode != 200 {
+		t.Fatalf("another session's tail: %d, want 200", resp.StatusCode)
+	}
+	<-f.fleet.tailing
+	cancel()
+	<-f.fleet.ended
+	<-f.fleet.ended
+}

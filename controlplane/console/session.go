@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -25,6 +26,8 @@ type session struct {
 	// follow it.
 	ctx    context.Context
 	cancel context.CancelFunc
+	// tails counts the live tails open (Config.MaxTailsPerSession).
+	tails atomic.Int64
 }
 
 // sessions is the bounded session table.

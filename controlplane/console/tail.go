@@ -92,6 +92,12 @@ func (c *Console) serveTail(w http.ResponseWriter, r *http.Request) {
 		},
 		Backlog: int32(min(max(backlog, 0), maxTailBacklog)),
 	}
+	if s.tails.Add(1) > int64(c.cfg.MaxTailsPerSession) {
+		s.tails.Add(-1)
+		writeError(w, http.StatusTooManyRequests, "ResourceExhausted", "too many live tails open in this session; close one", nil)
+		return
+	}
+	defer s.tails.Add(-1)
 	if c.tails.Add(1) > int64(c.cfg.MaxTails) {
 		c.tails.Add(-1)
 		writeError(w, http.StatusTooManyRequests, "ResourceExhausted", "too many live tails open; close one", nil)
