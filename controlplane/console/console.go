@@ -118,24 +118,23 @@ func staticHandler(next http.Handler) http.Handler {
 	})
 }
 
-// sameOrigin reports whether r comes from a page of this console: its
-// Origin header is this server's origin, or (without one) the browser's
-// Sec-Fetch-Site says same-origin. A request with neither is refused: every
-// browser the console supports sends at least one on a POST.
+// crossOrigin is the standard library's check of a request's Fetch
+// metadata (Sec-Fetch-Site) and Origin.
+var crossOrigin = http.NewCrossOriginProtection()
+
+// sameOrigin reports whether a POST r comes from a page of this console:
+// the browser's Sec-Fetch-Site says same-origin, or (a browser without
+// Fetch metadata) the Origin header's host is the request's Host
+// (http.CrossOriginProtection). The scheme is not compared: behind a
+// TLS-terminating proxy the console is served over plain HTTP to pages
+// the browser holds for https ones. A request with neither header is
+// refused: every browser the console supports sends at least one on a
+// POST.
 func sameOrigin(r *http.Request) bool {
-	site := r.Header.Get("Sec-Fetch-Site")
-	if site != "" && site != "same-origin" {
+	if r.Header.Get("Sec-Fetch-Site") == "" && r.Header.Get("Origin") == "" {
 		return false
 	}
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return site == "same-origin"
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return origin == scheme+"://"+r.Host
+	return crossOrigin.Check(r) == nil
 }
 
 // clientIP is the address login attempts are limited by: the connection's

@@ -38,9 +38,11 @@
 //
 // # Requests from elsewhere
 //
-// Every POST must come from a page of the console: an Origin header equal
-// to the request's own origin, or, without one, Sec-Fetch-Site:
-// same-origin; and (besides the login) the session's CSRF token in
+// Every POST must come from a page of the console — Sec-Fetch-Site:
+// same-origin, or, from a browser without Fetch metadata, an Origin whose
+// host is the request's Host (net/http's CrossOriginProtection; the
+// scheme is not compared, so the console works behind a TLS-terminating
+// proxy) — and (besides the login) carry the session's CSRF token in
 // X-CSRF-Token. Every response carries ContentSecurityPolicy (no inline
 // script or style, no framing), X-Content-Type-Options: nosniff,
 // Referrer-Policy: no-referrer and X-Frame-Options: DENY; API answers
