@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -147,6 +148,22 @@ func clientIP(r *http.Request) string {
 	return host
 }
 
+// loginKey is the key login attempts are limited by: the client's
+// address, or for IPv6 its /64 — one host usually holds a whole /64, and
+// rotating through it must not buy a fresh limiter per attempt (nor fill
+// the table, locking everyone else out).
+func loginKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || !a.Is6() || a.Is4In6() {
+		return ip
+	}
+	p, err := a.Prefix(64)
+	if err != nil {
+		return ip
+	}
+	return p.String()
+}
+
 // errorBody is the JSON of every error answer: the gRPC code's name, its
 // message, and the BadRequest field violations when there are any.
 type errorBody struct {
@@ -244,7 +261,7 @@ func (c *Console) serveLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := c.cfg.Now()
-	if !c.logins.allow(clientIP(r), now) {
+	if !c.logins.allow(loginKey(clientIP(r)), now) {
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusTooManyRequests, "ResourceExhausted", "too many login attempts; wait a moment", nil)
 		return

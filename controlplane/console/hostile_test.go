@@ -405,3 +405,32 @@ func TestTheConsoleWorksBehindATLSTerminatingProxy(t *testing.T) {
 		})
 	}
 }
+
+func TestAnIPv6HostCannotRotateThroughItsPrefixToGuessTokens(t *testing.T) {
+	f := newFixture(t, Config{LoginBurst: 3})
+	login := func(ip string) int {
+		req := httptest.NewRequest("POST", "http://console.test/ui/api/login", strings.NewReader(`{"token":"wrong-token-0123456789"}`))
+		req.Header.Set("Origin", "http://console.test")
+		req.RemoteAddr = "[" + ip + "]:40000"
+		w := httptest.NewRecorder()
+		f.c.Handler().ServeHTTP(w, req)
+		return w.Code
+	}
+	for i := range 3 {
+		if got := login(fmt.Sprintf("2001:db8:1:2::%x", i+1)); got != 401 {
+			t.Fatalf("attempt %d: %d, want 401", i, got)
+		}
+	}
+	if got := login("2001:db8:1:2:ffff::9"); got != 429 {
+		t.Fatalf("another address of the same /64: %d, want 429", got)
+	}
+	if got := login("2001:db8:1:3::1"); got != 401 {
+		t.Fatalf("another /64: %d, want 401", got)
+	}
+	if got := login("::ffff:192.0.2.1"); got != 401 {
+		t.Fatalf("a v4-mapped address: %d, want 401", got)
+	}
+	if n := len(f.c.logins.byIP); n != 3 {
+		t.Fatalf("%d limiters, want 3 (one /64, another /64, one IPv4)", n)
+	}
+}
