@@ -33,8 +33,9 @@
 // localStorage. Sessions live in this replica's memory: with
 // several replicas behind one address, a browser sent to another replica
 // logs in again. At most Config.MaxSessions are held (a login beyond ends
-// the oldest); login attempts are limited per client address,
-// an IPv6 one's /64 (Config.LoginRate, LoginBurst) in a table of at most Config.MaxLoginIPs.
+// the oldest); login attempts are limited per client address, an IPv6
+// one's /64 (Config.LoginRate, LoginBurst), in a table of at most
+// Config.MaxLoginIPs.
 //
 // # Requests from elsewhere
 //
