@@ -11,6 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 	"github.com/wsfleet/wsfleet/controlplane/auth"
 )
 
@@ -432,5 +436,41 @@ func TestAnIPv6HostCannotRotateThroughItsPrefixToGuessTokens(t *testing.T) {
 	}
 	if n := len(f.c.logins.byIP); n != 3 {
 		t.Fatalf("%d limiters, want 3 (one /64, another /64, one IPv4)", n)
+	}
+}
+
+// failingFleet's tail ends at once with an error whose text is not
+// printable ASCII (a peer's or a store's text quoted in it).
+type failingFleet struct {
+	wsfleetv1.UnimplementedFleetServiceServer
+}
+
+func (failingFleet) TailEvents(*wsfleetv1.TailEventsRequest, wsfleetv1.FleetService_TailEventsServer) error {
+	return status.Error(codes.ResourceExhausted, "tail dropped: \a\v\x00 \xff\xfe «slow» 🐢")
+}
+
+func TestATailsEndReasonIsValidJSON(t *testing.T) {
+	f := newFixture(t, Config{})
+	c, err := New(Config{Auth: f.auth, Policy: f.policy, Fleet: failingFleet{}, Now: f.clock.Now, Log: f.c.cfg.Log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	f.srv.Close()
+	f.srv = httptest.NewServer(c.Handler()) // closed by the fixture's cleanup
+	u := f.login(t, viewerToken)
+	a := f.do(t, http.MethodGet, "/ui/api/tail", u, "")
+	var data string
+	for _, line := range strings.Split(string(a.raw), "\n") {
+		if strings.HasPrefix(line, "data: ") {
+			data = strings.TrimPrefix(line, "data: ")
+		}
+	}
+	var reason string
+	if err := json.Unmarshal([]byte(data), &reason); err != nil {
+		t.Fatalf("the end event's data %q is not JSON (the page JSON.parses it): %v\n%s", data, err, a.raw)
+	}
+	if !strings.Contains(reason, "tail dropped") || !strings.Contains(reason, "🐢") {
+		t.Fatalf("reason %q", reason)
 	}
 }

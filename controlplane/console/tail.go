@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -140,15 +141,19 @@ func (c *Console) serveTail(w http.ResponseWriter, r *http.Request) {
 		}
 	})
 	err := c.cfg.Fleet.TailEvents(req, stream)
+	// Whether the tail failed by itself (dropped for reading too slowly,
+	// no tail free on the store), before cancel makes ctx end either way.
+	failed := err != nil && ctx.Err() == nil
 	cancel()
 	wg.Wait()
-	if err != nil && ctx.Err() == nil || s.ctx.Err() != nil {
+	if failed || s.ctx.Err() != nil {
 		// The page learns why its tail ended (a session end included)
-		// instead of reconnecting blindly.
+		// instead of reconnecting blindly; it JSON.parses the reason.
 		msg := "session ended"
 		if s.ctx.Err() == nil {
 			msg = status.Convert(err).Message()
 		}
-		_ = stream.write(fmt.Appendf(nil, "event: end\ndata: %q\n\n", msg))
+		reason, _ := json.Marshal(msg) // invalid UTF-8 becomes U+FFFD
+		_ = stream.write(fmt.Appendf(nil, "event: end\ndata: %s\n\n", reason))
 	}
 }
