@@ -373,7 +373,7 @@ verify-console-assets: fix-console-assets ## the console's vendored uPlot is the
 # wsfleet-control and wsfleet-node; it fails, never skips, when Chromium
 # cannot start. Screenshots go to controlplane/console/testdata/screenshots.
 test-console: $(CHROMIUM) ## web console in headless Chromium against a real control plane and node; screenshots in controlplane/console/testdata/screenshots
-	CHROMIUM=$(CHROMIUM) $(GO) test -tags browser -race -count=1 -timeout 5m -run '^TestConsoleInBrowser$$' -v ./controlplane
+	CHROMIUM=$(CHROMIUM) $(GO) test -tags browser -race -count=1 -timeout 5m -run '^TestConsoleInBrowser' -v ./controlplane
 
 verify-js-classes: ## sdk/js/classes.js and README's class table agree with api/errclass (also part of gotest)
 	$(GO) test -count=1 -run '^TestClassTable$$' ./sdk/js

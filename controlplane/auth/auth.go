@@ -276,8 +276,7 @@ func sanitizeName(s string) string {
 		}
 		return r
 	}, s)
-	if len(s) > 64 {
-		s = s[:64]
-	}
-	return s
+	// strings.Map has made invalid bytes U+FFFD; the cut must not split
+	// a rune either: a revision's author must be valid UTF-8.
+	return clip.String(s, 64)
 }

@@ -21,6 +21,10 @@ const (
 	DefaultLoginBurst  = 5
 	DefaultMaxLoginIPs = 10_000
 	DefaultMaxTails    = 16
+	// DefaultMaxTailsPerSession: a page opens one; a few tabs, a few.
+	DefaultMaxTailsPerSession = 4
+	// DefaultTailKeepalive: see Config.TailKeepalive.
+	DefaultTailKeepalive = 15 * time.Second
 	// DefaultMaxBodyBytes bounds a JSON request: a policy is a few KiB.
 	DefaultMaxBodyBytes = 1 << 20
 )
@@ -54,6 +58,16 @@ type Config struct {
 	// across sessions; each also holds one of the telemetry store's
 	// MaxTails. Default 16.
 	MaxTails int
+	// MaxTailsPerSession bounds the live tails one session may hold, so
+	// that one browser (or one script with a viewer's cookie) cannot take
+	// every one of MaxTails. Default 4.
+	MaxTailsPerSession int
+	// TailKeepalive is how often an idle live tail sends a comment, so
+	// that proxies keep it open and a gone browser is noticed; each time,
+	// the session's token is authenticated again, so that a token removed
+	// from the tokens file ends a tail (one long request) within it too.
+	// Default 15s.
+	TailKeepalive time.Duration
 	// MaxBodyBytes bounds a request body. Default 1 MiB.
 	MaxBodyBytes int64
 	// Now is the clock; default time.Now.
@@ -82,6 +96,12 @@ func (c *Config) setDefaults() {
 	if c.MaxTails == 0 {
 		c.MaxTails = DefaultMaxTails
 	}
+	if c.MaxTailsPerSession == 0 {
+		c.MaxTailsPerSession = DefaultMaxTailsPerSession
+	}
+	if c.TailKeepalive == 0 {
+		c.TailKeepalive = DefaultTailKeepalive
+	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
 	}
@@ -99,10 +119,12 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: Auth, Policy and Fleet are required", ErrConfig)
 	case c.SessionTTL < time.Minute:
 		return fmt.Errorf("%w: SessionTTL %v is under a minute", ErrConfig, c.SessionTTL)
-	case c.MaxSessions < 1 || c.MaxLoginIPs < 1 || c.MaxTails < 0:
-		return fmt.Errorf("%w: MaxSessions and MaxLoginIPs must be positive, MaxTails not negative", ErrConfig)
+	case c.MaxSessions < 1 || c.MaxLoginIPs < 1 || c.MaxTails < 0 || c.MaxTailsPerSession < 0:
+		return fmt.Errorf("%w: MaxSessions and MaxLoginIPs must be positive, MaxTails and MaxTailsPerSession not negative", ErrConfig)
 	case c.LoginRate < 0 || c.LoginBurst < 1:
 		return fmt.Errorf("%w: LoginRate must not be negative, LoginBurst must be positive", ErrConfig)
+	case c.TailKeepalive < 0:
+		return fmt.Errorf("%w: TailKeepalive %v is negative", ErrConfig, c.TailKeepalive)
 	case c.MaxBodyBytes < 1024:
 		return fmt.Errorf("%w: MaxBodyBytes %d is under 1 KiB", ErrConfig, c.MaxBodyBytes)
 	}

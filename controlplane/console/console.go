@@ -4,10 +4,12 @@ import (
 	"embed"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -24,6 +26,13 @@ const Prefix = "/ui/"
 
 // CookieName is the session cookie's name.
 const CookieName = "wsfleet_session"
+
+// MaxTokenBytes bounds a login's token: a session keeps its token for
+// the re-authentication of every request, and in dev mode every token
+// logs in, so without it MaxSessions sessions could hold MaxBodyBytes
+// each. A tokens file's token longer than this cannot log in to the
+// console (tokens are random strings of a few dozen bytes).
+const MaxTokenBytes = 4096
 
 // CSRFHeader carries the session's CSRF token on every POST.
 const CSRFHeader = "X-CSRF-Token"
@@ -110,24 +119,23 @@ func staticHandler(next http.Handler) http.Handler {
 	})
 }
 
-// sameOrigin reports whether r comes from a page of this console: its
-// Origin header is this server's origin, or (without one) the browser's
-// Sec-Fetch-Site says same-origin. A request with neither is refused: every
-// browser the console supports sends at least one on a POST.
+// crossOrigin is the standard library's check of a request's Fetch
+// metadata (Sec-Fetch-Site) and Origin.
+var crossOrigin = http.NewCrossOriginProtection()
+
+// sameOrigin reports whether a POST r comes from a page of this console:
+// the browser's Sec-Fetch-Site says same-origin, or (a browser without
+// Fetch metadata) the Origin header's host is the request's Host
+// (http.CrossOriginProtection). The scheme is not compared: behind a
+// TLS-terminating proxy the console is served over plain HTTP to pages
+// the browser holds for https ones. A request with neither header is
+// refused: every browser the console supports sends at least one on a
+// POST.
 func sameOrigin(r *http.Request) bool {
-	site := r.Header.Get("Sec-Fetch-Site")
-	if site != "" && site != "same-origin" {
+	if r.Header.Get("Sec-Fetch-Site") == "" && r.Header.Get("Origin") == "" {
 		return false
 	}
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return site == "same-origin"
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return origin == scheme+"://"+r.Host
+	return crossOrigin.Check(r) == nil
 }
 
 // clientIP is the address login attempts are limited by: the connection's
@@ -138,6 +146,22 @@ func clientIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// loginKey is the key login attempts are limited by: the client's
+// address, or for IPv6 its /64 — one host usually holds a whole /64, and
+// rotating through it must not buy a fresh limiter per attempt (nor fill
+// the table, locking everyone else out).
+func loginKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || !a.Is6() || a.Is4In6() {
+		return ip
+	}
+	p, err := a.Prefix(64)
+	if err != nil {
+		return ip
+	}
+	return p.String()
 }
 
 // errorBody is the JSON of every error answer: the gRPC code's name, its
@@ -237,7 +261,7 @@ func (c *Console) serveLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := c.cfg.Now()
-	if !c.logins.allow(clientIP(r), now) {
+	if !c.logins.allow(loginKey(clientIP(r)), now) {
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusTooManyRequests, "ResourceExhausted", "too many login attempts; wait a moment", nil)
 		return
@@ -251,6 +275,10 @@ func (c *Console) serveLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := json.Unmarshal(body, &req); err != nil || strings.TrimSpace(req.Token) == "" {
 		writeError(w, http.StatusBadRequest, "InvalidArgument", `expected {"token": "..."}`, []violation{{Field: "token", Description: "required"}})
+		return
+	}
+	if n := len(req.Token); n > MaxTokenBytes {
+		writeError(w, http.StatusBadRequest, "InvalidArgument", "token too long", []violation{{Field: "token", Description: fmt.Sprintf("%d bytes; at most %d", n, MaxTokenBytes)}})
 		return
 	}
 	id, err := c.cfg.Auth.AuthenticateToken(req.Token)

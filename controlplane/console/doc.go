@@ -26,19 +26,24 @@
 // in its body and sets a session cookie: a random 256-bit id, HttpOnly,
 // SameSite=Strict, Path=/ui/, Secure when served over TLS, valid for
 // Config.SessionTTL. The token stays in the control plane's memory and is
-// re-authenticated on every request (a token removed by a reload ends its
-// sessions); the browser never holds it after the login request, and never
-// in a URL or localStorage. Sessions live in this replica's memory: with
+// re-authenticated on every request, and by a live tail at every
+// keepalive (Config.TailKeepalive), so a token removed by a reload ends
+// its sessions and their tails; a token is at most MaxTokenBytes. The
+// browser never holds it after the login request, and never in a URL or
+// localStorage. Sessions live in this replica's memory: with
 // several replicas behind one address, a browser sent to another replica
 // logs in again. At most Config.MaxSessions are held (a login beyond ends
-// the oldest); login attempts are limited per client address
-// (Config.LoginRate, LoginBurst) in a table of at most Config.MaxLoginIPs.
+// the oldest); login attempts are limited per client address, an IPv6
+// one's /64 (Config.LoginRate, LoginBurst), in a table of at most
+// Config.MaxLoginIPs.
 //
 // # Requests from elsewhere
 //
-// Every POST must come from a page of the console: an Origin header equal
-// to the request's own origin, or, without one, Sec-Fetch-Site:
-// same-origin; and (besides the login) the session's CSRF token in
+// Every POST must come from a page of the console — Sec-Fetch-Site:
+// same-origin, or, from a browser without Fetch metadata, an Origin whose
+// host is the request's Host (net/http's CrossOriginProtection; the
+// scheme is not compared, so the console works behind a TLS-terminating
+// proxy) — and (besides the login) carry the session's CSRF token in
 // X-CSRF-Token. Every response carries ContentSecurityPolicy (no inline
 // script or style, no framing), X-Content-Type-Options: nosniff,
 // Referrer-Policy: no-referrer and X-Frame-Options: DENY; API answers
@@ -51,7 +56,7 @@
 // tail adds one goroutine (its keepalive) for its lifetime; it ends with
 // its request, its session (logout, expiry, eviction) or Close, which the
 // control plane calls before it shuts the HTTP server down. At most
-// Config.MaxTails tails are open at once, each also holding one of the
-// telemetry store's tails, whose bounded buffer drops a browser that
-// reads too slowly.
+// Config.MaxTails tails are open at once (Config.MaxTailsPerSession per
+// session), each also holding one of the telemetry store's tails, whose
+// bounded buffer drops a browser that reads too slowly.
 package console

@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -25,6 +26,8 @@ type session struct {
 	// follow it.
 	ctx    context.Context
 	cancel context.CancelFunc
+	// tails counts the live tails open (Config.MaxTailsPerSession).
+	tails atomic.Int64
 }
 
 // sessions is the bounded session table.
@@ -131,7 +134,16 @@ type loginLimiter struct {
 	burst int
 	max   int
 	byIP  map[string]*rate.Limiter
+	// swept is when a full table was last swept for idle addresses, and
+	// sweeps how many times: a sweep walks the whole table under the
+	// lock, so with it full of busy addresses (a flood from many
+	// addresses) it runs at most once per sweepEvery, not per login.
+	swept  time.Time
+	sweeps int
 }
+
+// sweepEvery bounds how often a full login table is swept.
+const sweepEvery = time.Second
 
 func newLoginLimiter(limit rate.Limit, burst, max int) *loginLimiter {
 	return &loginLimiter{limit: limit, burst: burst, max: max, byIP: make(map[string]*rate.Limiter)}
@@ -139,13 +151,19 @@ func newLoginLimiter(limit rate.Limit, burst, max int) *loginLimiter {
 
 // allow takes an attempt for ip at now. With the table full it first
 // forgets the addresses whose limiters are full again (no recent
-// attempts: forgetting them changes nothing); if none is, it refuses.
+// attempts: forgetting them changes nothing), at most once per
+// sweepEvery; if none is, it refuses.
 func (l *loginLimiter) allow(ip string, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	lim := l.byIP[ip]
 	if lim == nil {
 		if len(l.byIP) >= l.max {
+			if now.Sub(l.swept) < sweepEvery && !now.Before(l.swept) {
+				return false
+			}
+			l.swept = now
+			l.sweeps++
 			for k, o := range l.byIP {
 				if o.TokensAt(now) >= float64(l.burst) {
 					delete(l.byIP, k)

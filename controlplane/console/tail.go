@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -20,9 +21,6 @@ import (
 const (
 	// maxTailBacklog bounds the recent events a tail starts with.
 	maxTailBacklog = 200
-	// tailKeepalive is how often an idle tail sends a comment, so that
-	// proxies keep it open and a gone browser is noticed.
-	tailKeepalive = 15 * time.Second
 	// tailWriteTimeout bounds one write to the browser: the HTTP server's
 	// own write timeout would end every tail after its first 30 s.
 	tailWriteTimeout = 30 * time.Second
@@ -95,6 +93,12 @@ func (c *Console) serveTail(w http.ResponseWriter, r *http.Request) {
 		},
 		Backlog: int32(min(max(backlog, 0), maxTailBacklog)),
 	}
+	if s.tails.Add(1) > int64(c.cfg.MaxTailsPerSession) {
+		s.tails.Add(-1)
+		writeError(w, http.StatusTooManyRequests, "ResourceExhausted", "too many live tails open in this session; close one", nil)
+		return
+	}
+	defer s.tails.Add(-1)
 	if c.tails.Add(1) > int64(c.cfg.MaxTails) {
 		c.tails.Add(-1)
 		writeError(w, http.StatusTooManyRequests, "ResourceExhausted", "too many live tails open; close one", nil)
@@ -116,13 +120,19 @@ func (c *Console) serveTail(w http.ResponseWriter, r *http.Request) {
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		t := time.NewTicker(tailKeepalive)
+		t := time.NewTicker(c.cfg.TailKeepalive)
 		defer t.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
+				if _, err := c.cfg.Auth.AuthenticateToken(s.token); err != nil {
+					// Removed from the tokens file: the session ends,
+					// and with it this tail (s.ctx).
+					c.sessions.remove(s.id)
+					return
+				}
 				if stream.write([]byte(": keepalive\n\n")) != nil {
 					cancel()
 					return
@@ -131,15 +141,19 @@ func (c *Console) serveTail(w http.ResponseWriter, r *http.Request) {
 		}
 	})
 	err := c.cfg.Fleet.TailEvents(req, stream)
+	// Whether the tail failed by itself (dropped for reading too slowly,
+	// no tail free on the store), before cancel makes ctx end either way.
+	failed := err != nil && ctx.Err() == nil
 	cancel()
 	wg.Wait()
-	if err != nil && ctx.Err() == nil || s.ctx.Err() != nil {
+	if failed || s.ctx.Err() != nil {
 		// The page learns why its tail ended (a session end included)
-		// instead of reconnecting blindly.
+		// instead of reconnecting blindly; it JSON.parses the reason.
 		msg := "session ended"
 		if s.ctx.Err() == nil {
 			msg = status.Convert(err).Message()
 		}
-		_ = stream.write(fmt.Appendf(nil, "event: end\ndata: %q\n\n", msg))
+		reason, _ := json.Marshal(msg) // invalid UTF-8 becomes U+FFFD
+		_ = stream.write(fmt.Appendf(nil, "event: end\ndata: %s\n\n", reason))
 	}
 }

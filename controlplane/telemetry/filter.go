@@ -65,10 +65,10 @@ func compile(f *wsfleetv1.EventFilter, withTime bool) *matcher {
 	}
 	if withTime {
 		if ts := f.GetStartTime(); ts != nil {
-			m.hasStart, m.start = true, ts.AsTime().UnixNano()
+			m.hasStart, m.start = true, tsNanos(ts)
 		}
 		if ts := f.GetEndTime(); ts != nil {
-			m.hasEnd, m.end = true, ts.AsTime().UnixNano()
+			m.hasEnd, m.end = true, tsNanos(ts)
 		}
 	}
 	for _, c := range f.GetClasses() {

@@ -41,7 +41,13 @@ func SeriesRange(req *wsfleetv1.ErrorSeriesRequest, now time.Time) (start, end t
 	if s := f.GetStartTime(); s != nil && s.CheckValid() == nil {
 		start = s.AsTime()
 	}
-	if end.Sub(start) > MaxSeriesRange {
+	switch {
+	case start.After(end) && f.GetEndTime() == nil:
+		// validateFilter compares the two when both are given; a start
+		// after the default end (now) would answer one bucket in the
+		// future.
+		vs = append(vs, violation("filter.start_time", "is after the end (now)"))
+	case end.Sub(start) > MaxSeriesRange:
 		vs = append(vs, violation("filter.start_time", fmt.Sprintf("range %v is over %v", end.Sub(start).Round(time.Second), MaxSeriesRange)))
 	}
 	step = time.Minute
@@ -74,13 +80,15 @@ func SeriesRange(req *wsfleetv1.ErrorSeriesRequest, now time.Time) (start, end t
 // at a time.
 func (s *Store) Series(f *wsfleetv1.EventFilter, start, end time.Time, step time.Duration) *wsfleetv1.ErrorSeriesResponse {
 	stepMinutes := int64(step / time.Minute)
-	first := unixMinute(start.UnixNano())
+	first := unixMinute(timeNanos(start))
 	buckets := int64(1)
 	if end.After(start) {
 		buckets = (int64(end.Sub(start)) + int64(step) - 1) / int64(step)
 	}
 	resp := &wsfleetv1.ErrorSeriesResponse{
-		StartTime: timestamppb.New(time.Unix(0, first*int64(time.Minute)).UTC()),
+		// From start itself: first is clamped to the years an int64 of
+		// nanoseconds spans (1678-2262), a range asked for may lie beyond.
+		StartTime: timestamppb.New(start.Truncate(time.Minute)),
 		Step:      durationpb.New(step),
 		Buckets:   int32(buckets),
 	}

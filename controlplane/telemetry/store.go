@@ -174,6 +174,12 @@ func tsNanos(ts *timestamppb.Timestamp) int64 {
 	}
 }
 
+// timeNanos is t as unix nanoseconds, saturating like tsNanos: a range
+// asked for may lie beyond the years an int64 of nanoseconds spans.
+func timeNanos(t time.Time) int64 {
+	return tsNanos(&timestamppb.Timestamp{Seconds: t.Unix(), Nanos: int32(t.Nanosecond())})
+}
+
 // Ingest stores one batch unless its (reporter_id, sequence) was ingested
 // before, in which case it does nothing and returns false: the node's
 // resend is acknowledged but not counted twice. A batch without a

@@ -2,6 +2,8 @@ package telemetry
 
 import (
 	"cmp"
+	"math"
+	"math/bits"
 	"slices"
 	"strings"
 	"time"
@@ -69,6 +71,10 @@ type trafficTable struct {
 	retentionMinutes int64
 	minutes          map[int64]map[string]*poolMinute
 	bytes            int
+	// since is the minute the table began in (the Store's creation): the
+	// table is in memory only, so before it, what is missing was not
+	// seen rather than absent (see summary).
+	since int64
 
 	samples, dropped, otherOrigins, otherNodes uint64
 }
@@ -78,6 +84,7 @@ func newTrafficTable(cfg *Config) *trafficTable {
 		cfg:              cfg,
 		retentionMinutes: int64((cfg.TrafficRetention + time.Minute - 1) / time.Minute),
 		minutes:          map[int64]map[string]*poolMinute{},
+		since:            unixMinute(timeNanos(cfg.Now())),
 	}
 }
 
@@ -144,19 +151,19 @@ func (t *trafficTable) add(tr *truncations, node, pool string, s *wsfleetv1.Traf
 		t.bytes += poolMinuteBytes + len(pp)
 	}
 	t.samples++
-	pm.other += s.GetAcceptedOther()
+	pm.other = AddCounts(pm.other, s.GetAcceptedOther())
 	for i, o := range s.GetAccepted() {
 		if i >= MaxSampleOrigins {
-			pm.other += o.GetCount()
+			pm.other = AddCounts(pm.other, o.GetCount())
 			continue
 		}
 		origin := tr.capString(fieldOrigin, o.GetOrigin())
 		if n, ok := pm.origins[origin]; ok {
-			pm.origins[origin] = n + o.GetCount()
+			pm.origins[origin] = AddCounts(n, o.GetCount())
 			continue
 		}
 		if len(pm.origins) >= t.cfg.MaxTrafficOrigins || t.bytes >= t.cfg.MaxTrafficBytes {
-			pm.other += o.GetCount()
+			pm.other = AddCounts(pm.other, o.GetCount())
 			t.otherOrigins++
 			continue
 		}
@@ -181,12 +188,36 @@ func (t *trafficTable) add(tr *truncations, node, pool string, s *wsfleetv1.Traf
 	}
 }
 
+// AddCounts adds two counts, saturating at the largest uint64 instead of
+// wrapping: a node's counts are not to be trusted, and a wrapped sum would
+// tell a dry run that a busy origin saw almost nothing.
+func AddCounts(a, b uint64) uint64 {
+	sum, carry := bits.Add64(a, b, 0)
+	if carry != 0 {
+		return math.MaxUint64
+	}
+	return sum
+}
+
 // summary adds up pool's minutes that start in [start, end): origins summed, each
 // measure's highest value with its node and minute (the earliest minute,
-// then the smallest node id, on a tie).
+// then the smallest node id, on a tie). Its start is the start of what
+// the table covers: not before the table began (since) unless it holds
+// earlier minutes (samples a node kept while the control plane was
+// down), so that a control plane restarted ten minutes ago says it saw
+// ten minutes, not an hour of nothing.
 func (t *trafficTable) summary(pool string, start, end time.Time) *wsfleetv1.TrafficSummaryResponse {
-	// The minutes that start in [start, end).
-	first, last := unixMinute(start.UnixNano()-1)+1, unixMinute(end.UnixNano()-1)
+	// The minutes that start in [start, end), in nanoseconds clamped to
+	// an int64's years (a range may be asked for beyond them).
+	sn, en := timeNanos(start), timeNanos(end)
+	first, last := unixMinute(sn), unixMinute(en)
+	if sn%int64(time.Minute) != 0 {
+		first++
+	}
+	if en%int64(time.Minute) == 0 {
+		last--
+	}
+	covered := t.since
 	origins := map[string]uint64{}
 	var other uint64
 	nodes := map[string]bool{}
@@ -198,6 +229,9 @@ func (t *trafficTable) summary(pool string, start, end time.Time) *wsfleetv1.Tra
 	}
 	var bests [len(measures)]best
 	for m, pools := range t.minutes {
+		if m >= first && m < covered {
+			covered = m
+		}
 		if m < first || m > last {
 			continue
 		}
@@ -206,9 +240,9 @@ func (t *trafficTable) summary(pool string, start, end time.Time) *wsfleetv1.Tra
 			continue
 		}
 		for o, n := range pm.origins {
-			origins[o] += n
+			origins[o] = AddCounts(origins[o], n)
 		}
-		other += pm.other
+		other = AddCounts(other, pm.other)
 		for id, p := range pm.nodes {
 			nodes[id] = true
 			for i, v := range p {
@@ -222,9 +256,17 @@ func (t *trafficTable) summary(pool string, start, end time.Time) *wsfleetv1.Tra
 			}
 		}
 	}
+	// first*60 is before start only where the nanoseconds were clamped.
+	coveredStart := time.Unix(max(covered, first)*60, 0)
+	if coveredStart.Before(start) {
+		coveredStart = start
+	}
+	if coveredStart.After(end) {
+		coveredStart = end
+	}
 	resp := &wsfleetv1.TrafficSummaryResponse{
 		NodesReporting: int32(len(nodes)),
-		StartTime:      timestamppb.New(time.Unix(first*60, 0)),
+		StartTime:      timestamppb.New(coveredStart),
 		EndTime:        timestamppb.New(end),
 	}
 	for o, n := range origins {
@@ -233,7 +275,7 @@ func (t *trafficTable) summary(pool string, start, end time.Time) *wsfleetv1.Tra
 	SortOrigins(resp.Accepted)
 	if len(resp.Accepted) > MaxSummaryOrigins {
 		for _, o := range resp.Accepted[MaxSummaryOrigins:] {
-			other += o.GetCount()
+			other = AddCounts(other, o.GetCount())
 		}
 		resp.Accepted = resp.Accepted[:MaxSummaryOrigins]
 	}

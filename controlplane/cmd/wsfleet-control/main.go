@@ -118,6 +118,8 @@ func run() int {
 	fs.IntVar(&cfg.Console.LoginBurst, "console-login-burst", console.DefaultLoginBurst, "web console login attempts a client address may make at once")
 	fs.IntVar(&cfg.Console.MaxLoginIPs, "console-max-login-ips", console.DefaultMaxLoginIPs, "client addresses whose login attempts are tracked; beyond, new ones are refused until one is idle")
 	fs.IntVar(&cfg.Console.MaxTails, "console-max-tails", console.DefaultMaxTails, "web console live tails open at once")
+	fs.IntVar(&cfg.Console.MaxTailsPerSession, "console-max-tails-per-session", console.DefaultMaxTailsPerSession, "web console live tails one session may hold")
+	fs.DurationVar(&cfg.Console.TailKeepalive, "console-tail-keepalive", console.DefaultTailKeepalive, "how often an idle web console live tail sends a keepalive and re-authenticates its token")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logFormat := fs.String("log-format", "json", "log format: json or text")
 	showVersion := fs.Bool("version", false, "print the version and exit")

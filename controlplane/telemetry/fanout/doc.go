@@ -30,6 +30,9 @@
 // accepted handshakes per origin and the unattributed ones, keeps each
 // measure's highest peak, and sums nodes_reporting (a node reports to one
 // replica at a time: it counts twice only if it moved within the range).
+// Every count another replica sends is added saturating, and a negative
+// one as nothing: a garbled or hostile answer can neither wrap a sum nor
+// subtract from the others'.
 //
 // # Authentication between replicas
 //

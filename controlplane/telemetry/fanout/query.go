@@ -3,6 +3,7 @@ package fanout
 import (
 	"cmp"
 	"context"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -99,21 +100,21 @@ func sumTop(answers []*wsfleetv1.TopErrorsResponse, n int) *wsfleetv1.TopErrorsR
 	groups := map[string]*group{}
 	out := &wsfleetv1.TopErrorsResponse{}
 	for _, a := range answers {
-		out.Total += a.GetTotal()
+		out.Total = addCount(out.Total, a.GetTotal())
 		for _, g := range a.GetGroups() {
 			sum := groups[g.GetKey()]
 			if sum == nil {
 				sum = &group{classes: map[wsfleetv1.ErrorClass]int64{}}
 				groups[g.GetKey()] = sum
 			}
-			sum.count += g.GetCount()
+			sum.count = addCount(sum.count, g.GetCount())
 			if len(g.GetClasses()) == 0 {
 				// A replica of a build without per-class counts: its
 				// top class stands for the group.
-				sum.classes[g.GetTopClass()] += g.GetCount()
+				sum.classes[g.GetTopClass()] = addCount(sum.classes[g.GetTopClass()], g.GetCount())
 			}
 			for _, c := range g.GetClasses() {
-				sum.classes[c.GetClass()] += c.GetCount()
+				sum.classes[c.GetClass()] = addCount(sum.classes[c.GetClass()], c.GetCount())
 			}
 		}
 	}
@@ -188,6 +189,20 @@ func (f *Fleet) ErrorSeries(ctx context.Context, req *wsfleetv1.ErrorSeriesReque
 	return resp, nil
 }
 
+// addCount adds a count from another replica: a negative one adds
+// nothing, and the sum saturates instead of wrapping, so that a garbled
+// or hostile answer cannot subtract from the others' counts or turn a
+// spike into a negative number.
+func addCount(a, b int64) int64 {
+	switch {
+	case b <= 0:
+		return a
+	case a > math.MaxInt64-b:
+		return math.MaxInt64
+	}
+	return a + b
+}
+
 // sumSeries adds the answers' counts to local's, per class and bucket, and
 // their folded counts. An answer whose buckets do not line up with local's
 // (another build's range rules) adds what falls in local's buckets by
@@ -202,7 +217,7 @@ func sumSeries(local *wsfleetv1.ErrorSeriesResponse, answers []*wsfleetv1.ErrorS
 	start := out.GetStartTime().AsTime()
 	step := out.GetStep().AsDuration()
 	for _, a := range answers {
-		out.Folded += a.GetFolded()
+		out.Folded = addCount(out.Folded, a.GetFolded())
 		aStart, aStep := a.GetStartTime().AsTime(), a.GetStep().AsDuration()
 		if aStep <= 0 || step <= 0 {
 			continue
@@ -215,12 +230,15 @@ func sumSeries(local *wsfleetv1.ErrorSeriesResponse, answers []*wsfleetv1.ErrorS
 				out.Series = append(out.Series, &wsfleetv1.ErrorSeriesResponse_Series{Class: s.GetClass(), Counts: counts})
 			}
 			for i, c := range s.GetCounts() {
+				if i > 0 && aStep > math.MaxInt64/time.Duration(i) {
+					break // the rest lies centuries ahead
+				}
 				at := aStart.Add(time.Duration(i) * aStep)
 				b := int64(at.Sub(start) / step)
 				if at.Before(start) || b >= n {
 					continue
 				}
-				counts[b] += c
+				counts[b] = addCount(counts[b], c)
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package fanout
 import (
 	"cmp"
 	"context"
+	"math"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -47,6 +48,10 @@ func sumTraffic(answers []*wsfleetv1.TrafficSummaryResponse) *wsfleetv1.TrafficS
 	origins := map[string]uint64{}
 	peaks := map[string]*wsfleetv1.TrafficPeak{}
 	var order []string
+	// A replica's answer is added up saturating, negatives as nothing: a
+	// garbled or hostile one must not wrap the sums or subtract from the
+	// others'.
+	var other, nodes uint64
 	for i, a := range answers {
 		if i == 0 {
 			out.StartTime, out.EndTime = a.GetStartTime(), a.GetEndTime()
@@ -54,10 +59,10 @@ func sumTraffic(answers []*wsfleetv1.TrafficSummaryResponse) *wsfleetv1.TrafficS
 			out.StartTime = a.GetStartTime()
 		}
 		for _, o := range a.GetAccepted() {
-			origins[o.GetOrigin()] += o.GetCount()
+			origins[o.GetOrigin()] = telemetry.AddCounts(origins[o.GetOrigin()], o.GetCount())
 		}
-		out.AcceptedOther += a.GetAcceptedOther()
-		out.NodesReporting += a.GetNodesReporting()
+		other = telemetry.AddCounts(other, uint64(max(a.GetAcceptedOther(), 0)))
+		nodes = telemetry.AddCounts(nodes, uint64(max(a.GetNodesReporting(), 0)))
 		for _, p := range a.GetPeaks() {
 			b, ok := peaks[p.GetMeasure()]
 			if !ok {
@@ -75,10 +80,12 @@ func sumTraffic(answers []*wsfleetv1.TrafficSummaryResponse) *wsfleetv1.TrafficS
 	telemetry.SortOrigins(out.Accepted)
 	if len(out.Accepted) > telemetry.MaxSummaryOrigins {
 		for _, o := range out.Accepted[telemetry.MaxSummaryOrigins:] {
-			out.AcceptedOther += int64(o.GetCount())
+			other = telemetry.AddCounts(other, o.GetCount())
 		}
 		out.Accepted = out.Accepted[:telemetry.MaxSummaryOrigins]
 	}
+	out.AcceptedOther = int64(min(other, math.MaxInt64))
+	out.NodesReporting = int32(min(nodes, math.MaxInt32))
 	for _, m := range order {
 		out.Peaks = append(out.Peaks, peaks[m])
 	}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 )
@@ -22,6 +23,11 @@ func appliedWithImpact(resp *wsfleetv1.ApplyPolicyResponse, pool string, dryRun 
 		return nil
 	}
 }
+
+// dryRunWindow is how far back a dry run looks (the control plane's
+// controlplane/impact.Window): a window that covers less was cut short by
+// what the control plane holds.
+const dryRunWindow = time.Hour
 
 // originLabel shows the empty origin (no Origin header) readably.
 func originLabel(o string) string {
@@ -67,8 +73,20 @@ func writeImpact(w io.Writer, imp *wsfleetv1.PolicyImpact) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	if !shown {
+	// Without a sample the figures above are empty for want of data, not
+	// because nothing would change: say so rather than reassure.
+	noTraffic := imp.GetNodesReporting() == 0
+	if noTraffic {
+		b.WriteString("  no traffic seen: no node reported a traffic sample in this window, so the dry run cannot tell\n" +
+			"  which accepted origins would be rejected or which limits recent peaks would exceed\n")
+	} else if !shown {
 		b.WriteString("  no origin newly rejected or admitted, no limit exceeded\n")
+	}
+	if start, end := imp.GetWindowStart(), imp.GetWindowEnd(); start != nil && end != nil {
+		if covered := end.AsTime().Sub(start.AsTime()); covered < dryRunWindow-time.Minute {
+			fmt.Fprintf(&b, "  the window is short: %v of the last %v; the control plane keeps traffic in memory and has none from before %s (restarted?)\n",
+				covered.Round(time.Second), dryRunWindow, formatTime(start))
+		}
 	}
 	if n := imp.GetUnattributedAccepted(); n > 0 {
 		fmt.Fprintf(&b, "  %d accepted handshakes were not attributed to an origin (node or control-plane origin caps): their fate is unknown\n", n)
