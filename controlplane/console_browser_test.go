@@ -325,6 +325,9 @@ func TestConsoleInBrowser(t *testing.T) {
 		if got := eval[string](t, ctx, row+`.textContent`); got != strconv.Itoa(accepted) {
 			t.Fatalf("the preview says %s handshakes from %s would be newly rejected, want exactly %d", got, app, accepted)
 		}
+		if eval[bool](t, ctx, `document.querySelector('#impact .no-traffic') !== null`) {
+			t.Fatal("the preview warns that no traffic was seen while it shows the traffic's impact")
+		}
 		screenshot(t, ctx, "impact-preview")
 
 		step(t, ctx, "preview a connection cap under the recent peak",

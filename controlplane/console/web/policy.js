@@ -300,10 +300,18 @@ export function impactView(impact, id = 'impact') {
     h('td', {}, l.field), h('td', {}, Number(l.old_limit) === Number(l.limit) ? `${l.limit} (unchanged)` : `${l.old_limit} → ${l.limit}`),
     h('td', {}, `${l.peak}` + (l.node_id ? ` on ${l.node_id}` : '') + (l.peak_minute ? ` at ${when(l.peak_minute)}` : '')),
     h('td', {}, l.exceeded ? 'exceeded' : 'ok')));
+  // No node reported traffic: "nothing would change" would be a false
+  // reassurance (a restarted control plane, a pool whose nodes run
+  // another pool's policy); say so, as wsctl does.
+  const reporting = Number(impact.nodes_reporting || 0);
+  const start = Date.parse(impact.window_start), end = Date.parse(impact.window_end);
+  const shortWindow = Number.isFinite(start) && Number.isFinite(end) && end - start < 59 * 60 * 1000;
   return h('div', { id, class: 'impact' },
-    h('p', {}, `Impact on the traffic from ${when(impact.window_start)} to ${when(impact.window_end)}, ${impact.nodes_reporting} node(s) reporting.`),
+    h('p', {}, `Impact on the traffic from ${when(impact.window_start)} to ${when(impact.window_end)}, ${reporting} node(s) reporting.`),
+    reporting === 0 ? h('p', { class: 'warn no-traffic' }, 'No traffic seen: no node reported a traffic sample in this window, so the preview cannot tell which accepted origins would be rejected or which limits recent peaks would exceed.') : null,
+    shortWindow ? h('p', { class: 'warn short-window' }, `The window is short: the control plane keeps traffic in memory and has none from before ${when(impact.window_start)} (restarted?).`) : null,
     exceeded ? h('p', { class: 'error limits-exceeded' }, `${exceeded} limit(s) below a recent peak: the new policy would have refused some of that traffic.`) : null,
-    rows.length ? table(['effect', 'origin', 'handshakes', ''], rows) : h('p', { class: 'no-origin-change' }, 'No origin would be newly rejected or admitted.'),
+    rows.length ? table(['effect', 'origin', 'handshakes', ''], rows) : (reporting === 0 ? null : h('p', { class: 'no-origin-change' }, 'No origin would be newly rejected or admitted.')),
     Number(impact.unattributed_accepted) ? h('p', { class: 'warn' }, `${impact.unattributed_accepted} accepted handshake(s) were not attributed to an origin (over the nodes' per-minute origin cap): their fate is unknown.`) : null,
     limitRows.length ? table(['limit', 'change', 'recent peak', ''], limitRows) : null,
     (impact.missing_replicas || []).length ? h('p', { class: 'warn' }, 'Missing from these figures (replicas that did not answer): ' + impact.missing_replicas.join(', ')) : null);
