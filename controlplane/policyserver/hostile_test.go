@@ -1,0 +1,202 @@
+package policyserver
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
+	"github.com/wsfleet/wsfleet/controlplane/store"
+)
+
+// violatedFields are the fields an InvalidArgument status names.
+func violatedFields(err error) []string {
+	var fields []string
+	for _, d := range status.Convert(err).Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			for _, v := range br.GetFieldViolations() {
+				fields = append(fields, v.GetField())
+			}
+		}
+	}
+	return fields
+}
+
+// TestAProposalIsRefusedForCanaryFieldsItsApprovalWouldRefuse: what a
+// proposal carries for its rollout is checked when it is proposed, as an
+// apply checks it, so no proposal is stored that no approval could ever
+// start (gRPC carries NaN and infinities, JSON cannot).
+func TestAProposalIsRefusedForCanaryFieldsItsApprovalWouldRefuse(t *testing.T) {
+	huge := strings.Repeat("k", 1<<20) + "=v"
+	for _, tc := range []struct {
+		name  string
+		req   *wsfleetv1.ProposePolicyRequest
+		field string
+	}{
+		{"an infinite max ratio", &wsfleetv1.ProposePolicyRequest{Canary: "zone=a", CanaryMaxRatio: math.Inf(1)}, "canary_max_ratio"},
+		{"a NaN max ratio", &wsfleetv1.ProposePolicyRequest{Canary: "zone=a", CanaryMaxRatio: math.NaN()}, "canary_max_ratio"},
+		{"a max ratio below one", &wsfleetv1.ProposePolicyRequest{Canary: "zone=a", CanaryMaxRatio: 0.5}, "canary_max_ratio"},
+		{"a max ratio over the most", &wsfleetv1.ProposePolicyRequest{Canary: "zone=a", CanaryMaxRatio: 1e9}, "canary_max_ratio"},
+		{"min samples over the most", &wsfleetv1.ProposePolicyRequest{Canary: "zone=a", CanaryMinSamples: math.MaxInt32}, "canary_min_samples"},
+		{"negative min samples", &wsfleetv1.ProposePolicyRequest{Canary: "zone=a", CanaryMinSamples: -1}, "canary_min_samples"},
+		{"a selector that does not parse", &wsfleetv1.ProposePolicyRequest{Canary: "zone"}, "canary"},
+		{"a selector with a bad key", &wsfleetv1.ProposePolicyRequest{Canary: "zone a=b"}, "canary"},
+		{"a selector of a megabyte", &wsfleetv1.ProposePolicyRequest{Canary: huge}, "canary"},
+		{"a negative bake", &wsfleetv1.ProposePolicyRequest{Canary: "zone=a", Bake: durationpb.New(-5 * time.Second)}, "bake"},
+		{"a bake of 1000h", &wsfleetv1.ProposePolicyRequest{Canary: "zone=a", Bake: durationpb.New(1000 * time.Hour)}, "bake"},
+		{"a bake that is no duration", &wsfleetv1.ProposePolicyRequest{Canary: "zone=a", Bake: &durationpb.Duration{Seconds: 1, Nanos: -1}}, "bake"},
+		{"a bake without a canary", &wsfleetv1.ProposePolicyRequest{Bake: durationpb.New(time.Minute)}, "bake"},
+		{"a NaN max ratio without a canary", &wsfleetv1.ProposePolicyRequest{CanaryMaxRatio: math.NaN()}, "canary_max_ratio"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newRolloutFixture(t, nil)
+			tc.req.Policy, tc.req.Message = stagingPolicy(), "hostile"
+			_, err := f.srv.ProposePolicy(as("alice"), tc.req)
+			if status.Code(err) != codes.InvalidArgument {
+				t.Fatalf("error = %v, want InvalidArgument", err)
+			}
+			if got := violatedFields(err); len(got) != 1 || got[0] != tc.field {
+				t.Fatalf("fields %v, want [%s]", got, tc.field)
+			}
+			if n := len(status.Convert(err).Message()) + len(status.Convert(err).Proto().String()); n > 8<<10 {
+				t.Fatalf("the refusal is %d bytes: it repeats the input", n)
+			}
+			ps, err := f.st.ListProposals(t.Context(), store.ProposalFilter{})
+			if err != nil || len(ps) != 0 {
+				t.Fatalf("a refused proposal was stored: %v, %v", ps, err)
+			}
+		})
+	}
+}
+
+// TestHostileIdsAndLimitsAreRefusedOrBounded: ids that cannot be a
+// proposal's, and page sizes out of range, are refused with the field
+// named or bounded; none reaches the store as a write.
+func TestHostileIdsAndLimitsAreRefusedOrBounded(t *testing.T) {
+	f := newRolloutFixture(t, nil)
+	propose(t, f, "alice", stagingPolicy(), "one")
+	for _, id := range []int64{0, -1, math.MinInt64} {
+		_, err := f.srv.ApproveProposal(as("bob"), &wsfleetv1.ApproveProposalRequest{Id: id})
+		if status.Code(err) != codes.InvalidArgument || strings.Join(violatedFields(err), " ") != "id" {
+			t.Errorf("approve %d: %v, want InvalidArgument on id", id, err)
+		}
+		_, err = f.srv.RejectProposal(as("bob"), &wsfleetv1.RejectProposalRequest{Id: id, Message: "no"})
+		if status.Code(err) != codes.InvalidArgument || strings.Join(violatedFields(err), " ") != "id" {
+			t.Errorf("reject %d: %v, want InvalidArgument on id", id, err)
+		}
+		_, err = f.srv.GetProposal(as("bob"), &wsfleetv1.GetProposalRequest{Id: id})
+		if status.Code(err) != codes.InvalidArgument {
+			t.Errorf("get %d: %v, want InvalidArgument", id, err)
+		}
+	}
+	for _, call := range []func() error{
+		func() error {
+			_, err := f.srv.ApproveProposal(as("bob"), &wsfleetv1.ApproveProposalRequest{Id: math.MaxInt64})
+			return err
+		},
+		func() error {
+			_, err := f.srv.RejectProposal(as("bob"), &wsfleetv1.RejectProposalRequest{Id: math.MaxInt64, Message: "no"})
+			return err
+		},
+	} {
+		if err := call(); status.Code(err) != codes.NotFound {
+			t.Errorf("deciding proposal 2^63-1: %v, want NotFound", err)
+		}
+	}
+	big := strings.Repeat("x", 1<<20)
+	_, err := f.srv.RejectProposal(as("bob"), &wsfleetv1.RejectProposalRequest{Id: 1, Message: big})
+	if status.Code(err) != codes.InvalidArgument || strings.Join(violatedFields(err), " ") != "message" {
+		t.Errorf("a 1 MB reason: %v, want InvalidArgument on message", err)
+	}
+	_, err = f.srv.ApproveProposal(as("bob"), &wsfleetv1.ApproveProposalRequest{Id: 1, Message: big})
+	if status.Code(err) != codes.InvalidArgument || strings.Join(violatedFields(err), " ") != "message" {
+		t.Errorf("a 1 MB approval message: %v, want InvalidArgument on message", err)
+	}
+	_, err = f.srv.ProposePolicy(as("alice"), &wsfleetv1.ProposePolicyRequest{Policy: stagingPolicy(), Message: big})
+	if status.Code(err) != codes.InvalidArgument || strings.Join(violatedFields(err), " ") != "message" {
+		t.Errorf("a 1 MB proposal message: %v, want InvalidArgument on message", err)
+	}
+	if _, err := f.srv.ListProposals(as("v"), &wsfleetv1.ListProposalsRequest{Limit: -1}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("limit -1: %v, want InvalidArgument", err)
+	}
+	resp, err := f.srv.ListProposals(as("v"), &wsfleetv1.ListProposalsRequest{Limit: 1e9})
+	if err != nil || len(resp.GetProposals()) != 1 {
+		t.Errorf("limit 1e9: %v, %v; want the one proposal", resp, err)
+	}
+	p, err := f.st.GetProposal(t.Context(), 1)
+	if err != nil || p.GetState() != wsfleetv1.ProposalState_PROPOSAL_STATE_OPEN || p.GetDecidedBy() != "" {
+		t.Fatalf("proposal 1 after the hostile calls: %v, %v; want it open and untouched", p, err)
+	}
+}
+
+// TestAPoolThatRequiresApprovalTakesNoCanaryByApplyButEndsOne: a canary
+// apply is a direct write, refused when the head requires approval; a
+// canary that an approval started is still ended by an admin's promote or
+// abort and by the control plane's own decision, which store no new
+// content.
+func TestAPoolThatRequiresApprovalTakesNoCanaryByApplyButEndsOne(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		end    func(f *fixture, canary int64) (*wsfleetv1.PolicyRevision, error)
+		result wsfleetv1.RolloutResult
+	}{
+		{"an admin's promote", func(f *fixture, canary int64) (*wsfleetv1.PolicyRevision, error) {
+			r, err := f.srv.PromoteRollout(as("carol"), &wsfleetv1.PromoteRolloutRequest{CanaryRevision: canary})
+			return r.GetRevision(), err
+		}, wsfleetv1.RolloutResult_ROLLOUT_RESULT_PROMOTED},
+		{"an admin's abort", func(f *fixture, canary int64) (*wsfleetv1.PolicyRevision, error) {
+			r, err := f.srv.AbortRollout(as("carol"), &wsfleetv1.AbortRolloutRequest{CanaryRevision: canary})
+			return r.GetRevision(), err
+		}, wsfleetv1.RolloutResult_ROLLOUT_RESULT_ROLLED_BACK},
+		{"an automatic rollback", func(f *fixture, canary int64) (*wsfleetv1.PolicyRevision, error) {
+			return f.srv.EndRollout(SystemContext(t.Context()), "default", canary, wsfleetv1.RolloutResult_ROLLOUT_RESULT_ROLLED_BACK, true, "origin_rejected worse")
+		}, wsfleetv1.RolloutResult_ROLLOUT_RESULT_ROLLED_BACK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newRolloutFixture(t, nil)
+			base := requireApproval(t, f)
+			next := stagingPolicy()
+			next.Approval.Required = true
+			_, err := f.srv.ApplyPolicy(as("alice"), canaryApply("zone=a", next))
+			wantStatus(t, err, codes.FailedPrecondition, "requires approval")
+			if h := headOf(t, f, "default"); h.GetRevision() != 2 {
+				t.Fatalf("head %d after a refused canary apply, want 2", h.GetRevision())
+			}
+			resp, err := f.srv.ProposePolicy(as("alice"), &wsfleetv1.ProposePolicyRequest{Policy: next, Message: "canary first", Canary: "zone=a", Bake: durationpb.New(time.Minute)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			stale := propose(t, f, "dave", stagingPolicy(), "made before the canary")
+			got, err := f.srv.ApproveProposal(as("bob"), &wsfleetv1.ApproveProposalRequest{Id: resp.GetProposal().GetId()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			canary := got.GetRevision().GetRevision()
+			end, err := tc.end(f, canary)
+			if err != nil {
+				t.Fatalf("ending the canary of a pool that requires approval: %v", err)
+			}
+			if end.GetRolloutOutcome().GetResult() != tc.result || end.GetRevision() != canary+1 {
+				t.Fatalf("ending revision %v, want %v at %d", end, tc.result, canary+1)
+			}
+			if tc.result == wsfleetv1.RolloutResult_ROLLOUT_RESULT_ROLLED_BACK && !proto.Equal(end.GetPolicy(), base) {
+				t.Fatalf("rolled back to %v, want the base's content", end.GetPolicy())
+			}
+			// A proposal made before the canary is stale now: its approval
+			// would silently undo the rollout's end.
+			_, err = f.srv.ApproveProposal(as("bob"), &wsfleetv1.ApproveProposalRequest{Id: stale.GetId()})
+			wantStatus(t, err, codes.FailedPrecondition, "re-propose")
+			l, err := f.srv.ListProposals(as("v"), &wsfleetv1.ListProposalsRequest{OpenOnly: true})
+			if err != nil || len(l.GetProposals()) != 1 || !l.GetProposals()[0].GetStale() {
+				t.Fatalf("open proposals after the rollout: %v, %v; want the one, stale", l, err)
+			}
+		})
+	}
+}
