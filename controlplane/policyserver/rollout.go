@@ -293,8 +293,10 @@ func (s *Server) fillNodes(ctx context.Context, st *wsfleetv1.RolloutStatus) {
 	}
 	for _, n := range nodes {
 		rn := &wsfleetv1.RolloutNode{
-			NodeId:          n.GetNodeId(),
-			Canary:          sel.Matches(n.GetLabels()),
+			NodeId: n.GetNodeId(),
+			// A node running the canary is one whatever its labels say
+			// now (the evaluator counts it so too).
+			Canary:          sel.Matches(n.GetLabels()) || n.GetAppliedPool() == st.GetPool() && n.GetAppliedRevision() == st.GetCanaryRevision(),
 			AppliedRevision: n.GetAppliedRevision(),
 			Connected:       n.GetConnected(),
 		}

@@ -271,16 +271,24 @@ func (r *Registry) canary(h *head) {
 	h.base = &head{rev: base, committed: h.committed}
 }
 
-// effectiveFor is the head a node of pool with labels runs: effective's,
-// or, while that is a baking canary the node is not part of (its
-// selector does not match, or the node only falls back to that pool), the
-// canary's base; nil when there is none. r.mu must be held.
-func (r *Registry) effectiveFor(pool string, labels map[string]string) *head {
+// effectiveFor is the head a node of pool with labels, running applied,
+// runs: effective's, or, while that is a baking canary the node is not
+// part of (its selector does not match, or the node only falls back to
+// that pool), the canary's base; nil when there is none. A node that
+// already runs the canary revision keeps it whatever its labels say now
+// (it restarted from its cache with other labels): its base is a lower
+// number, which the node refuses as going backwards, so pushing it would
+// only be a NACK; it takes the revision that ends the rollout like every
+// node. r.mu must be held.
+func (r *Registry) effectiveFor(pool string, labels map[string]string, applied revKey) *head {
 	h := r.effective(pool)
 	if h == nil || h.rev.GetRollout() == nil {
 		return h
 	}
 	if h.rev.GetPool() == pool && h.selOK && h.sel.Matches(labels) {
+		return h
+	}
+	if applied.pool == h.rev.GetPool() && applied.rev == h.rev.GetRevision() && (applied.store == "" || applied.store == h.rev.GetStoreId()) {
 		return h
 	}
 	return h.base
@@ -349,7 +357,7 @@ func (r *Registry) Watch(stream wsfleetv1.NodeService_WatchServer) error {
 	)
 	for {
 		r.mu.Lock()
-		eff := r.effectiveFor(pool, hello.GetLabels())
+		eff := r.effectiveFor(pool, hello.GetLabels(), applied)
 		var push bool
 		if eff != nil {
 			key := keyOf(eff.rev)
