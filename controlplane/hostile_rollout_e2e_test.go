@@ -1,0 +1,181 @@
+package controlplane
+
+// Rollouts against an unlucky operator: the control plane SIGKILLed in the
+// middle of a bake, a canary node restarted with other labels. Real
+// wsfleet-control, wsfleet-node and wsctl processes on loopback.
+
+import (
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// rolloutFleet is one control plane (fixed address and data directory, so
+// it can be killed and started again where the nodes look for it) and
+// three nodes: node-a in zone a, node-b1 and node-b2 in zone b, every one
+// on revision 2, which allows app.
+type rolloutFleet struct {
+	// top owns the processes: one started in a subtest outlives it.
+	top             *testing.T
+	addr, data, dir string
+	cp              *controlProc
+	nodes           map[string]*nodeProc
+}
+
+const rolloutApp = "https://app.example.com"
+
+func startRolloutFleet(t *testing.T) *rolloutFleet {
+	t.Helper()
+	f := &rolloutFleet{top: t, addr: freeAddr(t), data: t.TempDir(), dir: t.TempDir(), nodes: map[string]*nodeProc{}}
+	f.restartControl()
+	for id, zone := range map[string]string{"node-a": "a", "node-b1": "b", "node-b2": "b"} {
+		f.nodes[id] = f.startNode(t, id, zone)
+	}
+	mustWsctl(t, f.addr, "", "policy", "apply", "-f", policyFile(t, f.dir, "base.yaml", 65536, rolloutApp), "-m", "allow app")
+	f.waitOn(t, 2, "node-a", "node-b1", "node-b2")
+	return f
+}
+
+func (f *rolloutFleet) restartControl() {
+	f.top.Helper()
+	f.cp = startControl(f.top, f.data, "--dev", "--grpc-addr", f.addr, "--rollout-interval", "1s")
+}
+
+func (f *rolloutFleet) startNode(t *testing.T, id, zone string) *nodeProc {
+	t.Helper()
+	return startNodeProc(t, "--control", f.addr, "--node-id", id, "--label", "zone="+zone,
+		"--cache-file", filepath.Join(f.dir, id+".json"), "--fold-window", "2s")
+}
+
+func (f *rolloutFleet) waitOn(t *testing.T, rev int64, ids ...string) {
+	t.Helper()
+	waitFor(t, 30*time.Second, "nodes on the revision", func() bool {
+		list := nodesList(t, f.addr)
+		for _, id := range ids {
+			if n := list[id]; !n.Connected || n.AppliedRevision != rev {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// neverRan fails the test if a zone b node's log names rev: it was never
+// to run the canary.
+func (f *rolloutFleet) neverRan(t *testing.T, rev int64) {
+	t.Helper()
+	for _, id := range []string{"node-b1", "node-b2"} {
+		if seen := appliedRevisions(t, f.nodes[id]); seen[rev] {
+			t.Errorf("%s's log names the canary revision %d: %v", id, rev, seen)
+		}
+	}
+}
+
+// TestARolloutSurvivesTheControlPlaneKilledMidBake: the rollout lives in
+// the store, so a control plane SIGKILLed during a bake and started again
+// carries on: a harmless canary is promoted once the bake, counted from
+// the canary's store time and not from the restart, has passed; a harmful
+// one is still rolled back within its bake on the evidence the nodes
+// report to the new process. The zone b nodes never run either canary.
+func TestARolloutSurvivesTheControlPlaneKilledMidBake(t *testing.T) {
+	f := startRolloutFleet(t)
+
+	t.Run("a harmless canary is promoted after its bake counted from its store time", func(t *testing.T) {
+		harmless := policyFile(t, f.dir, "harmless.yaml", 65536, rolloutApp, "https://new.example.com")
+		applied := time.Now()
+		mustWsctl(t, f.addr, "", "policy", "apply", "-f", harmless, "--canary", "zone=a", "--bake", "12s", "-m", "allow new too")
+		f.waitOn(t, 3, "node-a")
+		// Kill late in the bake: promoted 12s after the restart would be
+		// the bake counted again from the restart.
+		time.Sleep(time.Until(applied.Add(8 * time.Second)))
+		f.cp.kill()
+		f.restartControl()
+		restarted := time.Now()
+		var st rolloutJSON
+		waitFor(t, 30*time.Second, "the canary promoted", func() bool {
+			st = rolloutStatus(t, f.addr)
+			return st.State == "ROLLOUT_STATE_PROMOTED"
+		})
+		if took := time.Since(applied); took < 12*time.Second {
+			t.Errorf("promoted %s after the apply, before its 12s bake", took)
+		}
+		if since := time.Since(restarted); since >= 10*time.Second {
+			t.Errorf("promoted %s after the restart: the bake was counted from the restart, not from the canary's store time", since)
+		}
+		if !st.Outcome.Automatic || st.EndingRevision != 4 {
+			t.Fatalf("outcome %+v", st)
+		}
+		f.waitOn(t, 4, "node-a", "node-b1", "node-b2")
+		f.neverRan(t, 3)
+	})
+
+	t.Run("a harmful canary is still rolled back within its bake", func(t *testing.T) {
+		tr := startTraffic(rolloutApp, f.nodes)
+		defer tr.halt()
+		drop := policyFile(t, f.dir, "drop.yaml", 65536, "https://other.example.com")
+		applied := time.Now()
+		mustWsctl(t, f.addr, "", "policy", "apply", "-f", drop, "--canary", "zone=a", "--bake", "40s", "-m", "drop app")
+		f.waitOn(t, 5, "node-a")
+		// Before any decision could be made: the rejections reach the
+		// control plane after the 2s fold window.
+		f.cp.kill()
+		f.restartControl()
+		var st rolloutJSON
+		waitFor(t, 35*time.Second, "the canary rolled back", func() bool {
+			st = rolloutStatus(t, f.addr)
+			return st.State != "ROLLOUT_STATE_BAKING"
+		})
+		if st.State != "ROLLOUT_STATE_ROLLED_BACK" || !st.Outcome.Automatic || st.EndingRevision != 6 || !strings.HasPrefix(st.Outcome.Reason, "origin_rejected ") {
+			t.Fatalf("outcome %+v", st)
+		}
+		if took := time.Since(applied); took >= 40*time.Second {
+			t.Errorf("rolled back %s after the apply, not within the 40s bake", took)
+		}
+		f.waitOn(t, 6, "node-a", "node-b1", "node-b2")
+		counts := tr.halt()
+		for _, id := range []string{"node-b1", "node-b2"} {
+			if n := counts[id][http.StatusForbidden]; n != 0 {
+				t.Errorf("%s rejected the origin %d times: it ran the canary (%v)", id, n, counts[id])
+			}
+		}
+		f.neverRan(t, 5)
+		if h := getJSON(t, f.addr); h.Revision != 6 {
+			t.Fatalf("head %d after the rollback, want 6: the restarted control plane decided twice", h.Revision)
+		}
+	})
+}
+
+// TestACanaryNodeRestartedWithOtherLabelsStaysInTheCanary: node-a runs a
+// harmful canary, then is restarted from its cache with zone=b, which the
+// selector does not match. It cannot go back to the base (a lower
+// revision), so it is not offered it (no NACK), and the rejections it
+// makes still count as the canary's: the canary is rolled back.
+func TestACanaryNodeRestartedWithOtherLabelsStaysInTheCanary(t *testing.T) {
+	f := startRolloutFleet(t)
+	drop := policyFile(t, f.dir, "drop.yaml", 65536, "https://other.example.com")
+	mustWsctl(t, f.addr, "", "policy", "apply", "-f", drop, "--canary", "zone=a", "--bake", "40s", "-m", "drop app")
+	f.waitOn(t, 3, "node-a")
+	f.nodes["node-a"].stop(t)
+	moved := f.startNode(t, "node-a", "b")
+	f.waitOn(t, 3, "node-a")
+	tr := startTraffic(rolloutApp, map[string]*nodeProc{"node-a": moved, "node-b1": f.nodes["node-b1"]})
+	defer tr.halt()
+	var st rolloutJSON
+	waitFor(t, 38*time.Second, "the canary rolled back", func() bool {
+		if n := nodesList(t, f.addr)["node-a"]; n.LastNackError != "" {
+			t.Fatalf("node-a refused revision %d: %s", n.LastNackRevision, n.LastNackError)
+		}
+		st = rolloutStatus(t, f.addr)
+		return st.State != "ROLLOUT_STATE_BAKING"
+	})
+	if st.State != "ROLLOUT_STATE_ROLLED_BACK" || !strings.HasPrefix(st.Outcome.Reason, "origin_rejected ") || !strings.Contains(st.Outcome.Reason, "vs 0.0/min elsewhere") {
+		t.Fatalf("outcome %+v", st)
+	}
+	f.waitOn(t, 4, "node-a", "node-b1", "node-b2")
+	if s := handshake(t, moved.ws, rolloutApp, ""); s != http.StatusSwitchingProtocols {
+		t.Fatalf("node-a is not back on the base content: status %d", s)
+	}
+	f.neverRan(t, 3)
+}
