@@ -1,7 +1,8 @@
 package controlplane
 
 // Rollouts against an unlucky operator: the control plane SIGKILLed in the
-// middle of a bake, a canary node restarted with other labels. Real
+// middle of a bake (alone, or one of two replicas), a canary node
+// restarted with other labels. Real
 // wsfleet-control, wsfleet-node and wsctl processes on loopback.
 
 import (
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wsfleet/wsfleet/controlplane/store/etcdstore/etcdtest"
 )
 
 // rolloutFleet is one control plane (fixed address and data directory, so
@@ -178,4 +181,63 @@ func TestACanaryNodeRestartedWithOtherLabelsStaysInTheCanary(t *testing.T) {
 		t.Fatalf("node-a is not back on the base content: status %d", s)
 	}
 	f.neverRan(t, 3)
+}
+
+// TestTheSurvivingReplicaDecidesARolloutWhoseReplicaDied: two replicas on
+// one etcd; the canary is applied through A, which is then SIGKILLed and
+// never comes back. B carries the rollout on from the store: once A's
+// lease is gone (its telemetry is no longer missing, only gone) and the
+// bake has passed, B promotes it, and every node, failed over to B, takes
+// the promotion; the zone b nodes never run the canary.
+func TestTheSurvivingReplicaDecidesARolloutWhoseReplicaDied(t *testing.T) {
+	e := etcdtest.Start(t, nil)
+	a := startControl(t, t.TempDir(), etcdArgs(e.Endpoint, "--rollout-interval", "1s", "--lease-ttl", "3s")...)
+	b := startControl(t, t.TempDir(), etcdArgs(e.Endpoint, "--rollout-interval", "1s", "--lease-ttl", "3s")...)
+	dir := t.TempDir()
+	nodes := map[string]*nodeProc{}
+	for id, spec := range map[string][2]string{"node-a": {a.addr + "," + b.addr, "a"}, "node-b1": {b.addr, "b"}, "node-b2": {a.addr + "," + b.addr, "b"}} {
+		nodes[id] = startNodeProc(t, "--control", spec[0], "--node-id", id, "--label", "zone="+spec[1],
+			"--control-backoff-min", "200ms", "--control-backoff-max", "2s",
+			"--cache-file", filepath.Join(dir, id+".json"), "--fold-window", "2s")
+	}
+	on := func(addr string, rev int64, ids ...string) func() bool {
+		return func() bool {
+			list := nodesList(t, addr)
+			for _, id := range ids {
+				if n := list[id]; !n.Connected || n.AppliedRevision != rev {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	mustWsctl(t, a.addr, "", "policy", "apply", "-f", policyFile(t, dir, "base.yaml", 65536, rolloutApp), "-m", "allow app")
+	waitFor(t, 15*time.Second, "every node on revision 2", on(b.addr, 2, "node-a", "node-b1", "node-b2"))
+
+	harmless := policyFile(t, dir, "harmless.yaml", 65536, rolloutApp, "https://new.example.com")
+	applied := time.Now()
+	mustWsctl(t, a.addr, "", "policy", "apply", "-f", harmless, "--canary", "zone=a", "--bake", "10s", "-m", "allow new too")
+	waitFor(t, 15*time.Second, "node-a on the canary", on(b.addr, 3, "node-a"))
+	a.kill()
+
+	var st rolloutJSON
+	waitFor(t, 40*time.Second, "B promotes the canary", func() bool {
+		st = rolloutStatus(t, b.addr)
+		return st.State != "ROLLOUT_STATE_BAKING"
+	})
+	if st.State != "ROLLOUT_STATE_PROMOTED" || !st.Outcome.Automatic || st.EndingRevision != 4 {
+		t.Fatalf("outcome %+v", st)
+	}
+	if took := time.Since(applied); took < 10*time.Second {
+		t.Errorf("promoted %s after the apply, before its 10s bake", took)
+	}
+	if !strings.Contains(b.logText(), `"msg":"rollout decided"`) {
+		t.Error("B did not log the decision")
+	}
+	waitFor(t, 20*time.Second, "every node on the promotion through B", on(b.addr, 4, "node-a", "node-b1", "node-b2"))
+	for _, id := range []string{"node-b1", "node-b2"} {
+		if seen := appliedRevisions(t, nodes[id]); seen[3] {
+			t.Errorf("%s's log names the canary revision 3: %v", id, seen)
+		}
+	}
 }
