@@ -1,6 +1,7 @@
 package policyserver
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/wsfleet/wsfleet/api/policy"
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 	"github.com/wsfleet/wsfleet/controlplane/store"
 )
@@ -199,4 +201,80 @@ func TestAPoolThatRequiresApprovalTakesNoCanaryByApplyButEndsOne(t *testing.T) {
 			}
 		})
 	}
+}
+
+// bigPolicy is a valid policy at its size limits: the most origins, each
+// near the longest host; i makes each one different.
+func bigPolicy(i int) *wsfleetv1.Policy {
+	p := stagingPolicy()
+	l := strings.Repeat("a", 60)
+	p.Origins.Allow = nil
+	for j := range policy.MaxOrigins {
+		p.Origins.Allow = append(p.Origins.Allow, fmt.Sprintf("https://%d-%d.%s.%s.%s.%s.com", i, j, l, l, l, l[:40]))
+	}
+	return p
+}
+
+// TestListingsOfPoliciesAtTheirLimitsFitInOneAnswer: eighteen revisions or
+// proposals of policies at their size limits would make an answer larger
+// than any default gRPC client accepts, so that nobody could list the
+// history or the proposals any more: an answer stays under MaxListBytes,
+// history pages on, and proposals list the newest that fit.
+func TestListingsOfPoliciesAtTheirLimitsFitInOneAnswer(t *testing.T) {
+	f := newRolloutFixture(t, nil)
+	const n = 18
+	for i := range n {
+		if v := policy.Validate(bigPolicy(i)); len(v) > 0 {
+			t.Fatalf("bigPolicy is invalid: %v", v[0])
+		}
+		if _, err := f.srv.ApplyPolicy(as("alice"), &wsfleetv1.ApplyPolicyRequest{Policy: bigPolicy(i), Message: "big"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		if _, err := f.srv.ProposePolicy(as("alice"), &wsfleetv1.ProposePolicyRequest{Policy: bigPolicy(100 + i), Message: "big"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Run("history pages on and every revision is listed once", func(t *testing.T) {
+		seen := map[int64]bool{}
+		token := ""
+		for range n + 1 {
+			resp, err := f.srv.ListPolicyRevisions(as("v"), &wsfleetv1.ListPolicyRevisionsRequest{PageToken: token})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sz := proto.Size(resp); sz > MaxListBytes+1024 {
+				t.Fatalf("a page of %d bytes with %d revisions", sz, len(resp.GetRevisions()))
+			}
+			for _, r := range resp.GetRevisions() {
+				if seen[r.GetRevision()] {
+					t.Fatalf("revision %d listed twice", r.GetRevision())
+				}
+				seen[r.GetRevision()] = true
+			}
+			if token = resp.GetNextPageToken(); token == "" {
+				break
+			}
+		}
+		if len(seen) != n+1 {
+			t.Fatalf("listed %d revisions, want %d", len(seen), n+1)
+		}
+	})
+	t.Run("proposals list the newest that fit", func(t *testing.T) {
+		resp, err := f.srv.ListProposals(as("v"), &wsfleetv1.ListProposalsRequest{Limit: 500})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps := resp.GetProposals()
+		if sz := proto.Size(resp); sz > MaxListBytes+1024 || len(ps) == 0 {
+			t.Fatalf("an answer of %d bytes with %d proposals", sz, len(ps))
+		}
+		for i, p := range ps {
+			if want := int64(n - i); p.GetId() != want {
+				t.Fatalf("proposal %d at %d, want %d: the newest first", p.GetId(), i, want)
+			}
+		}
+	})
 }

@@ -350,6 +350,8 @@ func (s *Server) ListProposals(ctx context.Context, req *wsfleetv1.ListProposals
 	if err != nil {
 		return nil, s.storeError(ctx, err, "list proposals")
 	}
+	// The newest that fit in one answer (MaxListBytes).
+	ps = ps[:fitBytes(ps)]
 	if err := s.markStale(ctx, ps); err != nil {
 		return nil, err
 	}
