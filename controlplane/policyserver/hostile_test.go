@@ -1,12 +1,15 @@
 package policyserver
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"math"
 	"strings"
 	"testing"
 	"time"
 
+	logtest "github.com/sirupsen/logrus/hooks/test"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -277,4 +280,59 @@ func TestListingsOfPoliciesAtTheirLimitsFitInOneAnswer(t *testing.T) {
 			}
 		}
 	})
+}
+
+// lostBase is a store whose revision lost of every pool cannot be read:
+// deleted (store.ErrNotFound) or damaged.
+type lostBase struct {
+	store.Store
+	lost int64
+	err  error
+}
+
+func (s *lostBase) Get(ctx context.Context, pool string, revision int64) (*wsfleetv1.PolicyRevision, error) {
+	if revision == s.lost {
+		return nil, s.err
+	}
+	return s.Store.Get(ctx, pool, revision)
+}
+
+// TestACanaryWhoseBaseIsLostSaysSoAndCanStillBePromoted: rolling a canary
+// back needs its base's content; when the store lost it, the abort (and
+// the evaluator's rollback) is refused naming the base and the way out,
+// nothing is stored, and a promotion still ends the rollout.
+func TestACanaryWhoseBaseIsLostSaysSoAndCanStillBePromoted(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		code codes.Code
+	}{
+		{"a deleted base", fmt.Errorf("%w: pool default revision 1", store.ErrNotFound), codes.NotFound},
+		{"a damaged base", errors.New("boltstore: corrupt data: revision 1"), codes.Unavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newRolloutFixture(t, nil)
+			resp, err := f.srv.ApplyPolicy(as("alice"), canaryApply("zone=a", stagingPolicy()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			canary := resp.GetRevision().GetRevision()
+			logger, _ := logtest.NewNullLogger()
+			srv, err := New(Config{Store: &lostBase{Store: f.st, lost: 1, err: tc.err}, Log: logger, Nodes: zoneNodes})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = srv.AbortRollout(as("bob"), &wsfleetv1.AbortRolloutRequest{CanaryRevision: canary})
+			wantStatus(t, err, tc.code, "cannot be rolled back", "base revision 1", "wsctl rollout promote")
+			_, err = srv.EndRollout(SystemContext(t.Context()), "default", canary, wsfleetv1.RolloutResult_ROLLOUT_RESULT_ROLLED_BACK, true, "worse")
+			wantStatus(t, err, tc.code, "cannot be rolled back")
+			if h := headOf(t, f, "default"); h.GetRevision() != canary {
+				t.Fatalf("head %d after refused rollbacks, want the canary %d", h.GetRevision(), canary)
+			}
+			end, err := srv.PromoteRollout(as("bob"), &wsfleetv1.PromoteRolloutRequest{CanaryRevision: canary})
+			if err != nil || end.GetRevision().GetRolloutOutcome().GetResult() != wsfleetv1.RolloutResult_ROLLOUT_RESULT_PROMOTED {
+				t.Fatalf("promote: %v, %v", end, err)
+			}
+		})
+	}
 }

@@ -193,7 +193,7 @@ func (s *Server) EndRollout(ctx context.Context, pool string, canary int64, resu
 	case wsfleetv1.RolloutResult_ROLLOUT_RESULT_ROLLED_BACK:
 		base, err := s.get(ctx, pool, rev.GetRollout().GetBaseRevision())
 		if err != nil {
-			return nil, err
+			return nil, baseLost(err, pool, canary, rev.GetRollout().GetBaseRevision())
 		}
 		c.policy, c.rollbackOf = base.GetPolicy(), base.GetRevision()
 		c.message = fmt.Sprintf("roll back canary revision %d to revision %d: %s", canary, base.GetRevision(), reason)
@@ -217,6 +217,17 @@ func (s *Server) EndRollout(ctx context.Context, pool string, canary int64, resu
 		"reason":          reason,
 	}).Info("rollout ended")
 	return res.rev, nil
+}
+
+// baseLost says why a canary cannot be rolled back when its base revision
+// cannot be read (deleted or damaged in the store): every other write to
+// the pool is refused while it bakes, so the way out is named. The code
+// and details of err are kept.
+func baseLost(err error, pool string, canary, base int64) error {
+	p := status.Convert(err).Proto()
+	p.Message = fmt.Sprintf("canary revision %d of pool %q cannot be rolled back: its base revision %d cannot be read (%s); promote it (`wsctl rollout promote --pool %s`) or repair the store",
+		canary, pool, base, p.GetMessage(), pool)
+	return status.FromProto(p).Err()
 }
 
 // GetRollout implements PolicyService.
