@@ -48,10 +48,10 @@ func (f *rolloutFleet) restartControl() {
 	f.cp = startControl(f.top, f.data, "--dev", "--grpc-addr", f.addr, "--rollout-interval", "1s")
 }
 
-func (f *rolloutFleet) startNode(t *testing.T, id, zone string) *nodeProc {
+func (f *rolloutFleet) startNode(t *testing.T, id, zone string, more ...string) *nodeProc {
 	t.Helper()
-	return startNodeProc(t, "--control", f.addr, "--node-id", id, "--label", "zone="+zone,
-		"--cache-file", filepath.Join(f.dir, id+".json"), "--fold-window", "2s")
+	return startNodeProc(t, append([]string{"--control", f.addr, "--node-id", id, "--label", "zone=" + zone,
+		"--cache-file", filepath.Join(f.dir, id+".json"), "--fold-window", "2s"}, more...)...)
 }
 
 func (f *rolloutFleet) waitOn(t *testing.T, rev int64, ids ...string) {
@@ -285,4 +285,38 @@ breaker: {failure_ratio: 0.5, min_samples: 20, window: 10s, open_duration: 5s, h
 	for i, c := range clients {
 		c.roundTrip(t, "after", fmt.Sprint("after-", i))
 	}
+}
+
+// TestACanaryItsNodeRefusesIsRolledBackWithTheNodesWords: node-a, in the
+// canary, caps frames at 64 KiB (--max-message-bytes), so it NACKs a
+// canary raising max_message_bytes to 1 MiB. The canary is rolled back at
+// once, long before its bake ends, with node-a's refusal as the reason,
+// and every node takes the rollback.
+func TestACanaryItsNodeRefusesIsRolledBackWithTheNodesWords(t *testing.T) {
+	f := &rolloutFleet{top: t, addr: freeAddr(t), data: t.TempDir(), dir: t.TempDir(), nodes: map[string]*nodeProc{}}
+	f.restartControl()
+	f.nodes["node-a"] = f.startNode(t, "node-a", "a", "--max-message-bytes", "65536")
+	f.nodes["node-b1"] = f.startNode(t, "node-b1", "b")
+	f.nodes["node-b2"] = f.startNode(t, "node-b2", "b")
+	mustWsctl(t, f.addr, "", "policy", "apply", "-f", policyFile(t, f.dir, "base.yaml", 65536, rolloutApp), "-m", "allow app")
+	f.waitOn(t, 2, "node-a", "node-b1", "node-b2")
+
+	big := policyFile(t, f.dir, "big.yaml", 1<<20, rolloutApp)
+	applied := time.Now()
+	mustWsctl(t, f.addr, "", "policy", "apply", "-f", big, "--canary", "zone=a", "--bake", "5m", "-m", "1 MiB frames")
+	var st rolloutJSON
+	waitFor(t, 30*time.Second, "the refused canary rolled back", func() bool {
+		st = rolloutStatus(t, f.addr)
+		return st.State != "ROLLOUT_STATE_BAKING"
+	})
+	t.Logf("rolled back %s after the apply: %s", time.Since(applied).Round(time.Millisecond), st.Outcome.Reason)
+	if st.State != "ROLLOUT_STATE_ROLLED_BACK" || !st.Outcome.Automatic || st.EndingRevision != 4 ||
+		!strings.HasPrefix(st.Outcome.Reason, "node node-a refused canary revision 3: ") || !strings.Contains(st.Outcome.Reason, "max_message_bytes") {
+		t.Fatalf("outcome %+v", st)
+	}
+	f.waitOn(t, 4, "node-a", "node-b1", "node-b2")
+	if n := nodesList(t, f.addr)["node-a"]; n.LastNackError != "" {
+		t.Errorf("node-a still shows a NACK after the rollback: %+v", n)
+	}
+	f.neverRan(t, 3)
 }
