@@ -336,3 +336,49 @@ func TestACanaryWhoseBaseIsLostSaysSoAndCanStillBePromoted(t *testing.T) {
 		})
 	}
 }
+
+// TestAHugePoolNameIsRefusedWithoutEchoingIt: a megabyte of pool name is
+// refused naming the field, and the refusal does not carry it back (a
+// 1 MB request must not cost a 1 MB answer, twice: message and details).
+func TestAHugePoolNameIsRefusedWithoutEchoingIt(t *testing.T) {
+	f := newRolloutFixture(t, nil)
+	huge := strings.Repeat("\xff", 1<<20)
+	for name, call := range map[string]func() error{
+		"GetRollout": func() error {
+			_, err := f.srv.GetRollout(as("v"), &wsfleetv1.GetRolloutRequest{Pool: huge})
+			return err
+		},
+		"PromoteRollout": func() error {
+			_, err := f.srv.PromoteRollout(as("bob"), &wsfleetv1.PromoteRolloutRequest{Pool: huge, CanaryRevision: 2})
+			return err
+		},
+		"AbortRollout": func() error {
+			_, err := f.srv.AbortRollout(as("bob"), &wsfleetv1.AbortRolloutRequest{Pool: huge, CanaryRevision: 2})
+			return err
+		},
+		"ListProposals": func() error {
+			_, err := f.srv.ListProposals(as("v"), &wsfleetv1.ListProposalsRequest{Pool: huge})
+			return err
+		},
+		"ProposePolicy": func() error {
+			_, err := f.srv.ProposePolicy(as("alice"), &wsfleetv1.ProposePolicyRequest{Pool: huge, Policy: stagingPolicy(), Message: "m"})
+			return err
+		},
+		"ApplyPolicy": func() error {
+			req := canaryApply("zone=a", stagingPolicy())
+			req.Pool = huge
+			_, err := f.srv.ApplyPolicy(as("alice"), req)
+			return err
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			err := call()
+			if status.Code(err) != codes.InvalidArgument || strings.Join(violatedFields(err), " ") != "pool" {
+				t.Fatalf("error = %.200v, want InvalidArgument on pool", err)
+			}
+			if n := proto.Size(status.Convert(err).Proto()); n > 1024 {
+				t.Fatalf("the refusal is %d bytes: it echoes the pool name", n)
+			}
+		})
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/wsfleet/wsfleet/api/clip"
 	"github.com/wsfleet/wsfleet/api/policy"
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 	"github.com/wsfleet/wsfleet/controlplane/auth"
@@ -573,7 +574,9 @@ func poolName(p string) (string, error) {
 		return policy.DefaultPool, nil
 	}
 	if err := policy.ValidatePoolName(p); err != nil {
-		return "", badRequest(&wsfleetv1.FieldViolation{Field: "pool", Description: fmt.Sprintf("%q: must be a DNS label (lowercase letters, digits, '-', at most 63)", p)})
+		// Quoted cut short: the refusal of a megabyte of name must not
+		// carry it back (in the message and again in the details).
+		return "", badRequest(&wsfleetv1.FieldViolation{Field: "pool", Description: fmt.Sprintf("%q (%d bytes): must be a DNS label (lowercase letters, digits, '-', at most 63)", clip.Marked(p, 80), len(p))})
 	}
 	return p, nil
 }
