@@ -2,6 +2,8 @@ package registry
 
 import (
 	"context"
+	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -57,4 +59,39 @@ func TestACanaryNodeThatComesBackWithOtherLabelsKeepsTheCanary(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestACanaryBaseThatFailedToReadIsReadAgain: the store failed the read
+// of the canary's base when the head arrived (briefly unreachable). The
+// nodes outside the canary are not left without it for the whole bake:
+// the read is tried again while they wait, and once it succeeds they get
+// the base, the one that waited since before and one connecting later.
+func TestACanaryBaseThatFailedToReadIsReadAgain(t *testing.T) {
+	base := rev("default", 1)
+	canary := canaryRev("default", 2, "zone=a", 1)
+	var mu sync.Mutex
+	failures := 2
+	read := storeOf(base, canary)
+	flaky := func(ctx context.Context, pool string, n int64) (*wsfleetv1.PolicyRevision, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if failures > 0 {
+			failures--
+			return nil, errors.New("etcdserver: request timed out")
+		}
+		return read(ctx, pool, n)
+	}
+	f := newServed(t, Config{Heads: []*wsfleetv1.PolicyRevision{canary}, Revision: flaky, BaseRetry: 200 * time.Millisecond})
+	b := connect(t, f.nodes, &wsfleetv1.NodeHello{NodeId: "node-b", Labels: map[string]string{"zone": "b"}})
+	if m := b.next(10 * time.Second); m.GetRevision().GetRevision() != 1 {
+		t.Fatalf("push %v, want the base", m)
+	}
+	c := connect(t, f.nodes, &wsfleetv1.NodeHello{NodeId: "node-c", Labels: map[string]string{"zone": "c"}})
+	if m := c.next(2 * time.Second); m.GetRevision().GetRevision() != 1 {
+		t.Fatalf("push %v, want the base", m)
+	}
+	a := connect(t, f.nodes, &wsfleetv1.NodeHello{NodeId: "node-a", Labels: map[string]string{"zone": "a"}})
+	if m := a.next(2 * time.Second); m.GetRevision().GetRevision() != 2 {
+		t.Fatalf("push %v, want the canary", m)
+	}
 }
