@@ -214,7 +214,9 @@ func TestTheSurvivingReplicaDecidesARolloutWhoseReplicaDied(t *testing.T) {
 		}
 	}
 	mustWsctl(t, a.addr, "", "policy", "apply", "-f", policyFile(t, dir, "base.yaml", 65536, rolloutApp), "-m", "allow app")
-	waitFor(t, 15*time.Second, "every node on revision 2", on(b.addr, 2, "node-a", "node-b1", "node-b2"))
+	// Both replicas' views (A checks the canary's selector against its own).
+	waitFor(t, 15*time.Second, "B sees every node on revision 2", on(b.addr, 2, "node-a", "node-b1", "node-b2"))
+	waitFor(t, 15*time.Second, "A sees every node on revision 2", on(a.addr, 2, "node-a", "node-b1", "node-b2"))
 
 	harmless := policyFile(t, dir, "harmless.yaml", 65536, rolloutApp, "https://new.example.com")
 	applied := time.Now()
