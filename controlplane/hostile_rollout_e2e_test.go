@@ -51,7 +51,9 @@ func (f *rolloutFleet) restartControl() {
 func (f *rolloutFleet) startNode(t *testing.T, id, zone string, more ...string) *nodeProc {
 	t.Helper()
 	return startNodeProc(t, append([]string{"--control", f.addr, "--node-id", id, "--label", "zone=" + zone,
-		"--cache-file", filepath.Join(f.dir, id+".json"), "--fold-window", "2s"}, more...)...)
+		"--cache-file", filepath.Join(f.dir, id+".json"), "--fold-window", "2s",
+		// Back within a few seconds of a control-plane restart.
+		"--control-backoff-min", "200ms", "--control-backoff-max", "2s"}, more...)...)
 }
 
 func (f *rolloutFleet) waitOn(t *testing.T, rev int64, ids ...string) {
