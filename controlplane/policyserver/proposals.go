@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
@@ -24,13 +23,6 @@ import (
 const (
 	DefaultProposalsPageSize = store.DefaultListProposals
 	MaxProposalsPageSize     = 500
-)
-
-// Bounds of ProposePolicy's canary fields (as ApplyPolicy's).
-const (
-	maxCanaryBytes = 1 << 10
-	minBake        = 10 * time.Second
-	maxBake        = 24 * time.Hour
 )
 
 func newProposalMetrics() *prometheus.CounterVec {
@@ -206,26 +198,24 @@ func (s *Server) ProposePolicy(ctx context.Context, req *wsfleetv1.ProposePolicy
 }
 
 // canaryViolations checks the canary fields a proposal carries for its
-// approval (the rollout itself starts only then).
+// approval (the rollout itself starts only then) as an apply's are
+// checked, so that no proposal is stored whose approval could only fail
+// on them; only the fleet (which nodes the selector matches) is left to
+// the approval.
 func canaryViolations(req *wsfleetv1.ProposePolicyRequest) []*wsfleetv1.FieldViolation {
+	if req.GetCanary() != "" {
+		_, bad := rolloutSpec(req.GetCanary(), req.GetBake(), req.GetCanaryMinSamples(), req.GetCanaryMaxRatio())
+		return bad
+	}
 	var bad []*wsfleetv1.FieldViolation
-	if c := req.GetCanary(); len(c) > maxCanaryBytes {
-		bad = append(bad, &wsfleetv1.FieldViolation{Field: "canary", Description: fmt.Sprintf("%d bytes; at most %d", len(c), maxCanaryBytes)})
+	if req.GetBake() != nil {
+		bad = append(bad, &wsfleetv1.FieldViolation{Field: "bake", Description: "only with canary"})
 	}
-	withCanary := req.GetCanary() != ""
-	if b := req.GetBake(); b != nil {
-		switch d := b.AsDuration(); {
-		case !withCanary:
-			bad = append(bad, &wsfleetv1.FieldViolation{Field: "bake", Description: "only with canary"})
-		case !b.IsValid() || d != 0 && (d < minBake || d > maxBake):
-			bad = append(bad, &wsfleetv1.FieldViolation{Field: "bake", Description: fmt.Sprintf("must be between %s and %s", minBake, maxBake)})
-		}
+	if req.GetCanaryMinSamples() != 0 {
+		bad = append(bad, &wsfleetv1.FieldViolation{Field: "canary_min_samples", Description: "only with canary"})
 	}
-	if n := req.GetCanaryMinSamples(); n < 0 || n != 0 && !withCanary {
-		bad = append(bad, &wsfleetv1.FieldViolation{Field: "canary_min_samples", Description: "must not be negative, and only with canary"})
-	}
-	if r := req.GetCanaryMaxRatio(); r < 0 || r != r || r != 0 && !withCanary {
-		bad = append(bad, &wsfleetv1.FieldViolation{Field: "canary_max_ratio", Description: "must not be negative, and only with canary"})
+	if req.GetCanaryMaxRatio() != 0 {
+		bad = append(bad, &wsfleetv1.FieldViolation{Field: "canary_max_ratio", Description: "only with canary"})
 	}
 	return bad
 }
@@ -360,6 +350,8 @@ func (s *Server) ListProposals(ctx context.Context, req *wsfleetv1.ListProposals
 	if err != nil {
 		return nil, s.storeError(ctx, err, "list proposals")
 	}
+	// The newest that fit in one answer (MaxListBytes).
+	ps = ps[:fitBytes(ps)]
 	if err := s.markStale(ctx, ps); err != nil {
 		return nil, err
 	}

@@ -51,40 +51,11 @@ func newRolloutsCounter() *prometheus.CounterVec {
 // must match at least one connected node of the pool and leave at least
 // one out, or there is nothing to compare the canary with.
 func (s *Server) canarySpec(ctx context.Context, pool string, req *wsfleetv1.ApplyPolicyRequest) (*wsfleetv1.RolloutSpec, error) {
-	var bad []*wsfleetv1.FieldViolation
-	sel, err := policy.ParseSelector(req.GetCanary())
-	if err != nil {
-		bad = append(bad, &wsfleetv1.FieldViolation{Field: "canary", Description: strings.TrimPrefix(err.Error(), policy.ErrInvalidSelector.Error()+": ")})
-	}
-	spec := &wsfleetv1.RolloutSpec{Selector: sel.String(), MinSamples: req.GetCanaryMinSamples(), MaxRatio: req.GetCanaryMaxRatio()}
-	bake := DefaultBake
-	if b := req.GetBake(); b != nil {
-		switch {
-		case b.CheckValid() != nil:
-			bad = append(bad, &wsfleetv1.FieldViolation{Field: "bake", Description: "not a valid duration"})
-		case b.AsDuration() == 0:
-		case b.AsDuration() < MinBake || b.AsDuration() > MaxBake:
-			bad = append(bad, &wsfleetv1.FieldViolation{Field: "bake", Description: fmt.Sprintf("%s; want %s..%s (0 means %s)", b.AsDuration(), MinBake, MaxBake, DefaultBake)})
-		default:
-			bake = b.AsDuration()
-		}
-	}
-	spec.Bake = durationpb.New(bake)
-	switch n := spec.GetMinSamples(); {
-	case n == 0:
-		spec.MinSamples = DefaultMinSamples
-	case n < 1 || n > MaxMinSamples:
-		bad = append(bad, &wsfleetv1.FieldViolation{Field: "canary_min_samples", Description: fmt.Sprintf("%d; want 1..%d (0 means %d)", n, MaxMinSamples, DefaultMinSamples)})
-	}
-	switch r := spec.GetMaxRatio(); {
-	case r == 0:
-		spec.MaxRatio = DefaultMaxRatio
-	case math.IsNaN(r) || r < MinMaxRatio || r > MaxMaxRatio:
-		bad = append(bad, &wsfleetv1.FieldViolation{Field: "canary_max_ratio", Description: fmt.Sprintf("%v; want %g..%g (0 means %g)", r, MinMaxRatio, MaxMaxRatio, DefaultMaxRatio)})
-	}
+	spec, bad := rolloutSpec(req.GetCanary(), req.GetBake(), req.GetCanaryMinSamples(), req.GetCanaryMaxRatio())
 	if len(bad) > 0 {
 		return nil, badRequest(bad...)
 	}
+	sel, _ := policy.ParseSelector(spec.GetSelector())
 	if s.cfg.Nodes == nil {
 		return nil, status.Error(codes.Unimplemented, "canary rollouts need the fleet's node list, which this server was not given")
 	}
@@ -110,6 +81,45 @@ func (s *Server) canarySpec(ctx context.Context, pool string, req *wsfleetv1.App
 		return nil, status.Errorf(codes.FailedPrecondition, "canary %q matches every connected node of pool %q (%d): nothing would be left to compare it with; apply without --canary", spec.GetSelector(), pool, matched)
 	}
 	return spec, nil
+}
+
+// rolloutSpec checks the canary fields of an apply or a proposal without
+// looking at the fleet, naming every bad field, and fills the defaults.
+// A proposal is checked with it when proposed, so that what is stored
+// for approval is a rollout its approval can start.
+func rolloutSpec(canary string, b *durationpb.Duration, minSamples int32, maxRatio float64) (*wsfleetv1.RolloutSpec, []*wsfleetv1.FieldViolation) {
+	var bad []*wsfleetv1.FieldViolation
+	sel, err := policy.ParseSelector(canary)
+	if err != nil {
+		bad = append(bad, &wsfleetv1.FieldViolation{Field: "canary", Description: strings.TrimPrefix(err.Error(), policy.ErrInvalidSelector.Error()+": ")})
+	}
+	spec := &wsfleetv1.RolloutSpec{Selector: sel.String(), MinSamples: minSamples, MaxRatio: maxRatio}
+	bake := DefaultBake
+	if b != nil {
+		switch {
+		case b.CheckValid() != nil:
+			bad = append(bad, &wsfleetv1.FieldViolation{Field: "bake", Description: "not a valid duration"})
+		case b.AsDuration() == 0:
+		case b.AsDuration() < MinBake || b.AsDuration() > MaxBake:
+			bad = append(bad, &wsfleetv1.FieldViolation{Field: "bake", Description: fmt.Sprintf("%s; want %s..%s (0 means %s)", b.AsDuration(), MinBake, MaxBake, DefaultBake)})
+		default:
+			bake = b.AsDuration()
+		}
+	}
+	spec.Bake = durationpb.New(bake)
+	switch n := spec.GetMinSamples(); {
+	case n == 0:
+		spec.MinSamples = DefaultMinSamples
+	case n < 1 || n > MaxMinSamples:
+		bad = append(bad, &wsfleetv1.FieldViolation{Field: "canary_min_samples", Description: fmt.Sprintf("%d; want 1..%d (0 means %d)", n, MaxMinSamples, DefaultMinSamples)})
+	}
+	switch r := spec.GetMaxRatio(); {
+	case r == 0:
+		spec.MaxRatio = DefaultMaxRatio
+	case math.IsNaN(r) || r < MinMaxRatio || r > MaxMaxRatio:
+		bad = append(bad, &wsfleetv1.FieldViolation{Field: "canary_max_ratio", Description: fmt.Sprintf("%v; want %g..%g (0 means %g)", r, MinMaxRatio, MaxMaxRatio, DefaultMaxRatio)})
+	}
+	return spec, bad
 }
 
 // checkBaking refuses a write while the pool's head is a baking canary,
@@ -183,7 +193,7 @@ func (s *Server) EndRollout(ctx context.Context, pool string, canary int64, resu
 	case wsfleetv1.RolloutResult_ROLLOUT_RESULT_ROLLED_BACK:
 		base, err := s.get(ctx, pool, rev.GetRollout().GetBaseRevision())
 		if err != nil {
-			return nil, err
+			return nil, baseLost(err, pool, canary, rev.GetRollout().GetBaseRevision())
 		}
 		c.policy, c.rollbackOf = base.GetPolicy(), base.GetRevision()
 		c.message = fmt.Sprintf("roll back canary revision %d to revision %d: %s", canary, base.GetRevision(), reason)
@@ -207,6 +217,17 @@ func (s *Server) EndRollout(ctx context.Context, pool string, canary int64, resu
 		"reason":          reason,
 	}).Info("rollout ended")
 	return res.rev, nil
+}
+
+// baseLost says why a canary cannot be rolled back when its base revision
+// cannot be read (deleted or damaged in the store): every other write to
+// the pool is refused while it bakes, so the way out is named. The code
+// and details of err are kept.
+func baseLost(err error, pool string, canary, base int64) error {
+	p := status.Convert(err).Proto()
+	p.Message = fmt.Sprintf("canary revision %d of pool %q cannot be rolled back: its base revision %d cannot be read (%s); promote it (`wsctl rollout promote --pool %s`) or repair the store",
+		canary, pool, base, p.GetMessage(), pool)
+	return status.FromProto(p).Err()
 }
 
 // GetRollout implements PolicyService.
@@ -283,8 +304,10 @@ func (s *Server) fillNodes(ctx context.Context, st *wsfleetv1.RolloutStatus) {
 	}
 	for _, n := range nodes {
 		rn := &wsfleetv1.RolloutNode{
-			NodeId:          n.GetNodeId(),
-			Canary:          sel.Matches(n.GetLabels()),
+			NodeId: n.GetNodeId(),
+			// A node running the canary is one whatever its labels say
+			// now (the evaluator counts it so too).
+			Canary:          sel.Matches(n.GetLabels()) || n.GetAppliedPool() == st.GetPool() && n.GetAppliedRevision() == st.GetCanaryRevision(),
 			AppliedRevision: n.GetAppliedRevision(),
 			Connected:       n.GetConnected(),
 		}

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/wsfleet/wsfleet/api/clip"
 	"github.com/wsfleet/wsfleet/api/policy"
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 	"github.com/wsfleet/wsfleet/controlplane/auth"
@@ -27,6 +28,30 @@ const (
 	DefaultPageSize = 50
 	MaxPageSize     = 1000
 )
+
+// MaxListBytes bounds one answer of ListPolicyRevisions and ListProposals
+// in bytes, below gRPC's default 4 MiB a client accepts: a revision or a
+// proposal of a policy at its limits is some 250 KiB (500 KiB with its
+// changes), so a page of them by count alone would be refused by every
+// default client ("received message larger than max"), breaking history
+// and proposal listings for everyone. An answer holds at least one item
+// whatever its size; history pages on (next_page_token), proposals hold
+// the newest that fit.
+const MaxListBytes = 3 << 20
+
+// fitBytes is how many of items, from the first, fit in MaxListBytes
+// (at least one when there is one).
+func fitBytes[T proto.Message](items []T) int {
+	total := 0
+	for i, it := range items {
+		// The tag and length prefix of each repeated entry.
+		total += proto.Size(it) + 8
+		if i > 0 && total > MaxListBytes {
+			return i
+		}
+	}
+	return len(items)
+}
 
 // maxApplyRetries bounds how often an apply without expected_revision is
 // retried when another writer commits between its read and its append.
@@ -428,9 +453,9 @@ func (s *Server) ListPolicyRevisions(ctx context.Context, req *wsfleetv1.ListPol
 		return nil, s.storeError(ctx, err, "history of pool "+strconv.Quote(pool))
 	}
 	resp := &wsfleetv1.ListPolicyRevisionsResponse{Revisions: revs}
-	if len(revs) > size {
-		resp.Revisions = revs[:size]
-		resp.NextPageToken = encodePageToken(revs[size-1].GetRevision())
+	if n := fitBytes(revs[:min(len(revs), size)]); n < len(revs) {
+		resp.Revisions = revs[:n]
+		resp.NextPageToken = encodePageToken(revs[n-1].GetRevision())
 	}
 	return resp, nil
 }
@@ -549,7 +574,9 @@ func poolName(p string) (string, error) {
 		return policy.DefaultPool, nil
 	}
 	if err := policy.ValidatePoolName(p); err != nil {
-		return "", badRequest(&wsfleetv1.FieldViolation{Field: "pool", Description: fmt.Sprintf("%q: must be a DNS label (lowercase letters, digits, '-', at most 63)", p)})
+		// Quoted cut short: the refusal of a megabyte of name must not
+		// carry it back (in the message and again in the details).
+		return "", badRequest(&wsfleetv1.FieldViolation{Field: "pool", Description: fmt.Sprintf("%q (%d bytes): must be a DNS label (lowercase letters, digits, '-', at most 63)", clip.Marked(p, 80), len(p))})
 	}
 	return p, nil
 }

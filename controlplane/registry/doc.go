@@ -73,9 +73,13 @@
 // whose hello labels its selector matches; every other node of the pool,
 // and every node that falls back to the pool, gets or keeps the rollout's
 // base revision, which advance reads through Config.Revision before it
-// takes the lock and keeps with the head. ListNodes' head_revision is what
-// the node should run (canary or base). The revision that ends the
-// rollout is an ordinary head: every node gets it.
+// takes the lock and keeps with the head; when that read fails, a stream
+// waiting for the base reads it again (readBase: one read at a time, at
+// most every Config.BaseRetry, blocking only that stream's goroutine). A
+// node that already runs the canary revision keeps it whatever its labels
+// say now: the base is a lower number it would refuse. ListNodes'
+// head_revision is what the node should run (canary or base). The
+// revision that ends the rollout is an ordinary head: every node gets it.
 //
 // Goroutines and blocking: each Watch call runs in its gRPC stream
 // goroutine plus one receive goroutine; Follow runs in its caller's

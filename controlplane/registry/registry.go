@@ -33,6 +33,7 @@ import (
 const (
 	DefaultHelloTimeout = 10 * time.Second
 	DefaultBaseTimeout  = 10 * time.Second
+	DefaultBaseRetry    = 2 * time.Second
 	DefaultForgetAfter  = 24 * time.Hour
 	maxNodeIDLength     = 128
 	maxLabels           = 64
@@ -76,10 +77,14 @@ type Config struct {
 	// selector does not match are pushed the rollout's base revision,
 	// which the registry reads through it when the head arrives (in
 	// Follow's goroutine, never under its lock) and keeps with the head.
-	// Without it, or when the read fails, those nodes are pushed nothing
-	// until the rollout ends. BaseTimeout bounds the read (default 10s).
+	// Without it those nodes are pushed nothing until the rollout ends;
+	// when the read fails (a store that was briefly unreachable) it is
+	// tried again every BaseRetry (default 2s) while a node waits for the
+	// base, and meanwhile they are pushed nothing. BaseTimeout bounds a
+	// read (default 10s).
 	Revision    func(ctx context.Context, pool string, revision int64) (*wsfleetv1.PolicyRevision, error)
 	BaseTimeout time.Duration
+	BaseRetry   time.Duration
 	// Registerer receives the registry's metrics; optional.
 	Registerer prometheus.Registerer
 	Log        logrus.FieldLogger
@@ -124,6 +129,10 @@ type head struct {
 	sel   policy.Selector
 	selOK bool
 	base  *head
+	// A base that could not be read is read again (readBase), one read
+	// at a time, at most every Config.BaseRetry; r.mu guards both.
+	baseTried   time.Time
+	baseReading bool
 }
 
 type node struct {
@@ -183,6 +192,9 @@ func New(cfg Config) (*Registry, error) {
 	if cfg.BaseTimeout <= 0 {
 		cfg.BaseTimeout = DefaultBaseTimeout
 	}
+	if cfg.BaseRetry <= 0 {
+		cfg.BaseRetry = DefaultBaseRetry
+	}
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	r := &Registry{
@@ -230,12 +242,18 @@ func (r *Registry) advance(rev *wsfleetv1.PolicyRevision) {
 	}
 	r.heads[rev.GetPool()] = nh
 	r.metrics.revision.WithLabelValues(rev.GetPool()).Set(float64(rev.GetRevision()))
+	r.nudge(rev.GetPool())
+}
+
+// nudge wakes every stream the head of pool may concern (its nodes, and
+// every node for default's). r.mu must be held.
+func (r *Registry) nudge(headPool string) {
 	for _, n := range r.nodes {
 		if n.notify == nil {
 			continue
 		}
 		pool := n.status.GetPool()
-		if pool == rev.GetPool() || rev.GetPool() == policy.DefaultPool {
+		if pool == headPool || headPool == policy.DefaultPool {
 			select {
 			case n.notify <- struct{}{}:
 			default:
@@ -265,22 +283,71 @@ func (r *Registry) canary(h *head) {
 	defer cancel()
 	base, err := r.cfg.Revision(ctx, rev.GetPool(), rev.GetRollout().GetBaseRevision())
 	if err != nil {
-		log.WithError(err).Error("read the canary's base revision; nodes outside the canary are pushed nothing until the rollout ends")
+		h.baseTried = r.cfg.Now()
+		log.WithError(err).Error("read the canary's base revision; nodes outside the canary are pushed nothing until a read succeeds")
 		return
 	}
 	h.base = &head{rev: base, committed: h.committed}
 }
 
-// effectiveFor is the head a node of pool with labels runs: effective's,
-// or, while that is a baking canary the node is not part of (its
-// selector does not match, or the node only falls back to that pool), the
-// canary's base; nil when there is none. r.mu must be held.
-func (r *Registry) effectiveFor(pool string, labels map[string]string) *head {
+// missingBase is the head of a baking canary in effect for pool whose
+// base could not be read yet, or nil. r.mu must be held.
+func (r *Registry) missingBase(pool string) *head {
+	h := r.effective(pool)
+	if h == nil || h.rev.GetRollout() == nil || h.base != nil || r.cfg.Revision == nil {
+		return nil
+	}
+	return h
+}
+
+// readBase reads the base of canary head h again, unless another stream
+// is reading it or it was tried less than Config.BaseRetry ago; once read,
+// every stream it concerns is nudged. Not under r.mu: it may block.
+func (r *Registry) readBase(h *head) {
+	r.mu.Lock()
+	if h.base != nil || h.baseReading || r.cfg.Now().Sub(h.baseTried) < r.cfg.BaseRetry {
+		r.mu.Unlock()
+		return
+	}
+	h.baseReading = true
+	r.mu.Unlock()
+	rev := h.rev
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.BaseTimeout)
+	base, err := r.cfg.Revision(ctx, rev.GetPool(), rev.GetRollout().GetBaseRevision())
+	cancel()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h.baseReading, h.baseTried = false, r.cfg.Now()
+	log := r.log.WithFields(logrus.Fields{"pool": rev.GetPool(), "revision": rev.GetRevision(), "base_revision": rev.GetRollout().GetBaseRevision()})
+	if err != nil {
+		log.WithError(err).Warn("read the canary's base revision again; still failing")
+		return
+	}
+	h.base = &head{rev: base, committed: h.committed}
+	log.Info("read the canary's base revision; pushing it to the nodes outside the canary")
+	if r.heads[rev.GetPool()] == h {
+		r.nudge(rev.GetPool())
+	}
+}
+
+// effectiveFor is the head a node of pool with labels, running applied,
+// runs: effective's, or, while that is a baking canary the node is not
+// part of (its selector does not match, or the node only falls back to
+// that pool), the canary's base; nil when there is none. A node that
+// already runs the canary revision keeps it whatever its labels say now
+// (it restarted from its cache with other labels): its base is a lower
+// number, which the node refuses as going backwards, so pushing it would
+// only be a NACK; it takes the revision that ends the rollout like every
+// node. r.mu must be held.
+func (r *Registry) effectiveFor(pool string, labels map[string]string, applied revKey) *head {
 	h := r.effective(pool)
 	if h == nil || h.rev.GetRollout() == nil {
 		return h
 	}
 	if h.rev.GetPool() == pool && h.selOK && h.sel.Matches(labels) {
+		return h
+	}
+	if applied.pool == h.rev.GetPool() && applied.rev == h.rev.GetRevision() && (applied.store == "" || applied.store == h.rev.GetStoreId()) {
 		return h
 	}
 	return h.base
@@ -349,7 +416,11 @@ func (r *Registry) Watch(stream wsfleetv1.NodeService_WatchServer) error {
 	)
 	for {
 		r.mu.Lock()
-		eff := r.effectiveFor(pool, hello.GetLabels())
+		eff := r.effectiveFor(pool, hello.GetLabels(), applied)
+		var waiting *head // the canary whose base this node waits for
+		if eff == nil {
+			waiting = r.missingBase(pool)
+		}
 		var push bool
 		if eff != nil {
 			key := keyOf(eff.rev)
@@ -367,8 +438,14 @@ func (r *Registry) Watch(stream wsfleetv1.NodeService_WatchServer) error {
 			r.update(hello.GetNodeId(), gen, func(s *wsfleetv1.NodeStatus, _ *node) { s.Pushes++ })
 			r.metrics.pushes.Inc()
 		}
+		var retry <-chan time.Time
+		if waiting != nil {
+			r.readBase(waiting)
+			retry = time.After(r.cfg.BaseRetry)
+		}
 		select {
 		case <-notify:
+		case <-retry:
 		case <-stop:
 			if r.isClosed() {
 				return errShuttingDown

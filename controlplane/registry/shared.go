@@ -322,7 +322,7 @@ func (r *Registry) merged(id string, now time.Time) *wsfleetv1.NodeStatus {
 	if !seen.IsZero() {
 		s.LastSeenTime = timestamppb.New(seen)
 	}
-	if eff := r.effectiveFor(s.GetPool(), s.GetLabels()); eff != nil {
+	if eff := r.effectiveFor(s.GetPool(), s.GetLabels(), revKey{s.GetAppliedPool(), s.GetAppliedRevision(), s.GetAppliedStoreId()}); eff != nil {
 		s.HeadRevision = eff.rev.GetRevision()
 	}
 	s.Ahead = best.running && r.aheadOf(s.GetAppliedPool(), s.GetAppliedRevision(), s.GetAppliedStoreId())

@@ -216,12 +216,16 @@ func (e *Evaluator) evaluate(ctx context.Context, canary *wsfleetv1.PolicyRevisi
 		if nd.GetPool() != pool {
 			continue
 		}
-		if sel.Matches(nd.GetLabels()) {
+		// A node that runs the canary revision is a canary node whatever
+		// its labels say now (restarted from its cache with others): it
+		// cannot go back to the base, and its events are the canary's.
+		runsCanary := nd.GetAppliedPool() == pool && nd.GetAppliedRevision() == n
+		if sel.Matches(nd.GetLabels()) || runsCanary {
 			inCanary[nd.GetNodeId()] = true
 			if nd.GetConnected() {
 				canaryNodes++
 			}
-			if nd.GetAppliedPool() == pool && nd.GetAppliedRevision() == n {
+			if runsCanary {
 				running++
 			}
 			if nack == "" && nd.GetLastNackRevision() == n && nd.GetLastNackError() != "" {
