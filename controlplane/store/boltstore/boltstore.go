@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 	"google.golang.org/protobuf/proto"
@@ -55,6 +56,9 @@ type Config struct {
 	// negative is invalid (bbolt would otherwise wait forever, and a control
 	// plane that hangs at start is worse than one that says why it cannot).
 	Timeout time.Duration
+	// Log receives damaged records the store skips (see
+	// store.Proposals). Default logrus's standard logger.
+	Log logrus.FieldLogger
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -84,15 +88,23 @@ type Store struct {
 	closing  context.Context // done once Close has begun: ends every watch
 	endAll   context.CancelFunc
 	watchers sync.WaitGroup
+
+	damage store.DamageLog // proposal records skipped as damaged
 }
 
-func newStore(db *bolt.DB, id string) *Store {
+func newStore(db *bolt.DB, id string, log logrus.FieldLogger) *Store {
 	s := &Store{db: db, id: id, feeds: map[*headfeed.Feed]struct{}{}}
+	s.damage.Log = log
 	s.closing, s.endAll = context.WithCancel(context.Background())
 	return s
 }
 
 var _ store.Store = (*Store)(nil)
+
+// Stats implements store.Store.
+func (s *Store) Stats() store.Stats {
+	return store.Stats{DamagedProposals: s.damage.Count()}
+}
 
 // errLockTimeout is lockFile's timeout, reported as ErrLocked.
 var errLockTimeout = errors.New("timed out waiting for the file lock")
@@ -313,7 +325,7 @@ func openExisting(cfg Config) (*Store, error) {
 		}
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
-	return newStore(db, id), nil
+	return newStore(db, id, cfg.Log), nil
 }
 
 // guard runs fn with memory faults turned into panics (bbolt reads the

@@ -78,8 +78,8 @@ type Config struct {
 	// attempt). Default 5s.
 	RequestTimeout time.Duration
 	// Log receives what the watch of pool heads goes through (a broken
-	// watch, a compaction, etcd unreachable). Default logrus's standard
-	// logger.
+	// watch, a compaction, etcd unreachable) and the damaged records the
+	// store skips (see store.Proposals). Default logrus's standard logger.
 	Log logrus.FieldLogger
 
 	dialOptions []grpc.DialOption // tests: interceptors around etcd calls
@@ -154,9 +154,16 @@ type Store struct {
 	closing  context.Context // done once Close has begun: ends every watch
 	endAll   context.CancelFunc
 	watchers sync.WaitGroup
+
+	damage store.DamageLog // proposal records skipped as damaged
 }
 
 var _ store.Store = (*Store)(nil)
+
+// Stats implements store.Store.
+func (s *Store) Stats() store.Stats {
+	return store.Stats{DamagedProposals: s.damage.Count()}
+}
 
 // Open connects to etcd and opens the store under cfg.Prefix. An empty
 // prefix becomes a new store (Created then reports true); a prefix that
@@ -211,6 +218,7 @@ func open(cfg Config, create bool) (*Store, error) {
 		headsDir:  cfg.Prefix + "heads/",
 		revsDir:   cfg.Prefix + "revs/",
 	}
+	s.damage.Log = cfg.Log
 	s.closing, s.endAll = context.WithCancel(context.Background())
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.DialTimeout)
 	defer cancel()
