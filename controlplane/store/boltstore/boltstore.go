@@ -24,6 +24,7 @@ import (
 
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 	"github.com/wsfleet/wsfleet/controlplane/store"
+	"github.com/wsfleet/wsfleet/controlplane/store/internal/damagelog"
 	"github.com/wsfleet/wsfleet/controlplane/store/internal/headfeed"
 )
 
@@ -89,12 +90,12 @@ type Store struct {
 	endAll   context.CancelFunc
 	watchers sync.WaitGroup
 
-	damage store.DamageLog // proposal records skipped as damaged
+	damage damagelog.Log // proposal records skipped as damaged
 }
 
 func newStore(db *bolt.DB, id string, log logrus.FieldLogger) *Store {
 	s := &Store{db: db, id: id, feeds: map[*headfeed.Feed]struct{}{}}
-	s.damage.Log = log
+	s.damage.Logger = log
 	s.closing, s.endAll = context.WithCancel(context.Background())
 	return s
 }

@@ -28,6 +28,7 @@ import (
 
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 	"github.com/wsfleet/wsfleet/controlplane/store"
+	"github.com/wsfleet/wsfleet/controlplane/store/internal/damagelog"
 )
 
 // SchemaVersion is the layout this build writes and understands. Bump it
@@ -155,7 +156,7 @@ type Store struct {
 	endAll   context.CancelFunc
 	watchers sync.WaitGroup
 
-	damage store.DamageLog // proposal records skipped as damaged
+	damage damagelog.Log // proposal records skipped as damaged
 }
 
 var _ store.Store = (*Store)(nil)
@@ -218,7 +219,7 @@ func open(cfg Config, create bool) (*Store, error) {
 		headsDir:  cfg.Prefix + "heads/",
 		revsDir:   cfg.Prefix + "revs/",
 	}
-	s.damage.Log = cfg.Log
+	s.damage.Logger = cfg.Log
 	s.closing, s.endAll = context.WithCancel(context.Background())
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.DialTimeout)
 	defer cancel()

@@ -1,4 +1,4 @@
-package store_test
+package damagelog
 
 import (
 	"errors"
@@ -7,13 +7,14 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"github.com/sirupsen/logrus/hooks/test"
-
-	"github.com/wsfleet/wsfleet/controlplane/store"
+	"go.uber.org/goleak"
 )
 
-func TestDamageLogReportsEachKeyOnceAndStaysBounded(t *testing.T) {
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestALogReportsEachKeyOnceAndStaysBounded(t *testing.T) {
 	log, hook := test.NewNullLogger()
-	d := store.DamageLog{Log: log}
+	d := Log{Logger: log}
 	bad := errors.New("cannot parse")
 	for range 3 {
 		d.Skip("proposal", "proposals/2", bad)
@@ -24,13 +25,13 @@ func TestDamageLogReportsEachKeyOnceAndStaysBounded(t *testing.T) {
 	if e := hook.LastEntry(); e.Level != logrus.ErrorLevel || e.Data["key"] != "proposals/2" || e.Data[logrus.ErrorKey] != bad {
 		t.Fatalf("log line %v %v, want an error naming key proposals/2 and the cause", e.Level, e.Data)
 	}
-	for i := range store.MaxDamageKeys + 10 {
+	for i := range MaxKeys + 10 {
 		d.Skip("proposal", fmt.Sprint("proposals/x", i), bad)
 	}
-	if d.Count() != store.MaxDamageKeys {
-		t.Fatalf("count %d after more keys than remembered, want %d", d.Count(), store.MaxDamageKeys)
+	if d.Count() != MaxKeys {
+		t.Fatalf("count %d after more keys than remembered, want %d", d.Count(), MaxKeys)
 	}
-	if n := len(hook.AllEntries()); n != store.MaxDamageKeys+1 {
-		t.Fatalf("%d log lines, want one per remembered key and one saying the rest are not logged (%d)", n, store.MaxDamageKeys+1)
+	if n := len(hook.AllEntries()); n != MaxKeys+1 {
+		t.Fatalf("%d log lines, want one per remembered key and one saying the rest are not logged (%d)", n, MaxKeys+1)
 	}
 }
