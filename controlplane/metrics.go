@@ -3,6 +3,7 @@ package controlplane
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wsfleet/wsfleet/controlplane/store"
 	"github.com/wsfleet/wsfleet/controlplane/telemetry"
 )
 
@@ -47,4 +48,13 @@ func registerTelemetryMetrics(reg prometheus.Registerer, s *telemetry.Store) {
 			ConstLabels: prometheus.Labels{"field": field},
 		}, func() float64 { return float64(s.Stats().Truncated[field]) }))
 	}
+}
+
+// registerStoreMetrics exports what the policy store found damaged and
+// skipped (each record logged once, with its key).
+func registerStoreMetrics(reg prometheus.Registerer, st store.Store) {
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: "wsfleet", Subsystem: "control", Name: "store_damaged_proposals_total",
+		Help: "Damaged proposal records the store skipped when listing, counting and pruning (each counted once; kept for inspection, see the log for their keys).",
+	}, func() float64 { return float64(st.Stats().DamagedProposals) }))
 }

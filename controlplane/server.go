@@ -176,6 +176,7 @@ func New(cfg Config) (_ *Server, err error) {
 	}
 	s.telemetry = telemetry.NewServer(s.events, s.log)
 	registerTelemetryMetrics(s.prom, s.events)
+	registerStoreMetrics(s.prom, s.store)
 
 	if s.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("controlplane: listen gRPC: %w", err)

@@ -35,7 +35,7 @@ func openStore(cfg *Config, log *logrus.Logger) (store.Store, error) {
 		return st, nil
 	}
 	path := cfg.storePath()
-	st, err := boltstore.Open(boltstore.Config{Path: path})
+	st, err := boltstore.Open(boltstore.Config{Path: path, Log: log})
 	if err != nil {
 		return nil, withStoreAdvice(err)
 	}

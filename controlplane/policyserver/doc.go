@@ -46,5 +46,9 @@
 // the canary's content or the base's, with a RolloutOutcome — with the
 // canary revision as the expected head, so exactly one of several
 // concurrent decisions is stored. GetRollout scans the history back from
-// the head (at most MaxRolloutScan revisions) for the latest rollout.
+// the head (at most MaxRolloutScan revisions) for the latest rollout, and
+// remembers the answer per pool until the head changes (revisions are
+// immutable), so polling it reads only the head; the nodes and the
+// comparison are computed per call. The memory is one entry per pool
+// under a mutex held for map operations only, never across a store read.
 package policyserver

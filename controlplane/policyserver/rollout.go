@@ -34,7 +34,8 @@ const (
 	MinMaxRatio       = 1.0
 	MaxMaxRatio       = 1000.0
 	// MaxRolloutScan bounds how far back GetRollout looks through a pool's
-	// history for its latest rollout.
+	// history for its latest rollout. The scan is redone only when the
+	// pool's head changes (see rolloutCache).
 	MaxRolloutScan = 200
 )
 
@@ -252,13 +253,39 @@ func (s *Server) GetRollout(ctx context.Context, req *wsfleetv1.GetRolloutReques
 // RolloutStatus finds pool's latest rollout in its history (at most
 // MaxRolloutScan revisions back from the head): its spec, state and, once
 // ended, the ending revision and outcome. NotFound when there is none.
+// While the head is the one it last scanned from (same store identity and
+// revision), the answer is remembered and only the head is read.
 func (s *Server) RolloutStatus(ctx context.Context, pool string) (*wsfleetv1.RolloutStatus, error) {
-	revs, err := s.cfg.Store.History(ctx, pool, 0, MaxRolloutScan)
+	head, err := s.cfg.Store.Head(ctx, pool)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, status.Errorf(codes.NotFound, "pool %q has no policy", pool)
 	}
 	if err != nil {
-		return nil, s.storeError(ctx, err, "history of pool "+strconv.Quote(pool))
+		return nil, s.storeError(ctx, err, "head of pool "+strconv.Quote(pool))
+	}
+	st, ok := s.rolloutCache.get(pool, head)
+	if !ok {
+		if st, head, err = s.scanRollout(ctx, pool); err != nil {
+			return nil, err
+		}
+		s.rolloutCache.put(pool, head, st)
+	}
+	if st == nil {
+		return nil, status.Errorf(codes.NotFound, "pool %q has no rollout in its last %d revisions", pool, MaxRolloutScan)
+	}
+	return st, nil
+}
+
+// scanRollout reads pool's history back from the head for its latest
+// rollout; nil when there is none within MaxRolloutScan. It returns the
+// head it scanned from, which the answer holds for.
+func (s *Server) scanRollout(ctx context.Context, pool string) (*wsfleetv1.RolloutStatus, *wsfleetv1.PolicyRevision, error) {
+	revs, err := s.cfg.Store.History(ctx, pool, 0, MaxRolloutScan)
+	if errors.Is(err, store.ErrNotFound) || err == nil && len(revs) == 0 {
+		return nil, nil, status.Errorf(codes.NotFound, "pool %q has no policy", pool)
+	}
+	if err != nil {
+		return nil, nil, s.storeError(ctx, err, "history of pool "+strconv.Quote(pool))
 	}
 	// Newest first: the revision after a canary is the one before it here.
 	for i, rev := range revs {
@@ -283,9 +310,9 @@ func (s *Server) RolloutStatus(ctx context.Context, pool string) (*wsfleetv1.Rol
 				st.State = wsfleetv1.RolloutState_ROLLOUT_STATE_PROMOTED
 			}
 		}
-		return st, nil
+		return st, revs[0], nil
 	}
-	return nil, status.Errorf(codes.NotFound, "pool %q has no rollout in its last %d revisions", pool, MaxRolloutScan)
+	return nil, revs[0], nil
 }
 
 // fillNodes lists the pool's nodes and their part in a baking rollout.

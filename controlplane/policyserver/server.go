@@ -113,6 +113,8 @@ type Server struct {
 	commits   *prometheus.CounterVec
 	proposals *prometheus.CounterVec
 	rollouts  *prometheus.CounterVec
+
+	rolloutCache rolloutCache // GetRollout's scans, by pool and head
 }
 
 var _ wsfleetv1.PolicyServiceServer = (*Server)(nil)

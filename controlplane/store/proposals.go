@@ -68,6 +68,13 @@ type Decision struct {
 // through a compare-and-set on that state, so of two admins deciding the
 // same proposal at once exactly one wins. Proposal.stale is not stored:
 // the caller computes it from the pool's head.
+//
+// Damage stays local to the record: a record that does not decode (or is
+// not the proposal its key names) is skipped by listing, by counting a
+// pool's open proposals and by pruning (it is kept, never deleted, for an
+// operator to inspect), logged once and counted in Stats.DamagedProposals;
+// GetProposal, RejectProposal and ApproveProposal of its id fail with the
+// store's ErrCorrupt naming it. Every other proposal works as usual.
 type Proposals interface {
 	// CreateProposal stores p as a new OPEN proposal and returns it with
 	// its id and state set (the rest is stored as given). It fails with

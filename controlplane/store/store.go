@@ -94,4 +94,7 @@ type Store interface {
 	// store so that approving one and appending its revision is one
 	// transaction.
 	Proposals
+
+	// Stats counts damage the store found and skipped.
+	Stats() Stats
 }

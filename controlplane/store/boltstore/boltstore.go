@@ -17,12 +17,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 	"google.golang.org/protobuf/proto"
 
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 	"github.com/wsfleet/wsfleet/controlplane/store"
+	"github.com/wsfleet/wsfleet/controlplane/store/internal/damagelog"
 	"github.com/wsfleet/wsfleet/controlplane/store/internal/headfeed"
 )
 
@@ -55,6 +57,9 @@ type Config struct {
 	// negative is invalid (bbolt would otherwise wait forever, and a control
 	// plane that hangs at start is worse than one that says why it cannot).
 	Timeout time.Duration
+	// Log receives damaged records the store skips (see
+	// store.Proposals). Default logrus's standard logger.
+	Log logrus.FieldLogger
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -84,15 +89,23 @@ type Store struct {
 	closing  context.Context // done once Close has begun: ends every watch
 	endAll   context.CancelFunc
 	watchers sync.WaitGroup
+
+	damage damagelog.Log // proposal records skipped as damaged
 }
 
-func newStore(db *bolt.DB, id string) *Store {
+func newStore(db *bolt.DB, id string, log logrus.FieldLogger) *Store {
 	s := &Store{db: db, id: id, feeds: map[*headfeed.Feed]struct{}{}}
+	s.damage.Logger = log
 	s.closing, s.endAll = context.WithCancel(context.Background())
 	return s
 }
 
 var _ store.Store = (*Store)(nil)
+
+// Stats implements store.Store.
+func (s *Store) Stats() store.Stats {
+	return store.Stats{DamagedProposals: s.damage.Count()}
+}
 
 // errLockTimeout is lockFile's timeout, reported as ErrLocked.
 var errLockTimeout = errors.New("timed out waiting for the file lock")
@@ -313,7 +326,7 @@ func openExisting(cfg Config) (*Store, error) {
 		}
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
-	return newStore(db, id), nil
+	return newStore(db, id, cfg.Log), nil
 }
 
 // guard runs fn with memory faults turned into panics (bbolt reads the

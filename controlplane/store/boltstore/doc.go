@@ -25,6 +25,9 @@
 //
 // ApproveProposal appends the revision and marks the proposal approved in
 // one write transaction, so both happen or neither.
+// A damaged proposals/ record is skipped by listing, the open count and
+// pruning (kept, logged once, counted in Stats) and fails only the calls
+// naming its id; a new id never lands on a damaged record's key.
 //
 // A caller may block in Append behind other writers (each waits for one
 // fsync) and in Close, which waits for in-flight transactions to finish.

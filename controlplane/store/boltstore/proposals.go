@@ -51,6 +51,12 @@ func (s *Store) CreateProposal(ctx context.Context, p *wsfleetv1.Proposal, lim s
 			return err
 		}
 		seq, err := b.NextSequence()
+		// A damaged record can sit at an id the sequence has not given
+		// yet: it is kept for inspection, never written over. Bounded by
+		// the records in the bucket.
+		for err == nil && b.Get(proposalKey(int64(seq))) != nil {
+			seq, err = b.NextSequence()
+		}
 		if err != nil {
 			return fmt.Errorf("next proposal id: %w", err)
 		}
@@ -98,7 +104,8 @@ func (s *Store) ListProposals(ctx context.Context, f store.ProposalFilter) ([]*w
 		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
 			p, err := decodeProposal(k, v)
 			if err != nil {
-				return err
+				s.damage.Skip("proposal", damageKey(k), err)
+				continue
 			}
 			if f.Pool != "" && p.GetPool() != f.Pool {
 				continue
@@ -193,7 +200,9 @@ func (s *Store) decideTx(ctx context.Context, tx *bolt.Tx, id int64, state wsfle
 }
 
 // pruneTx deletes the oldest decided proposals beyond keep. Deciding is
-// rare (an admin's action), so a walk over every proposal is cheap.
+// rare (an admin's action), so a walk over every proposal is cheap. A
+// damaged record is neither counted nor deleted: it is kept for an
+// operator to inspect.
 func (s *Store) pruneTx(b *bolt.Bucket, keep int) error {
 	all, err := s.proposalsTx(b)
 	if err != nil {
@@ -213,13 +222,15 @@ func (s *Store) pruneTx(b *bolt.Bucket, keep int) error {
 	return nil
 }
 
-// proposalsTx decodes every proposal in b, oldest first (key order).
+// proposalsTx decodes every proposal in b, oldest first (key order),
+// skipping (and reporting) damaged records.
 func (s *Store) proposalsTx(b *bolt.Bucket) ([]*wsfleetv1.Proposal, error) {
 	var out []*wsfleetv1.Proposal
 	err := b.ForEach(func(k, v []byte) error {
 		p, err := decodeProposal(k, v)
 		if err != nil {
-			return err
+			s.damage.Skip("proposal", damageKey(k), err)
+			return nil
 		}
 		out = append(out, p)
 		return nil
@@ -244,6 +255,19 @@ func putProposal(b *bolt.Bucket, p *wsfleetv1.Proposal) error {
 		return fmt.Errorf("marshal proposal %d: %w", p.GetId(), err)
 	}
 	return b.Put(proposalKey(p.GetId()), v)
+}
+
+// damageKey names a proposals key in the log: its id when it is one,
+// else its bytes in hex (clipped).
+func damageKey(k []byte) string {
+	if len(k) == 8 {
+		return fmt.Sprintf("proposals/%d", binary.BigEndian.Uint64(k))
+	}
+	const max = 32
+	if len(k) > max {
+		return fmt.Sprintf("proposals/%x…", k[:max])
+	}
+	return fmt.Sprintf("proposals/%x", k)
 }
 
 func proposalKey(id int64) []byte {

@@ -37,6 +37,9 @@
 // revision, the head and the approved proposal in one transaction,
 // compared on the head key's and the proposal key's ModRevision; deciding
 // one also deletes the oldest decided proposals beyond the kept number.
+// A damaged proposals/ key or value is skipped by listing, the open count
+// and pruning (kept, logged once, counted in Stats) and fails only the
+// calls naming its id; a new id is above every proposals/ key's.
 //
 // Append reads the pool's head and commits, in one transaction, the new
 // revs/ key and the new head, if the head key's ModRevision is still the

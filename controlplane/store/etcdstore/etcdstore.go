@@ -28,6 +28,7 @@ import (
 
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
 	"github.com/wsfleet/wsfleet/controlplane/store"
+	"github.com/wsfleet/wsfleet/controlplane/store/internal/damagelog"
 )
 
 // SchemaVersion is the layout this build writes and understands. Bump it
@@ -78,8 +79,8 @@ type Config struct {
 	// attempt). Default 5s.
 	RequestTimeout time.Duration
 	// Log receives what the watch of pool heads goes through (a broken
-	// watch, a compaction, etcd unreachable). Default logrus's standard
-	// logger.
+	// watch, a compaction, etcd unreachable) and the damaged records the
+	// store skips (see store.Proposals). Default logrus's standard logger.
 	Log logrus.FieldLogger
 
 	dialOptions []grpc.DialOption // tests: interceptors around etcd calls
@@ -154,9 +155,16 @@ type Store struct {
 	closing  context.Context // done once Close has begun: ends every watch
 	endAll   context.CancelFunc
 	watchers sync.WaitGroup
+
+	damage damagelog.Log // proposal records skipped as damaged
 }
 
 var _ store.Store = (*Store)(nil)
+
+// Stats implements store.Store.
+func (s *Store) Stats() store.Stats {
+	return store.Stats{DamagedProposals: s.damage.Count()}
+}
 
 // Open connects to etcd and opens the store under cfg.Prefix. An empty
 // prefix becomes a new store (Created then reports true); a prefix that
@@ -211,6 +219,7 @@ func open(cfg Config, create bool) (*Store, error) {
 		headsDir:  cfg.Prefix + "heads/",
 		revsDir:   cfg.Prefix + "revs/",
 	}
+	s.damage.Logger = cfg.Log
 	s.closing, s.endAll = context.WithCancel(context.Background())
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.DialTimeout)
 	defer cancel()

@@ -59,9 +59,14 @@ func (s *Store) CreateProposal(ctx context.Context, p *wsfleetv1.Proposal, lim s
 				return nil, fmt.Errorf("%w: %s holds %q, not a proposal id", ErrCorrupt, s.proposalSeqKey(), clipKey(string(kvs[0].Value)))
 			}
 		}
-		all, err := s.decodeProposals(resp.Responses[1].GetResponseRange().GetKvs())
-		if err != nil {
-			return nil, err
+		kvs := resp.Responses[1].GetResponseRange().GetKvs()
+		all := s.decodeProposals(kvs)
+		// A damaged record can sit at an id the counter has not given
+		// yet: it is kept for inspection, never written over.
+		for _, kv := range kvs {
+			if id, ok := s.proposalID(kv.Key); ok {
+				seq = max(seq, id)
+			}
 		}
 		open := 0
 		for _, q := range all {
@@ -156,7 +161,8 @@ func (s *Store) ListProposals(ctx context.Context, f store.ProposalFilter) ([]*w
 		}
 		p, err := s.decodeProposal(kv)
 		if err != nil {
-			return nil, err
+			s.damage.Skip("proposal", clipKey(string(kv.Key)), err)
+			continue
 		}
 		if f.Pool != "" && p.GetPool() != f.Pool {
 			continue
@@ -213,19 +219,22 @@ func (s *Store) decide(ctx context.Context, id int64, rev *wsfleetv1.PolicyRevis
 		if err != nil {
 			return nil, nil, s.wrap(ctx, op+": read", err)
 		}
-		kvs := resp.Responses[0].GetResponseRange().GetKvs()
-		all, err := s.decodeProposals(kvs)
-		if err != nil {
-			return nil, nil, err
-		}
 		var (
 			p    *wsfleetv1.Proposal
 			pmod int64
 		)
 		var closed []int64 // decided ones, oldest first
-		for i, q := range all {
-			if q.GetId() == id {
-				p, pmod = q, kvs[i].ModRevision
+		for _, kv := range resp.Responses[0].GetResponseRange().GetKvs() {
+			q, err := s.decodeProposal(kv)
+			switch {
+			case err != nil && string(kv.Key) == pk:
+				return nil, nil, err
+			case err != nil:
+				// Neither decided nor pruned: kept for inspection.
+				s.damage.Skip("proposal", clipKey(string(kv.Key)), err)
+				continue
+			case q.GetId() == id:
+				p, pmod = q, kv.ModRevision
 				continue
 			}
 			if q.GetState() != wsfleetv1.ProposalState_PROPOSAL_STATE_OPEN {
@@ -346,24 +355,32 @@ func (s *Store) settleProposal(ctx context.Context, op, key string, v []byte, tx
 	}
 }
 
-func (s *Store) decodeProposals(kvs []*mvccpb.KeyValue) ([]*wsfleetv1.Proposal, error) {
+// decodeProposals decodes kvs, skipping (and reporting) damaged records.
+func (s *Store) decodeProposals(kvs []*mvccpb.KeyValue) []*wsfleetv1.Proposal {
 	out := make([]*wsfleetv1.Proposal, 0, len(kvs))
 	for _, kv := range kvs {
 		p, err := s.decodeProposal(kv)
 		if err != nil {
-			return nil, err
+			s.damage.Skip("proposal", clipKey(string(kv.Key)), err)
+			continue
 		}
 		out = append(out, p)
 	}
-	return out, nil
+	return out
+}
+
+// proposalID is the id a proposals key names, if it names one.
+func (s *Store) proposalID(key []byte) (int64, bool) {
+	id, err := strconv.ParseInt(strings.TrimPrefix(string(key), s.proposalsDir()), 10, 64)
+	return id, err == nil && id >= 1
 }
 
 // decodeProposal unmarshals a stored proposal and checks it is the one its
 // key names, so damage is ErrCorrupt, never served.
 func (s *Store) decodeProposal(kv *mvccpb.KeyValue) (*wsfleetv1.Proposal, error) {
 	key := string(kv.Key)
-	id, err := strconv.ParseInt(strings.TrimPrefix(key, s.proposalsDir()), 10, 64)
-	if err != nil || id < 1 {
+	id, ok := s.proposalID(kv.Key)
+	if !ok {
 		return nil, fmt.Errorf("%w: proposals have key %q", ErrCorrupt, clipKey(key))
 	}
 	p := &wsfleetv1.Proposal{}

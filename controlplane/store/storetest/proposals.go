@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -322,5 +323,83 @@ func testProposalClosed(t *testing.T, s store.Store) {
 		if err := c.call(); !errors.Is(err, store.ErrClosed) {
 			t.Errorf("%s after Close: error = %v, want ErrClosed", c.name, err)
 		}
+	}
+}
+
+// DamagedProposal checks that a damaged proposal record stays local to
+// itself (see store.Proposals). s holds the intact proposal 1 of pool
+// "default" and one damaged record planted by the caller: damagedID is the
+// id its key names (0 when its key names none), corrupt the store's
+// ErrCorrupt, and want what that error must say. Afterwards the damaged
+// record is still in the store (the caller may check it byte for byte).
+func DamagedProposal(t *testing.T, s store.Store, damagedID int64, corrupt error, want ...string) {
+	t.Helper()
+	ctx := t.Context()
+	keep := store.ProposalLimits{KeepClosed: 1} // every decision prunes
+	ids := func(f store.ProposalFilter) []int64 {
+		t.Helper()
+		got, err := s.ListProposals(ctx, f)
+		if err != nil {
+			t.Fatalf("ListProposals(%+v) with a damaged record: %v", f, err)
+		}
+		var out []int64
+		for _, p := range got {
+			out = append(out, p.GetId())
+		}
+		return out
+	}
+	if got := ids(store.ProposalFilter{}); fmt.Sprint(got) != "[1]" {
+		t.Fatalf("ListProposals with a damaged record: ids %v, want [1]", got)
+	}
+	next, err := s.CreateProposal(ctx, Proposal(pool, 0, "after the damage"), store.ProposalLimits{MaxOpen: 2})
+	if err != nil {
+		t.Fatalf("CreateProposal with a damaged record: %v", err)
+	}
+	if next.GetId() <= 1 || next.GetId() == damagedID {
+		t.Fatalf("CreateProposal gave id %d, want above 1 and not the damaged %d", next.GetId(), damagedID)
+	}
+	if got := ids(store.ProposalFilter{Pool: pool, OpenOnly: true}); fmt.Sprint(got) != fmt.Sprint([]int64{next.GetId(), 1}) {
+		t.Fatalf("open proposals: ids %v, want [%d 1]", got, next.GetId())
+	}
+	if _, err := s.RejectProposal(ctx, 1, decision, keep); err != nil {
+		t.Fatalf("RejectProposal of the intact proposal 1: %v", err)
+	}
+	if _, _, err := s.ApproveProposal(ctx, next.GetId(), Revision(pool, "after the damage"), decision, keep); err != nil {
+		t.Fatalf("ApproveProposal of proposal %d: %v", next.GetId(), err)
+	}
+	// Pruning (KeepClosed 1) deleted proposal 1, not the damaged record.
+	if _, err := s.GetProposal(ctx, 1); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("GetProposal(1) after pruning: %v, want ErrNotFound", err)
+	}
+	if damagedID > 0 {
+		calls := []struct {
+			name string
+			call func() error
+		}{
+			{"GetProposal", func() error { _, err := s.GetProposal(ctx, damagedID); return err }},
+			{"RejectProposal", func() error { _, err := s.RejectProposal(ctx, damagedID, decision, keep); return err }},
+			{"ApproveProposal", func() error {
+				_, _, err := s.ApproveProposal(ctx, damagedID, Revision(pool, "damaged"), decision, keep)
+				return err
+			}},
+		}
+		for _, c := range calls {
+			err := c.call()
+			if !errors.Is(err, corrupt) {
+				t.Errorf("%s of the damaged proposal %d: error = %v, want ErrCorrupt", c.name, damagedID, err)
+				continue
+			}
+			for _, w := range want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("%s of the damaged proposal %d: error %q does not mention %q", c.name, damagedID, err, w)
+				}
+			}
+		}
+		if head := mustHead(t, s, pool).GetRevision(); head != 1 {
+			t.Fatalf("head is %d after approving the damaged proposal, want 1 (its approval must store nothing)", head)
+		}
+	}
+	if n := s.Stats().DamagedProposals; n != 1 {
+		t.Fatalf("Stats().DamagedProposals = %d after several reads of one damaged record, want 1", n)
 	}
 }
