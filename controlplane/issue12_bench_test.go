@@ -12,6 +12,7 @@ import (
 
 	"github.com/wsfleet/wsfleet/api/policy"
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
+	"github.com/wsfleet/wsfleet/controlplane/internal/benchcpu"
 )
 
 // Issue 12's read paths end to end over loopback gRPC, as wsctl and the
@@ -22,26 +23,6 @@ import (
 // bench-smoke) they are smaller and the names say so. cpu-ns/op is the
 // whole process's CPU per op: client and server, the garbage collector
 // included.
-
-// cpuMeter measures the process's CPU time over a benchmark's loop.
-type cpuMeter struct {
-	start int64
-	ok    bool
-}
-
-func startCPU() cpuMeter {
-	ns, ok := processCPU()
-	return cpuMeter{start: ns, ok: ok}
-}
-
-// report adds cpu-ns/op: CPU time over the loop divided by b.N. Call it
-// after b.Loop's loop: its first call deletes metrics reported before.
-func (m cpuMeter) report(b *testing.B) {
-	ns, ok := processCPU()
-	if m.ok && ok && b.N > 0 {
-		b.ReportMetric(float64(ns-m.start)/float64(b.N), "cpu-ns/op")
-	}
-}
 
 func shortOr(full, short int) int {
 	if testing.Short() {
@@ -112,7 +93,7 @@ func BenchmarkDryRun(b *testing.B) {
 		}
 		req := &wsfleetv1.ApplyPolicyRequest{Policy: next, DryRun: true, Message: "bench dry run"}
 		b.ReportAllocs()
-		cpu := startCPU()
+		cpu := benchcpu.Start()
 		for b.Loop() {
 			resp, err := pc.ApplyPolicy(ctx, req)
 			if err != nil {
@@ -124,7 +105,7 @@ func BenchmarkDryRun(b *testing.B) {
 					imp.GetNodesReporting(), len(imp.GetNewlyRejected()), len(imp.GetNewlyAdmitted()), nodes)
 			}
 		}
-		cpu.report(b)
+		cpu.Report(b)
 	})
 }
 
@@ -164,7 +145,7 @@ func BenchmarkErrorSeriesGRPC(b *testing.B) {
 		}}
 		ctx := context.Background()
 		b.ReportAllocs()
-		cpu := startCPU()
+		cpu := benchcpu.Start()
 		for b.Loop() {
 			resp, err := fc.ErrorSeries(ctx, req)
 			if err != nil {
@@ -174,6 +155,6 @@ func BenchmarkErrorSeriesGRPC(b *testing.B) {
 				b.Fatalf("%d buckets of %d classes, want %d of %d", resp.GetBuckets(), len(resp.GetSeries()), minutes, len(classes))
 			}
 		}
-		cpu.report(b)
+		cpu.Report(b)
 	})
 }

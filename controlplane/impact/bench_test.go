@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
+	"github.com/wsfleet/wsfleet/controlplane/internal/benchcpu"
 )
 
 // BenchmarkCompute is Compute alone on what a dry run of a pool of 1,000
@@ -48,7 +49,7 @@ func BenchmarkCompute(b *testing.B) {
 		head := pol(false, 10_000, "https://*.apps.example.com")
 		next := pol(false, 2_000, allow...)
 		b.ReportAllocs()
-		cpu := startCPU()
+		cpu := benchcpu.Start()
 		for b.Loop() {
 			out, err := Compute(head, next, traffic, rejected)
 			if err != nil {
@@ -58,26 +59,6 @@ func BenchmarkCompute(b *testing.B) {
 				b.Fatalf("%d newly rejected, %d newly admitted; want %d and %d", len(out.GetNewlyRejected()), len(out.GetNewlyAdmitted()), dropped, admitted)
 			}
 		}
-		cpu.report(b)
+		cpu.Report(b)
 	})
-}
-
-// cpuMeter measures the process's CPU time over a benchmark's loop.
-type cpuMeter struct {
-	start int64
-	ok    bool
-}
-
-func startCPU() cpuMeter {
-	ns, ok := processCPU()
-	return cpuMeter{start: ns, ok: ok}
-}
-
-// report adds cpu-ns/op: CPU time over the loop divided by b.N. Call it
-// after b.Loop's loop: its first call deletes metrics reported before.
-func (m cpuMeter) report(b *testing.B) {
-	ns, ok := processCPU()
-	if m.ok && ok && b.N > 0 {
-		b.ReportMetric(float64(ns-m.start)/float64(b.N), "cpu-ns/op")
-	}
 }

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
+	"github.com/wsfleet/wsfleet/controlplane/internal/benchcpu"
 	"github.com/wsfleet/wsfleet/controlplane/telemetry"
 )
 
@@ -106,30 +107,10 @@ func BenchmarkTick(b *testing.B) {
 		}
 		ctx := context.Background()
 		b.ReportAllocs()
-		cpu := startCPU()
+		cpu := benchcpu.Start()
 		for b.Loop() {
 			e.Tick(ctx)
 		}
-		cpu.report(b)
+		cpu.Report(b)
 	})
-}
-
-// cpuMeter measures the process's CPU time over a benchmark's loop.
-type cpuMeter struct {
-	start int64
-	ok    bool
-}
-
-func startCPU() cpuMeter {
-	ns, ok := processCPU()
-	return cpuMeter{start: ns, ok: ok}
-}
-
-// report adds cpu-ns/op: CPU time over the loop divided by b.N. Call it
-// after b.Loop's loop: its first call deletes metrics reported before.
-func (m cpuMeter) report(b *testing.B) {
-	ns, ok := processCPU()
-	if m.ok && ok && b.N > 0 {
-		b.ReportMetric(float64(ns-m.start)/float64(b.N), "cpu-ns/op")
-	}
 }

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
+	"github.com/wsfleet/wsfleet/controlplane/internal/benchcpu"
 )
 
 // Benchmarks of issue 12's read paths at production sizes: the console's
@@ -20,25 +21,6 @@ import (
 // table, the Go heap the table holds per key or minute (runtime.MemStats
 // after a GC, before and after filling). With -short (make bench-smoke)
 // the tables are smaller, and the names say so.
-
-// cpuMeter measures the process's CPU time over a benchmark's loop.
-type cpuMeter struct {
-	start int64
-	ok    bool
-}
-
-func startCPU() cpuMeter {
-	ns, ok := processCPU()
-	return cpuMeter{start: ns, ok: ok}
-}
-
-// report adds cpu-ns/op: CPU time over the loop divided by b.N.
-func (m cpuMeter) report(b *testing.B) {
-	ns, ok := processCPU()
-	if m.ok && ok && b.N > 0 {
-		b.ReportMetric(float64(ns-m.start)/float64(b.N), "cpu-ns/op")
-	}
-}
 
 // liveHeap is the Go heap in use after a full collection.
 func liveHeap() uint64 {
@@ -129,7 +111,7 @@ func benchErrorSeries(b *testing.B, minutes int, shape seriesShape) {
 		StartTime: timestamppb.New(end.Add(-time.Duration(minutes) * time.Minute)), EndTime: timestamppb.New(end),
 	}}
 	b.ReportAllocs()
-	cpu := startCPU()
+	cpu := benchcpu.Start()
 	for b.Loop() {
 		start, stop, step, err := SeriesRange(req, clock.Now())
 		if err != nil {
@@ -140,7 +122,7 @@ func benchErrorSeries(b *testing.B, minutes int, shape seriesShape) {
 			b.Fatalf("%d buckets of %d classes, want %d of %d", resp.GetBuckets(), len(resp.GetSeries()), minutes, shape.classes)
 		}
 	}
-	cpu.report(b)
+	cpu.Report(b)
 	// After the loop: b.Loop's first call deletes metrics reported before.
 	b.ReportMetric(perKey, "heap-B/key")
 	runtime.KeepAlive(s)
@@ -184,14 +166,14 @@ func BenchmarkTrafficSummary(b *testing.B) {
 	b.Run(fmt.Sprintf("minutes=%d/nodes=%d/origins=%d", minutes, nodes, origins), func(b *testing.B) {
 		s, end, mem := filledTraffic(b, minutes, nodes, origins)
 		b.ReportAllocs()
-		cpu := startCPU()
+		cpu := benchcpu.Start()
 		for b.Loop() {
 			resp := s.TrafficSummary("default", end.Add(-time.Hour), end)
 			if len(resp.GetAccepted()) != origins || int(resp.GetNodesReporting()) != nodes {
 				b.Fatalf("%d origins from %d nodes, want %d from %d", len(resp.GetAccepted()), resp.GetNodesReporting(), origins, nodes)
 			}
 		}
-		cpu.report(b)
+		cpu.Report(b)
 		mem.report(b)
 	})
 }
@@ -262,7 +244,7 @@ func BenchmarkIngestTrafficSample(b *testing.B) {
 				}
 			}
 			b.ReportAllocs()
-			cpu := startCPU()
+			cpu := benchcpu.Start()
 			i := 0
 			for b.Loop() {
 				src := batches[i%len(batches)]
@@ -272,7 +254,7 @@ func BenchmarkIngestTrafficSample(b *testing.B) {
 				})
 				i++
 			}
-			cpu.report(b)
+			cpu.Report(b)
 			if st := s.Stats(); withSample && st.TrafficSamples != uint64(b.N) {
 				b.Fatalf("%d samples counted of %d", st.TrafficSamples, b.N)
 			}

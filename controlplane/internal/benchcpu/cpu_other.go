@@ -1,6 +1,6 @@
 //go:build !unix
 
-package impact
+package benchcpu
 
 // processCPU cannot read the process's CPU time here: benchmarks report
 // no cpu-ns/op.
