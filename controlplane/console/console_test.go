@@ -65,6 +65,8 @@ func (c *clock) Add(d time.Duration) {
 
 // fakeFleet answers ListNodes and TailEvents; the rest is Unimplemented,
 // as a FleetService method another engineer has not written yet would be.
+// fakeFleet answers ListNodes and TailEvents; every other FleetService
+// method gets gRPC's Unimplemented, which the console maps to 501.
 type fakeFleet struct {
 	wsfleetv1.UnimplementedFleetServiceServer
 	tailing chan struct{} // a tail is open
@@ -251,7 +253,9 @@ func TestTheAPIAuthorizesEveryCallLikeGRPC(t *testing.T) {
 		{"a stale expected revision gets 409", admin, apply, applyGood("7"), nil, 409, "FailedPrecondition"},
 		{"a request that is not JSON of the message gets 400", admin, apply, `{"pool": 5}`, nil, 400, "InvalidArgument"},
 		{"a method the console does not offer gets 404", admin, "/ui/api/rpc/PolicyService/RecoverPolicy", `{}`, nil, 404, "NotFound"},
-		{"a method not implemented yet gets 501", viewer, "/ui/api/rpc/FleetService/ErrorSeries", `{}`, nil, 501, "Unimplemented"},
+		// fakeFleet serves ListNodes and TailEvents only: any other call is
+		// answered Unimplemented, as a service without the method answers.
+		{"a call the service answers Unimplemented gets 501", viewer, "/ui/api/rpc/FleetService/ErrorSeries", `{}`, nil, 501, "Unimplemented"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
