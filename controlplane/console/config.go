@@ -25,6 +25,8 @@ const (
 	DefaultMaxTailsPerSession = 4
 	// DefaultTailKeepalive: see Config.TailKeepalive.
 	DefaultTailKeepalive = 15 * time.Second
+	// DefaultTailWriteTimeout: see Config.TailWriteTimeout.
+	DefaultTailWriteTimeout = 30 * time.Second
 	// DefaultMaxBodyBytes bounds a JSON request: a policy is a few KiB.
 	DefaultMaxBodyBytes = 1 << 20
 )
@@ -68,6 +70,12 @@ type Config struct {
 	// from the tokens file ends a tail (one long request) within it too.
 	// Default 15s.
 	TailKeepalive time.Duration
+	// TailWriteTimeout bounds one write to a live tail's browser (set per
+	// write, replacing the HTTP server's own write timeout, which would end
+	// every tail after its first 30 s): a browser that stops reading ends
+	// its tail, its slot and its stream on the control plane within it.
+	// Default 30s.
+	TailWriteTimeout time.Duration
 	// MaxBodyBytes bounds a request body. Default 1 MiB.
 	MaxBodyBytes int64
 	// Now is the clock; default time.Now.
@@ -99,6 +107,9 @@ func (c *Config) setDefaults() {
 	if c.MaxTailsPerSession == 0 {
 		c.MaxTailsPerSession = DefaultMaxTailsPerSession
 	}
+	if c.TailWriteTimeout == 0 {
+		c.TailWriteTimeout = DefaultTailWriteTimeout
+	}
 	if c.TailKeepalive == 0 {
 		c.TailKeepalive = DefaultTailKeepalive
 	}
@@ -123,6 +134,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: MaxSessions and MaxLoginIPs must be positive, MaxTails and MaxTailsPerSession not negative", ErrConfig)
 	case c.LoginRate < 0 || c.LoginBurst < 1:
 		return fmt.Errorf("%w: LoginRate must not be negative, LoginBurst must be positive", ErrConfig)
+	case c.TailWriteTimeout < 0:
+		return fmt.Errorf("%w: TailWriteTimeout %v is negative", ErrConfig, c.TailWriteTimeout)
 	case c.TailKeepalive < 0:
 		return fmt.Errorf("%w: TailKeepalive %v is negative", ErrConfig, c.TailKeepalive)
 	case c.MaxBodyBytes < 1024:

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -71,6 +72,8 @@ type fakeFleet struct {
 	wsfleetv1.UnimplementedFleetServiceServer
 	tailing chan struct{} // a tail is open
 	ended   chan struct{} // a tail ended
+	// flood: a tail sends events without pause until a send fails.
+	flood atomic.Bool
 }
 
 func (f *fakeFleet) ListNodes(ctx context.Context, _ *wsfleetv1.ListNodesRequest) (*wsfleetv1.ListNodesResponse, error) {
@@ -86,6 +89,12 @@ func (f *fakeFleet) TailEvents(_ *wsfleetv1.TailEventsRequest, stream wsfleetv1.
 		return err
 	}
 	f.tailing <- struct{}{}
+	for f.flood.Load() {
+		ev := &wsfleetv1.ErrorEvent{Class: wsfleetv1.ErrorClass_ERROR_CLASS_CONN_RESET, Error: strings.Repeat("x", 4096), Time: timestamppb.Now()}
+		if err := stream.Send(&wsfleetv1.TailEventsResponse{Event: ev}); err != nil {
+			return err
+		}
+	}
 	<-stream.Context().Done()
 	return stream.Context().Err()
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -473,4 +474,62 @@ func TestATailsEndReasonIsValidJSON(t *testing.T) {
 	if !strings.Contains(reason, "tail dropped") || !strings.Contains(reason, "🐢") {
 		t.Fatalf("reason %q", reason)
 	}
+}
+
+// A browser that opens a live tail and stops reading (a frozen tab, a
+// client that only wants to hold the slot) must not hold it: once the
+// socket's buffers are full, the next write waits at most TailWriteTimeout,
+// then the tail ends — its stream on the control plane, its slot — while
+// the event source keeps sending.
+func TestALiveTailWhoseBrowserStopsReadingEnds(t *testing.T) {
+	f := newFixture(t, Config{MaxTails: 1, TailWriteTimeout: 300 * time.Millisecond})
+	f.fleet.flood.Store(true)
+	u := f.login(t, viewerToken)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(f.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetReadBuffer(4096) // fill up sooner
+	}
+	if _, err := fmt.Fprintf(conn, "GET /ui/api/tail HTTP/1.1\r\nHost: console\r\nCookie: %s=%s\r\n\r\n", u.cookie.Name, u.cookie.Value); err != nil {
+		t.Fatal(err)
+	}
+	// Never read from conn.
+	select {
+	case <-f.fleet.tailing:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the tail did not open")
+	}
+	select {
+	case <-f.fleet.ended:
+	case <-time.After(15 * time.Second):
+		t.Fatal("a tail whose browser stopped reading still runs after 15 s (write timeout 300ms)")
+	}
+	// Its slot is free again: with MaxTails 1, another tail opens.
+	f.fleet.flood.Store(false)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", f.srv.URL+"/ui/api/tail", nil)
+	req.AddCookie(u.cookie)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := f.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode == http.StatusOK {
+			resp.Body.Close()
+			break
+		}
+		resp.Body.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("a new tail after the stuck one ended: %d, want 200", resp.StatusCode)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	<-f.fleet.tailing
+	<-f.fleet.ended
 }

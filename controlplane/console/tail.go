@@ -21,9 +21,6 @@ import (
 const (
 	// maxTailBacklog bounds the recent events a tail starts with.
 	maxTailBacklog = 200
-	// tailWriteTimeout bounds one write to the browser: the HTTP server's
-	// own write timeout would end every tail after its first 30 s.
-	tailWriteTimeout = 30 * time.Second
 )
 
 // sseStream is a FleetService_TailEventsServer writing server-sent events.
@@ -31,7 +28,9 @@ type sseStream struct {
 	ctx context.Context
 	w   http.ResponseWriter
 	rc  *http.ResponseController
-	mu  sync.Mutex // one write at a time: Send and the keepalive
+	// timeout bounds one write (Config.TailWriteTimeout).
+	timeout time.Duration
+	mu      sync.Mutex // one write at a time: Send and the keepalive
 }
 
 var _ wsfleetv1.FleetService_TailEventsServer = (*sseStream)(nil)
@@ -39,7 +38,7 @@ var _ wsfleetv1.FleetService_TailEventsServer = (*sseStream)(nil)
 func (s *sseStream) write(b []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_ = s.rc.SetWriteDeadline(time.Now().Add(tailWriteTimeout))
+	_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
 	if _, err := s.w.Write(b); err != nil {
 		return err
 	}
@@ -114,7 +113,7 @@ func (c *Console) serveTail(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	stream := &sseStream{ctx: ctx, w: w, rc: http.NewResponseController(w)}
+	stream := &sseStream{ctx: ctx, w: w, rc: http.NewResponseController(w), timeout: c.cfg.TailWriteTimeout}
 	if err := stream.write([]byte(": tail open\n\n")); err != nil {
 		return
 	}

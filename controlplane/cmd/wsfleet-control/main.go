@@ -119,6 +119,7 @@ func run() int {
 	fs.IntVar(&cfg.Console.MaxLoginIPs, "console-max-login-ips", console.DefaultMaxLoginIPs, "client addresses whose login attempts are tracked; beyond, new ones are refused until one is idle")
 	fs.IntVar(&cfg.Console.MaxTails, "console-max-tails", console.DefaultMaxTails, "web console live tails open at once")
 	fs.IntVar(&cfg.Console.MaxTailsPerSession, "console-max-tails-per-session", console.DefaultMaxTailsPerSession, "web console live tails one session may hold")
+	fs.DurationVar(&cfg.Console.TailWriteTimeout, "console-tail-write-timeout", console.DefaultTailWriteTimeout, "how long one write to a web console live tail may block before the tail is ended (a browser that stopped reading)")
 	fs.DurationVar(&cfg.Console.TailKeepalive, "console-tail-keepalive", console.DefaultTailKeepalive, "how often an idle web console live tail sends a keepalive and re-authenticates its token")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logFormat := fs.String("log-format", "json", "log format: json or text")
