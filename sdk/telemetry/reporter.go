@@ -56,12 +56,13 @@ type Reporter struct {
 	unreported   uint64 // drops not yet carried by a batch
 	// samples are traffic samples waiting for a batch (at most
 	// MaxTrafficSamples; the next batch cut takes them all). samplesIn
-	// counts samples ever recorded, samplesOut those ever cut or dropped,
-	// ackedSamples samplesOut at the last acknowledged cut: Flush waits
-	// for the samples recorded before it the way it waits for events.
+	// counts samples ever recorded (Stats.TrafficRecorded), samplesOut
+	// those ever cut or dropped, ackedSamples samplesOut at the last
+	// acknowledged cut: Flush waits for the samples recorded before it the
+	// way it waits for events.
 	samples                             []*wsfleetv1.TrafficSample
 	samplesIn, samplesOut, ackedSamples uint64
-	trafficRecorded, trafficDropped     uint64
+	trafficDropped                      uint64
 
 	// Flush bookkeeping. tail counts entries ever pushed to pending and
 	// head entries ever removed from it (batched or dropped); both only
@@ -232,7 +233,6 @@ func (r *Reporter) RecordTraffic(s *wsfleetv1.TrafficSample) {
 		}
 	}
 	r.mu.Lock()
-	r.trafficRecorded++
 	if len(r.samples) >= r.cfg.MaxTrafficSamples {
 		r.samples[0] = nil
 		r.samples = r.samples[1:]
@@ -296,7 +296,7 @@ func (r *Reporter) Stats() Stats {
 		Connected:     r.connected,
 		LastError:     r.lastErr,
 
-		TrafficRecorded: r.trafficRecorded,
+		TrafficRecorded: r.samplesIn,
 		TrafficDropped:  r.trafficDropped,
 	}
 }
