@@ -224,12 +224,10 @@ func (r *Reporter) RecordTraffic(s *wsfleetv1.TrafficSample) {
 	if s == nil {
 		return
 	}
-	if !utf8.ValidString(s.PolicyPool) {
-		s.PolicyPool = strings.ToValidUTF8(s.PolicyPool, "\uFFFD")
-	}
+	repairString(&s.PolicyPool)
 	for _, o := range s.Accepted {
-		if !utf8.ValidString(o.GetOrigin()) {
-			o.Origin = strings.ToValidUTF8(o.Origin, "\uFFFD")
+		if o != nil {
+			repairString(&o.Origin)
 		}
 	}
 	r.mu.Lock()
@@ -253,12 +251,19 @@ func (r *Reporter) RecordTraffic(s *wsfleetv1.TrafficSample) {
 func repairUTF8(ev *wsfleetv1.ErrorEvent) bool {
 	repaired := false
 	for _, s := range [...]*string{&ev.TraceId, &ev.ConnId, &ev.NodeId, &ev.Pool, &ev.Origin, &ev.RemoteAddr, &ev.UserAgent, &ev.Error, &ev.ClientUrl, &ev.ClientDetail} {
-		if !utf8.ValidString(*s) {
-			*s = strings.ToValidUTF8(*s, "\uFFFD")
-			repaired = true
-		}
+		repaired = repairString(s) || repaired
 	}
 	return repaired
+}
+
+// repairString replaces invalid UTF-8 in *s with U+FFFD and reports
+// whether there was any.
+func repairString(s *string) bool {
+	if utf8.ValidString(*s) {
+		return false
+	}
+	*s = strings.ToValidUTF8(*s, "\uFFFD")
+	return true
 }
 
 func (r *Reporter) overLocked(size int) bool {
