@@ -162,7 +162,11 @@ func New(cfg Config) (*Node, error) {
 	n.foldDone = make(chan struct{})
 	go n.sweepFolds()
 	n.trafficDone = make(chan struct{})
-	go n.cutTraffic()
+	if n.traffic != nil {
+		go n.cutTraffic()
+	} else {
+		close(n.trafficDone)
+	}
 	return n, nil
 }
 

@@ -44,8 +44,13 @@ func (n *Node) nextCut(now time.Time) time.Duration {
 }
 
 // cutSample hands the sample of the interval that began at start to the
-// sink, if it had traffic and the sink takes samples.
+// sink, if it had traffic and the sink takes samples. Without a Collector
+// (Config.DisableTraffic) it reads nothing: MaxFromIP walks every client
+// IP.
 func (n *Node) cutSample(start time.Time) {
+	if n.traffic == nil {
+		return
+	}
 	rev := n.snapshot().rev
 	s := n.traffic.Cut(start, rev.GetPool(), rev.GetRevision(), n.admitter.Active(), n.admitter.MaxFromIP())
 	if s == nil {

@@ -56,12 +56,13 @@ type Reporter struct {
 	unreported   uint64 // drops not yet carried by a batch
 	// samples are traffic samples waiting for a batch (at most
 	// MaxTrafficSamples; the next batch cut takes them all). samplesIn
-	// counts samples ever recorded, samplesOut those ever cut or dropped,
-	// ackedSamples samplesOut at the last acknowledged cut: Flush waits
-	// for the samples recorded before it the way it waits for events.
+	// counts samples ever recorded (Stats.TrafficRecorded), samplesOut
+	// those ever cut or dropped, ackedSamples samplesOut at the last
+	// acknowledged cut: Flush waits for the samples recorded before it the
+	// way it waits for events.
 	samples                             []*wsfleetv1.TrafficSample
 	samplesIn, samplesOut, ackedSamples uint64
-	trafficRecorded, trafficDropped     uint64
+	trafficDropped                      uint64
 
 	// Flush bookkeeping. tail counts entries ever pushed to pending and
 	// head entries ever removed from it (batched or dropped); both only
@@ -223,16 +224,13 @@ func (r *Reporter) RecordTraffic(s *wsfleetv1.TrafficSample) {
 	if s == nil {
 		return
 	}
-	if !utf8.ValidString(s.PolicyPool) {
-		s.PolicyPool = strings.ToValidUTF8(s.PolicyPool, "\uFFFD")
-	}
+	repairString(&s.PolicyPool)
 	for _, o := range s.Accepted {
-		if !utf8.ValidString(o.GetOrigin()) {
-			o.Origin = strings.ToValidUTF8(o.Origin, "\uFFFD")
+		if o != nil {
+			repairString(&o.Origin)
 		}
 	}
 	r.mu.Lock()
-	r.trafficRecorded++
 	if len(r.samples) >= r.cfg.MaxTrafficSamples {
 		r.samples[0] = nil
 		r.samples = r.samples[1:]
@@ -253,12 +251,19 @@ func (r *Reporter) RecordTraffic(s *wsfleetv1.TrafficSample) {
 func repairUTF8(ev *wsfleetv1.ErrorEvent) bool {
 	repaired := false
 	for _, s := range [...]*string{&ev.TraceId, &ev.ConnId, &ev.NodeId, &ev.Pool, &ev.Origin, &ev.RemoteAddr, &ev.UserAgent, &ev.Error, &ev.ClientUrl, &ev.ClientDetail} {
-		if !utf8.ValidString(*s) {
-			*s = strings.ToValidUTF8(*s, "\uFFFD")
-			repaired = true
-		}
+		repaired = repairString(s) || repaired
 	}
 	return repaired
+}
+
+// repairString replaces invalid UTF-8 in *s with U+FFFD and reports
+// whether there was any.
+func repairString(s *string) bool {
+	if utf8.ValidString(*s) {
+		return false
+	}
+	*s = strings.ToValidUTF8(*s, "\uFFFD")
+	return true
 }
 
 func (r *Reporter) overLocked(size int) bool {
@@ -296,7 +301,7 @@ func (r *Reporter) Stats() Stats {
 		Connected:     r.connected,
 		LastError:     r.lastErr,
 
-		TrafficRecorded: r.trafficRecorded,
+		TrafficRecorded: r.samplesIn,
 		TrafficDropped:  r.trafficDropped,
 	}
 }

@@ -2,7 +2,6 @@ package loadgen
 
 import (
 	"context"
-	"errors"
 	"fmt"
 )
 
@@ -46,32 +45,14 @@ func (r *runner) handshakeTraffic(ctx context.Context) *TrafficCostComparison {
 	}
 	defer r.stopOwn(ScenarioHandshakeTraffic, off)
 
-	per := max(1, cfg.Handshakes/cfg.Rounds)
-	side := func(c *child, name string, out **HandshakeResult) func() error {
-		t := Target{Name: name, URL: "ws://" + c.addr + "/ws", Origin: cfg.Origin}
-		return func() error {
-			res, err := Handshakes(ctx, HandshakeConfig{Target: t, Total: per, Workers: cfg.Clients, CPU: cpuOf(c.pid)})
-			if err == nil {
-				if *out == nil {
-					*out = &res
-				} else {
-					(*out).Merge(res)
-				}
-			}
-			return err
-		}
+	target := func(c *child, name string) Target {
+		return Target{Name: name, URL: "ws://" + c.addr + "/ws", Origin: cfg.Origin}
 	}
-	withTraffic, without := side(on, "traffic on", &cmp.On), side(off, "traffic off", &cmp.Off)
-	logf(cfg.Progress, "%s: %d handshakes each over %d workers, %d alternating rounds", ScenarioHandshakeTraffic, per*cfg.Rounds, cfg.Clients, cfg.Rounds)
-	for round := range cfg.Rounds {
-		first, second := withTraffic, without
-		if round%2 == 1 {
-			first, second = without, withTraffic
-		}
-		if err := errors.Join(first(), second()); err != nil {
-			r.rep.fail(fmt.Errorf("%s: %w", ScenarioHandshakeTraffic, err))
-			return nil
-		}
+	logf(cfg.Progress, "%s: %d handshakes each over %d workers, %d alternating rounds", ScenarioHandshakeTraffic, r.handshakesPerRound()*cfg.Rounds, cfg.Clients, cfg.Rounds)
+	cmp.On, cmp.Off, err = r.alternateHandshakes(ctx, target(on, "traffic on"), on.pid, target(off, "traffic off"), off.pid)
+	if err != nil {
+		r.rep.fail(fmt.Errorf("%s: %w", ScenarioHandshakeTraffic, err))
+		return nil
 	}
 	// /proc counts CPU in ticks (10 ms): a side that read none is not
 	// measured, rather than free.

@@ -1056,12 +1056,17 @@ func (r *runner) roundtrip(ctx context.Context) *RoundtripComparison {
 	return cmp
 }
 
-// handshakes compares handshakes in cfg.Rounds alternating rounds of
-// Handshakes/Rounds each per server, as roundtrip does.
-func (r *runner) handshakes(ctx context.Context) *HandshakeComparison {
+// handshakesPerRound is each side's handshakes in one round of
+// alternateHandshakes.
+func (r *runner) handshakesPerRound() int { return max(1, r.cfg.Handshakes/r.cfg.Rounds) }
+
+// alternateHandshakes measures handshakes against a and b (server pids
+// pidA and pidB) in RunConfig.Rounds rounds of handshakesPerRound each,
+// a first in even rounds and b first in odd ones, and returns each side's
+// merged result.
+func (r *runner) alternateHandshakes(ctx context.Context, a Target, pidA int, b Target, pidB int) (resA, resB *HandshakeResult, err error) {
 	cfg := r.cfg
-	cmp := &HandshakeComparison{Target: TargetHandshakeRatio}
-	per := max(1, cfg.Handshakes/cfg.Rounds)
+	per := r.handshakesPerRound()
 	side := func(t Target, pid int, out **HandshakeResult) func() error {
 		return func() error {
 			res, err := Handshakes(ctx, HandshakeConfig{Target: t, Total: per, Workers: cfg.Clients, CPU: cpuOf(pid)})
@@ -1075,18 +1080,29 @@ func (r *runner) handshakes(ctx context.Context) *HandshakeComparison {
 			return err
 		}
 	}
-	node, echo := side(r.nodeTarget, r.node.pid, &cmp.Node), side(r.echoTarget, r.echo.pid, &cmp.Echo)
-	logf(cfg.Progress, "handshake: node and echo: %d handshakes over %d workers, %d alternating rounds", per*cfg.Rounds, cfg.Clients, cfg.Rounds)
+	sideA, sideB := side(a, pidA, &resA), side(b, pidB, &resB)
 	for round := range cfg.Rounds {
-		first, second := node, echo
+		first, second := sideA, sideB
 		if round%2 == 1 {
-			first, second = echo, node
+			first, second = sideB, sideA
 		}
 		if err := errors.Join(first(), second()); err != nil {
-			r.rep.fail(err)
-			cmp.Node, cmp.Echo = nil, nil
-			return cmp
+			return nil, nil, err
 		}
+	}
+	return resA, resB, nil
+}
+
+// handshakes compares handshakes in cfg.Rounds alternating rounds of
+// Handshakes/Rounds each per server, as roundtrip does.
+func (r *runner) handshakes(ctx context.Context) *HandshakeComparison {
+	cfg := r.cfg
+	cmp := &HandshakeComparison{Target: TargetHandshakeRatio}
+	logf(cfg.Progress, "handshake: node and echo: %d handshakes over %d workers, %d alternating rounds", r.handshakesPerRound()*cfg.Rounds, cfg.Clients, cfg.Rounds)
+	var err error
+	if cmp.Node, cmp.Echo, err = r.alternateHandshakes(ctx, r.nodeTarget, r.node.pid, r.echoTarget, r.echo.pid); err != nil {
+		r.rep.fail(err)
+		return cmp
 	}
 	if cmp.Echo.PerSecond > 0 {
 		cmp.Ratio = cmp.Node.PerSecond / cmp.Echo.PerSecond
@@ -1187,11 +1203,9 @@ func (r *runner) storm(ctx context.Context) *StormResult {
 		return nil
 	}
 	addr := n.addr
-	defer func() {
-		if err := n.stop(cfg.StopTimeout); err != nil {
-			r.rep.fail(fmt.Errorf("%s: %w", ScenarioStorm, err))
-		}
-	}()
+	// A closure: the restart below replaces n, and the node to stop is
+	// the one running then.
+	defer func() { r.stopOwn(ScenarioStorm, n) }()
 	res, err := Storm(ctx, StormConfig{
 		Target:  Target{Name: "node", URL: "ws://" + addr + "/ws", Origin: cfg.Origin},
 		NodeID:  id,

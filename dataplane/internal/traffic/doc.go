@@ -18,10 +18,10 @@
 // # Concurrency
 //
 // Every method is safe for concurrent use. Accepted (once per accepted
-// handshake) takes one short mutex. Message and MessageBytes, on the
+// handshake) takes one short mutex. MessageRate and MessageBytes, on the
 // per-message path, read one shared word each and write it only when they
 // raise a peak (compare-and-swap), which after the first second of an
 // interval is rare; the per-connection count of the current second lives
 // in the caller's own per-connection state. Cut takes the mutex and swaps the
-// peaks. The package starts no goroutines: the node cuts on a ticker.
+// peaks. The package starts no goroutines: the node cuts on a timer.
 package traffic

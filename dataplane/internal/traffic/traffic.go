@@ -32,10 +32,9 @@ type Config struct {
 type Collector struct {
 	maxOrigins int
 
-	mu       sync.Mutex
-	origins  map[string]uint64
-	other    uint64
-	accepted uint64
+	mu      sync.Mutex
+	origins map[string]uint64
+	other   uint64
 	// sec is the unix second hsCount counts handshakes of.
 	sec                  int64
 	hsCount              uint32
@@ -72,7 +71,6 @@ func (c *Collector) Accepted(origin string, open int64, fromIP int32, now time.T
 	} else {
 		c.other++
 	}
-	c.accepted++
 	if sec != c.sec {
 		c.sec, c.hsCount = sec, 0
 	}
@@ -138,7 +136,7 @@ func (c *Collector) Cut(minute time.Time, pool string, revision, open int64, max
 		return nil
 	}
 	c.mu.Lock()
-	origins, other, accepted := c.origins, c.other, c.accepted
+	origins, other := c.origins, c.other
 	s := &wsfleetv1.TrafficSample{
 		Minute:                  timestamppb.New(minute.UTC().Truncate(time.Minute)),
 		PolicyPool:              pool,
@@ -149,7 +147,7 @@ func (c *Collector) Cut(minute time.Time, pool string, revision, open int64, max
 		PeakHandshakesPerSecond: c.peakHS,
 	}
 	c.origins = make(map[string]uint64, min(len(origins), c.maxOrigins))
-	c.other, c.accepted, c.peakHS = 0, 0, 0
+	c.other, c.peakHS = 0, 0
 	c.peakConns, c.peakPerIP = clamp(open), clamp(int64(maxFromIP))
 	// Under the lock only to order the swap with the fields above; the
 	// per-message path never takes it.
@@ -157,7 +155,8 @@ func (c *Collector) Cut(minute time.Time, pool string, revision, open int64, max
 	s.PeakMessageBytes = c.peakBytes.Swap(0)
 	c.mu.Unlock()
 
-	if accepted == 0 && s.PeakConnections == 0 && s.PeakMessagesPerSecond == 0 {
+	// No handshake accepted: no origin counted, none beyond the cap.
+	if len(origins) == 0 && other == 0 && s.PeakConnections == 0 && s.PeakMessagesPerSecond == 0 {
 		return nil
 	}
 	s.Accepted = make([]*wsfleetv1.OriginCount, 0, len(origins))
