@@ -127,11 +127,10 @@ func (s *Server) ProposePolicy(ctx context.Context, req *wsfleetv1.ProposePolicy
 	// Every bad field at once: the request's and the policy's (whose paths
 	// are relative to the Policy message, as in ApplyPolicy).
 	var bad []*wsfleetv1.FieldViolation
-	switch msg := req.GetMessage(); {
-	case msg == "":
+	if req.GetMessage() == "" {
 		bad = append(bad, &wsfleetv1.FieldViolation{Field: "message", Description: "required: say why, for the approver"})
-	case len(msg) > policy.MaxCommitMessageBytes:
-		bad = append(bad, &wsfleetv1.FieldViolation{Field: "message", Description: fmt.Sprintf("%d bytes; at most %d", len(msg), policy.MaxCommitMessageBytes)})
+	} else if v := messageViolation(req.GetMessage()); v != nil {
+		bad = append(bad, v)
 	}
 	if req.ExpectedRevision != nil && req.GetExpectedRevision() < 0 {
 		bad = append(bad, &wsfleetv1.FieldViolation{Field: "expected_revision", Description: "must not be negative"})
@@ -292,11 +291,10 @@ func (s *Server) RejectProposal(ctx context.Context, req *wsfleetv1.RejectPropos
 	if req.GetId() <= 0 {
 		bad = append(bad, &wsfleetv1.FieldViolation{Field: "id", Description: "must be positive"})
 	}
-	switch msg := req.GetMessage(); {
-	case msg == "":
+	if req.GetMessage() == "" {
 		bad = append(bad, &wsfleetv1.FieldViolation{Field: "message", Description: "required: say why, for the proposer"})
-	case len(msg) > policy.MaxCommitMessageBytes:
-		bad = append(bad, &wsfleetv1.FieldViolation{Field: "message", Description: fmt.Sprintf("%d bytes; at most %d", len(msg), policy.MaxCommitMessageBytes)})
+	} else if v := messageViolation(req.GetMessage()); v != nil {
+		bad = append(bad, v)
 	}
 	if len(bad) > 0 {
 		return nil, badRequest(bad...)

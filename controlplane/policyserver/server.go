@@ -555,13 +555,22 @@ func (s *Server) storeError(ctx context.Context, err error, what string) error {
 // is bounded like every other string a client supplies, and refused rather
 // than cut so the author sees what was kept.
 func checkMessage(msg string) error {
+	if v := messageViolation(msg); v != nil {
+		return badRequest(v)
+	}
+	return nil
+}
+
+// messageViolation is checkMessage's violation, or nil, for requests that
+// gather every bad field at once.
+func messageViolation(msg string) *wsfleetv1.FieldViolation {
 	if len(msg) <= policy.MaxCommitMessageBytes {
 		return nil
 	}
-	return badRequest(&wsfleetv1.FieldViolation{
+	return &wsfleetv1.FieldViolation{
 		Field:       "message",
 		Description: fmt.Sprintf("%d bytes; at most %d", len(msg), policy.MaxCommitMessageBytes),
-	})
+	}
 }
 
 func authorOf(ctx context.Context) string {
