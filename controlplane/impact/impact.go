@@ -12,19 +12,11 @@ import (
 
 	"github.com/wsfleet/wsfleet/api/policy"
 	wsfleetv1 "github.com/wsfleet/wsfleet/api/wsfleet/v1"
+	"github.com/wsfleet/wsfleet/controlplane/telemetry"
 )
 
 // Window is how far back a dry run looks.
 const Window = time.Hour
-
-// otherOrigin is the control plane's overflow origin in error counts
-// (controlplane/telemetry.OtherOrigin): rejections of many origins, whose
-// fate under an allowlist is unknown.
-const otherOrigin = "(other)"
-
-// topLimit asks TopErrors for every origin group it keeps
-// (controlplane/telemetry.MaxTopLimit).
-const topLimit = 10_000
 
 // Source is where a dry run reads the fleet's telemetry: the control
 // plane's FleetService queries (package fanout for every replica's).
@@ -54,7 +46,7 @@ func Func(src Source, now func() time.Time) func(ctx context.Context, pool strin
 				Classes: []wsfleetv1.ErrorClass{wsfleetv1.ErrorClass_ERROR_CLASS_ORIGIN_REJECTED},
 			},
 			GroupBy: wsfleetv1.TopErrorsRequest_GROUP_BY_ORIGIN,
-			Limit:   topLimit,
+			Limit:   telemetry.MaxTopLimit, // every origin group it keeps
 		})
 		if err != nil {
 			return nil, err
@@ -90,7 +82,9 @@ func Compute(head, next *wsfleetv1.Policy, traffic *wsfleetv1.TrafficSummaryResp
 		}
 	}
 	for _, g := range rejected.GetGroups() {
-		if g.GetKey() == otherOrigin {
+		// Rejections of many origins, whose fate under an allowlist is
+		// unknown.
+		if g.GetKey() == telemetry.OtherOrigin {
 			continue
 		}
 		if (headM == nil || !headM.Allow(g.GetKey())) && nextM.Allow(g.GetKey()) {
