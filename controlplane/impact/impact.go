@@ -95,14 +95,7 @@ func Compute(head, next *wsfleetv1.Policy, traffic *wsfleetv1.TrafficSummaryResp
 	sortImpacts(out.NewlyAdmitted)
 	out.Limits = limits(head, next, traffic.GetPeaks())
 	seen := map[string]bool{}
-	for _, m := range traffic.GetMissingReplicas() {
-		add := m.GetReplica() + ": " + m.GetError()
-		if !seen[add] {
-			seen[add] = true
-			out.MissingReplicas = append(out.MissingReplicas, add)
-		}
-	}
-	for _, m := range rejected.GetMissingReplicas() {
+	for _, m := range slices.Concat(traffic.GetMissingReplicas(), rejected.GetMissingReplicas()) {
 		add := m.GetReplica() + ": " + m.GetError()
 		if !seen[add] {
 			seen[add] = true
