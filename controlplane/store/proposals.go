@@ -55,6 +55,20 @@ type ProposalFilter struct {
 	Limit int
 }
 
+// Max is f.Limit, or DefaultListProposals when none is given.
+func (f ProposalFilter) Max() int {
+	if f.Limit <= 0 {
+		return DefaultListProposals
+	}
+	return f.Limit
+}
+
+// Match reports whether f selects p.
+func (f ProposalFilter) Match(p *wsfleetv1.Proposal) bool {
+	return (f.Pool == "" || p.GetPool() == f.Pool) &&
+		(!f.OpenOnly || p.GetState() == wsfleetv1.ProposalState_PROPOSAL_STATE_OPEN)
+}
+
 // Decision is who decided a proposal, when and why.
 type Decision struct {
 	By      string

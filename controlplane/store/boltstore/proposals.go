@@ -90,10 +90,7 @@ func (s *Store) ListProposals(ctx context.Context, f store.ProposalFilter) ([]*w
 	if err := s.enter(ctx); err != nil {
 		return nil, err
 	}
-	limit := f.Limit
-	if limit <= 0 {
-		limit = store.DefaultListProposals
-	}
+	limit := f.Max()
 	var out []*wsfleetv1.Proposal
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(proposalsBucket)
@@ -107,10 +104,7 @@ func (s *Store) ListProposals(ctx context.Context, f store.ProposalFilter) ([]*w
 				s.damage.Skip("proposal", damageKey(k), err)
 				continue
 			}
-			if f.Pool != "" && p.GetPool() != f.Pool {
-				continue
-			}
-			if f.OpenOnly && p.GetState() != wsfleetv1.ProposalState_PROPOSAL_STATE_OPEN {
+			if !f.Match(p) {
 				continue
 			}
 			out = append(out, p)

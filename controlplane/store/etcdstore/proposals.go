@@ -144,10 +144,7 @@ func (s *Store) ListProposals(ctx context.Context, f store.ProposalFilter) ([]*w
 	if err := s.enter(ctx); err != nil {
 		return nil, err
 	}
-	limit := f.Limit
-	if limit <= 0 {
-		limit = store.DefaultListProposals
-	}
+	limit := f.Max()
 	cctx, cancel := s.call(ctx)
 	defer cancel()
 	resp, err := s.cli.Get(cctx, s.proposalsDir(), clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend))
@@ -164,10 +161,7 @@ func (s *Store) ListProposals(ctx context.Context, f store.ProposalFilter) ([]*w
 			s.damage.Skip("proposal", clipKey(string(kv.Key)), err)
 			continue
 		}
-		if f.Pool != "" && p.GetPool() != f.Pool {
-			continue
-		}
-		if f.OpenOnly && p.GetState() != wsfleetv1.ProposalState_PROPOSAL_STATE_OPEN {
+		if !f.Match(p) {
 			continue
 		}
 		out = append(out, p)

@@ -73,16 +73,13 @@ func (s *memStore) ListProposals(ctx context.Context, f store.ProposalFilter) ([
 	if err := s.enter(ctx); err != nil {
 		return nil, err
 	}
-	limit := f.Limit
-	if limit <= 0 {
-		limit = store.DefaultListProposals
-	}
+	limit := f.Max()
 	var out []*wsfleetv1.Proposal
 	for _, q := range slices.Backward(s.props.list) {
 		if len(out) >= limit {
 			break
 		}
-		if (f.Pool == "" || q.GetPool() == f.Pool) && (!f.OpenOnly || q.GetState() == wsfleetv1.ProposalState_PROPOSAL_STATE_OPEN) {
+		if f.Match(q) {
 			out = append(out, cloneProposal(q))
 		}
 	}
