@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -253,7 +254,7 @@ func (e *Evaluator) evaluate(ctx context.Context, canary *wsfleetv1.PolicyRevisi
 		return nil, fmt.Errorf("count the canary's events: %w", err)
 	}
 	var missing []string
-	for _, m := range append(rest.GetMissingReplicas(), onCanary.GetMissingReplicas()...) {
+	for _, m := range slices.Concat(rest.GetMissingReplicas(), onCanary.GetMissingReplicas()) {
 		missing = append(missing, m.GetReplica()+": "+m.GetError())
 	}
 	if len(missing) > 0 {
